@@ -1,0 +1,38 @@
+"""maskscope: explain image segmentation models by perturbation, in 2D and 3D.
+
+Quick start::
+
+    from maskscope import SegRISE
+    expl = SegRISE(model).explain(image, n_masks=1000)
+    expl.to_png("segrise.png")
+"""
+
+from .engine import RunOptions, describe_params
+from .explanation import Explanation
+from .methods import (
+    METHODS,
+    RISE,
+    Method,
+    PixelRISE,
+    PixelRISEParams,
+    RISEParams,
+    SegRISE,
+    SegRISEParams,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "RISE",
+    "Explanation",
+    "Method",
+    "PixelRISE",
+    "PixelRISEParams",
+    "RISEParams",
+    "RunOptions",
+    "SegRISE",
+    "SegRISEParams",
+    "__version__",
+    "describe_params",
+]

@@ -1,0 +1,191 @@
+"""Running sums that give an unbiased saliency map after every chunk.
+
+An accumulator receives chunks of ``(start, masks (B, 1, *sp), scores)`` and can be asked
+for a :class:`Partial` at any time: the map estimated from the masks seen so far, its
+per-voxel standard error where one is defined, and named extra maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["Partial", "PixelMax", "WeightedSum", "accumulation_dtype"]
+
+
+def accumulation_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (everywhere but Apple's MPS), else float32."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@dataclass
+class Partial:
+    """What an accumulator knows so far (tensors on the device, flat or spatial)."""
+
+    map: torch.Tensor
+    stderr: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class WeightedSum:
+    """RISE estimate ``S = Σ wᵢ mᵢ / (n p)`` and its per-voxel standard error.
+
+    With ``Xᵢ = wᵢ mᵢ / p`` the map is the sample mean of the ``Xᵢ``, an unbiased estimate
+    of ``E[w m] / p`` after any number ``n`` of masks; the standard error is
+    ``sqrt(var(X) / n)`` with the unbiased sample variance.
+
+    Parameters
+    ----------
+    spatial
+        The spatial shape of the masks.
+    p_keep
+        The masks' keep probability ``p``.
+    device
+        Where the sums live.
+    """
+
+    def __init__(self, spatial: tuple[int, ...], p_keep: float, device: torch.device) -> None:
+        self.spatial = tuple(spatial)
+        self.p = float(p_keep)
+        self.dtype = accumulation_dtype(device)
+        n_vox = math.prod(self.spatial)
+        self.s1 = torch.zeros(n_vox, dtype=self.dtype, device=device)
+        self.s2 = torch.zeros(n_vox, dtype=self.dtype, device=device)
+        self.n = 0
+
+    def update(self, start: int, masks: torch.Tensor, weights: torch.Tensor) -> None:
+        """Add a chunk: ``masks (B, 1, *sp)`` with weights ``(B,)``."""
+        m = masks.reshape(masks.shape[0], -1).to(self.dtype)
+        w = weights.to(self.dtype)
+        self.s1.add_(w @ m)
+        self.s2.add_((w * w) @ (m * m))
+        self.n += masks.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        """The current map, flat."""
+        return self.s1 / (max(self.n, 1) * self.p)
+
+    def stderr(self) -> torch.Tensor | None:
+        """Per-voxel standard error of the current map (None before two masks)."""
+        n = self.n
+        if n < 2:
+            return None
+        mean_x = self.s1 / (n * self.p)
+        mean_x2 = self.s2 / (n * self.p * self.p)
+        var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
+        return torch.sqrt(var / n)
+
+    def partial(self) -> Partial:
+        """Map and standard error, shaped like the image."""
+        se = self.stderr()
+        return Partial(
+            map=self.mean().reshape(self.spatial),
+            stderr=None if se is None else se.reshape(self.spatial),
+        )
+
+
+class PixelMax:
+    """Max-merge of per-pixel RISE maps: ``max_j Σᵢ s_ij mᵢ / (n p)`` over P pixels.
+
+    The exact result needs, for every one of the P pixels, its own weighted sum over all
+    voxels. When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and
+    updated per chunk, so every snapshot is the exact max-merge of the masks so far.
+    Otherwise the pixels are split in tiles that fit: the first tile is accumulated during
+    the model pass (snapshots show the max over that tile), the scores of all masks are kept
+    (``n × P``, small), and :meth:`finish` regenerates the masks (no model calls) for each
+    further tile. The model is never run more than once per mask.
+
+    Parameters
+    ----------
+    spatial
+        The spatial shape of the masks.
+    n_pixels
+        Number of pixel scores per mask, P.
+    p_keep
+        The masks' keep probability.
+    n_total
+        Number of masks that will be added.
+    masks
+        ``(start, stop) -> (b, 1, *sp)``: regenerates masks for the extra tiles.
+    device
+        Where the sums live.
+    max_bytes
+        Memory budget of the accumulator.
+    chunk
+        Masks per product when regenerating.
+    """
+
+    def __init__(
+        self,
+        spatial: tuple[int, ...],
+        n_pixels: int,
+        p_keep: float,
+        n_total: int,
+        masks: Callable[[int, int], torch.Tensor],
+        device: torch.device,
+        max_bytes: int = 512 * 2**20,
+        chunk: int = 64,
+    ) -> None:
+        self.spatial = tuple(spatial)
+        self.n_vox = math.prod(self.spatial)
+        self.p = float(p_keep)
+        self.n_pixels = int(n_pixels)
+        self.masks_fn = masks
+        self.chunk = int(chunk)
+        self.device = device
+        per_pixel = self.n_vox * 4
+        self.tile = max(1, min(self.n_pixels, max_bytes // per_pixel))
+        self.n_tiles = math.ceil(self.n_pixels / self.tile)
+        self.acc = torch.zeros(self.tile, self.n_vox, dtype=torch.float32, device=device)
+        self.scores = (
+            torch.zeros(n_total, self.n_pixels, dtype=torch.float32, device=device)
+            if self.n_tiles > 1
+            else None
+        )
+        self.best: torch.Tensor | None = None  # running max over finished tiles (sums)
+        self.tiles_done = 0
+        self.n = 0
+        self.mean_acc = WeightedSum(self.spatial, p_keep, device)
+
+    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
+        """Add a chunk: ``masks (B, 1, *sp)`` with pixel scores ``(B, P)``."""
+        b = masks.shape[0]
+        m = masks.reshape(b, -1).float()
+        s = scores.float()
+        if self.scores is not None:
+            self.scores[start : start + b] = s
+        self.acc.addmm_(s[:, : self.tile].T, m)
+        self.mean_acc.update(start, masks, s.mean(dim=1))
+        self.n += b
+
+    def _current_max(self) -> torch.Tensor:
+        cur = self.acc.amax(dim=0)
+        return cur if self.best is None else torch.maximum(self.best, cur)
+
+    def partial(self) -> Partial:
+        """The max-merged map over the pixels accumulated so far (mean-merged as extra)."""
+        value = self._current_max().double() / (max(self.n, 1) * self.p)
+        mean = self.mean_acc.mean().reshape(self.spatial)
+        return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
+
+    def finish(self) -> Iterator[int]:
+        """Accumulate the remaining pixel tiles; yields the number of tiles done."""
+        self.tiles_done = 1
+        if self.scores is None:
+            return
+        self.scores = self.scores[: self.n]
+        for t in range(1, self.n_tiles):
+            self.best = self._current_max()
+            lo, hi = t * self.tile, min((t + 1) * self.tile, self.n_pixels)
+            acc = self.acc[: hi - lo]
+            acc.zero_()
+            for start in range(0, self.n, self.chunk):
+                stop = min(start + self.chunk, self.n)
+                m = self.masks_fn(start, stop).reshape(stop - start, -1).float()
+                acc.addmm_(self.scores[start:stop, lo:hi].T, m)
+            self.acc = acc
+            self.tiles_done = t + 1
+            yield self.tiles_done

@@ -1,0 +1,246 @@
+"""Input checks: images, models, references and model outputs.
+
+Every check raises ``TypeError`` or ``ValueError`` naming what was expected and what was
+given, so that nothing fails later with an obscure torch error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "InputLayout",
+    "check_output",
+    "model_device_dtype",
+    "model_layout",
+    "normalize_spacing",
+    "prepare_image",
+    "prepare_reference",
+    "resolve_slices",
+]
+
+_CONV_NAMES = {
+    "Conv2d": 2,
+    "Conv3d": 3,
+    "ConvTranspose2d": 2,
+    "ConvTranspose3d": 3,
+    "LazyConv2d": 2,
+    "LazyConv3d": 3,
+}
+
+
+def model_layout(model: Callable) -> tuple[int | None, int | None]:
+    """Spatial dimensionality and input channels of a model, from its first convolution.
+
+    Works for ``nn.Module`` and TorchScript modules; returns ``(None, None)`` when the
+    model has no recognisable convolution (plain callables, exported programs).
+    """
+    modules = getattr(model, "modules", None)
+    if modules is None:
+        return None, None
+    try:
+        for m in modules():
+            name = getattr(m, "original_name", None) or type(m).__name__
+            if name in _CONV_NAMES:
+                in_ch = getattr(m, "in_channels", None)
+                return _CONV_NAMES[name], (int(in_ch) if in_ch else None)
+    except Exception:  # a callable with an unusual modules(): give up on inference
+        return None, None
+    return None, None
+
+
+def model_device_dtype(model: Callable) -> tuple[torch.device | None, torch.dtype | None]:
+    """Device and floating dtype of a model's first parameter or buffer, if it has any."""
+    for getter in ("parameters", "buffers"):
+        fn = getattr(model, getter, None)
+        if fn is None:
+            continue
+        try:
+            for t in fn():
+                if torch.is_tensor(t) and t.is_floating_point():
+                    return t.device, t.dtype
+        except Exception:
+            return None, None
+    return None, None
+
+
+def _as_tensor(image: Any, name: str) -> torch.Tensor:
+    if torch.is_tensor(image):
+        t = image.detach()
+    elif isinstance(image, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(image))
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}"
+        )
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    return t
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How an input array maps onto the model.
+
+    Attributes
+    ----------
+    image
+        The input as ``(C, *spatial)``, float, on the CPU.
+    spatial_dims
+        The model's spatial dimensionality (2 or 3).
+    slice_by_slice
+        True when a 2D model explains a 3D volume one ``(H, W)`` slice at a time.
+    """
+
+    image: torch.Tensor
+    spatial_dims: int
+    slice_by_slice: bool
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial shape of the whole input (the volume when slice by slice)."""
+        return tuple(self.image.shape[1:])
+
+
+def prepare_image(
+    image: Any,
+    spatial_dims: int | None,
+    in_channels: int | None,
+) -> InputLayout:
+    """Bring an image to ``(C, *spatial)`` and decide whether to go slice by slice.
+
+    Parameters
+    ----------
+    image
+        ``(H, W)``, ``(C, H, W)``, ``(D, H, W)`` or ``(C, D, H, W)``, numpy or torch.
+    spatial_dims
+        The model's spatial dimensionality when known (2 or 3).
+    in_channels
+        The model's input channels when known.
+    """
+    t = _as_tensor(image, "image")
+    if not t.is_floating_point():
+        t = t.float()
+    if t.ndim not in (2, 3, 4):
+        raise ValueError(
+            "image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), "
+            f"got an array of shape {tuple(t.shape)}"
+        )
+    if not torch.isfinite(t).all():
+        raise ValueError("image contains NaN or infinite values")
+    if spatial_dims not in (None, 2, 3):
+        raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}")
+    shape = tuple(t.shape)
+    if t.ndim == 2:
+        if spatial_dims == 3:
+            raise ValueError(f"a 3D model needs a (D, H, W) volume, got a 2D image {shape}")
+        return InputLayout(t.unsqueeze(0), 2, False)
+    if t.ndim == 4:
+        return InputLayout(t, spatial_dims or 3, spatial_dims == 2)
+    # ndim == 3: (C, H, W) for a 2D model, (D, H, W) for a 3D one, or a volume for a 2D model
+    if spatial_dims == 3:
+        return InputLayout(t.unsqueeze(0), 3, False)
+    if spatial_dims == 2:
+        if in_channels is not None and shape[0] != in_channels:
+            if in_channels == 1:
+                return InputLayout(t.unsqueeze(0), 2, True)
+            raise ValueError(
+                f"the model takes {in_channels} channels; an image of shape {shape} is "
+                f"neither (C={in_channels}, H, W) nor a one-channel (D, H, W) volume"
+            )
+        return InputLayout(t, 2, False)
+    raise ValueError(
+        f"cannot tell whether an image of shape {shape} is (C, H, W) for a 2D model or "
+        "(D, H, W) for a 3D model: pass spatial_dims=2 or spatial_dims=3 to the method"
+    )
+
+
+def resolve_slices(slices: Any, depth: int) -> list[int]:
+    """Slice indices for a 2D model on a volume: ``"all"``, an int, or a sequence."""
+    if isinstance(slices, str):
+        if slices == "all":
+            return list(range(depth))
+        raise ValueError(f"slices must be 'all', an int or a list of ints, got {slices!r}")
+    items = [slices] if isinstance(slices, (int, np.integer)) else list(slices)
+    if not items:
+        raise ValueError("slices is empty: give at least one slice index")
+    out = []
+    for s in items:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"slice indices must be ints, got {s!r}")
+        if not -depth <= s < depth:
+            raise ValueError(f"slice index {s} is out of range for a volume of depth {depth}")
+        out.append(int(s) % depth)
+    return sorted(set(out))
+
+
+def normalize_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    """Voxel spacing as ``ndim`` positive floats (default 1.0 per axis)."""
+    if spacing is None:
+        return (1.0,) * ndim
+    if np.isscalar(spacing):
+        spacing = (float(spacing),) * ndim
+    vals = tuple(float(s) for s in spacing)
+    if len(vals) != ndim or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(
+            f"voxel_spacing must be {ndim} positive numbers (one per spatial axis), got {spacing!r}"
+        )
+    return vals
+
+
+def prepare_reference(reference: Any, spatial: Sequence[int], n_classes: int) -> torch.Tensor:
+    """A reference segmentation as an int64 label image of shape ``spatial``.
+
+    Accepts booleans or integer labels in ``[0, K)`` (``[0, 1]`` for a one-channel model).
+    """
+    t = _as_tensor(reference, "reference")
+    spatial = tuple(spatial)
+    if tuple(t.shape) != spatial:
+        raise ValueError(
+            f"reference must have the image's spatial shape {spatial}, got {tuple(t.shape)}"
+        )
+    if t.is_floating_point():
+        if not torch.equal(t, t.round()):
+            raise ValueError("reference must hold integer class labels, got fractional values")
+    t = t.long()
+    k = max(n_classes, 2)
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= k:
+        raise ValueError(f"reference labels must be in [0, {k - 1}], got values in [{lo}, {hi}]")
+    return t
+
+
+def check_output(out: Any, batch: int, spatial: Sequence[int], *, expect_k: int | None = None):
+    """Check a model output: ``(B, K, *spatial)`` or ``(B, K)``, finite.
+
+    Returns the output as a tensor.
+    """
+    if isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]):
+        out = out[0]
+    elif isinstance(out, dict) and "out" in out:
+        out = out["out"]
+    if not torch.is_tensor(out):
+        raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
+    spatial = tuple(spatial)
+    shape = tuple(out.shape)
+    seg_ok = out.ndim == 2 + len(spatial) and shape[0] == batch and shape[2:] == spatial
+    cls_ok = out.ndim == 2 and shape[0] == batch
+    if not (seg_ok or cls_ok):
+        raise ValueError(
+            f"the model must return (B, K, *spatial) = ({batch}, K, {', '.join(map(str, spatial))})"
+            f" or (B, K) = ({batch}, K) for an input batch of {batch}, got {shape}"
+        )
+    if expect_k is not None and shape[1] != expect_k:
+        raise ValueError(
+            f"the model returned {shape[1]} channels, but {expect_k} on the unperturbed input"
+        )
+    if not out.is_floating_point():
+        out = out.float()
+    if not torch.isfinite(out).all():
+        raise ValueError("the model returned NaN or infinite values")
+    return out

@@ -1,0 +1,321 @@
+"""The one loop: masks → perturb → model → score → accumulate → snapshot, chunk by chunk.
+
+Every method and both GUIs go through :func:`run_parts`, a generator of
+:class:`~maskscope.explanation.Explanation` snapshots. Closing the generator cancels the run
+at the next chunk boundary; nothing already yielded changes afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..explanation import Explanation
+from .accumulate import Partial
+from .inputs import check_output
+from .params import param, validate_params
+from .perturb import Perturbation
+
+__all__ = ["ModelRunner", "Part", "RunOptions", "Task", "relative_error", "run_parts"]
+
+
+@dataclass
+class RunOptions:
+    """How a run is executed (shared by every method; not part of the method's maths)."""
+
+    seed: int = param(0, help="Seed of the random masks: same seed, same map.", min=0)
+    batch_size: int = param(
+        16, help="Perturbed inputs per model call (the map does not depend on it).", min=1
+    )
+    tol: float | None = param(
+        None,
+        help="Stop early once the RMS standard error falls below this fraction of the "
+        "map's range (RISE family; None = never).",
+        label="early-stop tolerance",
+        min=0.0,
+        min_exclusive=True,
+        step=0.005,
+    )
+    min_masks: int = param(
+        100, help="Masks evaluated before early stopping may stop the run.", min=2
+    )
+    yield_every: float = param(
+        0.0,
+        help="Seconds between streamed snapshots (0 = after every chunk).",
+        min=0.0,
+        gui=False,
+    )
+
+    def __post_init__(self) -> None:
+        validate_params(self)
+
+
+class Accumulator(Protocol):
+    """What the loop needs of an accumulator."""
+
+    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None: ...
+
+    def partial(self) -> Partial: ...
+
+
+@dataclass
+class Task:
+    """One image (or one slice of a volume) to explain.
+
+    Attributes
+    ----------
+    x
+        The input ``(1, C, *spatial)`` on the device.
+    n_total
+        Number of perturbed inputs.
+    masks
+        ``(start, stop) -> (b, 1, *spatial)`` masks on the device.
+    perturb
+        ``(x, masks) -> (b, C, *spatial)``.
+    score
+        ``outputs -> (b,)`` or ``(b, P)`` scores.
+    accumulator
+        Receives ``(start, masks, scores)``; gives :class:`Partial` maps.
+    reference, prediction
+        Label images ``(*spatial)`` (reference used by the scores, model's own prediction).
+    info
+        Scalars or arrays to report in the snapshot's extras (e.g. a baseline distance).
+    has_stderr
+        Whether the accumulator gives a standard error (early stopping needs one).
+    """
+
+    x: torch.Tensor
+    n_total: int
+    masks: Callable[[int, int], torch.Tensor]
+    perturb: Perturbation
+    score: Callable[[torch.Tensor], torch.Tensor]
+    accumulator: Accumulator
+    reference: torch.Tensor | None = None
+    prediction: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    has_stderr: bool = True
+
+
+@dataclass
+class Part:
+    """Where a task goes in the output, and how to build it (lazily, inside the loop).
+
+    ``prepare`` runs the unperturbed forward pass and returns the :class:`Task`, or None
+    when this slice has nothing to explain (it is then left at 0 and listed as skipped).
+    """
+
+    index: int | None
+    n_total: int
+    prepare: Callable[[], Task | None]
+
+
+class ModelRunner:
+    """Calls the model under ``inference_mode``, checks and counts what it returns."""
+
+    def __init__(self, model: Callable, spatial: tuple[int, ...]) -> None:
+        self.model = model
+        self.spatial = tuple(spatial)
+        self.n_forward = 0
+        self.n_classes: int | None = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.model(batch)
+        out = check_output(out, batch.shape[0], batch.shape[2:], expect_k=self.n_classes)
+        if self.n_classes is None:
+            self.n_classes = int(out.shape[1])
+        self.n_forward += batch.shape[0]
+        return out
+
+
+def relative_error(partial: Partial) -> float | None:
+    """RMS standard error over the map's range (None without a standard error)."""
+    if partial.stderr is None:
+        return None
+    rng = float(partial.map.max() - partial.map.min())
+    rms = float(torch.sqrt(torch.mean(partial.stderr.double() ** 2)))
+    if rng <= 0:
+        return 0.0 if rms == 0 else math.inf
+    return rms / rng
+
+
+def _np(t: torch.Tensor | None, dtype: Any = None) -> np.ndarray | None:
+    if t is None:
+        return None
+    arr = t.detach().to("cpu").numpy()
+    return arr.astype(dtype) if dtype is not None else arr.copy()
+
+
+class _Canvas:
+    """Assembles per-part results into full-size arrays for a snapshot."""
+
+    def __init__(self, spatial: tuple[int, ...], sliced: bool) -> None:
+        self.spatial = spatial
+        self.sliced = sliced
+        self.done: dict[int | None, dict[str, np.ndarray]] = {}
+
+    @staticmethod
+    def collect(task: Task, partial: Partial) -> dict[str, np.ndarray]:
+        out = {"map": _np(partial.map, np.float64)}
+        if partial.stderr is not None:
+            out["stderr"] = _np(partial.stderr, np.float64)
+        for k, v in partial.extras.items():
+            out[f"extra__{k}"] = _np(v, np.float64)
+        for k, v in task.info.items():
+            out[f"extra__{k}"] = np.asarray(v, dtype=np.float64)
+        if task.reference is not None:
+            out["reference"] = _np(task.reference, np.int32)
+        if task.prediction is not None:
+            out["prediction"] = _np(task.prediction, np.int32)
+        return out
+
+    def assemble(self, current: tuple[int | None, dict[str, np.ndarray]] | None):
+        items = dict(self.done)
+        if current is not None:
+            items[current[0]] = current[1]
+        if not self.sliced:
+            return items.get(None, {})
+        merged: dict[str, np.ndarray] = {}
+        depth = self.spatial[0]
+        for z, arrays in items.items():
+            for name, arr in arrays.items():
+                if name not in merged:
+                    merged[name] = np.zeros((depth, *arr.shape), dtype=arr.dtype)
+                merged[name][z] = arr
+        return merged
+
+
+def run_parts(
+    parts: list[Part],
+    runner: ModelRunner,
+    options: RunOptions,
+    *,
+    method: str,
+    params: dict[str, Any],
+    spatial: tuple[int, ...],
+    sliced: bool,
+    image: np.ndarray,
+    voxel_spacing: tuple[float, ...],
+    target_of: Callable[[], int | None],
+    progress: bool | Callable[[Explanation], None] = False,
+) -> Iterator[Explanation]:
+    """Run the parts chunk by chunk and yield snapshots.
+
+    A snapshot is yielded after the first chunk, then after each chunk (or at most every
+    ``options.yield_every`` seconds), and once more at the end with ``done=True``.
+    """
+    t0 = time.perf_counter()
+    n_total = sum(p.n_total for p in parts)
+    n_done = 0
+    canvas = _Canvas(spatial, sliced)
+    skipped: list[int] = []
+    stopped_early = False
+    rel_err: float | None = None
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, desc=method, unit="mask", leave=True)
+    callback = progress if callable(progress) else None
+    last_yield = -math.inf
+    n_yields = 0
+
+    def snapshot(current, *, done: bool = False) -> Explanation:
+        arrays = canvas.assemble(current)
+        extras = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
+        run_params = dict(params)
+        if skipped:
+            run_params["skipped_slices"] = list(skipped)
+        computed = tuple(sorted(z for z in canvas.done if z is not None))
+        if current is not None and current[0] is not None:
+            computed = tuple(sorted({*computed, current[0]}))
+        snap = Explanation(
+            method=method,
+            map=arrays.get("map", np.zeros(spatial)),
+            params=run_params,
+            n_done=n_done,
+            n_total=n_total,
+            elapsed=time.perf_counter() - t0,
+            stderr=arrays.get("stderr"),
+            extras=extras,
+            reference=arrays.get("reference"),
+            prediction=arrays.get("prediction"),
+            image=image,
+            voxel_spacing=voxel_spacing,
+            slices=computed if sliced else None,
+            n_forward=runner.n_forward,
+            done=done,
+            stopped_early=stopped_early,
+            rel_error=rel_err,
+            target=target_of(),
+        )
+        if callback is not None:
+            callback(snap)
+        return snap
+
+    def due() -> bool:
+        return n_yields == 0 or time.perf_counter() - last_yield >= options.yield_every
+
+    try:
+        for part in parts:
+            task = part.prepare()
+            if task is None:
+                skipped.append(part.index)
+                n_total -= part.n_total
+                continue
+            part_done = 0
+            bs = options.batch_size
+            for start in range(0, task.n_total, bs):
+                stop = min(start + bs, task.n_total)
+                masks = task.masks(start, stop)
+                outputs = runner(task.perturb(task.x, masks))
+                task.accumulator.update(start, masks, task.score(outputs))
+                n_done += stop - start
+                part_done = stop
+                if bar is not None:
+                    bar.update(stop - start)
+                partial = None
+                if options.tol is not None and task.has_stderr and part_done >= options.min_masks:
+                    partial = task.accumulator.partial()
+                    rel_err = relative_error(partial)
+                    if rel_err is not None and rel_err <= options.tol:
+                        stopped_early = True
+                        n_total -= task.n_total - part_done
+                        if bar is not None:
+                            bar.total = n_total
+                        break
+                if stop < task.n_total and due():
+                    partial = partial or task.accumulator.partial()
+                    if task.has_stderr:
+                        rel_err = relative_error(partial)
+                    yield snapshot((part.index, canvas.collect(task, partial)))
+                    last_yield, n_yields = time.perf_counter(), n_yields + 1
+            finish = getattr(task.accumulator, "finish", None)
+            if finish is not None:
+                for _ in finish():
+                    if due():
+                        current = canvas.collect(task, task.accumulator.partial())
+                        yield snapshot((part.index, current))
+                        last_yield, n_yields = time.perf_counter(), n_yields + 1
+            final = task.accumulator.partial()
+            if task.has_stderr:
+                rel_err = relative_error(final)
+            canvas.done[part.index] = canvas.collect(task, final)
+            if part is not parts[-1] and due():
+                yield snapshot(None)
+                last_yield, n_yields = time.perf_counter(), n_yields + 1
+        if not canvas.done:
+            raise ValueError(
+                "nothing to explain: the reference segmentation is empty for the target "
+                f"in every slice ({len(skipped)} slices)"
+            )
+        yield snapshot(None, done=True)
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,172 @@
+"""Random RISE masks, generated chunk by chunk on the target device.
+
+A RISE mask (Petsiuk et al. 2018) is a random binary grid of ``s`` cells per axis, each cell
+kept with probability ``p_keep``, upsampled (bi/trilinearly) to ``(s + 1) * cell`` voxels per
+axis with ``cell = ceil(size / s)``, and cropped to the image at a random shift in
+``[0, cell)``. Only the low-resolution grids and the shifts are random: they are drawn in
+fixed blocks of :data:`BLOCK` masks seeded from ``(seed, block index)``, so mask ``i`` is
+the same whatever chunks it is requested in. The upsampling is separable, so it is done as
+one small matrix product per axis instead of a full-size interpolation followed by a crop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["BLOCK", "RiseMasks", "interpolation_matrix"]
+
+#: Number of masks drawn from one seeded random stream.
+BLOCK = 256
+
+
+def interpolation_matrix(n_in: int, n_out: int, *, dtype=torch.float64) -> torch.Tensor:
+    """Linear interpolation matrix of ``F.interpolate(..., align_corners=False)``.
+
+    Parameters
+    ----------
+    n_in, n_out
+        Input and output lengths.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_out, n_in)`` matrix ``R`` such that ``R @ v`` upsamples ``v`` like torch's
+        ``linear`` / ``bilinear`` / ``trilinear`` modes without corner alignment.
+    """
+    scale = n_in / n_out
+    src = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale - 0.5
+    src = src.clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    lam = src - i0.double()
+    mat = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    mat.index_put_((rows, i0), 1.0 - lam, accumulate=True)
+    mat.index_put_((rows, i1), lam, accumulate=True)
+    return mat.to(dtype)
+
+
+def _block_generator(seed: int, block: int, device: torch.device) -> torch.Generator:
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(block)]).generate_state(2)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return gen
+
+
+class RiseMasks:
+    """Seeded random RISE masks for a 2D or 3D image, produced in chunks.
+
+    Parameters
+    ----------
+    spatial
+        The image's spatial shape, ``(H, W)`` or ``(D, H, W)``.
+    grid
+        Number of grid cells ``s``, one int for all axes or one per axis.
+    p_keep
+        Probability that a cell is kept (mask value 1), in (0, 1].
+    seed
+        Seed of the random stream.
+    device
+        Where the masks are produced.
+    dtype
+        Floating dtype of the masks.
+    """
+
+    def __init__(
+        self,
+        spatial: Sequence[int],
+        grid: int | Sequence[int],
+        p_keep: float,
+        seed: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.spatial = tuple(int(s) for s in spatial)
+        nd = len(self.spatial)
+        if nd not in (2, 3):
+            raise ValueError(f"masks need 2 or 3 spatial axes, got shape {self.spatial}")
+        grid_t = (int(grid),) * nd if np.isscalar(grid) else tuple(int(g) for g in grid)
+        if len(grid_t) != nd:
+            raise ValueError(
+                f"grid must be one int or {nd} ints (one per spatial axis), got {grid!r}"
+            )
+        for g, size in zip(grid_t, self.spatial, strict=True):
+            if g < 1:
+                raise ValueError(f"grid cells must be >= 1, got grid={grid_t}")
+            if g > size:
+                raise ValueError(
+                    f"grid {grid_t} is larger than the image {self.spatial}: "
+                    "at most one cell per voxel along each axis"
+                )
+        if not 0.0 < float(p_keep) <= 1.0:
+            raise ValueError(f"p_keep must be in (0, 1], got {p_keep!r}")
+        self.grid = grid_t
+        self.p_keep = float(p_keep)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.cells = tuple(math.ceil(s / g) for s, g in zip(self.spatial, grid_t, strict=True))
+        self._mats = [
+            interpolation_matrix(g, (g + 1) * c, dtype=dtype).to(self.device)
+            for g, c in zip(grid_t, self.cells, strict=True)
+        ]
+        self._block_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def _block(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._block_cache is not None and self._block_cache[0] == b:
+            return self._block_cache[1], self._block_cache[2]
+        gen = _block_generator(self.seed, b, self.device)
+        grids = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device) < self.p_keep
+        shifts = torch.stack(
+            [torch.randint(0, c, (BLOCK,), generator=gen, device=self.device) for c in self.cells],
+            dim=1,
+        )
+        self._block_cache = (b, grids, shifts)
+        return grids, shifts
+
+    def params(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random part of masks ``start .. stop-1``.
+
+        Returns
+        -------
+        grids : torch.Tensor
+            Boolean ``(n, *grid)`` low-resolution grids (True = kept).
+        shifts : torch.Tensor
+            Integer ``(n, ndim)`` crop offsets, each in ``[0, cell)``.
+        """
+        grids, shifts = [], []
+        i = start
+        while i < stop:
+            b, off = divmod(i, BLOCK)
+            take = min(stop - i, BLOCK - off)
+            g, s = self._block(b)
+            grids.append(g[off : off + take])
+            shifts.append(s[off : off + take])
+            i += take
+        return torch.cat(grids), torch.cat(shifts)
+
+    def render(self, grids: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Upsample and crop grids to full-resolution masks ``(n, 1, *spatial)``."""
+        n = grids.shape[0]
+        x = grids.to(self.dtype)
+        # Contract the last grid axis first, then the ones before, so that each product
+        # turns one low-resolution axis into a cropped full-resolution axis.
+        nd = len(self.spatial)
+        for ax in reversed(range(nd)):
+            size = self.spatial[ax]
+            rows = shifts[:, ax : ax + 1] + torch.arange(size, device=self.device)
+            r = self._mats[ax][rows]  # (n, size, g)
+            x = torch.movedim(x, 1 + ax, -1)  # (n, ..., g)
+            lead = x.shape[1:-1]
+            x = torch.bmm(x.reshape(n, -1, x.shape[-1]), r.transpose(1, 2))
+            x = x.reshape(n, *lead, size)
+            x = torch.movedim(x, -1, 1 + ax)
+        return x.unsqueeze(1).contiguous()
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1]."""
+        return self.render(*self.params(start, stop))

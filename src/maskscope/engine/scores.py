@@ -1,0 +1,155 @@
+"""Scores: turn a batch of model outputs into one weight per mask (or per mask and pixel).
+
+All functions are batched and stay on the outputs' device.
+
+Conventions
+-----------
+* ``outputs`` are ``(B, K, *spatial)`` for a segmentation model, ``(B, K)`` for a classifier,
+  as logits (``kind="logits"``: softmax over K, or sigmoid when K = 1) or probabilities
+  (``kind="probabilities"``).
+* A segmentation is a label image: ``argmax`` over K, or ``p > 0.5`` when K = 1 (label 1 is
+  the foreground).
+* Overlap scores (:func:`dice`, :func:`iou`) compare hard segmentations per class and average
+  over the requested classes. A class that is empty in both segmentations is left out of the
+  average (there is nothing to disagree about); when it is empty in both for every requested
+  class the score is 1. A class present in one and absent in the other scores 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = [
+    "OVERLAP_SCORES",
+    "OverlapScore",
+    "class_probability",
+    "dice",
+    "get_overlap_score",
+    "iou",
+    "pixel_probabilities",
+    "probabilities",
+    "region_mean_probability",
+    "segmentation",
+]
+
+OUTPUT_KINDS = ("logits", "probabilities")
+
+
+def probabilities(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
+    """Class probabilities from model outputs (softmax over K, or sigmoid when K = 1)."""
+    if kind == "probabilities":
+        return outputs
+    if kind != "logits":
+        raise ValueError(f"kind must be one of {OUTPUT_KINDS}, got {kind!r}")
+    if outputs.shape[1] == 1:
+        return torch.sigmoid(outputs)
+    return torch.softmax(outputs, dim=1)
+
+
+def segmentation(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
+    """Hard label image ``(B, *spatial)`` (int64) from segmentation outputs."""
+    if outputs.shape[1] == 1:
+        threshold = 0.0 if kind == "logits" else 0.5
+        return (outputs[:, 0] > threshold).long()
+    return outputs.argmax(dim=1)
+
+
+def _target_probability(outputs: torch.Tensor, target: int, kind: str) -> torch.Tensor:
+    probs = probabilities(outputs, kind)
+    if probs.shape[1] == 1:
+        p1 = probs[:, 0]
+        return p1 if target == 1 else 1.0 - p1
+    return probs[:, target]
+
+
+def class_probability(outputs: torch.Tensor, target: int, kind: str = "logits") -> torch.Tensor:
+    """Probability of ``target`` for a classifier's ``(B, K)`` outputs → ``(B,)``."""
+    return _target_probability(outputs, target, kind)
+
+
+def region_mean_probability(
+    outputs: torch.Tensor, region: torch.Tensor, target: int, kind: str = "logits"
+) -> torch.Tensor:
+    """Mean probability of ``target`` over the voxels of ``region`` → ``(B,)``.
+
+    ``region`` is a boolean ``spatial`` mask (usually the reference segment).
+    """
+    p = _target_probability(outputs, target, kind).flatten(1)
+    idx = region.flatten().nonzero().squeeze(1)
+    return p.index_select(1, idx).mean(dim=1)
+
+
+def pixel_probabilities(
+    outputs: torch.Tensor, index: torch.Tensor, target: int, kind: str = "logits"
+) -> torch.Tensor:
+    """Probability of ``target`` at the flat voxel indices ``index`` → ``(B, P)``."""
+    p = _target_probability(outputs, target, kind).flatten(1)
+    return p.index_select(1, index)
+
+
+def _overlap_counts(
+    pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    b = pred.shape[0]
+    pred = pred.reshape(b, -1)
+    ref = ref.reshape(1, -1)
+    inter, n_pred, n_ref = [], [], []
+    for c in classes:
+        pc = pred == c
+        rc = ref == c
+        inter.append((pc & rc).sum(dim=1))
+        n_pred.append(pc.sum(dim=1))
+        n_ref.append(rc.sum(dim=1).expand(b))
+    return (
+        torch.stack(inter, 1).double(),
+        torch.stack(n_pred, 1).double(),
+        torch.stack(n_ref, 1).double(),
+    )
+
+
+def _mean_over_present(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    n = present.sum(dim=1)
+    total = torch.where(present, values, torch.zeros_like(values)).sum(dim=1)
+    return torch.where(n > 0, total / n.clamp(min=1), torch.ones_like(total))
+
+
+def dice(pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Hard Dice between predictions ``(B, *sp)`` and a reference ``(*sp)``, per class averaged.
+
+    ``2 |P ∩ R| / (|P| + |R|)`` for each class in ``classes``; see the module notes for the
+    empty cases. Returns ``(B,)`` float64.
+    """
+    inter, n_pred, n_ref = _overlap_counts(pred, ref, classes)
+    denom = n_pred + n_ref
+    present = denom > 0
+    values = 2.0 * inter / denom.clamp(min=1)
+    return _mean_over_present(values, present)
+
+
+def iou(pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """Hard intersection over union (Jaccard), same conventions as :func:`dice`."""
+    inter, n_pred, n_ref = _overlap_counts(pred, ref, classes)
+    union = n_pred + n_ref - inter
+    present = union > 0
+    values = inter / union.clamp(min=1)
+    return _mean_over_present(values, present)
+
+
+#: Signature of an overlap score: ``(pred (B, *sp), ref (*sp), classes) -> (B,)``.
+OverlapScore = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
+
+#: Overlap scores by name, as listed by the GUIs.
+OVERLAP_SCORES: dict[str, OverlapScore] = {"dice": dice, "iou": iou}
+
+
+def get_overlap_score(score: str | OverlapScore) -> OverlapScore:
+    """Resolve a score name or callable once; unknown names list the valid ones."""
+    if callable(score):
+        return score
+    try:
+        return OVERLAP_SCORES[score]
+    except KeyError:
+        valid = ", ".join(repr(k) for k in OVERLAP_SCORES)
+        raise ValueError(f"score must be one of {valid} or a callable, got {score!r}") from None

@@ -1,0 +1,236 @@
+"""The :class:`Explanation` snapshot: a saliency map and everything needed to trust it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Explanation"]
+
+_ARRAYS = ("map", "stderr", "reference", "prediction", "image")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One snapshot of an explanation, complete or in progress.
+
+    Every snapshot owns its arrays: later snapshots of the same run never change it.
+
+    Attributes
+    ----------
+    method
+        ``"RISE"``, ``"PixelRISE"``, ``"SegRISE"`` or ``"HDM"``.
+    map
+        The saliency map, shaped like the input's spatial axes (``(H, W)`` or ``(D, H, W)``).
+        For a 2D model explained slice by slice, slices not computed are 0 (see ``slices``).
+    params
+        The method's parameters and the run's options (JSON-serialisable).
+    n_done, n_total
+        Perturbed inputs evaluated so far and planned.
+    elapsed
+        Seconds since the run started.
+    stderr
+        Per-voxel standard error of ``map`` (RISE family; None where undefined).
+    extras
+        Further named maps (e.g. ``"mean"`` for a max-merged PixelRISE, HDM's views).
+    reference
+        The reference segmentation the scores compare with (label image), when one is used.
+    prediction
+        The model's segmentation of the unperturbed input, when the model segments.
+    image
+        The input ``(C, *spatial)`` (shared between snapshots of one run, never modified).
+    voxel_spacing
+        Physical size of a voxel per spatial axis.
+    slices
+        The computed slices when a 2D model explains a volume, else None.
+    n_forward
+        Images passed through the model so far (perturbed inputs + unperturbed ones).
+    done
+        True for the last snapshot of a run that was not interrupted.
+    stopped_early
+        True when the run stopped because the standard error reached the tolerance.
+    rel_error
+        RMS standard error divided by the map's range (RISE family), else None.
+    target
+        The explained class.
+    """
+
+    method: str
+    map: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+    n_done: int = 0
+    n_total: int = 0
+    elapsed: float = 0.0
+    stderr: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+    image: np.ndarray | None = None
+    voxel_spacing: tuple[float, ...] = ()
+    slices: tuple[int, ...] | None = None
+    n_forward: int = 0
+    done: bool = False
+    stopped_early: bool = False
+    rel_error: float | None = None
+    target: int | None = None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the planned work done, in [0, 1]."""
+        return 1.0 if self.n_total == 0 else min(1.0, self.n_done / self.n_total)
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes of the map."""
+        return self.map.ndim
+
+    def to_torch(self, name: str = "map", device: Any = None):
+        """A map as a torch tensor: ``"map"``, ``"stderr"`` or the name of an extra."""
+        import torch
+
+        arr = self.extras[name] if name in self.extras else getattr(self, name)
+        if arr is None:
+            raise ValueError(f"this explanation has no {name!r}")
+        return torch.from_numpy(np.array(arr)).to(device or "cpu")
+
+    def with_status(self, **changes: Any) -> Explanation:
+        """A copy with some fields changed (e.g. ``done``)."""
+        return replace(self, **changes)
+
+    # ---------------------------------------------------------------- save / load
+    def save(self, path: str | Path, *, include_image: bool = True) -> Path:
+        """Save to a compressed ``.npz`` file with the parameters as JSON.
+
+        Parameters
+        ----------
+        path
+            Destination; ``.npz`` is appended when missing.
+        include_image
+            Also store the input image.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays: dict[str, np.ndarray] = {}
+        for name in _ARRAYS:
+            value = getattr(self, name)
+            if value is not None and (name != "image" or include_image):
+                arrays[name] = np.asarray(value)
+        for name, value in self.extras.items():
+            arrays[f"extra__{name}"] = np.asarray(value)
+        meta = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in _ARRAYS and f.name != "extras"
+        }
+        meta["slices"] = list(self.slices) if self.slices is not None else None
+        meta["voxel_spacing"] = list(self.voxel_spacing)
+        arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
+        np.savez_compressed(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Explanation:
+        """Load an explanation written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            if "meta" not in data or "map" not in data:
+                raise ValueError(f"{path} is not a maskscope explanation (no 'meta'/'map' entries)")
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in _ARRAYS if name in data}
+            extras = {k[len("extra__") :]: data[k] for k in data.files if k.startswith("extra__")}
+        meta["voxel_spacing"] = tuple(meta.get("voxel_spacing") or ())
+        if meta.get("slices") is not None:
+            meta["slices"] = tuple(meta["slices"])
+        known = {f.name for f in fields(cls)}
+        meta = {k: v for k, v in meta.items() if k in known}
+        return cls(**meta, **arrays, extras=extras)
+
+    # ---------------------------------------------------------------- rendering
+    def default_slice(self) -> int | None:
+        """The slice shown by default for a 3D map (None for 2D)."""
+        if self.map.ndim == 2:
+            return None
+        if self.slices:
+            return self.slices[len(self.slices) // 2]
+        if self.reference is not None and self.reference.any():
+            zs = np.nonzero(self.reference)[0]
+            return int(np.round(zs.mean()))
+        return self.map.shape[0] // 2
+
+    def to_png(
+        self,
+        path: str | Path | None = None,
+        *,
+        view: str = "map",
+        slice_index: int | None = None,
+        cmap: str = "inferno",
+        alpha: float = 0.6,
+        with_image: bool = True,
+        contour: bool = True,
+    ) -> bytes:
+        """Render the map over the image as a PNG.
+
+        Parameters
+        ----------
+        path
+            Also write the PNG here.
+        view
+            ``"map"``, ``"stderr"`` or the name of an extra map.
+        slice_index
+            For 3D maps, the slice along the first axis (default: :meth:`default_slice`).
+        cmap
+            A colormap name understood by the ``cmap`` package.
+        alpha
+            Opacity of the saliency over the image.
+        with_image
+            Draw the image underneath (when stored).
+        contour
+            Outline the reference segmentation.
+
+        Returns
+        -------
+        bytes
+            The PNG file's content.
+        """
+        from .render import overlay_rgb, png_bytes
+
+        arr = self.extras.get(view) if view in self.extras else getattr(self, view, None)
+        if arr is None or not isinstance(arr, np.ndarray):
+            valid = ["map", *(["stderr"] if self.stderr is not None else []), *self.extras]
+            raise ValueError(f"view must be one of {valid}, got {view!r}")
+        z = slice_index if slice_index is not None else self.default_slice()
+        img2d = ref2d = None
+        if with_image and self.image is not None:
+            img2d = self.image[0] if z is None else self.image[0, z]
+        if contour and self.reference is not None:
+            ref2d = self.reference if z is None else self.reference[z]
+        sal = arr if z is None else arr[z]
+        rgb = overlay_rgb(sal, img2d, cmap=cmap, alpha=alpha, contour=ref2d)
+        data = png_bytes(rgb)
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    def _repr_png_(self) -> bytes:
+        return self.to_png()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else ("stopped early" if self.stopped_early else "partial")
+        return (
+            f"Explanation({self.method}, map {self.map.shape}, {self.n_done}/{self.n_total} "
+            f"{state}, {self.elapsed:.1f} s)"
+        )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    return repr(obj)

@@ -1,0 +1,126 @@
+"""RISE: randomized input sampling (Petsiuk et al. 2018), for classifiers and segments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..engine.accumulate import WeightedSum
+from ..engine.loop import Task
+from ..engine.masks import RiseMasks
+from ..engine.params import param
+from ..engine.perturb import make_perturbation
+from ..engine.scores import class_probability, region_mean_probability
+from .base import Context, Method
+
+__all__ = ["RISE", "RISEParams", "rise_task_parts"]
+
+
+@dataclass
+class RISEParams:
+    """Parameters of RISE-style random masks (shared by RISE, PixelRISE and SegRISE)."""
+
+    n_masks: int = param(
+        1000, help="Number of random masks N (more masks, less noise).", min=1, max=1_000_000
+    )
+    grid: int | tuple[int, ...] = param(
+        8, help="Grid cells s per axis of the random masks (larger = finer detail).", min=1
+    )
+    p_keep: float = param(
+        0.5,
+        help="Probability p that a grid cell is kept (shows the input).",
+        min=0.0,
+        min_exclusive=True,
+        max=1.0,
+        step=0.05,
+    )
+    baseline: float | str = param(
+        0.0,
+        help="What hidden voxels become: 0 (multiply), a value, or the image's 'min' / 'mean'.",
+        choices=("min", "mean"),
+    )
+
+
+def rise_task_parts(ctx: Context, params: RISEParams):
+    """The masks and perturbation shared by the RISE family."""
+    masks = RiseMasks(
+        ctx.spatial, params.grid, params.p_keep, ctx.seed, device=ctx.device, dtype=ctx.x.dtype
+    )
+    return masks, make_perturbation(ctx.x, params.baseline)
+
+
+class RISE(Method):
+    """RISE saliency: masks weighted by a scalar score of the model's output.
+
+    For a classifier the score is the probability of the target class. For a segmentation
+    model it is the mean probability of the target class over the reference segment (which
+    makes RISE identical to ``PixelRISE(merge="mean")``). Any other scalar score can be
+    given as ``score_fn``.
+
+    Parameters
+    ----------
+    model
+        See :class:`~maskscope.methods.base.Method`.
+    score_fn
+        Optional ``outputs (B, ...) -> (B,)`` score replacing the default.
+    **kwargs
+        ``outputs``, ``spatial_dims``, ``device`` (see :class:`Method`).
+
+    Examples
+    --------
+    >>> expl = RISE(model).explain(image, n_masks=2000, grid=8, p_keep=0.5)  # doctest: +SKIP
+    """
+
+    name = "RISE"
+    Params = RISEParams
+    needs_segmentation = False
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        if score_fn is not None and not callable(score_fn):
+            raise TypeError(f"score_fn must be callable, got {type(score_fn).__name__}")
+        self.score_fn = score_fn
+
+    def make_task(self, ctx: Context, params: RISEParams) -> Task:
+        """Random masks, weighted sum of the scalar scores."""
+        masks, perturb = rise_task_parts(ctx, params)
+        if self.score_fn is not None:
+            user = self.score_fn
+
+            def score(out: torch.Tensor) -> torch.Tensor:
+                w = user(out)
+                if not torch.is_tensor(w) or tuple(w.shape) != (out.shape[0],):
+                    got = tuple(w.shape) if torch.is_tensor(w) else type(w).__name__
+                    raise ValueError(f"score_fn must return a ({out.shape[0]},) tensor, got {got}")
+                return w
+        elif ctx.is_segmentation:
+            region = ctx.region()
+            target, kind = ctx.target, ctx.kind
+
+            def score(out: torch.Tensor) -> torch.Tensor:
+                return region_mean_probability(out, region, target, kind)
+        else:
+            target, kind = ctx.target, ctx.kind
+
+            def score(out: torch.Tensor) -> torch.Tensor:
+                return class_probability(out, target, kind)
+
+        return Task(
+            x=ctx.x,
+            n_total=params.n_masks,
+            masks=masks,
+            perturb=perturb,
+            score=score,
+            accumulator=WeightedSum(ctx.spatial, params.p_keep, ctx.device),
+            reference=ctx.reference,
+            prediction=ctx.prediction,
+        )

@@ -1,0 +1,63 @@
+"""SegRISE: RISE masks weighted by the overlap (Dice) of perturbed and reference segmentations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..engine.accumulate import WeightedSum
+from ..engine.loop import Task
+from ..engine.params import param
+from ..engine.scores import OVERLAP_SCORES, get_overlap_score, segmentation
+from .base import Context, Method
+from .rise import RISEParams, rise_task_parts
+
+__all__ = ["SegRISE", "SegRISEParams"]
+
+
+@dataclass
+class SegRISEParams(RISEParams):
+    """RISE mask parameters plus the overlap score."""
+
+    score: str = param(
+        "dice",
+        help="Overlap between the perturbed and the reference segmentation used as weight.",
+        choices=tuple(OVERLAP_SCORES),
+    )
+
+
+class SegRISE(Method):
+    """Dice-weighted RISE for segmentation models.
+
+    Each mask is weighted by the hard Dice (or IoU) between the model's segmentation of the
+    masked input and the reference segmentation, for the target class or averaged over the
+    foreground classes (``target=None``). Regions whose presence keeps the segmentation
+    intact get high saliency. Classes empty in both segmentations are left out of the
+    average, and a mask whose segmentation matches an all-empty reference scores 1: Dice
+    is never NaN (see :mod:`maskscope.engine.scores`).
+    """
+
+    name = "SegRISE"
+    Params = SegRISEParams
+    target_none_means_all = True
+
+    def make_task(self, ctx: Context, params: SegRISEParams) -> Task:
+        """Random masks weighted by the overlap score."""
+        masks, perturb = rise_task_parts(ctx, params)
+        overlap = get_overlap_score(params.score)
+        reference, classes, kind = ctx.reference, ctx.classes(), ctx.kind
+
+        def score(out: torch.Tensor) -> torch.Tensor:
+            return overlap(segmentation(out, kind), reference, classes)
+
+        return Task(
+            x=ctx.x,
+            n_total=params.n_masks,
+            masks=masks,
+            perturb=perturb,
+            score=score,
+            accumulator=WeightedSum(ctx.spatial, params.p_keep, ctx.device),
+            reference=ctx.reference,
+            prediction=ctx.prediction,
+        )

@@ -1,0 +1,87 @@
+"""Shared test models: small, deterministic, and easy to reason about."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+class ThresholdNet(nn.Module):
+    """Segments voxels whose local mean exceeds 0.5: logits (B, 2, *spatial).
+
+    A fixed box filter, so its output depends smoothly on what the masks hide.
+    """
+
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1, width: int = 3) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.conv = conv(in_channels, 1, width, padding=width // 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0 / (in_channels * width**spatial_dims))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.conv(x) - 0.5
+        return torch.cat([-m, m], dim=1) * 8.0
+
+
+class TinyClassifier(nn.Module):
+    """Two classes from the mean of the left and right halves of a 2D image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        w = y.shape[-1] // 2
+        return torch.stack([y[..., :w].mean((1, 2, 3)), y[..., w:].mean((1, 2, 3))], 1) * 4
+
+
+class Spy(nn.Module):
+    """Wraps a model and counts forward calls and images."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls = 0
+        self.images = 0
+        self.batch_sizes: list[int] = []
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.images += x.shape[0]
+        self.batch_sizes.append(x.shape[0])
+        return self.model(x)
+
+
+@pytest.fixture
+def square2d() -> np.ndarray:
+    """16×16 image with a bright 6×7 rectangle off-centre."""
+    img = np.zeros((16, 16), np.float32)
+    img[4:10, 5:12] = 1.0
+    return img
+
+
+@pytest.fixture
+def cube3d() -> np.ndarray:
+    """8×8×8 volume with a bright 4×4×3 block."""
+    vol = np.zeros((8, 8, 8), np.float32)
+    vol[2:6, 2:6, 3:6] = 1.0
+    return vol
+
+
+@pytest.fixture
+def net2d() -> ThresholdNet:
+    return ThresholdNet(2)
+
+
+@pytest.fixture
+def net3d() -> ThresholdNet:
+    return ThresholdNet(3)

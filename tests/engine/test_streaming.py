@@ -1,0 +1,191 @@
+"""The streaming loop: snapshots, cancel, early stop, errors mid-run, slices."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from maskscope import RISE, PixelRISE, RunOptions, SegRISE
+from tests.conftest import Spy, ThresholdNet
+
+
+def test_snapshots_arrive_in_order_and_last_equals_explain(net2d, square2d):
+    seg = SegRISE(net2d)
+    snaps = list(seg.iter_explain(square2d, n_masks=50, grid=4, batch_size=8, seed=3))
+    assert [s.n_done for s in snaps] == [8, 16, 24, 32, 40, 48, 50]
+    assert [s.done for s in snaps] == [False] * 6 + [True]
+    assert all(a.elapsed <= b.elapsed for a, b in itertools.pairwise(snaps))
+    final = seg.explain(square2d, n_masks=50, grid=4, batch_size=8, seed=3)
+    np.testing.assert_array_equal(snaps[-1].map, final.map)
+    assert snaps[-1].progress == 1.0 and snaps[0].progress == pytest.approx(8 / 50)
+
+
+def test_each_snapshot_is_the_unbiased_map_so_far(net2d, square2d):
+    seg = SegRISE(net2d)
+    snaps = list(seg.iter_explain(square2d, n_masks=30, grid=4, batch_size=10, seed=1))
+    for snap in snaps:
+        partial = seg.explain(square2d, n_masks=snap.n_done, grid=4, batch_size=10, seed=1)
+        np.testing.assert_allclose(snap.map, partial.map, rtol=1e-10)
+
+
+def test_snapshots_own_their_arrays(net2d, square2d):
+    gen = SegRISE(net2d).iter_explain(square2d, n_masks=30, grid=4, batch_size=10)
+    first = next(gen)
+    kept = first.map.copy()
+    rest = list(gen)
+    np.testing.assert_array_equal(first.map, kept)
+    assert not np.allclose(rest[-1].map, kept)
+
+
+def test_closing_the_generator_stops_model_calls(net2d, square2d):
+    spy = Spy(net2d)
+    gen = SegRISE(spy).iter_explain(square2d, n_masks=1000, grid=4, batch_size=10)
+    snap = next(gen)
+    next(gen)
+    gen.close()
+    assert spy.images == 1 + 20
+    assert snap.n_done == 10 and not snap.done
+
+
+def test_yield_every_throttles_but_first_and_last_always_come(net2d, square2d):
+    snaps = list(
+        SegRISE(net2d).iter_explain(square2d, n_masks=60, grid=4, batch_size=5, yield_every=3600.0)
+    )
+    assert [s.n_done for s in snaps] == [5, 60]
+
+
+def test_progress_callback_sees_every_snapshot(net2d, square2d):
+    seen = []
+    SegRISE(net2d).explain(square2d, n_masks=20, grid=4, batch_size=5, progress=seen.append)
+    assert [s.n_done for s in seen] == [5, 10, 15, 20]
+
+
+def test_tqdm_progress_bar_runs(net2d, square2d, capsys):
+    SegRISE(net2d).explain(square2d, n_masks=20, grid=4, batch_size=5, progress=True)
+    assert "20/20" in capsys.readouterr().err
+
+
+def test_early_stop_reaches_tolerance(net2d):
+    img = np.zeros((24, 24), np.float32)
+    img[6:14, 6:14] = 1.0
+    spy = Spy(net2d)
+    expl = SegRISE(spy).explain(img, n_masks=4000, grid=4, batch_size=20, tol=0.05, min_masks=40)
+    assert expl.stopped_early and expl.done
+    assert 40 <= expl.n_done < 4000 and expl.n_total == expl.n_done
+    assert expl.rel_error <= 0.05
+    assert spy.images == expl.n_done + 1
+    # the error estimate is honest: the map is close to a long run's
+    long = SegRISE(net2d).explain(img, n_masks=4000, grid=4, batch_size=200)
+    rng = long.map.max() - long.map.min()
+    assert np.sqrt(np.mean((expl.map - long.map) ** 2)) / rng < 3 * 0.05
+
+
+def test_model_error_mid_run_surfaces_and_snapshots_stay(net2d, square2d):
+    class Flaky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net2d
+            self.calls = 0
+            self.eval()
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 4:
+                raise RuntimeError("GPU fell off the bus")
+            return self.net(x)
+
+    gen = SegRISE(Flaky()).iter_explain(square2d, n_masks=50, grid=4, batch_size=5)
+    got = [next(gen), next(gen)]
+    saved = [s.map.copy() for s in got]
+    with pytest.raises(RuntimeError, match="fell off the bus"):
+        next(gen)
+    for s, m in zip(got, saved, strict=True):
+        np.testing.assert_array_equal(s.map, m)
+        assert np.isfinite(s.map).all()
+
+
+def test_2d_model_on_volume_goes_slice_by_slice(net2d):
+    vol = np.zeros((5, 16, 16), np.float32)
+    vol[1:4, 4:10, 5:12] = 1.0
+    seg = SegRISE(net2d)
+    spy = Spy(net2d)
+    expl = SegRISE(spy).explain(vol, n_masks=20, grid=4, seed=2, slices="all")
+    assert expl.map.shape == (5, 16, 16)
+    assert expl.slices == (1, 2, 3)
+    assert expl.params["skipped_slices"] == [0, 4]
+    assert spy.images == 5 + 3 * 20  # one reference pass per slice, masks on non-empty ones
+    for z in (1, 2, 3):
+        single = seg.explain(vol[z], n_masks=20, grid=4, seed=2)
+        np.testing.assert_allclose(expl.map[z], single.map, rtol=1e-10)
+    assert not expl.map[0].any() and not expl.map[4].any()
+    one = seg.explain(vol, n_masks=20, grid=4, seed=2, slices=2)
+    assert one.slices == (2,) and one.n_total == 20
+    np.testing.assert_allclose(one.map[2], expl.map[2])
+    assert not one.map[1].any()
+
+
+def test_volume_snapshots_show_finished_slices(net2d):
+    vol = np.zeros((3, 16, 16), np.float32)
+    vol[:, 4:10, 5:12] = 1.0
+    snaps = list(SegRISE(net2d).iter_explain(vol, n_masks=10, grid=4, batch_size=5))
+    assert [s.slices for s in snaps] == [(0,), (0,), (0, 1), (0, 1), (0, 1, 2), (0, 1, 2)]
+    assert snaps[2].map[0].any() and snaps[2].map[1].any() and not snaps[2].map[2].any()
+
+
+def test_3d_model_on_volume_and_spacing_kept(net3d, cube3d):
+    expl = SegRISE(net3d).explain(cube3d, n_masks=10, grid=2, voxel_spacing=(2.0, 1.0, 0.5))
+    assert expl.map.shape == (8, 8, 8) and expl.slices is None
+    assert expl.voxel_spacing == (2.0, 1.0, 0.5)
+
+
+def test_run_options_object_and_params_object(net2d, square2d):
+    from maskscope import SegRISEParams
+
+    a = SegRISE(net2d).explain(
+        square2d, params=SegRISEParams(n_masks=12, grid=4), options=RunOptions(seed=5)
+    )
+    b = SegRISE(net2d).explain(square2d, n_masks=12, grid=4, seed=5)
+    np.testing.assert_array_equal(a.map, b.map)
+    assert a.params["n_masks"] == 12 and a.params["seed"] == 5
+
+
+def test_max_merge_reports_mean_and_refuses_tol(net2d, square2d):
+    with pytest.raises(ValueError, match="merge='max' does not have"):
+        PixelRISE(net2d).explain(square2d, merge="max", tol=0.1)
+
+
+def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
+    """Memory does not grow with N: no step ever holds more than batch_size masks."""
+    import maskscope.engine.masks as masks_mod
+
+    largest = []
+    render = masks_mod.RiseMasks.render
+
+    def spy_render(self, grids, shifts):
+        largest.append(grids.shape[0])
+        return render(self, grids, shifts)
+
+    monkeypatch.setattr(masks_mod.RiseMasks, "render", spy_render)
+    img = np.zeros((32, 32), np.float32)
+    img[8:20, 8:20] = 1
+    for n in (50, 1500):
+        largest.clear()
+        RISE(net2d).explain(img, n_masks=n, grid=4, batch_size=16)
+        assert max(largest) == 16
+
+
+def test_classifier_gets_rejected_by_segmentation_methods():
+    from tests.conftest import TinyClassifier
+
+    img = np.zeros((12, 12), np.float32)
+    with pytest.raises(ValueError, match="classifier output; use RISE"):
+        SegRISE(TinyClassifier()).explain(img, n_masks=4, grid=3)
+
+
+def test_training_mode_warns(square2d):
+    net = ThresholdNet(2).train()
+    with pytest.warns(UserWarning, match="training mode"):
+        SegRISE(net).explain(square2d, n_masks=4, grid=4)
