@@ -10,8 +10,10 @@ Quick start::
 from .engine import RunOptions, describe_params
 from .explanation import Explanation
 from .methods import (
+    HDM,
     METHODS,
     RISE,
+    HDMParams,
     Method,
     PixelRISE,
     PixelRISEParams,
@@ -23,9 +25,11 @@ from .methods import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "HDM",
     "METHODS",
     "RISE",
     "Explanation",
+    "HDMParams",
     "Method",
     "PixelRISE",
     "PixelRISEParams",

@@ -1,6 +1,7 @@
 """The perturbation methods and their parameter dataclasses."""
 
 from .base import Method
+from .hdm import HDM, HDMParams
 from .pixel_rise import PixelRISE, PixelRISEParams
 from .rise import RISE, RISEParams
 from .segrise import SegRISE, SegRISEParams
@@ -10,11 +11,14 @@ METHODS: dict[str, type[Method]] = {
     "RISE": RISE,
     "PixelRISE": PixelRISE,
     "SegRISE": SegRISE,
+    "HDM": HDM,
 }
 
 __all__ = [
+    "HDM",
     "METHODS",
     "RISE",
+    "HDMParams",
     "Method",
     "PixelRISE",
     "PixelRISEParams",

@@ -197,11 +197,13 @@ class Method:
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
-        Yields
-        ------
-        Explanation
-            After the first chunk, then after each chunk (or every ``yield_every`` s), and
-            a last one with ``done=True``. Close the generator to cancel.
+        Returns
+        -------
+        Iterator[Explanation]
+            A generator of snapshots: after the first chunk, then after each chunk (or
+            every ``yield_every`` s), and a last one with ``done=True``. Close it to cancel.
+            Parameters, image, reference and slices are checked before it is returned; the
+            model first runs when the generator is first advanced.
         """
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
@@ -255,7 +257,7 @@ class Method:
             "spatial_dims": layout.spatial_dims,
             "slice_by_slice": layout.slice_by_slice,
         }
-        yield from run_parts(
+        return run_parts(
             parts,
             runner,
             options,

@@ -1,0 +1,142 @@
+"""HDM: Hausdorff Distance Masks — how far the segmentation moves when a disk is occluded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..engine.accumulate import DistanceGrid
+from ..engine.distances import DISTANCES, make_distance
+from ..engine.loop import RunOptions, Task
+from ..engine.occlusion import CentreGrid
+from ..engine.params import param
+from ..engine.perturb import Perturbation, make_perturbation
+from ..engine.scores import segmentation
+from .base import Context, Method
+from .hdm_circles import circle_map
+
+__all__ = ["HDM", "HDMParams", "circle_map"]
+
+
+@dataclass
+class HDMParams:
+    """Parameters of a Hausdorff Distance Masks sweep.
+
+    ``diameter`` and ``stride`` are in the units of ``voxel_spacing`` (voxels when no
+    spacing is given): with spacing, the occluder is a true ball in physical space.
+    """
+
+    diameter: float = param(
+        25.0,
+        help="Diameter of the occluding disk (2D) or ball (3D), in spacing units.",
+        min=0.0,
+        min_exclusive=True,
+    )
+    stride: float | tuple[float, ...] = param(
+        5.0,
+        help="Distance between disk centres (one number or one per axis).",
+        min=0.0,
+        min_exclusive=True,
+    )
+    fill: float | str = param(
+        "min",
+        help="Value inside the disk: the image's per-channel 'min' or 'mean', or a number.",
+        choices=("min", "mean"),
+    )
+    channel: int | None = param(
+        None, help="Occlude this input channel only (None = all channels).", min=0
+    )
+    distance: str = param(
+        "hausdorff",
+        help="Distance between perturbed and reference segmentation: Hausdorff, its 95th "
+        "percentile, or 1 − Dice.",
+        choices=DISTANCES,
+    )
+
+
+class HDM(Method):
+    """Hausdorff Distance Masks.
+
+    A disk (ball in 3D) is occluded at every centre of a regular grid; the model segments
+    each occluded input and the result is scored by its distance to the reference
+    segmentation: by default the true geometric Hausdorff distance between the foreground
+    voxel sets, in physical units (see :mod:`maskscope.engine.distances`). The map shows the
+    distance obtained by occluding around each voxel (linear interpolation between centres);
+    ``extras`` holds the ``better_only`` and ``worse_only`` views relative to the baseline
+    distance of the unperturbed output, the per-centre grids (``grid_raw``, ...), and the
+    ``baseline``. Centres are visited coarse to fine, so early snapshots cover the image.
+
+    Parameters
+    ----------
+    model
+        See :class:`~maskscope.methods.base.Method`.
+    distance_fn
+        Optional ``(pred (B, *sp) bool, ref (*sp) bool) -> (B,)`` replacing ``distance``.
+    fill_fn
+        Optional perturbation ``(x (1, C, *sp), keep (B, 1, *sp)) -> (B, C, *sp)`` replacing
+        the fill (``keep`` is 0 inside the disk).
+    **kwargs
+        ``outputs``, ``spatial_dims``, ``device``.
+    """
+
+    name = "HDM"
+    Params = HDMParams
+    target_none_means_all = True
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        distance_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        fill_fn: Perturbation | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        for name, fn in (("distance_fn", distance_fn), ("fill_fn", fill_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+        self.distance_fn = distance_fn
+        self.fill_fn = fill_fn
+
+    def check_params(self, params: HDMParams, options: RunOptions) -> None:
+        """A sweep is deterministic: early stopping does not apply."""
+        if options.tol is not None:
+            raise ValueError("HDM visits every centre once: early stopping (tol) does not apply")
+
+    def n_perturbations(self, params: HDMParams, spatial, spacing) -> int:
+        """One perturbed input per centre."""
+        return CentreGrid(spatial, params.diameter, params.stride, spacing).n_centres
+
+    def make_task(self, ctx: Context, params: HDMParams) -> Task:
+        """Disks on a grid, distances to the reference, interpolated views."""
+        grid = CentreGrid(
+            ctx.spatial, params.diameter, params.stride, ctx.voxel_spacing, device=ctx.device
+        )
+        perturb = self.fill_fn or make_perturbation(ctx.x, params.fill, channel=params.channel)
+        target, kind = ctx.target, ctx.kind
+        distance = make_distance(
+            self.distance_fn or params.distance, ctx.region(), ctx.voxel_spacing
+        )
+
+        def foreground(labels: torch.Tensor) -> torch.Tensor:
+            return labels > 0 if target is None else labels == target
+
+        def score(out: torch.Tensor) -> torch.Tensor:
+            return distance(foreground(segmentation(out, kind)))
+
+        baseline = float(distance(foreground(ctx.prediction)[None])[0])
+        return Task(
+            x=ctx.x,
+            n_total=grid.n_centres,
+            masks=lambda start, stop: grid.keep_masks(start, stop, ctx.x.dtype),
+            perturb=perturb,
+            score=score,
+            accumulator=DistanceGrid(grid, baseline),
+            reference=ctx.reference,
+            prediction=ctx.prediction,
+            info={"baseline": baseline},
+            has_stderr=False,
+        )
