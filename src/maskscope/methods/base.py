@@ -272,7 +272,13 @@ class Method:
         )
 
     def explain(self, image: Any, **kwargs: Any) -> Explanation:
-        """Run :meth:`iter_explain` to the end and return the final explanation."""
+        """Run :meth:`iter_explain` to the end and return the final explanation.
+
+        Takes the same arguments. Intermediate snapshots are only built when a progress
+        callback asks for them (or ``yield_every`` / ``options`` are given).
+        """
+        if not callable(kwargs.get("progress")) and not {"yield_every", "options"} & set(kwargs):
+            kwargs["yield_every"] = 1e9
         last = None
         for last in self.iter_explain(image, **kwargs):  # noqa: B007
             pass
