@@ -1,0 +1,182 @@
+"""The ``maskscope`` command: ``maskscope demo`` and ``maskscope explain``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from .engine.inputs import prepare_image
+from .engine.loop import RunOptions
+from .engine.params import describe_params
+from .methods import METHODS
+
+__all__ = ["main"]
+
+#: Command-line method names → method and fixed parameters.
+CLI_METHODS: dict[str, tuple[str, dict]] = {
+    "segrise": ("SegRISE", {}),
+    "rise": ("RISE", {}),
+    "pixel-rise": ("PixelRISE", {}),
+    "hdm": ("HDM", {}),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _number_list(kind: type):
+    def parse(text: str):
+        parts = [p for p in text.replace(",", " ").split() if p]
+        try:
+            vals = [kind(p) for p in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or a list, got {text!r}") from None
+        return vals[0] if len(vals) == 1 else tuple(vals)
+
+    return parse
+
+
+def _parser_type(cls: type, name: str):
+    hints = typing.get_type_hints(cls)
+    hint = str(hints[name])
+    if "tuple" in hint:
+        return _number_list(float if "float" in hint else int)
+    if "str" in hint and ("float" in hint or "int" in hint):
+        return _str_or_number
+    if "int" in hint and "float" not in hint:
+        return int
+    if "float" in hint:
+        return float
+    return str
+
+
+def _str_or_number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    """Options for every method's parameters (each method ignores the others')."""
+    seen: set[str] = set()
+    group = parser.add_argument_group("method parameters (defaults depend on the method)")
+    for cls in [*[m.Params for m in METHODS.values()], RunOptions]:
+        for spec in describe_params(cls):
+            if spec.name in seen or spec.name == "yield_every":
+                continue
+            seen.add(spec.name)
+            help_text = spec.help + (
+                f" Choices: {', '.join(spec.choices)}." if spec.choices else ""
+            )
+            group.add_argument(
+                _flag(spec.name),
+                dest=spec.name,
+                type=_parser_type(cls, spec.name),
+                default=None,
+                help=help_text.replace("%", "%%"),
+            )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maskscope", description="Explain image segmentation models by perturbation."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="explain the bundled samples with every method")
+    demo.add_argument("--out", default="maskscope-demo", help="output folder")
+    demo.add_argument("--quick", action="store_true", help="small settings (under a minute)")
+    demo.add_argument("--no-3d", action="store_true", help="skip the 3D phantom")
+    demo.add_argument("--napari", action="store_true", help="open the results in napari")
+
+    ex = sub.add_parser("explain", help="explain one image with a model")
+    ex.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
+    ex.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
+    ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+    ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
+    ex.add_argument("--out", required=True, help="output map; same format as the image")
+    ex.add_argument("--png", action="store_true", help="also write an overlay PNG")
+    ex.add_argument("--target", type=int, help="class to explain")
+    ex.add_argument("--slices", help="2D model on a volume: 'all' or indices like 10,11,12")
+    ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
+    ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
+    ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_params(ex)
+    return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .io import read_image, write_map
+    from .models import load_model
+
+    method_name, fixed = CLI_METHODS[args.method]
+    cls = METHODS[method_name]
+    names = {f.name for f in dataclasses.fields(cls.Params)} | {
+        f.name for f in dataclasses.fields(RunOptions)
+    }
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values.update(fixed)
+    image = read_image(args.image)
+    reference = read_image(args.reference).data if args.reference else None
+    spacing = args.spacing or image.voxel_spacing
+    if isinstance(spacing, float):
+        spacing = (spacing,)
+    out = Path(args.out)
+    if out.suffix == "" or (image.format.startswith(".nii") and ".nii" not in out.name):
+        raise ValueError(f"--out needs a file name ending in {image.format}, got {out.name}")
+    slices = "all"
+    if args.slices and args.slices != "all":
+        slices = [int(s) for s in args.slices.replace(",", " ").split()]
+    model = load_model(args.model)
+    explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
+    if spacing is not None:
+        n_spatial = len(
+            prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
+        )
+        spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
+    expl = explainer.explain(
+        image.data,
+        reference=reference,
+        target=args.target,
+        slices=slices,
+        voxel_spacing=spacing,
+        progress=not args.quiet,
+        **values,
+    )
+    write_map(out, expl.map, like=image)
+    print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
+    if args.png:
+        png = out.with_name(out.name.split(".")[0] + ".png")
+        expl.to_png(png)
+        print(f"wrote {png}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (bad input: one line on stderr, status 2)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(Path(args.out), quick=args.quick, with_3d=not args.no_3d, napari=args.napari)
+            return 0
+        return _explain(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
+        print(f"maskscope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskscope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
