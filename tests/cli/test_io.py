@@ -39,7 +39,7 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_image(tmp_path / "missing.npy")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    with pytest.raises(ValueError, match="bad.npy: cannot read it as .npy"):
+    with pytest.raises(ValueError, match=r"bad\.npy: cannot read it as \.npy"):
         read_image(tmp_path / "bad.npy")
     np.savez(tmp_path / "two.npz", a=np.zeros(2), b=np.ones(2))
     with pytest.raises(ValueError, match=r"choose an array among \['a', 'b'\]"):

@@ -59,8 +59,11 @@ class WeightedSum:
 
     def update(self, start: int, masks: torch.Tensor, weights: torch.Tensor) -> None:
         """Add a chunk: ``masks (B, 1, *sp)`` with weights ``(B,)``."""
-        m = masks.reshape(masks.shape[0], -1).to(self.dtype)
-        w = weights.to(self.dtype)
+        # chunk sums in the masks' precision, running sums in float64
+        m = masks.reshape(masks.shape[0], -1)
+        if m.element_size() < 4:  # half-precision models: sum in float32 at least
+            m = m.float()
+        w = weights.to(m.dtype)
         self.s1.add_(w @ m)
         self.s2.add_((w * w) @ (m * m))
         self.n += masks.shape[0]

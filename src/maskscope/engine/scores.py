@@ -49,11 +49,20 @@ def probabilities(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
 
 
 def segmentation(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
-    """Hard label image ``(B, *spatial)`` (int64) from segmentation outputs."""
+    """Hard label image ``(B, *spatial)`` from segmentation outputs (uint8 when K ≤ 256)."""
     if outputs.shape[1] == 1:
         threshold = 0.0 if kind == "logits" else 0.5
-        return (outputs[:, 0] > threshold).long()
-    return outputs.argmax(dim=1)
+        return (outputs[:, 0] > threshold).to(torch.uint8)
+    # argmax over a short, strided class axis is slow on CPU: one pass per class instead
+    # (ties go to the lower class, as with argmax)
+    best = outputs[:, 0]
+    dtype = torch.uint8 if outputs.shape[1] <= 256 else torch.long
+    labels = torch.zeros(best.shape, dtype=dtype, device=outputs.device)
+    for k in range(1, outputs.shape[1]):
+        better = outputs[:, k] > best
+        labels.masked_fill_(better, k)
+        best = torch.maximum(best, outputs[:, k])
+    return labels
 
 
 def _target_probability(outputs: torch.Tensor, target: int, kind: str) -> torch.Tensor:
