@@ -13,7 +13,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint setup setup-dev system-deps bench clean
+.PHONY: demo test lint setup setup-dev system-deps bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ test: system-deps setup-dev
 lint: setup-dev
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+
+screenshots: system-deps setup-dev
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshots.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

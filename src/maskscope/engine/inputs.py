@@ -43,11 +43,15 @@ def model_layout(model: Callable) -> tuple[int | None, int | None]:
     modules = getattr(model, "modules", None)
     if modules is None:
         return None, None
+    # a model that declares its input channels knows best (its first convolution may come
+    # after a reshaping step such as space-to-depth)
+    root_channels = getattr(model, "in_channels", None)
     try:
         for m in modules():
             name = getattr(m, "original_name", None) or type(m).__name__
             if name in _CONV_NAMES:
-                in_ch = getattr(m, "in_channels", None)
+                in_ch = root_channels if isinstance(root_channels, int) else None
+                in_ch = in_ch or getattr(m, "in_channels", None)
                 return _CONV_NAMES[name], (int(in_ch) if in_ch else None)
     except Exception:  # a callable with an unusual modules(): give up on inference
         return None, None

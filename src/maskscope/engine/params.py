@@ -143,7 +143,7 @@ def validate_params(obj: Any) -> None:
         if isinstance(value, (tuple, list)):
             for v in value:
                 _check_number(owner, f.name, v, spec)
-        elif not isinstance(value, str):
+        else:
             _check_number(owner, f.name, value, spec)
 
 

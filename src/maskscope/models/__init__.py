@@ -1,0 +1,6 @@
+"""Demo segmentation models and a loader for user models."""
+
+from maskscope.models.loading import BundledModel, bundled_models, load_model
+from maskscope.models.unet import UNet
+
+__all__ = ["BundledModel", "UNet", "bundled_models", "load_model"]

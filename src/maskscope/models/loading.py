@@ -1,0 +1,263 @@
+"""Load a segmentation model from a bundled name, a saved file or a factory function.
+
+Nothing here touches the network: bundled weights ship inside the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from maskscope.models.unet import UNet
+
+__all__ = ["WEIGHTS_DIR", "BundledModel", "build_bundled", "bundled_models", "load_model"]
+
+#: Folder holding the bundled weights, ``<name>.pt`` state dicts.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+_TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+_EXPORT_SUFFIXES = (".pt2",)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """Description of a demo model that ships with maskscope.
+
+    Attributes
+    ----------
+    name : str
+        Name to pass to :func:`load_model`.
+    description : str
+        One line on what the model segments.
+    in_channels : int
+        Number of input channels.
+    spatial_dims : int
+        2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, D, H, W)``.
+    class_names : tuple of str
+        Name of each output channel (the model returns logits ``(B, K, *spatial)``).
+    sample : str
+        Name of the :mod:`maskscope.data` function that generates matching inputs.
+    """
+
+    name: str
+    description: str
+    in_channels: int
+    spatial_dims: int
+    class_names: tuple[str, ...]
+    sample: str
+    unet_kwargs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def weights_path(self) -> Path:
+        """Path of the bundled state dict."""
+        return WEIGHTS_DIR / f"{self.name}.pt"
+
+
+_BUNDLED: dict[str, BundledModel] = {
+    m.name: m
+    for m in (
+        BundledModel(
+            name="shapes2d",
+            description="2D U-Net on the shapes set: segments the triangle if a circle is on the "
+            "right, the cross if a square is",
+            in_channels=1,
+            spatial_dims=2,
+            class_names=("background", "target"),
+            sample="shapes2d",
+            unet_kwargs={"features": (16, 32, 48, 64), "stem": 4},
+        ),
+        BundledModel(
+            name="phantom3d",
+            description="3D U-Net on the synthetic scan: segments the bright round lesion, not "
+            "the equally bright spine",
+            in_channels=1,
+            spatial_dims=3,
+            class_names=("background", "lesion"),
+            sample="phantom3d",
+            unet_kwargs={"features": (16, 24, 32, 48), "stem": (2, 4, 4), "global_context": False},
+        ),
+    )
+}
+
+
+def bundled_models() -> dict[str, BundledModel]:
+    """List the demo models that ship with maskscope.
+
+    Returns
+    -------
+    dict of str to BundledModel
+        Name → description, input channels, spatial dims and class names.
+    """
+    return dict(_BUNDLED)
+
+
+def build_bundled(name: str) -> UNet:
+    """Build the untrained network of a bundled model.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`bundled_models`.
+
+    Returns
+    -------
+    UNet
+        The network with freshly initialised weights.
+    """
+    info = _bundled_info(name)
+    return UNet(info.spatial_dims, info.in_channels, len(info.class_names), **info.unet_kwargs)
+
+
+def _bundled_info(name: str) -> BundledModel:
+    if name not in _BUNDLED:
+        raise ValueError(
+            f"unknown bundled model {name!r}; expected one of {sorted(_BUNDLED)}, a model file "
+            f"({', '.join(_TORCHSCRIPT_SUFFIXES + _EXPORT_SUFFIXES)}) or 'package.module:factory'"
+        )
+    return _BUNDLED[name]
+
+
+def _load_bundled(name: str, device: torch.device | None) -> nn.Module:
+    info = _bundled_info(name)
+    if not info.weights_path.is_file():
+        raise FileNotFoundError(
+            f"weights of bundled model {name!r} not found at {info.weights_path}; train them with "
+            f"`python -m maskscope.models.train {name}`"
+        )
+    model = build_bundled(name)
+    state = torch.load(info.weights_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model = model.to(device) if device is not None else model
+    return model.eval()
+
+
+def _load_file(path: Path, device: torch.device | None) -> nn.Module:
+    suffix = path.suffix.lower()
+    accepted = _TORCHSCRIPT_SUFFIXES + _EXPORT_SUFFIXES
+    if suffix not in accepted:
+        raise ValueError(
+            f"cannot load a model from {str(path)!r}: expected a TorchScript file "
+            f"({', '.join(_TORCHSCRIPT_SUFFIXES)}) or a torch.export file "
+            f"({', '.join(_EXPORT_SUFFIXES)}), got suffix {suffix or '(none)'!r}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {str(path)!r}")
+    if suffix in _EXPORT_SUFFIXES:
+        try:
+            program = torch.export.load(str(path))
+        except RuntimeError as err:
+            raise ValueError(
+                f"{str(path)!r} is not a torch.export program (torch.export.save): {err}"
+            ) from err
+        # An exported module has no train/eval switch: its mode was fixed when it was exported.
+        module = program.module()
+        return module.to(device) if device is not None else module
+    try:
+        with warnings.catch_warnings():
+            # torch >= 2.10 deprecates TorchScript, but users still have such files.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{str(path)!r} is not a TorchScript archive (torch.jit.save); a state_dict or a "
+            "pickled model cannot be loaded safely from a file: save it with torch.export.save "
+            "(.pt2) or torch.jit.save, or give 'package.module:factory'"
+        ) from err
+    return module.eval()
+
+
+def _load_factory(spec: str, device: torch.device | None) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"expected 'package.module:factory', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"cannot import module {module_name!r} of factory {spec!r}: {err}"
+        ) from err
+    factory: Any = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from {spec!r})")
+        factory = getattr(factory, part)
+    if isinstance(factory, nn.Module):
+        model = factory
+    elif callable(factory):
+        model = factory()
+    else:
+        raise ValueError(f"{spec!r} is neither a torch.nn.Module nor a callable")
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"factory {spec!r} must return a torch.nn.Module, got {type(model).__name__}"
+        )
+    model = model.to(device) if device is not None else model
+    return model.eval()
+
+
+def load_model(
+    spec: str | os.PathLike[str], *, device: str | torch.device | None = None
+) -> nn.Module:
+    """Load a segmentation model, in eval mode.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        One of:
+
+        - a bundled model name, see :func:`bundled_models` (``"shapes2d"``, ``"phantom3d"``);
+        - a TorchScript file saved with ``torch.jit.save`` (``.pt``, ``.pth``, ``.ts``, ...);
+        - a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``);
+        - ``"package.module:factory"``: the module is imported and ``factory()`` called with no
+          arguments; it must return a ``torch.nn.Module`` (a module attribute is used as is).
+    device : str or torch.device, optional
+        Where to put the model; by default it stays where it was loaded (the CPU for files).
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in eval mode (an exported program keeps the mode it was exported in).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a model file or bundled weights are missing.
+    ValueError
+        If ``spec`` matches none of the accepted kinds, or the file or factory is unusable.
+
+    Notes
+    -----
+    The explainers call the model on batches of perturbed inputs: export a model with a dynamic
+    batch dimension, e.g. ``torch.export.export(model, (x,), dynamic_shapes=({0: Dim("batch")},))``,
+    or it will only accept the batch size it was exported with. Loading a TorchScript file silences
+    torch's deprecation warning for TorchScript.
+
+    Examples
+    --------
+    >>> model = load_model("shapes2d")
+    >>> model(torch.zeros(1, 1, 240, 240)).shape
+    torch.Size([1, 2, 240, 240])
+    """
+    dev = torch.device(device) if device is not None else None
+    if isinstance(spec, os.PathLike):
+        return _load_file(Path(spec), dev)
+    if not isinstance(spec, str):
+        raise ValueError(
+            f"expected a bundled name, a file path or 'package.module:factory', got "
+            f"{type(spec).__name__}"
+        )
+    if spec in _BUNDLED:
+        return _load_bundled(spec, dev)
+    suffix = Path(spec).suffix.lower()
+    if ":" in spec and suffix not in _TORCHSCRIPT_SUFFIXES + _EXPORT_SUFFIXES:
+        return _load_factory(spec, dev)
+    if suffix or "/" in spec or "\\" in spec:
+        return _load_file(Path(spec), dev)
+    return _load_bundled(spec, dev)  # raises, listing the bundled names

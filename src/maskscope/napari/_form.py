@@ -1,0 +1,163 @@
+"""A Qt form built from a method's parameter dataclass and the run options."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
+
+from .._gui_common import FormField, form, format_value, parse_text
+
+__all__ = ["ParamForm"]
+
+_INT_MAX = 2**31 - 1
+
+
+def _decimals(step: float) -> int:
+    return max(2, min(6, math.ceil(-math.log10(step)) + 1)) if step < 1 else 2
+
+
+class _Entry:
+    """One form entry: the Qt widget and how to read and write its value."""
+
+    def __init__(self, field: FormField) -> None:
+        self.field = field
+        spec = field.spec
+        kind = field.kind
+        if kind == "bool":
+            self.widget: QWidget = QCheckBox()
+        elif kind == "int":
+            box = QSpinBox()
+            lo = -_INT_MAX if spec.min is None else math.ceil(spec.min)
+            if spec.min is not None and spec.min_exclusive and lo == spec.min:
+                lo += 1
+            if field.optional:
+                lo -= 1
+                box.setSpecialValueText("none")
+            box.setRange(lo, _INT_MAX if spec.max is None else int(spec.max))
+            box.setSingleStep(int(spec.step or 1))
+            self.widget = box
+        elif kind == "float":
+            box = QDoubleSpinBox()
+            step = float(spec.step or 0.1)
+            box.setDecimals(_decimals(step))
+            tiny = 10.0 ** -box.decimals()
+            lo = -1e12 if spec.min is None else float(spec.min)
+            if spec.min is not None and spec.min_exclusive and not field.optional:
+                lo += tiny
+            if field.optional:
+                if spec.min is None or not spec.min_exclusive:
+                    lo -= step
+                box.setSpecialValueText("none")
+            box.setRange(lo, 1e12 if spec.max is None else float(spec.max))
+            box.setSingleStep(step)
+            self.widget = box
+        elif kind in ("choice", "choice-or-number"):
+            combo = QComboBox()
+            items = [format_value(c) for c in spec.choices or ()]
+            if kind == "choice-or-number":
+                combo.setEditable(True)
+                if format_value(spec.default) not in items:
+                    items.insert(0, format_value(spec.default))
+            combo.addItems(items)
+            self.widget = combo
+        else:
+            self.widget = QLineEdit()
+        self.widget.setObjectName(spec.name)
+        self.widget.setToolTip(spec.help)
+        self.set(spec.default)
+
+    def get(self) -> Any:
+        """The entry's value, as the parameter dataclass takes it."""
+        w, kind, optional = self.widget, self.field.kind, self.field.optional
+        if kind == "bool":
+            return w.isChecked()
+        if kind in ("int", "float"):
+            if optional and w.value() == w.minimum():
+                return None
+            return int(w.value()) if kind == "int" else float(w.value())
+        if kind == "choice":
+            return w.currentText()
+        text = w.currentText() if kind == "choice-or-number" else w.text()
+        value = parse_text(text, optional=optional)
+        if kind == "choice-or-number" and value in (self.field.spec.choices or ()):
+            return value
+        return self.field.check(value)
+
+    def set(self, value: Any) -> None:
+        """Show ``value`` in the entry."""
+        w, kind = self.widget, self.field.kind
+        if kind == "bool":
+            w.setChecked(bool(value))
+        elif kind in ("int", "float"):
+            if value is None:
+                w.setValue(w.minimum())
+            else:
+                w.setValue(int(value) if kind == "int" else float(value))
+        elif kind == "choice":
+            i = w.findText(format_value(value))
+            if i >= 0:
+                w.setCurrentIndex(i)
+        elif kind == "choice-or-number":
+            w.setCurrentText(format_value(value))
+        else:
+            w.setText(format_value(value))
+
+
+class ParamForm(QWidget):
+    """The parameters of one method, then the run options (seed, batch size, tolerance).
+
+    Parameters
+    ----------
+    method
+        A name in :data:`maskscope.methods.METHODS`.
+    parent
+        The parent widget.
+    """
+
+    def __init__(self, method: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.method = method
+        self.entries: dict[str, _Entry] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        group = None
+        for field in form(method):
+            if group is not None and field.group != group:
+                layout.addRow(QLabel("<b>run</b>"))
+            group = field.group
+            entry = _Entry(field)
+            label = QLabel(field.spec.label)
+            label.setToolTip(field.spec.help)
+            layout.addRow(label, entry.widget)
+            self.entries[field.name] = entry
+
+    def values(self) -> dict[str, Any]:
+        """Every entry's value by parameter name."""
+        return {name: entry.get() for name, entry in self.entries.items()}
+
+    def set_values(self, values: dict[str, Any], *, strict: bool = True) -> None:
+        """Show these values; unknown names raise ``KeyError`` unless ``strict`` is False."""
+        unknown = sorted(set(values) - set(self.entries))
+        if unknown and strict:
+            raise KeyError(
+                f"{self.method} has no field(s) {', '.join(unknown)}; fields are "
+                f"{', '.join(self.entries)}"
+            )
+        for name, value in values.items():
+            if name in self.entries:
+                self.entries[name].set(value)
+
+    def widget(self, name: str) -> QWidget:
+        """The Qt widget of one entry."""
+        return self.entries[name].widget

@@ -1,0 +1,287 @@
+"""The input part of the widget: image layer, channel axis, reference, target, slices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+
+from .._gui_common import SCOPES, InputArray, input_array, scope_slices
+from ..frontend import NORMALIZATIONS
+from ._layers import META_KEY, Frame, frame_of
+
+__all__ = ["InputPanel", "RunInput"]
+
+#: Reference choice meaning "the model's own prediction".
+MODEL_PREDICTION = "model prediction"
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """Everything the run needs from the layers.
+
+    Attributes
+    ----------
+    layer
+        The image layer.
+    array
+        Its data as ``(C, *spatial)``.
+    frame
+        Where the outputs go.
+    voxel_spacing
+        Physical size per spatial axis (the layer's scale).
+    reference
+        A label image of the spatial shape, or None for the model's prediction.
+    target
+        The class to explain, or None for the method's default.
+    normalization
+        One of :data:`maskscope.frontend.NORMALIZATIONS`.
+    """
+
+    layer: Image
+    array: InputArray
+    frame: Frame
+    voxel_spacing: tuple[float, ...]
+    reference: np.ndarray | None
+    target: int | None
+    normalization: str
+
+    def slices(self, scope: str, current: int, start: int, stop: int) -> Any:
+        """The engine's ``slices`` argument for a 2D model on this volume."""
+        return scope_slices(
+            scope, current=current, start=start, stop=stop, depth=self.array.spatial[0]
+        )
+
+
+def _is_output(layer: Layer) -> bool:
+    return isinstance(layer.metadata.get(META_KEY), dict)
+
+
+def _layer_array(layer: Layer) -> Any:
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+class InputPanel(QWidget):
+    """Combo boxes for the image and reference layers, channel axis, target and slices.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer whose layers are listed.
+    parent
+        The parent widget.
+    """
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.image = QComboBox()
+        self.image.setObjectName("image")
+        self.image.setToolTip("The image layer to explain (2D, 3D, or with a channel axis)")
+        self.channel = QComboBox()
+        self.channel.setObjectName("channel_axis")
+        self.channel.setToolTip("The axis holding channels, if any")
+        self.reference = QComboBox()
+        self.reference.setObjectName("reference")
+        self.reference.setToolTip(
+            "What the explanation compares with: the model's own prediction, or a Labels "
+            "layer (e.g. a ground truth) of the image's spatial shape"
+        )
+        self.target = QSpinBox()
+        self.target.setObjectName("target")
+        self.target.setRange(-1, 255)
+        self.target.setSpecialValueText("auto")
+        self.target.setValue(-1)
+        self.target.setToolTip("The class to explain (auto: the method's default)")
+        self.normalization = QComboBox()
+        self.normalization.setObjectName("normalization")
+        self.normalization.addItems(list(NORMALIZATIONS))
+        self.normalization.setToolTip("Intensity normalisation per channel before the model")
+        self.scope = QComboBox()
+        self.scope.setObjectName("scope")
+        self.scope.addItems(list(SCOPES))
+        self.scope.setToolTip(
+            "With a 2D model on a volume: explain the slice on screen, every slice, or a range"
+        )
+        self.start = QSpinBox()
+        self.start.setObjectName("slice_start")
+        self.stop = QSpinBox()
+        self.stop.setObjectName("slice_stop")
+        range_row = QHBoxLayout()
+        range_row.setContentsMargins(0, 0, 0, 0)
+        range_row.addWidget(self.start)
+        range_row.addWidget(self.stop)
+        self._range = QWidget()
+        self._range.setLayout(range_row)
+
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addRow("image", self.image)
+        layout.addRow("channel axis", self.channel)
+        layout.addRow("reference", self.reference)
+        layout.addRow("target class", self.target)
+        layout.addRow("normalisation", self.normalization)
+        layout.addRow("slices (2D model)", self.scope)
+        layout.addRow("slice range", self._range)
+        self._layout = layout
+
+        self.image.currentIndexChanged.connect(self._image_changed)
+        self.channel.currentIndexChanged.connect(self._update_scope)
+        self.scope.currentIndexChanged.connect(self._update_scope)
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.reordered):
+            emitter.connect(self.refresh)
+        self.destroyed.connect(partial(_disconnect, viewer, self.refresh))
+        self.refresh()
+
+    # ------------------------------------------------------------------ layers
+    def refresh(self, event: Any = None) -> None:
+        """Re-list the layers, keeping the current choices when they still exist."""
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self.refresh)
+        chosen = self.image.currentData()
+        if event is not None and getattr(event, "type", "") == "inserted" and chosen is None:
+            chosen = event.value if isinstance(event.value, Image) else None
+        images = [ly for ly in self.viewer.layers if isinstance(ly, Image) and not _is_output(ly)]
+        if chosen not in images:
+            active = self.viewer.layers.selection.active
+            chosen = active if active in images else (images[-1] if images else None)
+        self._fill(self.image, [(ly.name, ly) for ly in images], chosen)
+        ref = self.reference.currentData()
+        labels = [ly for ly in self.viewer.layers if isinstance(ly, Labels)]
+        items = [(MODEL_PREDICTION, None)] + [(ly.name, ly) for ly in labels]
+        self._fill(self.reference, items, ref if ref in labels else None)
+        self._image_changed()
+
+    @staticmethod
+    def _fill(combo: QComboBox, items: list[tuple[str, Any]], chosen: Any) -> None:
+        combo.blockSignals(True)
+        combo.clear()
+        for text, data in items:
+            combo.addItem(text, data)
+        index = next((i for i, (_, d) in enumerate(items) if d is chosen), 0)
+        combo.setCurrentIndex(index if items else -1)
+        combo.blockSignals(False)
+
+    def set_image(self, layer: Image) -> None:
+        """Choose the image layer."""
+        index = next((i for i in range(self.image.count()) if self.image.itemData(i) is layer), -1)
+        if index < 0:
+            raise ValueError(f"{layer.name!r} is not an image layer of this viewer")
+        self.image.setCurrentIndex(index)
+
+    def set_reference(self, layer: Labels | None) -> None:
+        """Choose a Labels layer as reference, or None for the model's prediction."""
+        index = next(
+            (i for i in range(self.reference.count()) if self.reference.itemData(i) is layer), -1
+        )
+        if index < 0:
+            raise ValueError(f"{layer.name!r} is not a Labels layer of this viewer")
+        self.reference.setCurrentIndex(index)
+
+    def _image_changed(self, *_: Any) -> None:
+        layer = self.image.currentData()
+        current = self.channel.currentData()
+        self.channel.blockSignals(True)
+        self.channel.clear()
+        if layer is None:
+            self.channel.addItem("none", None)
+        elif layer.rgb:
+            self.channel.addItem("RGB (last axis)", -1)
+        else:
+            ndim = len(np.shape(_layer_array(layer)))
+            self.channel.addItem("none", None)
+            for axis in range(ndim):
+                self.channel.addItem(f"axis {axis}", axis)
+            default = current if current is not None and current < ndim else None
+            if default is None and ndim >= 4:
+                default = 0
+            self.channel.setCurrentIndex(max(self.channel.findData(default), 0))
+        self.channel.blockSignals(False)
+        self._update_scope()
+
+    def spatial_shape(self) -> tuple[int, ...] | None:
+        """Spatial shape of the chosen image with the chosen channel axis (None if invalid)."""
+        layer = self.image.currentData()
+        if layer is None:
+            return None
+        shape = tuple(np.shape(_layer_array(layer)))
+        axis = self.channel.currentData()
+        if axis is not None:
+            shape = shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
+        return shape if len(shape) in (2, 3) else None
+
+    def _update_scope(self, *_: Any) -> None:
+        shape = self.spatial_shape()
+        volume = shape is not None and len(shape) == 3
+        ranged = volume and self.scope.currentText() == "range"
+        for widget, visible in ((self.scope, volume), (self._range, ranged)):
+            widget.setVisible(visible)
+            label = self._layout.labelForField(widget)
+            if label is not None:
+                label.setVisible(visible)
+        if volume:
+            assert shape is not None
+            for box in (self.start, self.stop):
+                box.setRange(0, shape[0] - 1)
+
+    def current_slice(self) -> int:
+        """Index of the slice on screen along the chosen image's first spatial axis."""
+        layer = self.image.currentData()
+        if layer is None:
+            return 0
+        position = layer.world_to_data(self.viewer.dims.point)
+        axis = self.channel.currentData()
+        first = 0 if axis is None or layer.rgb or axis % layer.ndim != 0 else 1
+        return round(float(position[first]))
+
+    # ------------------------------------------------------------------ gather
+    def gather(self) -> RunInput:
+        """Read the chosen layers and settings.
+
+        Raises
+        ------
+        ValueError
+            When no image is chosen, the axes do not fit, or the reference does not match.
+        """
+        layer = self.image.currentData()
+        if layer is None:
+            raise ValueError("no image layer to explain: open an image first")
+        axis = self.channel.currentData()
+        array = input_array(_layer_array(layer), axis)
+        frame = frame_of(layer, axis)
+        if layer.rgb:
+            spacing = tuple(abs(float(s)) for s in layer.scale)
+        else:
+            spacing = tuple(abs(float(layer.scale[a])) for a in array.spatial_axes)
+        reference = None
+        ref_layer = self.reference.currentData()
+        if ref_layer is not None:
+            reference = np.asarray(_layer_array(ref_layer))
+            if reference.shape != array.spatial:
+                raise ValueError(
+                    f"reference layer {ref_layer.name!r} has shape {reference.shape}, but the "
+                    f"image's spatial shape is {array.spatial}"
+                )
+        target = self.target.value()
+        return RunInput(
+            layer=layer,
+            array=array,
+            frame=frame,
+            voxel_spacing=spacing,
+            reference=reference,
+            target=None if target < 0 else target,
+            normalization=self.normalization.currentText(),
+        )
+
+
+def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
+    events = viewer.layers.events
+    for emitter in (events.inserted, events.removed, events.reordered):
+        emitter.disconnect(callback)
+    for layer in viewer.layers:
+        layer.events.name.disconnect(callback)

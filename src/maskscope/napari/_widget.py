@@ -1,0 +1,342 @@
+"""The "Explain segmentation" dock widget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._gui_common import error_line, progress_text
+from ..engine.inputs import model_layout
+from ..explanation import Explanation
+from ..frontend import device_choices, normalize_image, start_run
+from ..methods import METHODS
+from ._form import ParamForm
+from ._inputs import InputPanel, RunInput
+from ._layers import OutputLayers
+from ._model_picker import LoadedModel, ModelPicker
+from ._registry import ModelEntry
+from ._worker import RunFailure, start_worker
+
+__all__ = ["ExplainWidget"]
+
+_PROGRESS_STEPS = 1000
+
+
+def _quit(running: dict[str, GeneratorWorker | None], *_: Any) -> None:
+    worker = running.get("worker")
+    if worker is not None:
+        worker.quit()
+
+
+def _section(title: str) -> QLabel:
+    label = QLabel(f"<b>{title}</b>")
+    label.setContentsMargins(0, 6, 0, 0)
+    return label
+
+
+@dataclass
+class _Job:
+    """A prepared run: the snapshot generator and where its outputs go."""
+
+    snapshots: Any
+    output: OutputLayers
+
+
+class ExplainWidget(QWidget):
+    """Explain a segmentation model on an image layer; the saliency map streams in.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer whose layers are explained.
+    parent
+        The parent widget.
+
+    Attributes
+    ----------
+    worker
+        The running worker, or None.
+    last_snapshot
+        The latest snapshot of the current or last run.
+    n_updates
+        Snapshots received by the current or last run.
+    yield_every
+        Seconds between map updates during a run.
+    """
+
+    #: Emitted when a run ends (done, cancelled or failed), with its last snapshot or None.
+    run_finished = Signal(object)
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker: GeneratorWorker | None = None
+        self.last_snapshot: Explanation | None = None
+        self.n_updates = 0
+        self.yield_every = 0.2
+        self._output: OutputLayers | None = None
+        self._failure: RunFailure | None = None
+        self._cancelled = False
+
+        self.inputs = InputPanel(napari_viewer)
+        self.models = ModelPicker()
+        self.device = QComboBox()
+        self.device.setObjectName("device")
+        self.device.addItems(device_choices())
+        self.device.setToolTip("Where the model runs (auto: a GPU when there is one)")
+        self.method = QComboBox()
+        self.method.setObjectName("method")
+        self.method.addItems(list(METHODS))
+        self.method.setToolTip("The perturbation method")
+        self.form = ParamForm(self.method.currentText())
+        self.add_prediction = QCheckBox("add prediction layer")
+        self.add_prediction.setToolTip("Also add the model's segmentation as a Labels layer")
+        self.add_prediction.setObjectName("add_prediction")
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, _PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.status = QLabel("ready")
+        self.status.setObjectName("status")
+        self.status.setWordWrap(True)
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.addWidget(_section("input"))
+        column.addWidget(self.inputs)
+        column.addWidget(_section("model"))
+        column.addWidget(self.models)
+        device_row = QFormLayout()
+        device_row.setContentsMargins(0, 0, 0, 0)
+        device_row.addRow("device", self.device)
+        column.addLayout(device_row)
+        column.addWidget(_section("method"))
+        method_row = QFormLayout()
+        method_row.setContentsMargins(0, 0, 0, 0)
+        method_row.addRow("method", self.method)
+        column.addLayout(method_row)
+        self._form_holder = QVBoxLayout()
+        self._form_holder.setContentsMargins(0, 0, 0, 0)
+        self._form_holder.addWidget(self.form)
+        column.addLayout(self._form_holder)
+        column.addWidget(_section("output"))
+        column.addWidget(self.add_prediction)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        column.addLayout(buttons)
+        column.addWidget(self.progress)
+        column.addWidget(self.status)
+        column.addStretch(1)
+        self._content = content
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        self._align()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        # Closing the widget cancels its run (a holder, as the widget is gone by then).
+        self._running: dict[str, GeneratorWorker | None] = {"worker": None}
+        self.destroyed.connect(partial(_quit, self._running))
+        self.method.currentTextChanged.connect(self._method_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    # ------------------------------------------------------------------ presets
+    def add_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        outputs: str = "logits",
+        spatial_dims: int | None = None,
+    ) -> None:
+        """Offer a model in this widget (not in other widgets) and select it."""
+        self.models.add_model(ModelEntry(name, model, outputs, spatial_dims))
+
+    def set_method(self, name: str) -> None:
+        """Choose the method by name (one of :data:`maskscope.methods.METHODS`)."""
+        if self.method.findText(name) < 0:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {name!r}")
+        self.method.setCurrentText(name)
+
+    def set_values(self, **values: Any) -> None:
+        """Fill the method's form: ``set_values(n_masks=500, seed=1)``."""
+        self.form.set_values(values)
+
+    def _method_changed(self, name: str) -> None:
+        old = self.form
+        values = old.values()
+        self.form = ParamForm(name)
+        self.form.set_values(values, strict=False)
+        self._form_holder.replaceWidget(old, self.form)
+        old.deleteLater()
+        self._align()
+
+    def showEvent(self, event: Any) -> None:
+        """Align the labels once the viewer's style sheet has set the fonts."""
+        super().showEvent(event)
+        self._align()
+
+    def _align(self) -> None:
+        """Give every form row's label the same width, and the dock room for the content."""
+        labels = []
+        for layout in self._content.findChildren(QFormLayout):
+            for row in range(layout.rowCount()):
+                item = layout.itemAt(row, QFormLayout.ItemRole.LabelRole)
+                if item is not None and isinstance(item.widget(), QLabel):
+                    labels.append(item.widget())
+        labels = [label for label in labels if label.parent() is not None]
+        for label in labels:
+            label.setMinimumWidth(0)
+        width = max((label.sizeHint().width() for label in labels), default=0)
+        for label in labels:
+            label.setMinimumWidth(width)
+        self.setMinimumWidth(self._content.sizeHint().width() + 24)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> GeneratorWorker | None:
+        """Start explaining; returns the worker, or None when the inputs are not usable.
+
+        A problem with the inputs or the model shows a notification and starts nothing.
+        """
+        if self.worker is not None:
+            return None
+        try:
+            job = self._prepare()
+        except Exception as exc:  # shown to the user; the widget stays usable
+            self._report(exc)
+            return None
+        self._output = job.output
+        self._failure = None
+        self._cancelled = False
+        self.last_snapshot = None
+        self.n_updates = 0
+        self.progress.setValue(0)
+        self.status.setText("starting…")
+        self._set_running(True)
+        self.worker = start_worker(
+            job.snapshots,
+            on_snapshot=self._on_snapshot,
+            on_returned=self._on_returned,
+            on_finished=self._on_finished,
+        )
+        self._running["worker"] = self.worker
+        return self.worker
+
+    def cancel(self) -> None:
+        """Stop the run at the next snapshot; the map computed so far is kept."""
+        if self.worker is not None:
+            self._cancelled = True
+            self.status.setText("cancelling…")
+            self.worker.quit()
+
+    def _prepare(self) -> _Job:
+        given = self.inputs.gather()
+        loaded = self.models.load(self.device.currentText())
+        spatial_dims, slices = self._layout(given, loaded)
+        image = normalize_image(given.array.image, given.normalization, channel_axis=0)
+        method = self.method.currentText()
+        snapshots = start_run(
+            loaded.model,
+            method,
+            image,
+            values=self.form.values(),
+            target=given.target,
+            reference=given.reference,
+            slices=slices,
+            voxel_spacing=given.voxel_spacing,
+            outputs=loaded.outputs,
+            spatial_dims=spatial_dims,
+            yield_every=self.yield_every,
+        )
+        output = OutputLayers(
+            self.viewer, source=given.layer.name, method=method, frame=given.frame
+        )
+        return _Job(snapshots, output)
+
+    def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
+        """The model's spatial dims to pass to the engine, and the slices to explain."""
+        n_spatial = len(given.array.spatial)
+        dims = loaded.spatial_dims or model_layout(loaded.model)[0]
+        if n_spatial == 2:
+            if dims == 3:
+                raise ValueError(
+                    f"{loaded.label} is a 3D model, but the image has 2 spatial axes "
+                    f"{given.array.spatial}: choose a volume or a 2D model"
+                )
+            return 2, "all"
+        if dims == 2:
+            inputs = self.inputs
+            slices = given.slices(
+                inputs.scope.currentText(),
+                inputs.current_slice(),
+                inputs.start.value(),
+                inputs.stop.value(),
+            )
+            return 2, slices
+        return dims, "all"
+
+    # ------------------------------------------------------------------ worker events
+    def _on_snapshot(self, snap: Explanation) -> None:
+        self.n_updates += 1
+        self.last_snapshot = snap
+        assert self._output is not None
+        self._output.show(snap)
+        self.progress.setValue(round(snap.progress * _PROGRESS_STEPS))
+        if not self._cancelled:
+            self.status.setText(progress_text(snap))
+
+    def _on_returned(self, result: RunFailure | None) -> None:
+        if isinstance(result, RunFailure):
+            self._failure = result
+
+    def _on_finished(self) -> None:
+        snap = self.last_snapshot
+        partial = snap is None or not snap.done
+        if self._output is not None and snap is not None:
+            self._output.finish(partial=partial, prediction=self.add_prediction.isChecked())
+        if self._failure is not None:
+            self._report(self._failure.error, partial_kept=snap is not None)
+        elif snap is None:
+            self.status.setText("cancelled before the first result")
+        else:
+            self.status.setText(progress_text(snap, cancelled=self._cancelled and partial))
+        self.worker = self._running["worker"] = None
+        self._set_running(False)
+        self.run_finished.emit(snap)
+
+    # ------------------------------------------------------------------ helpers
+    def _report(self, exc: BaseException, *, partial_kept: bool = False) -> None:
+        line = error_line(exc)
+        kept = " (the partial map is kept)" if partial_kept else ""
+        self.status.setText(f"failed: {line}{kept}")
+        show_error(f"maskscope: {line}{kept}")
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)

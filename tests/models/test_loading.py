@@ -1,0 +1,145 @@
+"""load_model: bundled names, TorchScript and torch.export files, factories, and bad specs."""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from maskscope.models import UNet, bundled_models, load_model
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+FACTORY_MODULE = textwrap.dedent(
+    """
+    from torch import nn
+
+    calls = []
+
+    def make():
+        calls.append(1)
+        return nn.Sequential(nn.Conv2d(1, 2, 1), nn.Dropout(0.5))
+
+    def not_a_model():
+        return 42
+
+    ready = nn.Conv2d(1, 2, 1)
+    """
+)
+
+
+@pytest.fixture
+def factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write a helper module with factories to tmp_path and make it importable."""
+    name = "maskscope_test_factories"
+    (tmp_path / f"{name}.py").write_text(FACTORY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, name, raising=False)
+    return name
+
+
+def test_bundled_models_listing() -> None:
+    models = bundled_models()
+    assert set(models) == {"shapes2d", "phantom3d"}
+    assert models["shapes2d"].spatial_dims == 2 and models["phantom3d"].spatial_dims == 3
+    for name, info in models.items():
+        assert info.name == name
+        assert info.description and "\n" not in info.description
+        assert info.in_channels == 1
+        assert len(info.class_names) == 2 and info.class_names[0] == "background"
+        assert info.weights_path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"), [("shapes2d", (1, 1, 40, 56)), ("phantom3d", (1, 1, 16, 24, 20))]
+)
+def test_load_bundled(name: str, shape: tuple[int, ...]) -> None:
+    model = load_model(name)
+    assert isinstance(model, UNet) and not model.training
+    with torch.inference_mode():
+        assert model(torch.rand(shape)).shape == (shape[0], 2, *shape[2:])
+
+
+def test_load_torchscript(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.trace(_Tiny().train(), torch.rand(1, 1, 8, 8)), str(path))
+    model = load_model(path)
+    assert not model.training
+    x = torch.rand(3, 1, 8, 8)
+    assert load_model(str(path))(x).shape == (3, 2, 8, 8)
+
+
+def test_load_exported_program(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tiny = _Tiny().eval()
+    x = torch.rand(2, 1, 8, 8)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(tiny, (x,), dynamic_shapes=({0: batch},))
+    path = tmp_path / "tiny.pt2"
+    torch.export.save(program, str(path))
+    model = load_model(path)
+    x3 = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(model(x3), tiny(x3))
+
+
+def test_load_factory(factory_module: str) -> None:
+    model = load_model(f"{factory_module}:make")
+    assert isinstance(model, nn.Sequential) and not model.training
+    assert load_model(f"{factory_module}:ready").training is False
+
+
+@pytest.mark.parametrize(
+    ("attr", "match"),
+    [("missing", "has no attribute 'missing'"), ("not_a_model", "must return a torch.nn.Module")],
+)
+def test_bad_factory(factory_module: str, attr: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_model(f"{factory_module}:{attr}")
+
+
+def test_factory_module_not_importable() -> None:
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module_xyz'"):
+        load_model("no_such_module_xyz:make")
+
+
+def test_unknown_bundled_name_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown bundled model 'unet'.*'phantom3d', 'shapes2d'"):
+        load_model("unet")
+
+
+def test_unknown_suffix_lists_accepted_ones(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"\.pt2.*got suffix '\.onnx'"):
+        load_model(path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(FileNotFoundError, match=r"nowhere/model\.pt"):
+        load_model("nowhere/model.pt")
+
+
+def test_state_dict_file_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(_Tiny().state_dict(), path)
+    with pytest.raises(ValueError, match=r"not a TorchScript archive.*package\.module:factory"):
+        load_model(path)
+
+
+def test_not_a_string() -> None:
+    with pytest.raises(ValueError, match="got int"):
+        load_model(3)  # type: ignore[arg-type]

@@ -1,0 +1,115 @@
+"""Fixtures of the napari tests: the plugin's manifest, tiny models, run helpers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from npe2 import PluginManager, PluginManifest
+from torch import nn
+
+import maskscope
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The manifest next to the package's ``__init__.py`` (the symlink in a source tree).
+PACKAGE_MANIFEST = Path(maskscope.__file__).parent / "napari.yaml"
+
+
+class Threshold(nn.Module):
+    """Segments voxels whose local mean exceeds 0.5: logits ``(B, 2, *spatial)``.
+
+    A fixed box filter, so what the masks hide changes the output smoothly.
+    """
+
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.conv = conv(in_channels, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0 / (in_channels * 3**spatial_dims))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.conv(x) - 0.5
+        return torch.cat([-m, m], dim=1) * 8.0
+
+
+class Slow(nn.Module):
+    """Wraps a model and sleeps at every call (for cancelling mid-run)."""
+
+    def __init__(self, model: nn.Module, seconds: float = 0.02) -> None:
+        super().__init__()
+        self.model = model
+        self.seconds = seconds
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return self.model(x)
+
+
+class FailsAfter(nn.Module):
+    """Wraps a model and raises from its ``n``-th call on."""
+
+    def __init__(self, model: nn.Module, n: int) -> None:
+        super().__init__()
+        self.model = model
+        self.n = n
+        self.calls = 0
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.n:
+            raise RuntimeError("the model broke down\nsecond line of the message")
+        return self.model(x)
+
+
+@pytest.fixture(scope="session")
+def plugin() -> PluginManifest:
+    """maskscope's manifest in npe2's plugin manager (registered from the package if needed).
+
+    In an installed environment (editable or wheel) npe2 discovers the plugin itself; when
+    the tests run from the source tree (``PYTHONPATH=src``) the manifest next to the
+    package's ``__init__.py`` is registered once, as discovery would do.
+    """
+    pm = PluginManager.instance()
+    pm.discover()
+    try:
+        return pm.get_manifest("maskscope")
+    except KeyError:
+        pm.register(PluginManifest.from_file(PACKAGE_MANIFEST))
+        return pm.get_manifest("maskscope")
+
+
+@pytest.fixture
+def model2d() -> Threshold:
+    return Threshold(2)
+
+
+@pytest.fixture
+def model3d() -> Threshold:
+    return Threshold(3)
+
+
+def run_to_end(qtbot, widget, timeout: int = 30_000):
+    """Start a run, wait for its first snapshot and its end; return the worker."""
+    with qtbot.waitSignal(widget.run_finished, timeout=timeout):
+        worker = widget.run()
+        assert worker is not None, widget.status.text()
+    return worker
+
+
+def saliency_layers(viewer) -> list:
+    """The viewer's maskscope output layers."""
+    return [ly for ly in viewer.layers if "maskscope" in ly.metadata]
+
+
+def square_image(size: int = 48) -> np.ndarray:
+    """A dark image with one bright square off-centre."""
+    img = np.zeros((size, size), np.float32)
+    img[10:22, 26:40] = 1.0
+    return img

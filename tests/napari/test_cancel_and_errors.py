@@ -1,0 +1,110 @@
+"""Cancel keeps the partial map; errors become one-line notifications, nothing crashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+from maskscope.napari import explain_in_viewer
+
+from .conftest import FailsAfter, Slow, run_to_end, saliency_layers, square_image
+
+
+@pytest.fixture
+def errors():
+    """Error notifications shown during the test."""
+    start = len(notification_manager.records)
+
+    def new() -> list[str]:
+        return [
+            str(n.message)
+            for n in notification_manager.records[start:]
+            if n.severity == NotificationSeverity.ERROR
+        ]
+
+    return new
+
+
+def test_cancel_stops_the_worker_and_keeps_the_partial_map(make_napari_viewer, qtbot, model2d):
+    viewer = make_napari_viewer()
+    viewer.add_image(square_image(), name="sq")
+    slow = Slow(model2d, seconds=0.02)
+    widget = explain_in_viewer(viewer, slow, method="RISE", n_masks=4000, batch_size=4)
+    widget.yield_every = 0.0
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.n_updates >= 1, timeout=10_000)
+    assert widget.cancel_button.isEnabled() and not widget.run_button.isEnabled()
+    assert widget.status.text().endswith("left")  # e.g. "8/4000 · 0.1 s · about 12 s left"
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        widget.cancel()
+
+    assert not worker.is_running and widget.worker is None
+    (layer,) = saliency_layers(viewer)
+    assert layer.name == "sq RISE (partial)"
+    meta = layer.metadata["maskscope"]
+    assert meta["partial"] is True and 0 < meta["n_done"] < meta["n_total"] == 4000
+    assert np.ptp(layer.data) > 0
+    assert widget.status.text().startswith("cancelled at")
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_a_bad_model_file_is_a_notification(make_napari_viewer, plugin, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(square_image(), name="sq")
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a TorchScript archive")
+    _, widget = viewer.window.add_plugin_dock_widget("maskscope", "Explain segmentation")
+    widget.models.select(str(bad))
+    assert widget.models.spec.isVisibleTo(widget)
+
+    assert widget.run() is None
+    (message,) = errors()
+    assert "broken.pt" in message and "not a TorchScript archive" in message
+    assert "\n" not in message
+    assert widget.status.text().startswith("failed:")
+    assert widget.run_button.isEnabled() and widget.worker is None
+    assert saliency_layers(viewer) == []
+
+
+def test_a_model_raising_mid_run_keeps_what_was_computed(
+    make_napari_viewer, plugin, qtbot, model2d, errors
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(square_image(), name="sq")
+    failing = FailsAfter(model2d, n=4)  # the unperturbed pass, two chunks, then it raises
+    widget = explain_in_viewer(viewer, failing, method="RISE", n_masks=40, batch_size=4)
+    widget.yield_every = 0.0
+    run_to_end(qtbot, widget)
+
+    (message,) = errors()
+    assert message.startswith("maskscope: RuntimeError: the model broke down")
+    assert "second line" not in message
+    (layer,) = saliency_layers(viewer)
+    assert layer.name == "sq RISE (partial)" and layer.metadata["maskscope"]["n_done"] == 8
+    assert np.ptp(layer.data) > 0
+
+    # the widget is still usable: the next run (a working model) completes
+    widget.add_model("working", model2d)
+    run_to_end(qtbot, widget)
+    assert layer.name == "sq RISE" and layer.metadata["maskscope"]["partial"] is False
+
+
+def test_bad_settings_are_notifications(make_napari_viewer, qtbot, model2d, errors):
+    viewer = make_napari_viewer()
+    widget = explain_in_viewer(viewer, model2d, method="PixelRISE", merge="max", tol=0.05)
+    assert widget.run() is None  # no image yet
+    viewer.add_image(square_image(), name="sq")
+    assert widget.run() is None  # max merge has no standard error for early stopping
+    widget.set_values(tol=None, grid="8, x")
+    assert widget.run() is None  # not a number
+    widget.set_values(grid=8)
+    viewer.add_labels(np.zeros((20, 20), np.int32), name="small")
+    widget.inputs.set_reference(viewer.layers["small"])
+    assert widget.run() is None  # a reference of another shape
+    first, second, third, fourth = errors()
+    assert "no image layer" in first
+    assert "merge='max'" in second
+    assert "grid takes a number" in third
+    assert "reference layer 'small' has shape (20, 20)" in fourth
+    assert saliency_layers(viewer) == [] and widget.run_button.isEnabled()

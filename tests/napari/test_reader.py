@@ -1,0 +1,50 @@
+"""The NIfTI reader keeps voxel spacing as scale and axis flips and origin as affine."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+
+from maskscope.napari._reader import get_reader, read_nifti
+
+
+def _save(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def test_reader_round_trips_spacing_and_orientation(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.random((10, 12, 8)).astype(np.float32)  # (x, y, z)
+    affine = np.diag([-0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = (40.0, -20.0, 7.5)
+    path = _save(tmp_path / "scan.nii.gz", data, affine)
+
+    assert get_reader(str(path)) is read_nifti
+    assert get_reader(str(tmp_path / "scan.tif")) is None
+    ((array, kwargs, kind),) = read_nifti(str(path))
+    assert kind == "image" and kwargs["name"] == "scan"
+    np.testing.assert_array_equal(array, data.transpose(2, 1, 0))  # (z, y, x)
+    np.testing.assert_allclose(kwargs["scale"], (2.5, 0.9, 0.8))
+    # world position of a voxel = the file's affine, with napari's reversed axes
+    z, y, x = 3, 5, 7
+    world = kwargs["affine"] @ np.r_[np.multiply((z, y, x), kwargs["scale"]), 1.0]
+    np.testing.assert_allclose(world[:3][::-1], (affine @ [x, y, z, 1.0])[:3])
+    np.testing.assert_allclose(kwargs["metadata"]["nifti_affine"], affine)
+
+
+def test_reader_opens_labels_and_oblique_volumes_in_a_viewer(make_napari_viewer, plugin, tmp_path):
+    labels = np.zeros((6, 7, 5), np.uint8)
+    labels[2:4, 3:5, 1:3] = 1
+    oblique = np.eye(4)
+    c, s = np.cos(0.3), np.sin(0.3)
+    oblique[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ np.diag(
+        [1.5, 1.5, 3.0]
+    )
+    _save(tmp_path / "lesion.nii", labels, oblique)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "lesion.nii"), plugin="maskscope")
+    assert type(layer).__name__ == "Labels"
+    np.testing.assert_array_equal(layer.data, labels.transpose(2, 1, 0))
+    np.testing.assert_allclose(layer.scale, (3.0, 1.5, 1.5))
+    np.testing.assert_allclose(layer.affine.affine_matrix, np.eye(4))  # oblique: grid kept
