@@ -219,7 +219,9 @@ class Explanation:
         return self.to_png()
 
     def __repr__(self) -> str:
-        state = "done" if self.done else ("stopped early" if self.stopped_early else "partial")
+        state = "done" if self.done else "partial"
+        if self.stopped_early:
+            state += ", stopped early"
         return (
             f"Explanation({self.method}, map {self.map.shape}, {self.n_done}/{self.n_total} "
             f"{state}, {self.elapsed:.1f} s)"

@@ -47,7 +47,7 @@ def form_fields(name: str) -> tuple[list[ParamSpec], list[ParamSpec]]:
     """The method's parameters and the run options that a GUI form shows."""
     cls = method_class(name)
     params = [p for p in describe_params(cls.Params) if p.gui]
-    skip = set() if cls.has_stderr else {"tol", "min_masks"}
+    skip = set() if cls.stochastic else {"seed", "tol", "min_masks"}
     options = [p for p in describe_params(RunOptions) if p.gui and p.name not in skip]
     return params, options
 

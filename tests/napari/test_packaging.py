@@ -71,7 +71,10 @@ def test_wheel_ships_the_manifest_and_npe2_finds_it(tmp_path):
 def test_editable_install_is_discovered(tmp_path):
     prefix = tmp_path / "prefix"
     flags = _build_flags("hatchling", "editables")
-    _pip_install("install", "--no-deps", *flags, "-e", ".", "--prefix", str(prefix))
+    # --ignore-installed: never touch the maskscope already installed in this environment
+    _pip_install(
+        "install", "--no-deps", "--ignore-installed", *flags, "-e", ".", "--prefix", str(prefix)
+    )
     (site,) = prefix.glob("lib/python*/site-packages")
     lines = _discover(f"import site; site.addsitedir({str(site)!r})", site, tmp_path)
     assert lines[0] == str(ROOT / "src" / "maskscope" / "__init__.py")

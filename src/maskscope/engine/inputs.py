@@ -47,6 +47,10 @@ def model_layout(model: Callable) -> tuple[int | None, int | None]:
     # after a reshaping step such as space-to-depth)
     root_channels = getattr(model, "in_channels", None)
     try:
+        for m in modules():  # a module that declares its layout (e.g. the bundled U-Net)
+            dims, ch = getattr(m, "spatial_dims", None), getattr(m, "in_channels", None)
+            if dims in (2, 3) and isinstance(ch, int) and not isinstance(dims, bool):
+                return int(dims), (root_channels if isinstance(root_channels, int) else ch)
         for m in modules():
             name = getattr(m, "original_name", None) or type(m).__name__
             if name in _CONV_NAMES:

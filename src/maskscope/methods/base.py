@@ -120,8 +120,9 @@ class Method:
     needs_segmentation: ClassVar[bool] = True
     #: Whether ``target=None`` means "all foreground classes" (else: a single class).
     target_none_means_all: ClassVar[bool] = False
-    #: Whether results carry a standard error (and so early stopping applies).
-    has_stderr: ClassVar[bool] = True
+    #: Whether the method draws random masks (so a seed, a standard error and early
+    #: stopping apply); a deterministic sweep has none of them.
+    stochastic: ClassVar[bool] = True
 
     def __init__(
         self,

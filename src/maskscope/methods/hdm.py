@@ -85,7 +85,7 @@ class HDM(Method):
     name = "HDM"
     Params = HDMParams
     target_none_means_all = True
-    has_stderr = False
+    stochastic = False
 
     def __init__(
         self,
