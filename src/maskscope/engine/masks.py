@@ -17,10 +17,27 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BLOCK", "RiseMasks", "interpolation_matrix"]
+__all__ = ["BLOCK", "RiseMasks", "interpolation_matrix", "linear_weights"]
 
 #: Number of masks drawn from one seeded random stream.
 BLOCK = 256
+
+
+def linear_weights(src: torch.Tensor, n_in: int) -> torch.Tensor:
+    """Linear interpolation matrix ``(len(src), n_in)`` at continuous source positions.
+
+    ``src`` holds, for every output sample, its position on the input grid (clamped to
+    ``[0, n_in - 1]``); each row has the weights of the two neighbouring input samples.
+    """
+    src = src.to(torch.float64).clamp(0, n_in - 1)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    lam = src - i0.double()
+    mat = torch.zeros(src.shape[0], n_in, dtype=torch.float64)
+    rows = torch.arange(src.shape[0])
+    mat.index_put_((rows, i0), 1.0 - lam, accumulate=True)
+    mat.index_put_((rows, i1), lam, accumulate=True)
+    return mat
 
 
 def interpolation_matrix(n_in: int, n_out: int, *, dtype=torch.float64) -> torch.Tensor:
@@ -37,17 +54,8 @@ def interpolation_matrix(n_in: int, n_out: int, *, dtype=torch.float64) -> torch
         ``(n_out, n_in)`` matrix ``R`` such that ``R @ v`` upsamples ``v`` like torch's
         ``linear`` / ``bilinear`` / ``trilinear`` modes without corner alignment.
     """
-    scale = n_in / n_out
-    src = (torch.arange(n_out, dtype=torch.float64) + 0.5) * scale - 0.5
-    src = src.clamp(min=0.0)
-    i0 = src.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    lam = src - i0.double()
-    mat = torch.zeros(n_out, n_in, dtype=torch.float64)
-    rows = torch.arange(n_out)
-    mat.index_put_((rows, i0), 1.0 - lam, accumulate=True)
-    mat.index_put_((rows, i1), lam, accumulate=True)
-    return mat.to(dtype)
+    src = (torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5
+    return linear_weights(src, n_in).to(dtype)
 
 
 def _block_generator(seed: int, block: int, device: torch.device) -> torch.Generator:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .masks import linear_weights
+
 __all__ = ["CentreGrid", "coarse_to_fine_order"]
 
 
@@ -143,13 +145,6 @@ class CentreGrid:
         """Per axis, the ``(size, count)`` linear interpolation from centres to voxels."""
         mats = []
         for n, c, st, off in zip(self.spatial, self.counts, self.steps, self.offsets, strict=True):
-            t = ((torch.arange(n, dtype=torch.float64) - off) / st).clamp(0, c - 1)
-            i0 = t.floor().long().clamp(max=c - 1)
-            i1 = (i0 + 1).clamp(max=c - 1)
-            lam = t - i0.double()
-            m = torch.zeros(n, c, dtype=torch.float64)
-            rows = torch.arange(n)
-            m.index_put_((rows, i0), 1.0 - lam, accumulate=True)
-            m.index_put_((rows, i1), lam, accumulate=True)
-            mats.append(m.to(self.device))
+            src = (torch.arange(n, dtype=torch.float64) - off) / st
+            mats.append(linear_weights(src, c).to(self.device))
         return mats

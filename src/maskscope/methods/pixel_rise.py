@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.accumulate import PixelMax, WeightedSum
+from ..engine.accumulate import PixelMax
 from ..engine.loop import RunOptions, Task
 from ..engine.params import param
 from ..engine.scores import pixel_probabilities
 from .base import Context, Method
-from .rise import RISEParams, rise_task_parts
+from .rise import RISEParams, rise_task
 
 __all__ = ["PixelRISE", "PixelRISEParams"]
 
@@ -63,7 +63,6 @@ class PixelRISE(Method):
 
     def make_task(self, ctx: Context, params: PixelRISEParams) -> Task:
         """Random masks, per-pixel scores, mean or max merge."""
-        masks, perturb = rise_task_parts(ctx, params)
         index = ctx.region().flatten().nonzero().squeeze(1)
         target, kind = ctx.target, ctx.kind
         if params.merge == "mean":
@@ -71,17 +70,17 @@ class PixelRISE(Method):
             def score(out: torch.Tensor) -> torch.Tensor:
                 return pixel_probabilities(out, index, target, kind).mean(dim=1)
 
-            acc = WeightedSum(ctx.spatial, params.p_keep, ctx.device)
-        else:
-            if params.max_pixels is not None and index.numel() > params.max_pixels:
-                rng = np.random.default_rng(ctx.seed)
-                keep = np.sort(rng.choice(index.numel(), params.max_pixels, replace=False))
-                index = index[torch.from_numpy(keep).to(index.device)]
+            return rise_task(ctx, params, score)
+        if params.max_pixels is not None and index.numel() > params.max_pixels:
+            rng = np.random.default_rng(ctx.seed)
+            keep = np.sort(rng.choice(index.numel(), params.max_pixels, replace=False))
+            index = index[torch.from_numpy(keep).to(index.device)]
 
-            def score(out: torch.Tensor) -> torch.Tensor:
-                return pixel_probabilities(out, index, target, kind)
+        def pixel_scores(out: torch.Tensor) -> torch.Tensor:
+            return pixel_probabilities(out, index, target, kind)
 
-            acc = PixelMax(
+        def make_accumulator(masks) -> PixelMax:
+            return PixelMax(
                 ctx.spatial,
                 index.numel(),
                 params.p_keep,
@@ -90,14 +89,5 @@ class PixelRISE(Method):
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
             )
-        return Task(
-            x=ctx.x,
-            n_total=params.n_masks,
-            masks=masks,
-            perturb=perturb,
-            score=score,
-            accumulator=acc,
-            reference=ctx.reference,
-            prediction=ctx.prediction,
-            has_stderr=params.merge == "mean",
-        )
+
+        return rise_task(ctx, params, pixel_scores, make_accumulator)

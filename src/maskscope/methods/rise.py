@@ -16,7 +16,7 @@ from ..engine.perturb import make_perturbation
 from ..engine.scores import class_probability, region_mean_probability
 from .base import Context, Method
 
-__all__ = ["RISE", "RISEParams", "rise_task_parts"]
+__all__ = ["RISE", "RISEParams", "rise_task"]
 
 
 @dataclass
@@ -44,12 +44,36 @@ class RISEParams:
     )
 
 
-def rise_task_parts(ctx: Context, params: RISEParams):
-    """The masks and perturbation shared by the RISE family."""
+def rise_task(
+    ctx: Context,
+    params: RISEParams,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    make_accumulator: Callable[[RiseMasks], Any] | None = None,
+) -> Task:
+    """The task of a RISE-family method: seeded random masks, ``params.baseline`` perturbation.
+
+    ``make_accumulator(masks)`` builds the accumulator (a :class:`WeightedSum` by default,
+    which gives a standard error).
+    """
     masks = RiseMasks(
         ctx.spatial, params.grid, params.p_keep, ctx.seed, device=ctx.device, dtype=ctx.x.dtype
     )
-    return masks, make_perturbation(ctx.x, params.baseline)
+    acc = (
+        make_accumulator(masks)
+        if make_accumulator is not None
+        else WeightedSum(ctx.spatial, params.p_keep, ctx.device)
+    )
+    return Task(
+        x=ctx.x,
+        n_total=params.n_masks,
+        masks=masks,
+        perturb=make_perturbation(ctx.x, params.baseline),
+        score=score,
+        accumulator=acc,
+        reference=ctx.reference,
+        prediction=ctx.prediction,
+        has_stderr=isinstance(acc, WeightedSum),
+    )
 
 
 class RISE(Method):
@@ -92,7 +116,6 @@ class RISE(Method):
 
     def make_task(self, ctx: Context, params: RISEParams) -> Task:
         """Random masks, weighted sum of the scalar scores."""
-        masks, perturb = rise_task_parts(ctx, params)
         if self.score_fn is not None:
             user = self.score_fn
 
@@ -114,13 +137,4 @@ class RISE(Method):
             def score(out: torch.Tensor) -> torch.Tensor:
                 return class_probability(out, target, kind)
 
-        return Task(
-            x=ctx.x,
-            n_total=params.n_masks,
-            masks=masks,
-            perturb=perturb,
-            score=score,
-            accumulator=WeightedSum(ctx.spatial, params.p_keep, ctx.device),
-            reference=ctx.reference,
-            prediction=ctx.prediction,
-        )
+        return rise_task(ctx, params, score)

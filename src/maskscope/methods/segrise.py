@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.accumulate import WeightedSum
 from ..engine.loop import Task
 from ..engine.params import param
 from ..engine.scores import OVERLAP_SCORES, get_overlap_score, segmentation
 from .base import Context, Method
-from .rise import RISEParams, rise_task_parts
+from .rise import RISEParams, rise_task
 
 __all__ = ["SegRISE", "SegRISEParams"]
 
@@ -44,20 +43,10 @@ class SegRISE(Method):
 
     def make_task(self, ctx: Context, params: SegRISEParams) -> Task:
         """Random masks weighted by the overlap score."""
-        masks, perturb = rise_task_parts(ctx, params)
         overlap = get_overlap_score(params.score)
         reference, classes, kind = ctx.reference, ctx.classes(), ctx.kind
 
         def score(out: torch.Tensor) -> torch.Tensor:
             return overlap(segmentation(out, kind), reference, classes)
 
-        return Task(
-            x=ctx.x,
-            n_total=params.n_masks,
-            masks=masks,
-            perturb=perturb,
-            score=score,
-            accumulator=WeightedSum(ctx.spatial, params.p_keep, ctx.device),
-            reference=ctx.reference,
-            prediction=ctx.prediction,
-        )
+        return rise_task(ctx, params, score)
