@@ -23,7 +23,11 @@ def test_every_method_has_a_form_whose_defaults_are_accepted(method):
     from maskscope.frontend import split_values
 
     fields = form(method)
-    assert [f.name for f in fields if f.group == "options"][:2] == ["seed", "batch_size"]
+    options = [f.name for f in fields if f.group == "options"]
+    if METHODS[method].stochastic:
+        assert options == ["seed", "batch_size", "tol", "min_masks"]
+    else:  # a deterministic sweep has no seed and no standard error to stop on
+        assert options == ["batch_size"]
     assert all(
         f.kind in ("bool", "int", "float", "choice", "choice-or-number", "text") for f in fields
     )
