@@ -158,22 +158,26 @@ class RiseMasks:
         return torch.cat(grids), torch.cat(shifts)
 
     def render(self, grids: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """Upsample and crop grids to full-resolution masks ``(n, 1, *spatial)``."""
+        """Upsample and crop grids to full-resolution masks ``(n, 1, *spatial)``.
+
+        Each axis is one batched matrix product with that axis's cropped interpolation
+        matrix, last axis first, so that every intermediate is contiguous.
+        """
         n = grids.shape[0]
         x = grids.to(self.dtype)
-        # Contract the last grid axis first, then the ones before, so that each product
-        # turns one low-resolution axis into a cropped full-resolution axis.
-        nd = len(self.spatial)
-        for ax in reversed(range(nd)):
-            size = self.spatial[ax]
+        mats = []
+        for ax, size in enumerate(self.spatial):
             rows = shifts[:, ax : ax + 1] + torch.arange(size, device=self.device)
-            r = self._mats[ax][rows]  # (n, size, g)
-            x = torch.movedim(x, 1 + ax, -1)  # (n, ..., g)
-            lead = x.shape[1:-1]
-            x = torch.bmm(x.reshape(n, -1, x.shape[-1]), r.transpose(1, 2))
-            x = x.reshape(n, *lead, size)
-            x = torch.movedim(x, -1, 1 + ax)
-        return x.unsqueeze(1).contiguous()
+            mats.append(self._mats[ax][rows])  # (n, size, g): the cropped rows
+        if len(self.spatial) == 2:
+            x = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
+            x = torch.bmm(mats[0], x)  # (n, H, W)
+        else:
+            g0, g1, g2 = self.grid
+            x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))  # (n, g0·g1, W)
+            x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
+            x = torch.bmm(mats[0], x.reshape(n, g0, -1))  # (n, D, H·W)
+        return x.reshape(n, 1, *self.spatial)
 
     def __call__(self, start: int, stop: int) -> torch.Tensor:
         """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1]."""

@@ -55,6 +55,8 @@ def segmentation(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
         return (outputs[:, 0] > threshold).to(torch.uint8)
     # argmax over a short, strided class axis is slow on CPU: one pass per class instead
     # (ties go to the lower class, as with argmax)
+    if outputs.shape[1] == 2:
+        return (outputs[:, 1] > outputs[:, 0]).view(torch.uint8)
     best = outputs[:, 0]
     dtype = torch.uint8 if outputs.shape[1] <= 256 else torch.long
     labels = torch.zeros(best.shape, dtype=dtype, device=outputs.device)
@@ -98,6 +100,11 @@ def pixel_probabilities(
     return p.index_select(1, index)
 
 
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """True values per row of a boolean ``(B, V)`` tensor (int32 sums: fast, exact < 2³¹)."""
+    return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+
+
 def _overlap_counts(
     pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,9 +115,9 @@ def _overlap_counts(
     for c in classes:
         pc = pred == c
         rc = ref == c
-        inter.append((pc & rc).sum(dim=1))
-        n_pred.append(pc.sum(dim=1))
-        n_ref.append(rc.sum(dim=1).expand(b))
+        inter.append(_count(pc & rc))
+        n_pred.append(_count(pc))
+        n_ref.append(_count(rc).expand(b))
     return (
         torch.stack(inter, 1).double(),
         torch.stack(n_pred, 1).double(),
