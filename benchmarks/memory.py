@@ -26,10 +26,10 @@ from maskscope.data import shapes2d
 from maskscope.models import load_model
 model = OneByOne() if {model!r} == "1x1" else load_model("shapes2d")
 image = shapes2d(seed=7).image
-{method}(model).explain(image, n_masks=16, batch_size=16)  # warm-up: allocator, kernels
+{method}(model).explain(image, n_masks=16, batch_size={batch})  # warm-up: allocator, kernels
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-e = {method}(model).explain(image, n_masks={n}, batch_size=16, **{kwargs})
+e = {method}(model).explain(image, n_masks={n}, batch_size={batch}, **{kwargs})
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"n": {n}, "peak_mb": peak / 1024, "growth_mb": (peak - base) / 1024,
@@ -37,11 +37,34 @@ print(json.dumps({{"n": {n}, "peak_mb": peak / 1024, "growth_mb": (peak - base) 
 """
 
 
-def run(method: str, n: int, model: str, kwargs: dict) -> dict:
+def run(
+    method: str,
+    n: int,
+    model: str,
+    kwargs: dict,
+    *,
+    batch: int = 16,
+    python: str | None = None,
+    env: dict | None = None,
+    timeout: float | None = None,
+) -> dict:
+    """Peak RSS and wall time of one ``method(model).explain`` run in a fresh process."""
     code = CHILD.format(
-        bench=str(Path(__file__).parent), method=method, n=n, model=model, kwargs=kwargs
+        bench=str(Path(__file__).parent),
+        method=method,
+        n=n,
+        model=model,
+        kwargs=kwargs,
+        batch=batch,
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [python or sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=timeout,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -7,6 +7,9 @@ A near-free model (one 1×1 convolution) exposes the engine's own cost per mask.
     python benchmarks/overhead.py                 # 240×240 with the bundled 2D model
     python benchmarks/overhead.py --quick         # fewer masks
     python benchmarks/overhead.py --device cuda
+    python benchmarks/overhead.py --with-3d       # also 64×96×96 with the bundled 3D model
+
+``benchmarks/run.py`` measures each case in a fresh process through :func:`measure`.
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ from maskscope import HDM, RISE, PixelRISE, SegRISE
 from maskscope.data import phantom3d, shapes2d
 from maskscope.models import load_model
 
+#: Method labels in report order.
+LABELS = ("RISE", "SegRISE", "PixelRISE-mean", "PixelRISE-max", "HDM")
+
 
 class OneByOne(torch.nn.Module):
-    """A near-free segmentation model: one 1×1 convolution to 2 classes."""
+    """A near-free segmentation model: one 1×1 convolution to 2 classes.
+
+    The convolution (1 input channel → 2 classes) is evaluated as the equivalent broadcast
+    multiply-add: oneDNN's kernel for this shape costs ~6.6 ms per 240² image on one CPU
+    thread (50× the multiply-add), which would bury the engine's own cost in the floor.
+    """
 
     def __init__(self, dims: int = 2) -> None:
         super().__init__()
@@ -35,12 +46,21 @@ class OneByOne(torch.nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        shape = (1, 2) + (1,) * (x.ndim - 2)
+        w = self.conv.weight.reshape(shape)
+        return torch.addcmul(self.conv.bias.reshape(shape), x, w)
+
+
+def sync(device: str | torch.device) -> None:
+    """Wait for queued GPU work (no-op on the CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def forward_floor(model, x: torch.Tensor, n: int, batch: int) -> float:
     """Seconds to run the model on ``n`` inputs shaped like ``x`` in batches of ``batch``."""
     xb = x.expand(batch, *x.shape[1:]).contiguous() * 0.5
+    sync(x.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         done = 0
@@ -48,37 +68,99 @@ def forward_floor(model, x: torch.Tensor, n: int, batch: int) -> float:
             b = min(batch, n - done)
             model(xb[:b])
             done += b
+    sync(x.device)
     return time.perf_counter() - t0
 
 
-def cases(args):
-    """(label, explainer factory, image, kwargs, n forwards) for each benchmarked method."""
-    s2 = shapes2d(seed=7)
-    n = args.n_masks
-    rise = {"n_masks": n, "grid": 8, "batch_size": args.batch_size}
-    out = []
-    models = {
-        "unet2d": load_model("shapes2d", device=args.device),
-        "1x1": OneByOne().to(args.device),
+def method_kwargs(label: str, *, n_masks: int, stride: float, batch_size: int, dims: int = 2):
+    """(method class, explain() keyword arguments) for a method label."""
+    grid = 8 if dims == 2 else 6
+    rise = {"n_masks": n_masks, "grid": grid, "batch_size": batch_size}
+    diameter = 25 if dims == 2 else 16
+    table = {
+        "RISE": (RISE, rise),
+        "SegRISE": (SegRISE, rise),
+        "PixelRISE-mean": (PixelRISE, {**rise, "merge": "mean"}),
+        "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
+        "HDM": (HDM, {"diameter": diameter, "stride": stride, "batch_size": batch_size}),
     }
-    for mname, model in models.items():
-        for label, cls, kw in (
-            ("RISE", RISE, rise),
-            ("SegRISE", SegRISE, rise),
-            ("PixelRISE-mean", PixelRISE, {**rise, "merge": "mean"}),
-            ("PixelRISE-max", PixelRISE, {**rise, "merge": "max"}),
-            ("HDM", HDM, {"diameter": 25, "stride": args.stride, "batch_size": args.batch_size}),
-        ):
-            out.append((mname, label, cls(model), s2.image, kw))
-    if args.with_3d:
-        ph = phantom3d(seed=3)
-        m3 = load_model("phantom3d", device=args.device)
-        kw3 = {"voxel_spacing": ph.voxel_spacing, "batch_size": 4}
-        out.append(
-            ("unet3d", "SegRISE", SegRISE(m3), ph.image, {**kw3, "n_masks": n // 5, "grid": 6})
+    if label not in table:
+        raise ValueError(f"method must be one of {', '.join(table)}, got {label!r}")
+    return table[label]
+
+
+def make_case(mname: str, label: str, args) -> tuple:
+    """(model name, label, explainer, image, kwargs) for one model and method.
+
+    ``mname`` is ``unet2d`` / ``1x1`` (240×240 ``shapes2d(seed=7)``) or ``unet3d`` / ``1x1-3d``
+    (``phantom3d(seed=3)``, 64×96×96, spacing (2, 1, 1)). ``args`` needs ``n_masks``,
+    ``stride``, ``batch_size`` and ``device``; 3D cases use ``n_masks_3d``, ``stride_3d`` and
+    ``batch_size_3d`` when it has them.
+    """
+    if mname in ("unet2d", "1x1"):
+        image = shapes2d(seed=7).image
+        model = load_model("shapes2d", device=args.device) if mname == "unet2d" else OneByOne()
+        cls, kw = method_kwargs(
+            label, n_masks=args.n_masks, stride=args.stride, batch_size=args.batch_size
         )
-        out.append(("unet3d", "HDM", HDM(m3), ph.image, {**kw3, "diameter": 16, "stride": 12}))
+    elif mname in ("unet3d", "1x1-3d"):
+        ph = phantom3d(seed=3)
+        image = ph.image
+        model = load_model("phantom3d", device=args.device) if mname == "unet3d" else OneByOne(3)
+        cls, kw = method_kwargs(
+            label,
+            n_masks=getattr(args, "n_masks_3d", args.n_masks // 5),
+            stride=getattr(args, "stride_3d", 12.0),
+            batch_size=getattr(args, "batch_size_3d", 4),
+            dims=3,
+        )
+        kw = {**kw, "voxel_spacing": ph.voxel_spacing}
+    else:
+        raise ValueError(f"model must be unet2d, 1x1, unet3d or 1x1-3d, got {mname!r}")
+    model = model.to(args.device)
+    return mname, label, cls(model), image, kw
+
+
+def measure(case, repeats: int, device: str = "cpu") -> dict:
+    """Interleave ``repeats`` runs of the method and of its forward floor; medians."""
+    mname, label, explainer, image, kw = case
+    x = torch.as_tensor(image)[None].to(device)
+    walls, floors = [], []
+    n_fwd = 0
+    expl = None
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        expl = explainer.explain(image, **kw)
+        sync(device)
+        walls.append(time.perf_counter() - t0)
+        n_fwd = expl.n_forward
+        floors.append(forward_floor(explainer.model, x, n_fwd, kw["batch_size"]))
+    w, f = statistics.median(walls), statistics.median(floors)
+    out = {
+        "model": mname,
+        "method": label,
+        "forwards": n_fwd,
+        "batch_size": kw["batch_size"],
+        "wall": w,
+        "floor": f,
+        "ratio": w / f,
+        "engine_ms_per_mask": 1000 * (w - f) / n_fwd,
+        "walls": walls,
+        "floors": floors,
+    }
+    if expl is not None and expl.reference is not None:
+        target = expl.target if expl.target is not None else 1
+        out["segment_px"] = int((expl.reference == target).sum())
     return out
+
+
+def row(r: dict) -> str:
+    """One markdown table row of a :func:`measure` result."""
+    return (
+        f"| {r['model']} | {r['method']} | {r['forwards']} | {r['wall']:.2f} | "
+        f"{r['floor']:.2f} | {r['ratio']:.2f} | {r['engine_ms_per_mask']:.3f} |"
+    )
 
 
 def main() -> None:
@@ -97,27 +179,15 @@ def main() -> None:
         args.n_masks, args.stride, args.repeats = 200, 10.0, 1
     torch.set_num_threads(args.threads)
     only = set(args.only.split(",")) if args.only else None
+    models = ["unet2d", "1x1"] + (["unet3d"] if args.with_3d else [])
     print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
     print("| model | method | forwards | wall (s) | floor (s) | ratio | engine ms/mask |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for mname, label, explainer, image, kw in cases(args):
-        if only and label not in only:
-            continue
-        walls, floors = [], []
-        n_fwd = 0
-        x = torch.as_tensor(image)[None].to(args.device)
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            expl = explainer.explain(image, **kw)
-            walls.append(time.perf_counter() - t0)
-            n_fwd = expl.n_forward
-            floors.append(forward_floor(explainer.model, x, n_fwd, kw["batch_size"]))
-        w, f = statistics.median(walls), statistics.median(floors)
-        print(
-            f"| {mname} | {label} | {n_fwd} | {w:.2f} | {f:.2f} | {w / f:.2f} | "
-            f"{1000 * (w - f) / n_fwd:.3f} |",
-            flush=True,
-        )
+    for mname in models:
+        for label in LABELS:
+            if only and label not in only:
+                continue
+            print(row(measure(make_case(mname, label, args), args.repeats, args.device)))
 
 
 if __name__ == "__main__":

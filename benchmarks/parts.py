@@ -1,0 +1,437 @@
+"""One benchmark configuration per process: ``python benchmarks/parts.py KIND '{json}'``.
+
+``benchmarks/run.py`` starts this script once per configuration (so that peak memory and
+allocator state never carry over) and reads the JSON object printed on the last line of
+its standard output. Every configuration runs with ``torch.set_num_threads(threads)``
+(default 1) and reports its peak resident set size (``ru_maxrss``).
+
+Kinds
+-----
+overhead      one (model, method) case of ``overhead.py``: wall / forward floor, medians
+side          one side-by-side run: maskscope or a peer tool, same model, image, evaluations
+size          time and peak memory of one method at one image size (2D or 3D)
+snapshot      time to the first streamed snapshot of ``iter_explain``
+early         SegRISE with early stopping (``tol``) or a long run; saves the map
+profile       cProfile of one explain() run: shares of the wall time per function
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import overhead  # noqa: E402  (benchmarks/overhead.py)
+
+
+def peak_mb() -> float:
+    """Peak resident set size of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident set size (MB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Counting(torch.nn.Module):
+    """Wraps a model and counts its calls and the inputs it evaluated."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        if isinstance(getattr(model, "in_channels", None), int):
+            self.in_channels = model.in_channels
+        self.calls = 0
+        self.images = 0
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.images += int(x.shape[0])
+        return self.model(x)
+
+
+class TargetProbability(torch.nn.Module):
+    """``(B, K, H, W)`` logits → ``(B, H, W)`` probability of the target class.
+
+    interpret-segmentation's RISE indexes ``output[0][x][y]`` and thresholds
+    ``output > output.mean()``: it expects one probability map per image.
+    """
+
+    def __init__(self, model: torch.nn.Module, target: int = 1) -> None:
+        super().__init__()
+        self.model, self.target = model, target
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)[:, self.target]
+
+
+class TargetSegmentation(TargetProbability):
+    """``(B, K, H, W)`` logits → ``(B, H, W)`` hard 0/1 segmentation of the target class."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model(x).argmax(dim=1) == self.target).float()
+
+
+class SegmentScore(torch.nn.Module):
+    """``(B, K, *sp)`` logits → ``(B, 1)`` mean target probability over a fixed segment.
+
+    The scalar score that captum's Occlusion, captum-rise and MONAI need (they explain
+    classifier-style outputs); maskscope's RISE uses the same score for a segmentation.
+    """
+
+    def __init__(self, model: torch.nn.Module, region: torch.Tensor, target: int = 1) -> None:
+        super().__init__()
+        self.model, self.target = model, target
+        self.register_buffer("index", region.flatten().nonzero().squeeze(1))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(self.model(x), dim=1)[:, self.target].flatten(1)
+        return p.index_select(1, self.index).mean(dim=1, keepdim=True)
+
+
+def _model_image(model: str, device: str):
+    """(model, image (1, *spatial) float32) for the side-by-side runs.
+
+    ``unet2d`` / ``1x1``: ``shapes2d(seed=7)`` (240×240); ``unet3d``: ``phantom3d(seed=3)``.
+    """
+    from maskscope.data import phantom3d, shapes2d
+    from maskscope.models import load_model
+
+    if model == "unet3d":
+        return load_model("phantom3d", device=device).eval(), phantom3d(seed=3).image
+    image = shapes2d(seed=7).image
+    m = load_model("shapes2d", device=device) if model == "unet2d" else overhead.OneByOne()
+    return m.to(device).eval(), image
+
+
+def _warm(model, image, device, batch: int = 16) -> None:
+    x = torch.as_tensor(image)[None].to(device)
+    with torch.inference_mode():
+        model(x.expand(batch, *x.shape[1:]).contiguous())
+
+
+# ----------------------------------------------------------------------------------- kinds
+def run_overhead(cfg: dict) -> dict:
+    """One case of overhead.py (see :func:`overhead.make_case`)."""
+    args = _Args(cfg)
+    case = overhead.make_case(cfg["model"], cfg["method"], args)
+    return overhead.measure(case, cfg["repeats"], cfg["device"])
+
+
+class _Args:
+    def __init__(self, d: dict) -> None:
+        self.__dict__.update(d)
+
+
+def run_side(cfg: dict) -> dict:
+    """maskscope or a peer on one image: wall, peak RSS, forward calls.
+
+    In 3D (``model="unet3d"``) every size is in voxels (no spacing), so that a ball of
+    ``diameter`` voxels every ``offset`` voxels matches captum's and MONAI's cubes.
+    """
+    device, tool, n = cfg["device"], cfg["tool"], int(cfg["n"])
+    diameter, offset, batch = int(cfg["diameter"]), int(cfg["offset"]), int(cfg["batch_size"])
+    base, image = _model_image(cfg["model"], device)
+    dims = image.ndim - 1
+    grid = 8 if dims == 2 else 6
+    counted = Counting(base)
+    x = torch.as_tensor(image)[None].to(device)  # (1, 1, *spatial)
+    with torch.inference_mode():
+        region = base(x).argmax(dim=1)[0] == 1
+    _warm(base, image, device, batch)
+    before, peak_before = rss_mb(), peak_mb()
+    extra: dict = {}
+    t0 = time.perf_counter()
+    if tool.startswith("maskscope:"):
+        label = tool.split(":", 1)[1]
+        if label.endswith("@1"):  # one image per model call, like the peers that do not batch
+            label, batch = label[:-2], 1
+        cls, kw = overhead.method_kwargs(
+            label, n_masks=n, stride=offset, batch_size=batch, dims=dims
+        )
+        if label == "HDM":
+            kw["diameter"] = diameter
+        expl = cls(counted).explain(image, **kw)
+        result = expl.map
+    elif tool == "interpret-segmentation:RISE":
+        from interpret_segmentation.rise import SegmentationRISE
+
+        explainer = SegmentationRISE(TargetProbability(counted), tuple(image.shape[1:]), device)
+        with tempfile.TemporaryDirectory() as tmp:
+            explainer.generate_masks(N=n, s=grid, p1=0.5, savepath=os.path.join(tmp, "m.npy"))
+        extra["mask_generation_s"] = time.perf_counter() - t0
+        with torch.no_grad():
+            res = explainer(x)
+            result = (res.mean(), res.max())
+        extra["pixels"] = int(res.saliencies.shape[0])
+    elif tool == "interpret-segmentation:HDM":
+        from interpret_segmentation import hdm
+
+        h, w = image.shape[-2:]
+        explainer = hdm.HausdorffDistanceMasks(w, h)
+        explainer.generate_masks(circle_size=diameter, offset=offset)
+        extra["mask_generation_s"] = time.perf_counter() - t0
+        with torch.no_grad():
+            res = explainer.explain(
+                TargetSegmentation(counted), torch.as_tensor(image), region.float(), device
+            )
+        result = res.distances(hdm.RAW)
+    elif tool == "muppet:SegRISE":
+        from muppet.explainers.segrise import SegRISEExplainer
+
+        explainer = SegRISEExplainer(counted, nmasks=n, mask_dim=grid, mask_proba=0.5, seed=0)
+        with torch.no_grad():
+            result = explainer(x)
+    elif tool == "captum:Occlusion":
+        from captum.attr import Occlusion
+
+        with torch.no_grad():
+            result = Occlusion(SegmentScore(counted, region)).attribute(
+                x,
+                sliding_window_shapes=(1,) + (diameter,) * dims,
+                strides=(1,) + (offset,) * dims,
+                baselines=0.0,
+                target=0,
+                perturbations_per_eval=batch,
+            )
+    elif tool == "captum-rise":
+        from rise import RISE as CaptumRISE
+
+        with torch.no_grad():
+            result = CaptumRISE(SegmentScore(counted, region)).attribute(
+                x, n_masks=n, initial_mask_shapes=((grid,) * dims,), target=0
+            )
+    elif tool == "monai:OcclusionSensitivity":
+        from monai.visualize import OcclusionSensitivity
+
+        # MONAI steps by int(roi * (1 - overlap)): nudge so that 1 - overlap is not 0.19999…
+        overlap = max(0.0, (diameter - offset) / diameter - 1e-9)
+        occ = OcclusionSensitivity(
+            SegmentScore(counted, region),
+            mask_size=diameter,
+            n_batch=batch,
+            mode=0.0,
+            overlap=overlap,
+            activate=False,
+            verbose=False,
+        )
+        with torch.no_grad():
+            result = occ(x)[0]
+        extra["overlap"] = overlap
+    else:
+        raise ValueError(f"unknown tool {tool!r}")
+    overhead.sync(device)
+    wall = time.perf_counter() - t0
+    del result
+    return {
+        "tool": tool,
+        "model": cfg["model"],
+        "wall": wall,
+        "peak_mb": peak_mb(),
+        "rss_before_mb": before,
+        "peak_before_mb": peak_before,
+        "growth_mb": peak_mb() - before,
+        "calls": counted.calls,
+        "evaluations": counted.images,
+        **extra,
+    }
+
+
+def run_size(cfg: dict) -> dict:
+    """One method at one image size: wall, forward floor, peak RSS."""
+    from maskscope.data import phantom3d, shapes2d
+    from maskscope.models import load_model
+
+    device, size, dims = cfg["device"], int(cfg["size"]), int(cfg["dims"])
+    if dims == 2:
+        image, spacing = shapes2d(seed=7, size=size).image, (1.0, 1.0)
+        model = load_model("shapes2d", device=device)
+    else:
+        ph = phantom3d(seed=3, shape=(size, size, size))
+        image, spacing = ph.image, ph.voxel_spacing
+        model = load_model("phantom3d", device=device)
+    cls, kw = overhead.method_kwargs(
+        cfg["method"],
+        n_masks=cfg["n"],
+        stride=cfg.get("stride", 5.0),
+        batch_size=cfg["batch_size"],
+        dims=dims,
+    )
+    if dims == 3:
+        # the 3D U-Net finds no lesion in the smallest phantoms: explain the true lesion
+        kw["voxel_spacing"] = spacing
+        kw["reference"] = ph.label
+    before = rss_mb()
+    t0 = time.perf_counter()
+    expl = cls(model).explain(image, **kw)
+    overhead.sync(device)
+    wall = time.perf_counter() - t0
+    peak = peak_mb()
+    x = torch.as_tensor(image)[None].to(device)
+    floor = overhead.forward_floor(model, x, expl.n_forward, kw["batch_size"])
+    out = {
+        "dims": dims,
+        "size": size,
+        "voxels": int(np.prod(image.shape[1:])),
+        "method": cfg["method"],
+        "n": expl.n_forward,
+        "batch_size": kw["batch_size"],
+        "wall": wall,
+        "floor": floor,
+        "ratio": wall / floor,
+        "peak_mb": peak,
+        "rss_before_mb": before,
+    }
+    if device.startswith("cuda"):
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def run_snapshot(cfg: dict) -> dict:
+    """Time from ``iter_explain`` to its first snapshot, and the time of one chunk."""
+    args = _Args(cfg)
+    _, label, explainer, image, kw = overhead.make_case(cfg["model"], cfg["method"], args)
+    explainer.explain(image, **{**kw, **_tiny(label)})  # warm-up
+    x = torch.as_tensor(image)[None].to(cfg["device"])
+    t0 = time.perf_counter()
+    gen = explainer.iter_explain(image, **kw)
+    first = next(gen)
+    t_first = time.perf_counter() - t0
+    gen.close()
+    bs = kw["batch_size"]
+    # one chunk = the reference forward + one batch of perturbed inputs
+    chunk = overhead.forward_floor(explainer.model, x, 1, 1) + overhead.forward_floor(
+        explainer.model, x, bs, bs
+    )
+    return {
+        "model": cfg["model"],
+        "method": label,
+        "batch_size": bs,
+        "first_n_done": int(first.n_done),
+        "n_total": int(first.n_total),
+        "first_s": t_first,
+        "one_chunk_floor_s": chunk,
+    }
+
+
+def _tiny(label: str) -> dict:
+    return {"stride": 60.0} if label == "HDM" else {"n_masks": 32}
+
+
+def run_early(cfg: dict) -> dict:
+    """SegRISE with ``tol`` (or a long run without): masks used, wall; saves the map."""
+    from maskscope import SegRISE
+
+    device = cfg["device"]
+    model, image = _model_image(cfg["model"], device)
+    kw = {"n_masks": int(cfg["n"]), "grid": 8, "batch_size": 16, "seed": int(cfg["seed"])}
+    if cfg.get("tol") is not None:
+        kw["tol"] = float(cfg["tol"])
+    t0 = time.perf_counter()
+    expl = SegRISE(model).explain(image, **kw)
+    wall = time.perf_counter() - t0
+    np.save(cfg["map_path"], expl.map.astype(np.float32))
+    return {
+        "model": cfg["model"],
+        "tol": cfg.get("tol"),
+        "seed": int(cfg["seed"]),
+        "n_max": int(cfg["n"]),
+        "masks_used": int(expl.n_done),
+        "stopped_early": bool(expl.stopped_early),
+        "rel_error": None if expl.rel_error is None else float(expl.rel_error),
+        "wall": wall,
+        "map_path": cfg["map_path"],
+    }
+
+
+_SKIP = ("methods/base.py", "engine/loop.py:run_parts", "engine/loop.py:snapshot")
+
+
+def run_profile(cfg: dict) -> dict:
+    """cProfile of one ``explain`` run: where the wall time goes, as shares of it.
+
+    ``functions``: maskscope functions (and the model's forward) by cumulative time;
+    ``builtins``: torch / numpy built-ins by self time.
+    """
+    import cProfile
+    import pstats
+
+    args = _Args(cfg)
+    _, label, explainer, image, kw = overhead.make_case(cfg["model"], cfg["method"], args)
+    explainer.explain(image, **{**kw, **_tiny(label)})  # warm-up
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    expl = explainer.explain(image, **kw)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    x = torch.as_tensor(image)[None].to(cfg["device"])
+    floor = overhead.forward_floor(explainer.model, x, expl.n_forward, kw["batch_size"])
+    stats = pstats.Stats(prof).stats
+    funcs, builtins = [], []
+    for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():
+        if "/maskscope/" in file:
+            where = f"{file.split('/maskscope/', 1)[1]}:{name}"
+            if any(where.startswith(s) for s in _SKIP) or name in ("explain", "<lambda>"):
+                continue
+            funcs.append(
+                {
+                    "function": where,
+                    "line": line,
+                    "calls": ncalls,
+                    "cum_s": cumtime,
+                    "self_s": tottime,
+                }
+            )
+        elif file == "~":
+            builtins.append({"function": name, "calls": ncalls, "self_s": tottime})
+    funcs.sort(key=lambda f: -f["cum_s"])
+    builtins.sort(key=lambda f: -f["self_s"])
+    return {
+        "model": cfg["model"],
+        "method": label,
+        "forwards": expl.n_forward,
+        "wall": wall,
+        "floor": floor,
+        "functions": funcs[:14],
+        "builtins": builtins[:8],
+    }
+
+
+KINDS = {
+    "profile": run_profile,
+    "overhead": run_overhead,
+    "side": run_side,
+    "size": run_size,
+    "snapshot": run_snapshot,
+    "early": run_early,
+}
+
+
+def main() -> None:
+    kind, cfg = sys.argv[1], json.loads(sys.argv[2])
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    if kind not in KINDS:
+        raise SystemExit(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    out = KINDS[kind](cfg)
+    out["kind"] = kind
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
