@@ -189,3 +189,48 @@ def test_training_mode_warns(square2d):
     net = ThresholdNet(2).train()
     with pytest.warns(UserWarning, match="training mode"):
         SegRISE(net).explain(square2d, n_masks=4, grid=4)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_map(net2d, square2d):
+    """A fake OOM above 4 images per call: the run backs off and the map is unchanged."""
+
+    class Fussy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net2d
+            self.sizes = []
+            self.eval()
+
+        def forward(self, x):
+            if x.shape[0] > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            self.sizes.append(x.shape[0])
+            return self.net(x)
+
+    fussy = Fussy()
+    with pytest.warns(RuntimeWarning, match="out of memory with a batch of") as record:
+        expl = SegRISE(fussy).explain(square2d, n_masks=30, grid=4, batch_size=16, seed=3)
+    assert ["batches of 8" in str(w.message) for w in record] == [True, False]
+    assert max(fussy.sizes) == 4 and sum(fussy.sizes) == 31
+    want = SegRISE(net2d).explain(square2d, n_masks=30, grid=4, batch_size=16, seed=3)
+    np.testing.assert_allclose(expl.map, want.map, rtol=1e-6)
+    assert expl.n_done == 30 and expl.n_forward == 31
+
+
+def test_other_errors_and_oom_at_batch_one_are_not_swallowed(net2d, square2d):
+    from maskscope.engine.loop import is_out_of_memory
+
+    calls = []
+
+    def oom_after_reference(x):
+        calls.append(x.shape[0])
+        if len(calls) > 1:
+            raise RuntimeError("MPS backend out of memory")
+        return net2d(x)
+
+    assert is_out_of_memory(RuntimeError("CUDA out of memory"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+    seg = SegRISE(oom_after_reference, spatial_dims=2)
+    with pytest.raises(RuntimeError, match="MPS backend"), pytest.warns(RuntimeWarning):
+        seg.explain(square2d, n_masks=8, batch_size=8)
+    assert calls == [1, 8, 4, 2, 1]  # halved down to single images, then the error surfaces

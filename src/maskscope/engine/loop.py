@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,7 +23,15 @@ from .inputs import check_output
 from .params import param, validate_params
 from .perturb import Perturbation
 
-__all__ = ["ModelRunner", "Part", "RunOptions", "Task", "relative_error", "run_parts"]
+__all__ = [
+    "ModelRunner",
+    "Part",
+    "RunOptions",
+    "Task",
+    "is_out_of_memory",
+    "relative_error",
+    "run_parts",
+]
 
 
 @dataclass
@@ -134,6 +143,28 @@ class ModelRunner:
         return out
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception is a device running out of memory (CUDA, MPS, XPU, CPU)."""
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _back_off(size: int, exc: BaseException) -> int:
+    """Halve the batch after an out-of-memory error; the same masks are recomputed."""
+    new = max(1, size // 2)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    warnings.warn(
+        f"out of memory with a batch of {size} ({str(exc).splitlines()[0][:120]}); "
+        f"continuing with batches of {new}: the map does not change",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return new
+
+
 def relative_error(partial: Partial) -> float | None:
     """RMS standard error over the map's range (None without a standard error)."""
     if partial.stderr is None:
@@ -225,6 +256,7 @@ def run_parts(
     callback = progress if callable(progress) else None
     last_yield = -math.inf
     n_yields = 0
+    batch_size = options.batch_size
 
     def snapshot(current, *, done: bool = False) -> Explanation:
         arrays = canvas.assemble(current)
@@ -270,11 +302,18 @@ def run_parts(
                 n_total -= part.n_total
                 continue
             part_done = 0
-            bs = options.batch_size
-            for start in range(0, task.n_total, bs):
-                stop = min(start + bs, task.n_total)
+            start = 0
+            while start < task.n_total:
+                stop = min(start + batch_size, task.n_total)
                 masks = task.masks(start, stop)
-                outputs = runner(task.perturb(task.x, masks))
+                try:
+                    outputs = runner(task.perturb(task.x, masks))
+                except Exception as exc:
+                    if not is_out_of_memory(exc) or stop - start == 1:
+                        raise
+                    del masks
+                    batch_size = _back_off(stop - start, exc)
+                    continue
                 task.accumulator.update(start, masks, task.score(outputs))
                 n_done += stop - start
                 part_done = stop
@@ -296,6 +335,7 @@ def run_parts(
                         rel_err = relative_error(partial)
                     yield snapshot((part.index, canvas.collect(task, partial)))
                     last_yield, n_yields = time.perf_counter(), n_yields + 1
+                start = stop
             finish = getattr(task.accumulator, "finish", None)
             if finish is not None:
                 for _ in finish():
