@@ -97,7 +97,7 @@ def settings(quick: bool) -> dict:
             "snapshot": {"n_masks": 1000, "stride": 5.0},
             "early": {"n": 2000, "tols": [0.15, 0.1]},
             "profile": {"n_masks": 200, "stride": 10.0, "n_masks_3d": 12, "stride_3d": 32.0},
-            "side3d": {"n": 8, "diameter": 16, "offset": 32, "batch_size": 4},
+            "side3d": {"n": 8, "diameter": 16, "offset": 16, "batch_size": 4},
             "timeout": 900,
         }
     return {
@@ -642,6 +642,7 @@ def report(res: dict, s: dict) -> str:
             if meta.get("git_end") and meta.get("git_end") != meta.get("git")
             else []
         ),
+        *(["", f"Note: {meta['note']}"] if meta.get("note") else []),
         "",
         "## Targets",
         "",
@@ -1135,6 +1136,7 @@ def main() -> None:
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait at most")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per process")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/ alone")
+    parser.add_argument("--note", default=None, help="a remark printed under the report's header")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -1209,6 +1211,9 @@ def main() -> None:
         r.results["meta"]["total_min"] = (time.perf_counter() - t0) / 60
         r.save()
     plots(args.out, peers)
+    if args.note:
+        r.results["meta"]["note"] = args.note
+        r.save()
     md = report(r.results, r.results["meta"].get("settings", s))
     (args.out / "report.md").write_text(md)
     print(f"wrote {args.out / 'report.md'}")
