@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .engine.loop import RunOptions
-from .engine.params import ParamSpec, describe_params
+from .engine.params import ParamSpec, describe_params, validate_params
 from .explanation import Explanation
 from .methods import METHODS, Method
 
@@ -65,8 +65,6 @@ def split_values(name: str, values: dict[str, Any]) -> tuple[Any, RunOptions]:
         raise TypeError(f"unknown field(s) {', '.join(unknown)} for {name}")
     params = cls(**{k: v for k, v in values.items() if k in p_names})
     options = RunOptions(**{k: v for k, v in values.items() if k in o_names})
-    from .engine.params import validate_params
-
     validate_params(params)
     return params, options
 

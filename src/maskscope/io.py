@@ -82,6 +82,7 @@ def read_image(path: str | Path, key: str | None = None) -> Volume:
     fmt = _check_format(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    nib = _nibabel() if fmt in (".nii", ".nii.gz") else None
     try:
         if fmt == ".npy":
             return Volume(np.load(path, allow_pickle=False), None, fmt)
@@ -98,7 +99,6 @@ def read_image(path: str | Path, key: str | None = None) -> Volume:
             import tifffile
 
             return Volume(tifffile.imread(path), None, fmt)
-        nib = _nibabel()
         img = nib.load(str(path))
         data = np.asarray(img.dataobj)
         zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
@@ -107,7 +107,7 @@ def read_image(path: str | Path, key: str | None = None) -> Volume:
             data, tuple(reversed(zooms)), fmt, {"affine": img.affine, "header": img.header}
         )
     except Exception as exc:  # a corrupt file: one line naming it
-        if str(exc).startswith(path.name) or "nibabel" in str(exc):
+        if str(exc).startswith(path.name):  # our own message already names the file
             raise
         raise ValueError(f"{path.name}: cannot read it as {fmt} ({exc})") from None
 
