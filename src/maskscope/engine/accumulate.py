@@ -8,13 +8,12 @@ per-voxel standard error where one is defined, and named extra maps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-__all__ = ["DistanceGrid", "Partial", "PixelMax", "WeightedSum", "accumulation_dtype"]
+__all__ = ["DistanceGrid", "Partial", "WeightedSum", "accumulation_dtype"]
 
 
 def accumulation_dtype(device: torch.device) -> torch.dtype:
@@ -48,6 +47,9 @@ class WeightedSum:
         Where the sums live.
     """
 
+    #: Masks summed in the staging buffers before they are added to the running sums.
+    FLUSH_EVERY = 64
+
     def __init__(self, spatial: tuple[int, ...], p_keep: float, device: torch.device) -> None:
         self.spatial = tuple(spatial)
         self.p = float(p_keep)
@@ -56,29 +58,62 @@ class WeightedSum:
         self.s1 = torch.zeros(n_vox, dtype=self.dtype, device=device)
         self.s2 = torch.zeros(n_vox, dtype=self.dtype, device=device)
         self.n = 0
+        # chunk sums go in place into staging buffers in the masks' precision (no new
+        # arrays, no type promotion per chunk) and reach the running sums every few masks
+        self._stage: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._staged = 0
+        self._square: torch.Tensor | None = None
 
     def update(self, start: int, masks: torch.Tensor, weights: torch.Tensor) -> None:
         """Add a chunk: ``masks (B, 1, *sp)`` with weights ``(B,)``."""
-        # chunk sums in the masks' precision, running sums in float64
         m = masks.reshape(masks.shape[0], -1)
         if m.element_size() < 4:  # half-precision models: sum in float32 at least
             m = m.float()
         w = weights.to(m.dtype)
-        self.s1.add_(w @ m)
-        self.s2.add_((w * w) @ (m * m))
+        if self._stage is None or self._stage[0].dtype != m.dtype:
+            self._flush()
+            self._stage = (
+                torch.zeros_like(self.s1, dtype=m.dtype),
+                torch.zeros_like(self.s2, dtype=m.dtype),
+            )
+        if self._square is None or self._square.shape != m.shape or self._square.dtype != m.dtype:
+            self._square = torch.empty_like(m)
+        t1, t2 = self._stage
+        t1.addmv_(m.T, w)
+        t2.addmv_(torch.mul(m, m, out=self._square).T, w * w)
+        self._staged += masks.shape[0]
         self.n += masks.shape[0]
+        if self._staged >= self.FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._stage is None or self._staged == 0:
+            return
+        t1, t2 = self._stage
+        self.s1.add_(t1)
+        self.s2.add_(t2)
+        t1.zero_()
+        t2.zero_()
+        self._staged = 0
+
+    def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # the staged part is added to copies: when snapshots are taken never changes the sums
+        if self._stage is None or self._staged == 0:
+            return self.s1, self.s2
+        return self.s1 + self._stage[0], self.s2 + self._stage[1]
 
     def mean(self) -> torch.Tensor:
         """The current map, flat."""
-        return self.s1 / (max(self.n, 1) * self.p)
+        return self._sums()[0] / (max(self.n, 1) * self.p)
 
     def stderr(self) -> torch.Tensor | None:
         """Per-voxel standard error of the current map (None before two masks)."""
         n = self.n
         if n < 2:
             return None
-        mean_x = self.s1 / (n * self.p)
-        mean_x2 = self.s2 / (n * self.p * self.p)
+        s1, s2 = self._sums()
+        mean_x = s1 / (n * self.p)
+        mean_x2 = s2 / (n * self.p * self.p)
         var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
         return torch.sqrt(var / n)
 
@@ -89,110 +124,6 @@ class WeightedSum:
             map=self.mean().reshape(self.spatial),
             stderr=None if se is None else se.reshape(self.spatial),
         )
-
-
-class PixelMax:
-    """Max-merge of per-pixel RISE maps: ``max_j Σᵢ s_ij mᵢ / (n p)`` over P pixels.
-
-    The exact result needs, for every one of the P pixels, its own weighted sum over all
-    voxels. When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and
-    updated per chunk, so every snapshot is the exact max-merge of the masks so far.
-    Otherwise the pixels are split in tiles that fit: the first tile is accumulated during
-    the model pass (snapshots show the max over that tile), the scores of all masks are kept
-    (``n × P``, small), and :meth:`finish` regenerates the masks (no model calls) for each
-    further tile. The model is never run more than once per mask.
-
-    Parameters
-    ----------
-    spatial
-        The spatial shape of the masks.
-    n_pixels
-        Number of pixel scores per mask, P.
-    p_keep
-        The masks' keep probability.
-    n_total
-        Number of masks that will be added.
-    masks
-        ``(start, stop) -> (b, 1, *sp)``: regenerates masks for the extra tiles.
-    device
-        Where the sums live.
-    max_bytes
-        Memory budget of the accumulator.
-    chunk
-        Masks per product when regenerating.
-    """
-
-    def __init__(
-        self,
-        spatial: tuple[int, ...],
-        n_pixels: int,
-        p_keep: float,
-        n_total: int,
-        masks: Callable[[int, int], torch.Tensor],
-        device: torch.device,
-        max_bytes: int = 512 * 2**20,
-        chunk: int = 64,
-    ) -> None:
-        self.spatial = tuple(spatial)
-        self.n_vox = math.prod(self.spatial)
-        self.p = float(p_keep)
-        self.n_pixels = int(n_pixels)
-        self.masks_fn = masks
-        self.chunk = int(chunk)
-        self.device = device
-        per_pixel = self.n_vox * 4
-        self.tile = max(1, min(self.n_pixels, max_bytes // per_pixel))
-        self.n_tiles = math.ceil(self.n_pixels / self.tile)
-        self.acc = torch.zeros(self.tile, self.n_vox, dtype=torch.float32, device=device)
-        self.scores = (
-            torch.zeros(n_total, self.n_pixels, dtype=torch.float32, device=device)
-            if self.n_tiles > 1
-            else None
-        )
-        self.best: torch.Tensor | None = None  # running max over finished tiles (sums)
-        self.tiles_done = 0
-        self.n = 0
-        self.mean_acc = WeightedSum(self.spatial, p_keep, device)
-
-    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
-        """Add a chunk: ``masks (B, 1, *sp)`` with pixel scores ``(B, P)``."""
-        b = masks.shape[0]
-        m = masks.reshape(b, -1).float()
-        s = scores.float()
-        if self.scores is not None:
-            self.scores[start : start + b] = s
-        self.acc.addmm_(s[:, : self.tile].T, m)
-        self.mean_acc.update(start, masks, s.mean(dim=1))
-        self.n += b
-
-    def _current_max(self) -> torch.Tensor:
-        cur = self.acc.amax(dim=0)
-        return cur if self.best is None else torch.maximum(self.best, cur)
-
-    def partial(self) -> Partial:
-        """The max-merged map over the pixels accumulated so far (mean-merged as extra)."""
-        value = self._current_max().double() / (max(self.n, 1) * self.p)
-        mean = self.mean_acc.mean().reshape(self.spatial)
-        return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
-
-    def finish(self) -> Iterator[int]:
-        """Accumulate the remaining pixel tiles; yields the number of tiles done."""
-        self.tiles_done = 1
-        if self.scores is None:
-            return
-        self.scores = self.scores[: self.n]
-        for t in range(1, self.n_tiles):
-            self.best = self._current_max()
-            lo, hi = t * self.tile, min((t + 1) * self.tile, self.n_pixels)
-            acc = self.acc[: hi - lo]
-            acc.zero_()
-            for start in range(0, self.n, self.chunk):
-                stop = min(start + self.chunk, self.n)
-                m = self.masks_fn(start, stop).reshape(stop - start, -1).float()
-                acc.addmm_(self.scores[start:stop, lo:hi].T, m)
-            self.acc = acc
-            self.tiles_done = t + 1
-            yield self.tiles_done
 
 
 def _apply_separable(values: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:

@@ -157,18 +157,29 @@ class RiseMasks:
             i += take
         return torch.cat(grids), torch.cat(shifts)
 
-    def render(self, grids: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    def render(
+        self,
+        grids: torch.Tensor,
+        shifts: torch.Tensor,
+        rows: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         """Upsample and crop grids to full-resolution masks ``(n, 1, *spatial)``.
 
         Each axis is one batched matrix product with that axis's cropped interpolation
-        matrix, last axis first, so that every intermediate is contiguous.
+        matrix, last axis first, so that every intermediate is contiguous. ``rows = (lo,
+        hi)`` renders only indices ``lo .. hi-1`` of the first spatial axis (a slab of the
+        same masks, ``(n, 1, hi - lo, *spatial[1:])``).
         """
         n = grids.shape[0]
         x = grids.to(self.dtype)
+        lo, hi = (0, self.spatial[0]) if rows is None else rows
+        if not 0 <= lo < hi <= self.spatial[0]:
+            raise ValueError(f"rows must satisfy 0 <= lo < hi <= {self.spatial[0]}, got {rows}")
         mats = []
         for ax, size in enumerate(self.spatial):
-            rows = shifts[:, ax : ax + 1] + torch.arange(size, device=self.device)
-            mats.append(self._mats[ax][rows])  # (n, size, g): the cropped rows
+            first, count = (lo, hi - lo) if ax == 0 else (0, size)
+            idx = shifts[:, ax : ax + 1] + torch.arange(first, first + count, device=self.device)
+            mats.append(self._mats[ax][idx])  # (n, count, g): the cropped rows
         if len(self.spatial) == 2:
             x = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
             x = torch.bmm(mats[0], x)  # (n, H, W)
@@ -177,8 +188,13 @@ class RiseMasks:
             x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))  # (n, g0·g1, W)
             x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
             x = torch.bmm(mats[0], x.reshape(n, g0, -1))  # (n, D, H·W)
-        return x.reshape(n, 1, *self.spatial)
+        return x.reshape(n, 1, hi - lo, *self.spatial[1:])
 
-    def __call__(self, start: int, stop: int) -> torch.Tensor:
-        """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1]."""
-        return self.render(*self.params(start, stop))
+    def __call__(self, start: int, stop: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1].
+
+        ``rows = (lo, hi)`` gives only that slab of the first spatial axis.
+        """
+        if rows is None:
+            return self.render(*self.params(start, stop))
+        return self.render(*self.params(start, stop), rows=rows)

@@ -24,12 +24,14 @@ import torch
 __all__ = [
     "OVERLAP_SCORES",
     "OverlapScore",
+    "PreparedReference",
     "class_probability",
     "dice",
     "get_overlap_score",
     "iou",
     "pixel_probabilities",
     "probabilities",
+    "region_index",
     "region_mean_probability",
     "segmentation",
 ]
@@ -68,11 +70,14 @@ def segmentation(outputs: torch.Tensor, kind: str = "logits") -> torch.Tensor:
 
 
 def _target_probability(outputs: torch.Tensor, target: int, kind: str) -> torch.Tensor:
-    probs = probabilities(outputs, kind)
-    if probs.shape[1] == 1:
-        p1 = probs[:, 0]
+    if outputs.shape[1] == 1:
+        p1 = outputs[:, 0] if kind == "probabilities" else torch.sigmoid(outputs[:, 0])
         return p1 if target == 1 else 1.0 - p1
-    return probs[:, target]
+    if kind == "logits" and outputs.shape[1] == 2:
+        # softmax over two classes is the sigmoid of the difference: one pass, no exp of both
+        other = outputs[:, 1 - target]
+        return torch.sigmoid(outputs[:, target] - other)
+    return probabilities(outputs, kind)[:, target]
 
 
 def class_probability(outputs: torch.Tensor, target: int, kind: str = "logits") -> torch.Tensor:
@@ -80,24 +85,37 @@ def class_probability(outputs: torch.Tensor, target: int, kind: str = "logits") 
     return _target_probability(outputs, target, kind)
 
 
+def region_index(region: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the True voxels of a boolean ``spatial`` mask (compute it once)."""
+    return region.flatten().nonzero().squeeze(1)
+
+
+def _gather(outputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(B, K, *spatial)`` → ``(B, K, P)`` at the flat voxel indices ``index``."""
+    b, k = outputs.shape[:2]
+    return outputs.reshape(b * k, -1).index_select(1, index).reshape(b, k, -1)
+
+
 def region_mean_probability(
     outputs: torch.Tensor, region: torch.Tensor, target: int, kind: str = "logits"
 ) -> torch.Tensor:
     """Mean probability of ``target`` over the voxels of ``region`` → ``(B,)``.
 
-    ``region`` is a boolean ``spatial`` mask (usually the reference segment).
+    ``region`` is a boolean ``spatial`` mask (usually the reference segment) or, faster
+    when called per chunk, its flat indices from :func:`region_index`.
     """
-    p = _target_probability(outputs, target, kind).flatten(1)
-    idx = region.flatten().nonzero().squeeze(1)
-    return p.index_select(1, idx).mean(dim=1)
+    index = region_index(region) if region.dtype == torch.bool else region
+    return pixel_probabilities(outputs, index, target, kind).mean(dim=1)
 
 
 def pixel_probabilities(
     outputs: torch.Tensor, index: torch.Tensor, target: int, kind: str = "logits"
 ) -> torch.Tensor:
-    """Probability of ``target`` at the flat voxel indices ``index`` → ``(B, P)``."""
-    p = _target_probability(outputs, target, kind).flatten(1)
-    return p.index_select(1, index)
+    """Probability of ``target`` at the flat voxel indices ``index`` → ``(B, P)``.
+
+    The logits are gathered first, so the softmax runs over the P voxels only.
+    """
+    return _target_probability(_gather(outputs, index), target, kind)
 
 
 def _count(mask: torch.Tensor) -> torch.Tensor:
@@ -105,19 +123,42 @@ def _count(mask: torch.Tensor) -> torch.Tensor:
     return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32)
 
 
+class PreparedReference:
+    """A reference segmentation with what overlap scores need of it, computed once.
+
+    Pass it instead of the reference tensor to :func:`dice` or :func:`iou` when scoring
+    many chunks against the same reference: the per-class voxel indices and counts are
+    then not recomputed per chunk, and intersections are counted at the reference's
+    voxels only.
+
+    Parameters
+    ----------
+    ref
+        The reference label image ``(*spatial)``.
+    classes
+        The classes that will be scored.
+    """
+
+    def __init__(self, ref: torch.Tensor, classes: Sequence[int]) -> None:
+        self.ref = ref
+        self.classes = tuple(int(c) for c in classes)
+        flat = ref.reshape(-1)
+        self.index = {c: (flat == c).nonzero().squeeze(1) for c in self.classes}
+        self.counts = {c: int(i.numel()) for c, i in self.index.items()}
+
+
 def _overlap_counts(
-    pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]
+    pred: torch.Tensor, ref: torch.Tensor | PreparedReference, classes: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if not isinstance(ref, PreparedReference) or not set(classes) <= set(ref.classes):
+        ref = PreparedReference(ref.ref if isinstance(ref, PreparedReference) else ref, classes)
     b = pred.shape[0]
     pred = pred.reshape(b, -1)
-    ref = ref.reshape(1, -1)
     inter, n_pred, n_ref = [], [], []
     for c in classes:
-        pc = pred == c
-        rc = ref == c
-        inter.append(_count(pc & rc))
-        n_pred.append(_count(pc))
-        n_ref.append(_count(rc).expand(b))
+        inter.append(_count(pred.index_select(1, ref.index[c]) == c))
+        n_pred.append(_count(pred == c))
+        n_ref.append(torch.full((b,), ref.counts[c], dtype=torch.int32, device=pred.device))
     return (
         torch.stack(inter, 1).double(),
         torch.stack(n_pred, 1).double(),
@@ -131,11 +172,13 @@ def _mean_over_present(values: torch.Tensor, present: torch.Tensor) -> torch.Ten
     return torch.where(n > 0, total / n.clamp(min=1), torch.ones_like(total))
 
 
-def dice(pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+def dice(
+    pred: torch.Tensor, ref: torch.Tensor | PreparedReference, classes: Sequence[int]
+) -> torch.Tensor:
     """Hard Dice between predictions ``(B, *sp)`` and a reference ``(*sp)``, per class averaged.
 
     ``2 |P ∩ R| / (|P| + |R|)`` for each class in ``classes``; see the module notes for the
-    empty cases. Returns ``(B,)`` float64.
+    empty cases. ``ref`` may be a :class:`PreparedReference`. Returns ``(B,)`` float64.
     """
     inter, n_pred, n_ref = _overlap_counts(pred, ref, classes)
     denom = n_pred + n_ref
@@ -144,7 +187,9 @@ def dice(pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]) -> torch
     return _mean_over_present(values, present)
 
 
-def iou(pred: torch.Tensor, ref: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+def iou(
+    pred: torch.Tensor, ref: torch.Tensor | PreparedReference, classes: Sequence[int]
+) -> torch.Tensor:
     """Hard intersection over union (Jaccard), same conventions as :func:`dice`."""
     inter, n_pred, n_ref = _overlap_counts(pred, ref, classes)
     union = n_pred + n_ref - inter

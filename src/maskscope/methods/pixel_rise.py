@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.accumulate import PixelMax
 from ..engine.loop import RunOptions, Task
 from ..engine.params import param
+from ..engine.pixel_max import PixelMax
 from ..engine.scores import pixel_probabilities
 from .base import Context, Method
 from .rise import RISEParams, rise_task

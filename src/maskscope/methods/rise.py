@@ -13,7 +13,7 @@ from ..engine.loop import Task
 from ..engine.masks import RiseMasks
 from ..engine.params import param
 from ..engine.perturb import make_perturbation
-from ..engine.scores import class_probability, region_mean_probability
+from ..engine.scores import class_probability, region_index, region_mean_probability
 from .base import Context, Method
 
 __all__ = ["RISE", "RISEParams", "rise_task"]
@@ -126,7 +126,7 @@ class RISE(Method):
                     raise ValueError(f"score_fn must return a ({out.shape[0]},) tensor, got {got}")
                 return w
         elif ctx.is_segmentation:
-            region = ctx.region()
+            region = region_index(ctx.region())
             target, kind = ctx.target, ctx.kind
 
             def score(out: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,12 @@ import torch
 
 from ..engine.loop import Task
 from ..engine.params import param
-from ..engine.scores import OVERLAP_SCORES, get_overlap_score, segmentation
+from ..engine.scores import (
+    OVERLAP_SCORES,
+    PreparedReference,
+    get_overlap_score,
+    segmentation,
+)
 from .base import Context, Method
 from .rise import RISEParams, rise_task
 
@@ -45,6 +50,8 @@ class SegRISE(Method):
         """Random masks weighted by the overlap score."""
         overlap = get_overlap_score(params.score)
         reference, classes, kind = ctx.reference, ctx.classes(), ctx.kind
+        if overlap in OVERLAP_SCORES.values():  # the built-ins take the prepared reference
+            reference = PreparedReference(reference, classes)
 
         def score(out: torch.Tensor) -> torch.Tensor:
             return overlap(segmentation(out, kind), reference, classes)

@@ -1,0 +1,184 @@
+"""PixelRISE's max-merge: the voxel-wise maximum of one RISE map per segment pixel.
+
+The exact result needs, for each of the P pixels, its own weighted sum over every voxel:
+``P × N × V`` multiply-adds, done as matrix products of ``(P, b)`` scores and ``(b, V)``
+masks. The products are cheapest with many masks at a time, so masks are gathered in a
+buffer of up to ``buffer_masks`` before each product (with 16 at a time the ``P × V``
+accumulator is read and written once per 16 masks, and the product is memory-bound).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .accumulate import Partial, WeightedSum
+
+__all__ = ["PixelMax"]
+
+_F32 = 4  # bytes per float32
+
+
+class PixelMax:
+    """Max-merge of per-pixel RISE maps: ``max_j Σᵢ s_ij mᵢ / (n p)`` over P pixels.
+
+    When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and updated
+    during the model pass (through the mask buffer), so every snapshot is the exact
+    max-merge of the masks so far. Otherwise:
+
+    * during the model pass a spread subset of the pixels (at most 1/16 of the budget) is
+      accumulated for the snapshots, which then show the max over that subset (a lower
+      bound of the result), and the scores of the other pixels are kept (``n × P``, counted
+      in the budget);
+    * :meth:`finish` computes the other pixels' maps slab by slab along the first spatial
+      axis: the masks are regenerated for that slab only (no model calls), so every slab
+      is one large product and every mask is rendered once in all.
+
+    The model is never run more than once per mask, and the memory used stays within
+    ``max_bytes`` whatever the number of masks (unless the kept scores alone exceed it).
+
+    Parameters
+    ----------
+    spatial
+        The spatial shape of the masks.
+    n_pixels
+        Number of pixel scores per mask, P.
+    p_keep
+        The masks' keep probability.
+    n_total
+        Number of masks that will be added.
+    masks
+        ``(start, stop, rows=(lo, hi)) -> (b, 1, hi - lo, *spatial[1:])``: regenerates a slab
+        of masks ``start .. stop-1`` (e.g. a :class:`~maskscope.engine.masks.RiseMasks`).
+    device
+        Where the sums live.
+    max_bytes
+        Memory budget of the accumulators, buffers and kept scores.
+    buffer_masks
+        Masks per matrix product at most.
+    """
+
+    def __init__(
+        self,
+        spatial: tuple[int, ...],
+        n_pixels: int,
+        p_keep: float,
+        n_total: int,
+        masks: Callable[..., torch.Tensor],
+        device: torch.device,
+        max_bytes: int = 512 * 2**20,
+        buffer_masks: int = 256,
+    ) -> None:
+        self.spatial = tuple(int(s) for s in spatial)
+        self.n_vox = math.prod(self.spatial)
+        self.p = float(p_keep)
+        self.n_pixels = int(n_pixels)
+        self.n_total = int(n_total)
+        self.masks_fn = masks
+        self.device = device
+        self.max_bytes = int(max_bytes)
+        self.buffer_masks = max(1, int(buffer_masks))
+        mask_bytes = self.n_vox * _F32
+        full = self.n_pixels * mask_bytes
+        self.tiled = self.n_pixels > 1 and full + 16 * mask_bytes > self.max_bytes
+        if self.tiled:
+            # a spread subset for the snapshots; the rest is done by finish() in slabs
+            n_live = min(self.n_pixels - 1, max(1, self.max_bytes // 16 // mask_bytes))
+            live = np.unique(np.linspace(0, self.n_pixels - 1, n_live).round().astype(np.int64))
+            rest = np.setdiff1d(np.arange(self.n_pixels), live)
+            self.live = torch.from_numpy(live).to(device)
+            self.rest = torch.from_numpy(rest).to(device)
+            self.scores = torch.zeros(self.n_total, rest.size, dtype=torch.float32, device=device)
+            spare = self.max_bytes // 8
+        else:
+            self.live = None
+            self.rest = None
+            self.scores = None
+            spare = self.max_bytes - full
+        n_acc = self.n_pixels if self.live is None else int(self.live.numel())
+        self.cap = max(1, min(self.buffer_masks, self.n_total, spare // mask_bytes))
+        self.acc = torch.zeros(n_acc, self.n_vox, dtype=torch.float32, device=device)
+        self._buf_m = torch.empty(self.cap, self.n_vox, dtype=torch.float32, device=device)
+        self._buf_s = torch.empty(self.cap, n_acc, dtype=torch.float32, device=device)
+        self._k = 0
+        self.best: torch.Tensor | None = None  # flat max over all pixels, filled by finish()
+        self.rows_per_slab: int | None = None
+        self.n = 0
+        self.mean_acc = WeightedSum(self.spatial, p_keep, device)
+
+    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
+        """Add a chunk: ``masks (B, 1, *sp)`` with pixel scores ``(B, P)``."""
+        b = masks.shape[0]
+        m = masks.reshape(b, -1).float()
+        s = scores.float()
+        self.mean_acc.update(start, masks, s.mean(dim=1))
+        if self.scores is not None:
+            self.scores[start : start + b] = s.index_select(1, self.rest)
+            s = s.index_select(1, self.live)
+        if self._k + b > self.cap:
+            self._flush()
+        if b >= self.cap:
+            self.acc.addmm_(s.T, m)
+        else:
+            self._buf_m[self._k : self._k + b] = m
+            self._buf_s[self._k : self._k + b] = s
+            self._k += b
+        self.n += b
+
+    def _flush(self) -> None:
+        if self._k:
+            self.acc.addmm_(self._buf_s[: self._k].T, self._buf_m[: self._k])
+            self._k = 0
+
+    def _current_max(self) -> torch.Tensor:
+        if self.best is not None:
+            return self.best
+        self._flush()
+        return self.acc.amax(dim=0)
+
+    def partial(self) -> Partial:
+        """The max-merged map over the pixels accumulated so far (mean-merged as extra)."""
+        value = self._current_max().double() / (max(self.n, 1) * self.p)
+        mean = self.mean_acc.mean().reshape(self.spatial)
+        return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
+
+    def slab_rows(self) -> int:
+        """Indices of the first spatial axis per slab in :meth:`finish` (fits the budget)."""
+        if self.rest is None:
+            return self.spatial[0]
+        row = self.n_vox // self.spatial[0]
+        n_rest = int(self.rest.numel())
+        chunk = min(self.buffer_masks, max(self.n or self.n_total, 1))
+        used = (int(self.scores.numel()) if self.scores is not None else 0) + self.n_vox
+        avail = self.max_bytes - used * _F32
+        return int(min(self.spatial[0], max(1, avail // ((n_rest + chunk) * row * _F32))))
+
+    def finish(self) -> Iterator[int]:
+        """Compute the pixels not accumulated live, slab by slab; yields slabs done."""
+        self._flush()
+        self._buf_m = self._buf_s = None
+        if self.scores is None:
+            return
+        best = self.acc.amax(dim=0)
+        self.acc = None
+        self.best = best
+        scores = self.scores[: self.n]
+        rows = self.rows_per_slab = self.slab_rows()
+        row = self.n_vox // self.spatial[0]
+        chunk = min(self.buffer_masks, max(self.n, 1))
+        acc = torch.empty(scores.shape[1], rows * row, dtype=torch.float32, device=self.device)
+        for i, lo in enumerate(range(0, self.spatial[0], rows)):
+            hi = min(lo + rows, self.spatial[0])
+            slab = acc[:, : (hi - lo) * row]
+            slab.zero_()
+            for start in range(0, self.n, chunk):
+                stop = min(start + chunk, self.n)
+                m = self.masks_fn(start, stop, rows=(lo, hi)).reshape(stop - start, -1).float()
+                slab.addmm_(scores[start:stop].T, m)
+            flat = best[lo * row : hi * row]
+            torch.maximum(flat, slab.amax(dim=0), out=flat)
+            yield i + 1
+        self.scores = None

@@ -1,0 +1,109 @@
+"""PixelMax: buffered products, live and slab modes, budget, against a brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskscope.engine.masks import RiseMasks
+from maskscope.engine.pixel_max import PixelMax
+
+CPU = torch.device("cpu")
+
+
+def brute_force(masks: np.ndarray, scores: np.ndarray, p: float) -> np.ndarray:
+    """max_j Σ_i s_ij m_i / (n p), one pixel map at a time (float64)."""
+    n = len(masks)
+    maps = [np.tensordot(scores[:, j], masks, axes=1) / (n * p) for j in range(scores.shape[1])]
+    return np.max(maps, axis=0)
+
+
+def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False):
+    gen = RiseMasks(spatial, 3, 0.5, seed=11)
+    scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
+    acc = PixelMax(spatial, n_pix, 0.5, n, gen, CPU, max_bytes=max_bytes, buffer_masks=buffer_masks)
+    seen = []
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        acc.update(start, gen(start, stop), scores[start:stop])
+        if snapshots:
+            seen.append((stop, acc.partial().map.numpy().copy()))
+    slabs = list(acc.finish())
+    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5)
+    return acc, slabs, acc.partial().map.numpy(), want, seen, (gen, scores)
+
+
+@pytest.mark.parametrize("spatial", [(9, 7), (5, 6, 4)])
+@pytest.mark.parametrize("batch", [1, 4, 13])
+def test_live_mode_matches_brute_force(spatial, batch):
+    acc, slabs, got, want, _, _ = run(spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8)
+    assert not acc.tiled and slabs == []
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
+def test_slab_mode_matches_brute_force_within_budget(spatial):
+    n_vox = int(np.prod(spatial))
+    n, n_pix = 30, 40
+    # room for the scores, one live pixel and a few rows of the rest: several slabs
+    budget = (n * n_pix + 16 * n_vox + 3 * (n_pix + n) * n_vox // spatial[0]) * 4
+    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget)
+    assert acc.tiled
+    rows = acc.rows_per_slab
+    assert 1 < rows < spatial[0] and len(slabs) == -(-spatial[0] // rows)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_live_snapshots_are_the_max_of_the_masks_so_far():
+    spatial, n = (8, 9), 30
+    _, _, _, _, seen, (gen, scores) = run(spatial, n, 5, 4, max_bytes=2**20, snapshots=True)
+    for stop, snap in seen:
+        want = brute_force(gen(0, stop)[:, 0].double().numpy(), scores[:stop].double().numpy(), 0.5)
+        np.testing.assert_allclose(snap, want, rtol=1e-5, atol=1e-7)
+
+
+def test_products_use_the_buffer():
+    spatial, n = (10, 10), 64
+    gen = RiseMasks(spatial, 3, 0.5, seed=1)
+    acc = PixelMax(spatial, 4, 0.5, n, gen, CPU, buffer_masks=32)
+    calls = []
+    real = acc.acc.addmm_
+
+    class Acc:
+        def addmm_(self, a, b):
+            calls.append(b.shape[0])
+            return real(a, b)
+
+        def __getattr__(self, name):
+            return getattr(acc.__dict__["_real_acc"], name)
+
+    acc.__dict__["_real_acc"] = acc.acc
+    acc.acc = Acc()
+    for start in range(0, n, 4):
+        acc.update(start, gen(start, start + 4), torch.rand(4, 4))
+    acc._flush()
+    assert calls == [32, 32]  # 16 chunks of 4 masks, two products
+
+
+def test_memory_stays_within_budget_whatever_n():
+    spatial = (40, 40)
+    budget = 2**20
+    held = []
+    for n in (100, 400):
+        acc = PixelMax(spatial, 300, 0.5, n, RiseMasks(spatial, 3, 0.5, 0), CPU, max_bytes=budget)
+        assert acc.tiled
+        tensors = [acc.acc, acc._buf_m, acc._buf_s, acc.scores]
+        held.append(sum(t.numel() * t.element_size() for t in tensors))
+        slab = (int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
+        assert held[-1] <= budget and acc.scores.numel() * 4 + slab <= budget
+
+
+def test_slab_rows_of_masks_equal_full_masks():
+    for spatial in ((13, 9), (6, 7, 5)):
+        gen = RiseMasks(spatial, 3, 0.5, seed=4)
+        full = gen(3, 9)
+        for lo, hi in ((0, 2), (2, 5), (4, spatial[0])):
+            torch.testing.assert_close(gen(3, 9, rows=(lo, hi)), full[:, :, lo:hi])
+        with pytest.raises(ValueError, match="rows"):
+            gen(0, 2, rows=(3, 3))
