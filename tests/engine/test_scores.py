@@ -73,6 +73,12 @@ def test_prepared_reference_gives_the_same_overlap(score):
     want = [overlap_np(score, b.numpy(), ref.numpy(), classes) for b in pred]
     np.testing.assert_allclose(plain.numpy(), want, rtol=1e-12)
     assert prepared[0] == 1.0 and prepared[1] == 0.0
+    # two-class labels as booleans count the same
+    binary = (pred == 1).to(torch.uint8)
+    np.testing.assert_array_equal(
+        score(binary.view(torch.bool), PreparedReference(ref, [0, 1]), [0, 1]).numpy(),
+        score(binary, ref, [0, 1]).numpy(),
+    )
     # a prepared reference for other classes is prepared again, not misused
     other = score(pred, PreparedReference(ref, [1]), [2, 3])
     np.testing.assert_array_equal(other.numpy(), score(pred, ref, [2, 3]).numpy())

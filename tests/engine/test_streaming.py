@@ -175,6 +175,13 @@ def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
         largest.clear()
         RISE(net2d).explain(img, n_masks=n, grid=4, batch_size=16)
         assert max(largest) == 16
+    # large inputs go in smaller batches: at most max_chunk_voxels per model call
+    largest.clear()
+    spy = Spy(net2d)
+    capped = RISE(spy).explain(img, n_masks=50, grid=4, batch_size=16, max_chunk_voxels=5 * 32 * 32)
+    assert max(largest) == 5 and max(spy.batch_sizes) == 5
+    full = RISE(net2d).explain(img, n_masks=50, grid=4, batch_size=16, max_chunk_voxels=None)
+    np.testing.assert_allclose(capped.map, full.map, rtol=1e-6)
 
 
 def test_classifier_gets_rejected_by_segmentation_methods():

@@ -42,6 +42,13 @@ class RunOptions:
     batch_size: int = param(
         16, help="Perturbed inputs per model call (the map does not depend on it).", min=1
     )
+    max_chunk_voxels: int | None = param(
+        2**23,
+        help="Input voxels per model call at most: large volumes go in smaller batches, "
+        "which bounds the model's memory (None = batch_size alone).",
+        min=1,
+        gui=False,
+    )
     tol: float | None = param(
         None,
         help="Stop early once the RMS standard error falls below this fraction of the "
@@ -303,6 +310,9 @@ def run_parts(
                 continue
             part_done = 0
             start = 0
+            if options.max_chunk_voxels is not None:
+                fits = max(1, options.max_chunk_voxels // task.x.numel())
+                batch_size = min(batch_size, fits)
             while start < task.n_total:
                 stop = min(start + batch_size, task.n_total)
                 masks = task.masks(start, stop)

@@ -82,6 +82,10 @@ class RiseMasks:
         Where the masks are produced.
     dtype
         Floating dtype of the masks.
+    reuse_output
+        Write every chunk into the same array (reallocated only when the chunk's shape
+        changes): no new memory per chunk, but each call overwrites the previous result.
+        For a loop that uses each chunk before asking for the next.
     """
 
     def __init__(
@@ -92,8 +96,11 @@ class RiseMasks:
         seed: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        reuse_output: bool = False,
     ) -> None:
         self.spatial = tuple(int(s) for s in spatial)
+        self.reuse_output = bool(reuse_output)
+        self._out: torch.Tensor | None = None
         nd = len(self.spatial)
         if nd not in (2, 3):
             raise ValueError(f"masks need 2 or 3 spatial axes, got shape {self.spatial}")
@@ -180,15 +187,25 @@ class RiseMasks:
             first, count = (lo, hi - lo) if ax == 0 else (0, size)
             idx = shifts[:, ax : ax + 1] + torch.arange(first, first + count, device=self.device)
             mats.append(self._mats[ax][idx])  # (n, count, g): the cropped rows
+        shape = (n, 1, hi - lo, *self.spatial[1:])
+        out = self._output(shape)
         if len(self.spatial) == 2:
             x = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
-            x = torch.bmm(mats[0], x)  # (n, H, W)
+            x = torch.bmm(mats[0], x, out=out)  # (n, H, W)
         else:
             g0, g1, g2 = self.grid
             x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))  # (n, g0·g1, W)
             x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
-            x = torch.bmm(mats[0], x.reshape(n, g0, -1))  # (n, D, H·W)
-        return x.reshape(n, 1, hi - lo, *self.spatial[1:])
+            x = torch.bmm(mats[0], x.reshape(n, g0, -1), out=out)  # (n, D, H·W)
+        return x.reshape(shape)
+
+    def _output(self, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """The reused output array viewed as ``(n, rows, rest)`` for the last product."""
+        if not self.reuse_output:
+            return None
+        if self._out is None or tuple(self._out.shape) != shape:
+            self._out = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return self._out.view(shape[0], shape[2], -1)
 
     def __call__(self, start: int, stop: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1].

@@ -76,6 +76,7 @@ def make_perturbation(
     x: torch.Tensor,
     baseline: float | str | torch.Tensor | Sequence[float] = 0.0,
     channel: int | None = None,
+    reuse_output: bool = False,
 ) -> Perturbation:
     """Build the perturbation for one input.
 
@@ -88,16 +89,36 @@ def make_perturbation(
         ``"mean"`` or an array (see :func:`resolve_fill`).
     channel
         Perturb this input channel only; the others are left as they are.
+    reuse_output
+        Write every perturbed batch into the same array (reallocated when the batch's
+        shape changes), so that each call overwrites the previous result. For a loop
+        that runs the model on each batch before perturbing the next.
     """
     c = x.shape[1]
     if channel is not None and not 0 <= channel < c:
         raise ValueError(f"channel must be in [0, {c - 1}] for a {c}-channel input, got {channel}")
     value = resolve_fill(x, baseline)
     is_zero = isinstance(value, float) and value == 0.0
+    kept: dict[str, torch.Tensor] = {}
+
+    def output(masks: torch.Tensor) -> torch.Tensor:
+        shape = (masks.shape[0], *x.shape[1:])
+        out = kept.get("out")
+        dtype = torch.result_type(x, masks)
+        if out is None or tuple(out.shape) != shape or out.dtype != dtype:
+            out = kept["out"] = torch.empty(shape, dtype=dtype, device=x.device)
+        return out
 
     def perturb(xx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         if channel is None:
-            return multiply(xx, masks) if is_zero else blend(xx, masks, value)
+            if not reuse_output or xx is not x:
+                return multiply(xx, masks) if is_zero else blend(xx, masks, value)
+            out = output(masks)
+            if is_zero:
+                return torch.mul(x, masks, out=out)
+            if "diff" not in kept:
+                kept["diff"] = x - value
+            return torch.mul(kept["diff"], masks, out=out).add_(value)
         out = xx.expand(masks.shape[0], *xx.shape[1:]).clone()
         part = xx[:, channel : channel + 1]
         v = value if not torch.is_tensor(value) or value.ndim == 0 else _channel(value, channel)

@@ -147,6 +147,13 @@ class PreparedReference:
         self.counts = {c: int(i.numel()) for c, i in self.index.items()}
 
 
+def _is_class(labels: torch.Tensor, c: int) -> torch.Tensor:
+    """``labels == c``; a boolean label image (two classes) is its own class-1 mask."""
+    if labels.dtype == torch.bool:
+        return labels if c == 1 else ~labels if c == 0 else torch.zeros_like(labels)
+    return labels == c
+
+
 def _overlap_counts(
     pred: torch.Tensor, ref: torch.Tensor | PreparedReference, classes: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,8 +163,8 @@ def _overlap_counts(
     pred = pred.reshape(b, -1)
     inter, n_pred, n_ref = [], [], []
     for c in classes:
-        inter.append(_count(pred.index_select(1, ref.index[c]) == c))
-        n_pred.append(_count(pred == c))
+        inter.append(_count(_is_class(pred.index_select(1, ref.index[c]), c)))
+        n_pred.append(_count(_is_class(pred, c)))
         n_ref.append(torch.full((b,), ref.counts[c], dtype=torch.int32, device=pred.device))
     return (
         torch.stack(inter, 1).double(),

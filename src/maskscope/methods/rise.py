@@ -55,8 +55,16 @@ def rise_task(
     ``make_accumulator(masks)`` builds the accumulator (a :class:`WeightedSum` by default,
     which gives a standard error).
     """
+    # the loop uses each chunk of masks and perturbed inputs before making the next: the
+    # same arrays are reused (fresh multi-megabyte arrays cost page faults on every chunk)
     masks = RiseMasks(
-        ctx.spatial, params.grid, params.p_keep, ctx.seed, device=ctx.device, dtype=ctx.x.dtype
+        ctx.spatial,
+        params.grid,
+        params.p_keep,
+        ctx.seed,
+        device=ctx.device,
+        dtype=ctx.x.dtype,
+        reuse_output=True,
     )
     acc = (
         make_accumulator(masks)
@@ -67,7 +75,7 @@ def rise_task(
         x=ctx.x,
         n_total=params.n_masks,
         masks=masks,
-        perturb=make_perturbation(ctx.x, params.baseline),
+        perturb=make_perturbation(ctx.x, params.baseline, reuse_output=True),
         score=score,
         accumulator=acc,
         reference=ctx.reference,

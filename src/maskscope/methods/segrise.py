@@ -50,10 +50,14 @@ class SegRISE(Method):
         """Random masks weighted by the overlap score."""
         overlap = get_overlap_score(params.score)
         reference, classes, kind = ctx.reference, ctx.classes(), ctx.kind
-        if overlap in OVERLAP_SCORES.values():  # the built-ins take the prepared reference
+        builtin = overlap in OVERLAP_SCORES.values()
+        if builtin:  # the built-ins take the prepared reference
             reference = PreparedReference(reference, classes)
 
         def score(out: torch.Tensor) -> torch.Tensor:
-            return overlap(segmentation(out, kind), reference, classes)
+            labels = segmentation(out, kind)
+            if builtin and out.shape[1] <= 2:  # 0/1 labels: as booleans, no comparisons
+                labels = labels.view(torch.bool)
+            return overlap(labels, reference, classes)
 
         return rise_task(ctx, params, score)
