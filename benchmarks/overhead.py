@@ -135,13 +135,14 @@ def measure(case, repeats: int, device: str = "cpu") -> dict:
         sync(device)
         walls.append(time.perf_counter() - t0)
         n_fwd = expl.n_forward
-        floors.append(forward_floor(explainer.model, x, n_fwd, kw["batch_size"]))
+        chunk = int(expl.params.get("chunk_size", kw["batch_size"]))  # after the voxel limit
+        floors.append(forward_floor(explainer.model, x, n_fwd, chunk))
     w, f = statistics.median(walls), statistics.median(floors)
     out = {
         "model": mname,
         "method": label,
         "forwards": n_fwd,
-        "batch_size": kw["batch_size"],
+        "batch_size": chunk,
         "wall": w,
         "floor": f,
         "ratio": w / f,

@@ -283,14 +283,15 @@ def run_size(cfg: dict) -> dict:
     wall = time.perf_counter() - t0
     peak = peak_mb()
     x = torch.as_tensor(image)[None].to(device)
-    floor = overhead.forward_floor(model, x, expl.n_forward, kw["batch_size"])
+    chunk = int(expl.params["chunk_size"])  # the batch used, after the voxel limit
+    floor = overhead.forward_floor(model, x, expl.n_forward, chunk)
     out = {
         "dims": dims,
         "size": size,
         "voxels": int(np.prod(image.shape[1:])),
         "method": cfg["method"],
         "n": expl.n_forward,
-        "batch_size": kw["batch_size"],
+        "batch_size": chunk,
         "wall": wall,
         "floor": floor,
         "ratio": wall / floor,
@@ -313,7 +314,7 @@ def run_snapshot(cfg: dict) -> dict:
     first = next(gen)
     t_first = time.perf_counter() - t0
     gen.close()
-    bs = kw["batch_size"]
+    bs = int(first.params["chunk_size"])
     # one chunk = the reference forward + one batch of perturbed inputs
     chunk = overhead.forward_floor(explainer.model, x, 1, 1) + overhead.forward_floor(
         explainer.model, x, bs, bs
@@ -381,7 +382,7 @@ def run_profile(cfg: dict) -> dict:
     prof.disable()
     wall = time.perf_counter() - t0
     x = torch.as_tensor(image)[None].to(cfg["device"])
-    floor = overhead.forward_floor(explainer.model, x, expl.n_forward, kw["batch_size"])
+    floor = overhead.forward_floor(explainer.model, x, expl.n_forward, expl.params["chunk_size"])
     stats = pstats.Stats(prof).stats
     funcs, builtins = [], []
     for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():

@@ -253,3 +253,16 @@ def test_snapshot_timing_never_changes_the_sums(method, net2d, square2d):
     final = method(net2d).explain(square2d, **kw)
     np.testing.assert_array_equal(snaps[-1].map, final.map)
     np.testing.assert_array_equal(snaps[-1].stderr, final.stderr)
+
+
+def test_automatic_chunk_limit_on_large_images():
+    from maskscope.engine.loop import AUTO_CHUNK_VOXELS, chunk_limit
+
+    img = np.zeros((1024, 1024), np.float32)  # twice the CPU's automatic limit
+    img[300:700, 300:700] = 1
+    spy = Spy(ThresholdNet())
+    expl = RISE(spy).explain(img, n_masks=7, grid=4, batch_size=16)
+    assert spy.batch_sizes[1:] == [2, 2, 2, 1] and expl.params["chunk_size"] == 2
+    small = torch.zeros(1, 1, 64, 64)
+    assert chunk_limit(RunOptions(), small) == AUTO_CHUNK_VOXELS["cpu"] // 4096
+    assert chunk_limit(RunOptions(max_chunk_voxels=5000), small) == 1

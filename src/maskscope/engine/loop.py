@@ -43,9 +43,10 @@ class RunOptions:
         16, help="Perturbed inputs per model call (the map does not depend on it).", min=1
     )
     max_chunk_voxels: int | None = param(
-        2**23,
-        help="Input voxels per model call at most: large volumes go in smaller batches, "
-        "which bounds the model's memory (None = batch_size alone).",
+        None,
+        help="Input voxels per model call at most: large images go in smaller batches "
+        "(None = automatic: 2**19 on a CPU, where the model's activations then stay in "
+        "the caches, at least 2 inputs; 2**23 elsewhere, which bounds memory).",
         min=1,
         gui=False,
     )
@@ -148,6 +149,22 @@ class ModelRunner:
             self.n_classes = int(out.shape[1])
         self.n_forward += batch.shape[0]
         return out
+
+
+#: Input voxels per model call when ``max_chunk_voxels`` is None, by device type. On one
+#: CPU thread the bundled 2D U-Net runs 3.3 ms per 240² image in calls of 4–8 and 4.4 ms
+#: in calls of 16, and the 3D U-Net 26 ms per 64×96×96 volume in calls of 2–4 but 82 ms
+#: one at a time (hence at least 2 by default).
+AUTO_CHUNK_VOXELS = {"cpu": 2**19}
+AUTO_CHUNK_VOXELS_OTHER = 2**23
+
+
+def chunk_limit(options: RunOptions, x: torch.Tensor) -> int:
+    """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_chunk_voxels``."""
+    if options.max_chunk_voxels is not None:
+        return max(1, options.max_chunk_voxels // x.numel())
+    limit = AUTO_CHUNK_VOXELS.get(x.device.type, AUTO_CHUNK_VOXELS_OTHER)
+    return max(2, limit // x.numel())
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -269,6 +286,7 @@ def run_parts(
         arrays = canvas.assemble(current)
         extras = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
         run_params = dict(params)
+        run_params["chunk_size"] = batch_size  # the batch size used (after limits, back-off)
         if skipped:
             run_params["skipped_slices"] = list(skipped)
         computed = tuple(sorted(z for z in canvas.done if z is not None))
@@ -310,9 +328,7 @@ def run_parts(
                 continue
             part_done = 0
             start = 0
-            if options.max_chunk_voxels is not None:
-                fits = max(1, options.max_chunk_voxels // task.x.numel())
-                batch_size = min(batch_size, fits)
+            batch_size = min(batch_size, chunk_limit(options, task.x))
             while start < task.n_total:
                 stop = min(start + batch_size, task.n_total)
                 masks = task.masks(start, stop)
