@@ -32,6 +32,7 @@ from scipy import ndimage
 __all__ = [
     "DISTANCES",
     "Distance",
+    "SkipUnchanged",
     "diagonal",
     "directed_distances_to",
     "make_distance",
@@ -59,8 +60,8 @@ def surface(fg: torch.Tensor) -> torch.Tensor:
     the image border is not nearest to anything inside the image for that reason alone).
     """
     nd = fg.ndim - 1
-    pad = [1, 1] * nd
-    f = torch.nn.functional.pad(fg.float().unsqueeze(1), pad, value=1.0)[:, 0].bool()
+    f = fg.new_ones((fg.shape[0], *(n + 2 for n in fg.shape[1:])))
+    f[(slice(None),) + (slice(1, -1),) * nd] = fg
     interior = fg.clone()
     for ax in range(1, nd + 1):
         interior &= _shifted(f, ax, 0, fg)
@@ -112,41 +113,47 @@ class _Hausdorff:
         self.percentile = percentile
         self.spacing = torch.tensor(spacing, dtype=torch.float64, device=self.device)
         self.ref_flat = ref.flatten()
+        self.n_ref = int(self.ref_flat.sum())
         dt = ndimage.distance_transform_edt(~ref.cpu().numpy(), sampling=tuple(spacing))
         self.dt_ref = torch.from_numpy(np.asarray(dt, dtype=np.float64)).to(self.device).flatten()
         self.empty_value = diagonal(self.spatial, spacing)
 
     def __call__(self, pred: torch.Tensor) -> torch.Tensor:
         b = pred.shape[0]
-        fg = pred.bool().reshape(b, *self.spatial)
-        flat = fg.reshape(b, -1)
-        surf = surface(fg).reshape(b, -1)
-        out = torch.empty(b, dtype=torch.float64, device=self.device)
-        for i in range(b):
-            if not flat[i].any():
-                out[i] = self.empty_value
-                continue
-            # prediction → reference: the reference's distance transform at P's voxels
-            d_pr = self.dt_ref[flat[i]]
-            # reference → prediction: 0 inside P, nearest surface voxel of P elsewhere
-            outside = self.ref_flat & ~flat[i]
-            q_idx = outside.nonzero().squeeze(1)
-            if q_idx.numel():
-                s_idx = surf[i].nonzero().squeeze(1)
-                q = _coords(q_idx, self.spatial, self.spacing)
-                s = _coords(s_idx, self.spatial, self.spacing)
-                d_out = directed_distances_to(q, s)
-            else:
-                d_out = self.dt_ref.new_zeros(0)
-            if self.percentile is None:
-                far = d_out.max() if d_out.numel() else d_pr.new_zeros(())
-                out[i] = torch.maximum(d_pr.max(), far)
-            else:
-                n_in = int((self.ref_flat & flat[i]).sum())
-                d_rp = torch.cat([d_out, d_out.new_zeros(n_in)])
-                q = self.percentile / 100.0
-                out[i] = torch.maximum(_quantile(d_pr, q), _quantile(d_rp, q))
+        flat = pred.bool().reshape(b, -1)
+        out = torch.full((b,), self.empty_value, dtype=torch.float64, device=self.device)
+        rows = flat.any(dim=1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return out
+        if rows.numel() < b:
+            flat = flat[rows]
+        # surfaces of the non-empty predictions only, each needed by its own row alone
+        surf = surface(flat.reshape(-1, *self.spatial)).reshape(flat.shape[0], -1)
+        for j, i in enumerate(rows.tolist()):
+            out[i] = self._one(flat[j], surf[j])
         return out
+
+    def _one(self, flat: torch.Tensor, surf: torch.Tensor) -> torch.Tensor:
+        """The distance of one non-empty prediction (flat bool) with its surface."""
+        # prediction → reference: the reference's distance transform at P's voxels
+        d_pr = self.dt_ref[flat]
+        # reference → prediction: 0 inside P, nearest surface voxel of P elsewhere
+        outside = self.ref_flat > flat  # R and not P
+        q_idx = outside.nonzero().squeeze(1)
+        if q_idx.numel():
+            s_idx = surf.nonzero().squeeze(1)
+            q = _coords(q_idx, self.spatial, self.spacing)
+            s = _coords(s_idx, self.spatial, self.spacing)
+            d_out = directed_distances_to(q, s)
+        else:
+            d_out = self.dt_ref.new_zeros(0)
+        if self.percentile is None:
+            far = d_out.max() if d_out.numel() else d_pr.new_zeros(())
+            return torch.maximum(d_pr.max(), far)
+        n_in = self.n_ref - q_idx.numel()  # |R and P|
+        d_rp = torch.cat([d_out, d_out.new_zeros(n_in)])
+        q = self.percentile / 100.0
+        return torch.maximum(_quantile(d_pr, q), _quantile(d_rp, q))
 
 
 def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
@@ -169,6 +176,60 @@ class _OneMinusDice:
         denom = flat.sum(dim=1).double() + self.n_ref
         dice = torch.where(denom > 0, 2 * inter / denom.clamp(min=1), torch.ones_like(denom))
         return 1.0 - dice
+
+
+class SkipUnchanged:
+    """A distance that reuses the distance of a known prediction for every copy of it.
+
+    Most occlusions leave the segmentation exactly as it was: those predictions get the
+    known prediction's distance, computed once by the wrapped distance itself, and only the
+    others are passed on. The wrapped distance must score each prediction on its own
+    (as the built-in ones do), so that the result is the one it would give for the batch.
+
+    Parameters
+    ----------
+    distance
+        The distance to wrap.
+    known
+        Boolean prediction ``(*sp)``, usually the unperturbed one.
+
+    Attributes
+    ----------
+    value
+        ``distance`` of ``known`` (a float64 scalar tensor).
+    n_computed
+        How many predictions were passed on to ``distance`` so far.
+    """
+
+    def __init__(self, distance: Distance, known: torch.Tensor) -> None:
+        self.distance = distance
+        self.known = known.bool().flatten()
+        self.value = distance(known.bool()[None])[0].double()
+        self.n_computed = 0
+
+    def __call__(self, pred: torch.Tensor) -> torch.Tensor:
+        b = pred.shape[0]
+        changed = _rows_differ(pred.bool().reshape(b, -1), self.known)
+        out = self.value.expand(b).clone()
+        rows = changed.nonzero().squeeze(1)
+        if rows.numel():
+            out[rows] = self.distance(pred if rows.numel() == b else pred[rows]).double()
+            self.n_computed += rows.numel()
+        return out
+
+
+def _rows_differ(flat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``(flat != known).any(dim=1)`` for bool ``(B, N)`` and ``(N,)``, 8 voxels at a time."""
+    n = known.numel()
+    for wide, size in ((torch.int64, 8), (torch.int32, 4)):
+        if n % size == 0:
+            try:
+                rows = flat.contiguous().view(torch.uint8).view(wide)
+                ref = known.contiguous().view(torch.uint8).view(wide)
+            except RuntimeError:  # storage offset not aligned: compare voxel by voxel
+                break
+            return (rows != ref).any(dim=1)
+    return (flat != known).any(dim=1)
 
 
 def make_distance(

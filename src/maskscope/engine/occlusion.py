@@ -101,10 +101,15 @@ class CentreGrid:
         self.radius = diameter / 2.0
         self.device = torch.device(device)
         self.order = torch.from_numpy(coarse_to_fine_order(self.counts)).to(self.device)
-        self._axis_pos = [
-            torch.arange(n, device=self.device, dtype=torch.float64) * sp
+        # inside test: squared physical distance <= _threshold; no voxel farther than
+        # _half[ax] voxels from the centre along an axis passes it (clipped to the axis)
+        self._threshold = self.radius**2 + 1e-9
+        self._half = tuple(
+            min(n, math.ceil(math.sqrt(self._threshold) / sp) + 1)
             for n, sp in zip(self.spatial, self.spacing, strict=True)
-        ]
+        )
+        self._rel = [torch.arange(-h, h + 1, device=self.device) for h in self._half]
+        self._strides = tuple(math.prod(self.spatial[ax + 1 :]) for ax in range(nd))
 
     @property
     def n_centres(self) -> int:
@@ -123,23 +128,60 @@ class CentreGrid:
         offs = torch.tensor(self.offsets, device=flat.device)
         return grid_idx * steps + offs
 
+    def occluded(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every voxel inside the disks of the centres ``flat``, as two index tensors.
+
+        Only a box of ``2 * half + 1`` voxels per axis around each centre is tested (voxels
+        outside it are too far along one axis alone), with the very same float64 arithmetic
+        as a test over the whole image: the per-axis squared offsets ``(i * s - c * s) ** 2``
+        summed in axis order and compared with ``radius**2 + 1e-9``.
+
+        Returns
+        -------
+        rows, voxels
+            Position of the centre in ``flat`` and flat voxel index, one entry per voxel
+            inside a disk.
+        """
+        centres = self.centre_voxels(flat)
+        n, nd = centres.shape[0], len(self.spatial)
+        d2 = lin = None
+        axes = zip(self.spatial, self.spacing, self._rel, strict=True)
+        for ax, (size, sp, rel) in enumerate(axes):
+            c = centres[:, ax : ax + 1]
+            idx = c + rel[None, :]  # (n, w)
+            diff = (idx.double() * sp - c.double() * sp) ** 2
+            diff = diff.masked_fill((idx < 0) | (idx >= size), math.inf)
+            shape = [n] + [1] * nd
+            shape[1 + ax] = idx.shape[1]
+            off = idx.clamp(0, size - 1).mul_(self._strides[ax]).reshape(shape)
+            d2 = diff.reshape(shape) if d2 is None else d2 + diff.reshape(shape)
+            lin = off if lin is None else lin + off
+        inside = d2 <= self._threshold
+        rows = torch.arange(n, device=centres.device).reshape([n] + [1] * nd)
+        return rows.expand_as(inside)[inside], lin.expand_as(inside)[inside]
+
     def occluders(self, flat: torch.Tensor) -> torch.Tensor:
         """Boolean ``(n, *spatial)``: True inside the disk of each centre."""
-        centres = self.centre_voxels(flat).double()
-        d2 = None
-        for ax, pos in enumerate(self._axis_pos):
-            c = centres[:, ax : ax + 1] * self.spacing[ax]
-            diff = (pos[None, :] - c) ** 2  # (n, size_ax)
-            shape = [diff.shape[0]] + [1] * len(self.spatial)
-            shape[1 + ax] = diff.shape[1]
-            diff = diff.reshape(shape)
-            d2 = diff if d2 is None else d2 + diff
-        return d2 <= self.radius**2 + 1e-9
+        rows, voxels = self.occluded(flat)
+        out = torch.zeros(flat.shape[0], math.prod(self.spatial), dtype=torch.bool)
+        out = out.to(self.device)
+        out[rows, voxels] = True
+        return out.reshape(flat.shape[0], *self.spatial)
 
     def keep_masks(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         """Masks ``(n, 1, *spatial)`` for visits ``start .. stop-1``: 0 in the disk, 1 outside."""
-        occ = self.occluders(self.order[start:stop])
-        return (~occ).to(dtype).unsqueeze(1)
+        return self.keep_masks_and_holes(start, stop, dtype)[0]
+
+    def keep_masks_and_holes(
+        self, start: int, stop: int, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`keep_masks` and where their zeros are (``rows, voxels`` of :meth:`occluded`)."""
+        flat = self.order[start:stop]
+        rows, voxels = self.occluded(flat)
+        n = flat.shape[0]
+        keep = torch.ones(n, math.prod(self.spatial), dtype=dtype, device=self.device)
+        keep[rows, voxels] = 0
+        return keep.reshape(n, 1, *self.spatial), rows, voxels
 
     def interpolation_matrices(self) -> list[torch.Tensor]:
         """Per axis, the ``(size, count)`` linear interpolation from centres to voxels."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 
 from ..engine.accumulate import DistanceGrid
-from ..engine.distances import DISTANCES, make_distance
+from ..engine.distances import DISTANCES, SkipUnchanged, make_distance
 from ..engine.loop import RunOptions, Task
 from ..engine.occlusion import CentreGrid
 from ..engine.params import param
@@ -126,14 +127,26 @@ class HDM(Method):
             return labels > 0 if target is None else labels == target
 
         def score(out: torch.Tensor) -> torch.Tensor:
-            return distance(foreground(segmentation(out, kind)))
+            labels = segmentation(out, kind)
+            if out.shape[1] <= 2 and labels.dtype == torch.uint8 and target in (None, 1):
+                # labels of at most two classes are 0 / 1: they are the foreground already
+                return distance(labels.view(torch.bool))
+            return distance(foreground(labels))
 
-        baseline = float(distance(foreground(ctx.prediction)[None])[0])
+        unperturbed = foreground(ctx.prediction)
+        if self.distance_fn is None:
+            # a built-in distance scores each prediction on its own: copies of the
+            # unperturbed prediction (most occlusions change nothing) reuse its distance
+            distance = SkipUnchanged(distance, unperturbed)
+            baseline = float(distance.value)
+        else:
+            baseline = float(distance(unperturbed[None])[0])
+        stamp = None if self.fill_fn else _StampedFill(grid, ctx.x, perturb)
         return Task(
             x=ctx.x,
             n_total=grid.n_centres,
-            masks=lambda start, stop: grid.keep_masks(start, stop, ctx.x.dtype),
-            perturb=perturb,
+            masks=stamp.masks if stamp else lambda a, b: grid.keep_masks(a, b, ctx.x.dtype),
+            perturb=stamp.perturb if stamp else perturb,
             score=score,
             accumulator=DistanceGrid(grid, baseline),
             reference=ctx.reference,
@@ -141,3 +154,39 @@ class HDM(Method):
             info={"baseline": baseline},
             has_stderr=False,
         )
+
+
+class _StampedFill:
+    """A pointwise fill applied to a sweep's own masks by stamping the disks.
+
+    Where a mask is 1, a pointwise fill gives the same value as with a mask of ones; where
+    it is 0, the same as with zeros. So the perturbed batch is the image filled with ones
+    (copied) with the disk voxels of the image filled with zeros written over it: bit for
+    bit the fill's own result, without a pass of arithmetic over the whole batch. Masks not
+    produced by :meth:`masks` (the most recent call) go to the fill itself.
+    """
+
+    def __init__(self, grid: CentreGrid, x: torch.Tensor, fill: Perturbation) -> None:
+        self.grid, self.x, self.fill = grid, x, fill
+        ones = x.new_ones((1, 1, *grid.spatial))
+        self.kept = fill(x, ones)
+        self.hidden = fill(x, torch.zeros_like(ones)).reshape(x.shape[1], -1)
+        self.last: tuple | None = None
+
+    def masks(self, start: int, stop: int) -> torch.Tensor:
+        """Keep masks of visits ``start .. stop-1``, remembering where their disks are."""
+        masks, rows, voxels = self.grid.keep_masks_and_holes(start, stop, self.x.dtype)
+        self.last = (weakref.ref(masks), rows, voxels)
+        return masks
+
+    def perturb(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The fill of ``x`` under ``masks``."""
+        last = self.last
+        if x is not self.x or last is None or last[0]() is not masks:
+            return self.fill(x, masks)
+        _, rows, voxels = last
+        b, c = masks.shape[0], self.kept.shape[1]
+        out = self.kept.expand(b, *self.kept.shape[1:]).clone()
+        flat = out.view(b, c, -1)
+        flat[rows, :, voxels] = self.hidden[:, voxels].T
+        return out
