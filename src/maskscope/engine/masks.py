@@ -12,6 +12,7 @@ one small matrix product per axis instead of a full-size interpolation followed 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,6 +102,7 @@ class RiseMasks:
         self.spatial = tuple(int(s) for s in spatial)
         self.reuse_output = bool(reuse_output)
         self._out: torch.Tensor | None = None
+        self._last: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
         nd = len(self.spatial)
         if nd not in (2, 3):
             raise ValueError(f"masks need 2 or 3 spatial axes, got shape {self.spatial}")
@@ -190,14 +192,29 @@ class RiseMasks:
         shape = (n, 1, hi - lo, *self.spatial[1:])
         out = self._output(shape)
         if len(self.spatial) == 2:
-            x = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
-            x = torch.bmm(mats[0], x, out=out)  # (n, H, W)
+            y = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
         else:
             g0, g1, g2 = self.grid
             x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))  # (n, g0·g1, W)
             x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
-            x = torch.bmm(mats[0], x.reshape(n, g0, -1), out=out)  # (n, D, H·W)
-        return x.reshape(shape)
+            y = x.reshape(n, self.grid[0], -1)  # (n, g0, H·W)
+        masks = torch.bmm(mats[0], y, out=out).reshape(shape)  # (n, rows, rest) → masks
+        self._last = (weakref.ref(masks), mats[0], y) if rows is None else None
+        return masks
+
+    def factors(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The two factors of the masks last rendered, when ``masks`` is that very result.
+
+        Returns ``(L, Y)`` with ``L (n, size0, g0)`` the rows of the first axis's
+        interpolation matrix and ``Y (n, g0, rest)`` the masks upsampled along the other
+        axes, so that ``masks[i]`` is ``L[i] @ Y[i]`` (flattened). Each row of ``L`` holds
+        at most two adjacent non-zero weights (linear interpolation). None for any other
+        tensor, so a caller can use the factors safely without knowing where masks came from.
+        """
+        last = self._last
+        if last is None or last[0]() is not masks:
+            return None
+        return last[1], last[2]
 
     def _output(self, shape: tuple[int, ...]) -> torch.Tensor | None:
         """The reused output array viewed as ``(n, rows, rest)`` for the last product."""

@@ -169,15 +169,18 @@ class PixelMax:
         rows = self.rows_per_slab = self.slab_rows()
         row = self.n_vox // self.spatial[0]
         chunk = min(self.buffer_masks, max(self.n, 1))
-        acc = torch.empty(scores.shape[1], rows * row, dtype=torch.float32, device=self.device)
+        n_rest = scores.shape[1]
+        store = torch.empty(n_rest * rows * row, dtype=torch.float32, device=self.device)
         for i, lo in enumerate(range(0, self.spatial[0], rows)):
             hi = min(lo + rows, self.spatial[0])
-            slab = acc[:, : (hi - lo) * row]
-            slab.zero_()
+            slab = store[: n_rest * (hi - lo) * row].view(n_rest, -1)
             for start in range(0, self.n, chunk):
                 stop = min(start + chunk, self.n)
                 m = self.masks_fn(start, stop, rows=(lo, hi)).reshape(stop - start, -1).float()
-                slab.addmm_(scores[start:stop].T, m)
+                if start == 0:  # the first product overwrites: no pass to zero the slab
+                    torch.mm(scores[start:stop].T, m, out=slab)
+                else:
+                    slab.addmm_(scores[start:stop].T, m)
             flat = best[lo * row : hi * row]
             torch.maximum(flat, slab.amax(dim=0), out=flat)
             yield i + 1

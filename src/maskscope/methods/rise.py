@@ -69,7 +69,7 @@ def rise_task(
     acc = (
         make_accumulator(masks)
         if make_accumulator is not None
-        else WeightedSum(ctx.spatial, params.p_keep, ctx.device)
+        else WeightedSum(ctx.spatial, params.p_keep, ctx.device, factors=masks.factors)
     )
     return Task(
         x=ctx.x,
