@@ -6,8 +6,6 @@ import io
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
 __all__ = ["colorize", "lut", "normalize", "overlay_rgb", "png_bytes"]
 
@@ -104,6 +102,8 @@ def overlay_rgb(
     rgb = np.clip(colours + 0.5, 0, 255).astype(np.uint8)
     if contour is not None:
         fg = np.asarray(contour) > 0
+        from scipy import ndimage
+
         edge = fg & ~ndimage.binary_erosion(fg)
         rgb[edge] = contour_color
     return rgb
@@ -112,6 +112,8 @@ def overlay_rgb(
 def png_bytes(rgb: np.ndarray, *, compress_level: int = 1) -> bytes:
     """Encode an ``(H, W, 3)`` or ``(H, W, 4)`` uint8 array as PNG."""
     buf = io.BytesIO()
+    from PIL import Image  # imported when used: `import maskscope` stays light
+
     Image.fromarray(np.ascontiguousarray(rgb)).save(
         buf, format="PNG", compress_level=compress_level
     )

@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 __all__ = [
     "DISTANCES",
@@ -114,6 +113,8 @@ class _Hausdorff:
         self.spacing = torch.tensor(spacing, dtype=torch.float64, device=self.device)
         self.ref_flat = ref.flatten()
         self.n_ref = int(self.ref_flat.sum())
+        from scipy import ndimage  # imported when used: `import maskscope` stays light
+
         dt = ndimage.distance_transform_edt(~ref.cpu().numpy(), sampling=tuple(spacing))
         self.dt_ref = torch.from_numpy(np.asarray(dt, dtype=np.float64)).to(self.device).flatten()
         self.empty_value = diagonal(self.spatial, spacing)

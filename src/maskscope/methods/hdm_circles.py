@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ..engine.occlusion import CentreGrid
 from ..explanation import Explanation
@@ -56,6 +55,8 @@ def _circle_values(expl: Explanation, view: str, z: int | None) -> np.ndarray:
             continue
         impulses = np.full(plane_shape, -np.inf)
         impulses[cs[ok, 0], cs[ok, 1]] = vs[ok]
+        from scipy import ndimage
+
         dil = ndimage.grey_dilation(
             impulses, footprint=_disk_footprint(r, spacing), mode="constant", cval=-np.inf
         )

@@ -34,7 +34,7 @@ class PixelRISEParams(RISEParams):
     )
     max_memory_mb: int = param(
         512,
-        help="Memory for the per-pixel sums of merge='max' (larger segments go in tiles).",
+        help="Memory for the per-pixel sums of merge='max' (larger segments go in slabs).",
         min=1,
         gui=False,
     )
@@ -46,7 +46,7 @@ class PixelRISE(Method):
     The score of pixel *j* for mask *i* is the probability of the target class at *j*. The
     per-pixel maps ``Σᵢ s_ij mᵢ / (N p)`` are merged by their mean (identical to RISE with
     the segment's mean probability: one pass, no per-pixel storage) or by their maximum
-    (exact: per-pixel sums in tiles that fit ``max_memory_mb``, never re-running the model).
+    (exact: per-pixel sums within ``max_memory_mb``, never re-running the model).
     A max-merged result also carries the mean-merged map as ``extras["mean"]``.
     """
 
