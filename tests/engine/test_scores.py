@@ -82,3 +82,20 @@ def test_prepared_reference_gives_the_same_overlap(score):
     # a prepared reference for other classes is prepared again, not misused
     other = score(pred, PreparedReference(ref, [1]), [2, 3])
     np.testing.assert_array_equal(other.numpy(), score(pred, ref, [2, 3]).numpy())
+
+
+@pytest.mark.parametrize("v", [7, 8, 2040, 2048, 4000, 4003, 589824])
+@pytest.mark.parametrize("fill", ["random", "ones", "zeros"])
+def test_count_of_flags_is_exact(v, fill):
+    from maskscope.engine.scores import _count
+
+    g = torch.Generator().manual_seed(v)
+    if fill == "random":
+        mask = torch.rand(3, v, generator=g) > 0.3
+    else:
+        mask = torch.full((3, v), fill == "ones")
+    want = mask.long().sum(dim=1)
+    assert torch.equal(_count(mask).long(), want)
+    assert _count(mask).dtype == torch.int32
+    if v >= 16:  # rows that start off a word boundary
+        assert torch.equal(_count(mask[:, 1:]).long(), mask[:, 1:].long().sum(dim=1))

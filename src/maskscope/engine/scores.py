@@ -118,9 +118,29 @@ def pixel_probabilities(
     return _target_probability(_gather(outputs, index), target, kind)
 
 
+#: int64 words of eight 0/1 bytes added before a byte lane could reach 256 and carry.
+_LANE_WORDS = 255
+
+
 def _count(mask: torch.Tensor) -> torch.Tensor:
-    """True values per row of a boolean ``(B, V)`` tensor (int32 sums: fast, exact < 2³¹)."""
-    return mask.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+    """True values per row of a boolean ``(B, V)`` tensor (int32, exact below 2³¹).
+
+    Rows are read eight flags at a time as int64 words (SWAR): sums of at most 255 words
+    keep each byte lane at most 255, so the lanes never carry into each other and their
+    bytes are added at the end. About ten times faster on a CPU than summing the bytes,
+    which converts them first. Rows that are not whole, aligned words are summed plainly.
+    """
+    flags = mask.view(torch.uint8)
+    b, v = flags.shape
+    n_words = v // 8
+    if v % 8 or n_words < _LANE_WORDS or not flags.is_contiguous() or flags.storage_offset() % 8:
+        return flags.sum(dim=1, dtype=torch.int32)
+    words = flags.view(torch.int64)
+    n_full = n_words // _LANE_WORDS * _LANE_WORDS
+    lanes = [words[:, :n_full].view(b, -1, _LANE_WORDS).sum(dim=2)]
+    if n_full < n_words:
+        lanes.append(words[:, n_full:].sum(dim=1, keepdim=True))
+    return torch.cat(lanes, dim=1).view(torch.uint8).sum(dim=1, dtype=torch.int32)
 
 
 class PreparedReference:
