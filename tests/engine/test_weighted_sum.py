@@ -52,6 +52,22 @@ def test_factored_sums_equal_full_mask_sums(spatial, grid):
     np.testing.assert_allclose(fast.stderr().numpy(), se, rtol=1e-9, atol=1e-12)
 
 
+def test_factored_sums_with_growing_chunks():
+    spatial = (12, 10)
+    gen = RiseMasks(spatial, 3, 0.5, seed=5)
+    fast = WeightedSum(spatial, 0.5, CPU, factors=gen.factors)
+    slow = WeightedSum(spatial, 0.5, CPU)
+    start = 0
+    for size in (1, 2, 5, 40, 3, 90):
+        masks = gen(start, start + size)
+        w = torch.linspace(0.1, 1.0, size)
+        fast.update(start, masks, w)
+        slow.update(start, masks.clone(), w)
+        start += size
+    torch.testing.assert_close(fast.mean(), slow.mean(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fast.stderr(), slow.stderr(), rtol=1e-4, atol=1e-7)
+
+
 def test_factors_only_for_the_latest_full_render():
     gen = RiseMasks((8, 9), 3, 0.5, seed=0)
     a = gen(0, 4)

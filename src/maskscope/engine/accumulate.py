@@ -126,7 +126,7 @@ class WeightedSum:
         """Write one chunk's factor blocks (see :func:`_factor_blocks`) into the buffers."""
         n, rows, k = lmat.shape
         rest = y.shape[2]
-        if self._pending is None or self._key != (rows, k, rest, y.dtype):
+        if self._pending is None or self._key != (rows, k, rest, y.dtype) or n > self._cap:
             self._flush_factors()
             # room for as many masks as fit PENDING_BYTES (at least one chunk)
             per_mask = (3 * k - 1) * (rows + rest) * y.element_size()
