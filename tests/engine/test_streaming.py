@@ -164,9 +164,9 @@ def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
     largest = []
     render = masks_mod.RiseMasks.render
 
-    def spy_render(self, grids, shifts):
+    def spy_render(self, grids, shifts, rows=None):
         largest.append(grids.shape[0])
-        return render(self, grids, shifts)
+        return render(self, grids, shifts, rows=rows)
 
     monkeypatch.setattr(masks_mod.RiseMasks, "render", spy_render)
     img = np.zeros((32, 32), np.float32)

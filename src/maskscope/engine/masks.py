@@ -229,6 +229,4 @@ class RiseMasks:
 
         ``rows = (lo, hi)`` gives only that slab of the first spatial axis.
         """
-        if rows is None:
-            return self.render(*self.params(start, stop))
         return self.render(*self.params(start, stop), rows=rows)

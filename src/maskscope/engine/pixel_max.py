@@ -145,13 +145,17 @@ class PixelMax:
         mean = self.mean_acc.mean().reshape(self.spatial)
         return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
 
+    def _slab_chunk(self) -> int:
+        """Masks per product in :meth:`finish` (all masks added, or the expected total)."""
+        return min(self.buffer_masks, max(self.n or self.n_total, 1))
+
     def slab_rows(self) -> int:
         """Indices of the first spatial axis per slab in :meth:`finish` (fits the budget)."""
         if self.rest is None:
             return self.spatial[0]
         row = self.n_vox // self.spatial[0]
         n_rest = int(self.rest.numel())
-        chunk = min(self.buffer_masks, max(self.n or self.n_total, 1))
+        chunk = self._slab_chunk()
         used = (int(self.scores.numel()) if self.scores is not None else 0) + self.n_vox
         avail = self.max_bytes - used * _F32
         return int(min(self.spatial[0], max(1, avail // ((n_rest + chunk) * row * _F32))))
@@ -168,7 +172,7 @@ class PixelMax:
         scores = self.scores[: self.n]
         rows = self.rows_per_slab = self.slab_rows()
         row = self.n_vox // self.spatial[0]
-        chunk = min(self.buffer_masks, max(self.n, 1))
+        chunk = self._slab_chunk()
         n_rest = scores.shape[1]
         store = torch.empty(n_rest * rows * row, dtype=torch.float32, device=self.device)
         for i, lo in enumerate(range(0, self.spatial[0], rows)):
