@@ -110,6 +110,16 @@ def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[i
     return layout.spatial
 
 
+def _check_reference(reference: np.ndarray, target: int | None) -> None:
+    region = reference == target if target is not None else reference > 0
+    if not region.any():
+        what = f"class {target} (--target)" if target is not None else "foreground (labels > 0)"
+        raise ValueError(
+            f"--reference has no voxel of {what}: expected at least one voxel to score the "
+            "curves on"
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
     from .evaluate import iter_faithfulness
@@ -126,6 +136,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--reference must have the --image's spatial shape {spatial}, "
             f"got {tuple(reference.shape)}"
         )
+    if reference is not None:
+        _check_reference(np.asarray(reference), args.target)
     source = (
         _read_map(args.map, spatial) if args.map else _compute_map(args, model, image, reference)
     )
