@@ -52,9 +52,10 @@ class RandomizationResult:
 
     def table(self) -> str:
         """One line per step: the last layer re-initialised and the rank correlation."""
-        lines = ["layers randomised  last layer  Spearman vs original"]
+        width = max(len("last layer"), *(len(self.layers[n - 1]) for n in self.n_randomised))
+        lines = [f"layers randomised  {'last layer':<{width}}  Spearman vs original"]
         for n, rho in zip(self.n_randomised, self.spearman, strict=True):
-            lines.append(f"{n:>17}  {self.layers[n - 1]:<10}  {rho:.3f}")
+            lines.append(f"{n:>17}  {self.layers[n - 1]:<{width}}  {rho:.3f}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
