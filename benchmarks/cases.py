@@ -1,4 +1,4 @@
-"""Cases for the quality benchmarks: the bundled 2D sample, and a real MRI volume with a MONAI U-Net.
+"""Cases for the quality benchmarks: the bundled 2D sample, and a real MRI volume with a U-Net.
 
 The real case is built from data that a package ships, with a model that maskscope did not
 make: nibabel's test volume ``anatomical.nii`` (33×41×25, 2 mm voxels, big-endian int16), a
@@ -82,18 +82,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
+def mri_model() -> PadToMultiple:
+    """The (untrained) MONAI U-Net of :func:`mri_case`, padded to a multiple of 4."""
+    from monai.networks.nets import UNet
+
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2))
+    return PadToMultiple(net, 4)
+
+
 @functools.lru_cache(maxsize=1)
 def mri_case(steps: int = 300, seed: int = 0) -> Case:
     """The real MRI volume with a trained MONAI U-Net (Dice printed by ``__main__``)."""
     from monai.losses import DiceCELoss
-    from monai.networks.nets import UNet
 
     raw, label, spacing = anatomical()
     x = torch.from_numpy(zscore(raw))[None, None]
     y = torch.from_numpy(label)[None, None]
     torch.manual_seed(seed)
-    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2))
-    model = PadToMultiple(net, 4)
+    model = mri_model()
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -113,7 +119,8 @@ def shapes_case() -> Case:
 
     sample = shapes2d(seed=1)
     decisive = sample.masks[sample.right_shape]  # which shape is segmented depends on it
-    return Case("shapes2d", load_model("shapes2d"), sample.image, sample.label, (1.0, 1.0), decisive)
+    model = load_model("shapes2d")
+    return Case("shapes2d", model, sample.image, sample.label, (1.0, 1.0), decisive)
 
 
 def main() -> None:
