@@ -156,7 +156,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
     )
-    result = _drain(gen, args)
+    _report(_drain(gen, args), args)
+    return 0
+
+
+def _report(result: Any, args: argparse.Namespace) -> None:
     what = Path(args.map).name if args.map else f"{result.method} map"
     print(
         f"{what}: {args.substrate} substrate, {result.steps} steps, {result.n_random} random "
@@ -169,7 +173,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
         print(f"wrote {args.json}")
-    return 0
 
 
 def _drain(gen: Any, args: argparse.Namespace):

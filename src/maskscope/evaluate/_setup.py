@@ -150,6 +150,29 @@ def _source_fields(source: Any, image: Any, reference: Any, target: Any):
     return as_map(source), image, reference, target, None
 
 
+def _inputs(model, image, map_shape, sub_fn, spatial_dims) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and its substrate as ``(1, C, *spatial)`` in the model's device and dtype."""
+    dims, in_ch = model_layout(model)
+    layout = prepare_image(image, spatial_dims or dims, in_ch)
+    if layout.slice_by_slice:
+        raise ValueError(
+            f"a 2D model on a volume of shape {layout.spatial}: evaluate one slice at a time "
+            "(image[:, z] and map[z])"
+        )
+    if map_shape != layout.spatial:
+        raise ValueError(
+            f"map must have the image's spatial shape {layout.spatial}, got {map_shape}"
+        )
+    device, dtype = model_device_dtype(model)
+    device, dtype = device or torch.device("cpu"), dtype or torch.float32
+    img = layout.image.double().numpy()
+    sub = np.asarray(sub_fn(img), dtype=np.float64)
+    if sub.shape != img.shape:
+        raise ValueError(f"the substrate must have the image's shape {img.shape}, got {sub.shape}")
+    x = layout.image.to(dtype).unsqueeze(0).to(device)
+    return x, torch.from_numpy(sub).to(dtype).unsqueeze(0).to(device)
+
+
 def prepare_problem(
     source: Any,
     *,
@@ -174,24 +197,8 @@ def prepare_problem(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sub_fn = get_substrate(substrate, blur_sigma=blur_sigma)
     saliency, image, reference, target, method = _source_fields(source, image, reference, target)
-    dims, in_ch = model_layout(model)
-    layout = prepare_image(image, spatial_dims or dims, in_ch)
-    if layout.slice_by_slice:
-        raise ValueError(
-            f"a 2D model on a volume of shape {layout.spatial}: evaluate one slice at a time "
-            "(image[:, z] and map[z])"
-        )
-    spatial = layout.spatial
-    if saliency.shape != spatial:
-        raise ValueError(f"map must have the image's spatial shape {spatial}, got {saliency.shape}")
-    device, dtype = model_device_dtype(model)
-    device, dtype = device or torch.device("cpu"), dtype or torch.float32
-    img = layout.image.double().numpy()
-    sub = np.asarray(sub_fn(img), dtype=np.float64)
-    if sub.shape != img.shape:
-        raise ValueError(f"the substrate must have the image's shape {img.shape}, got {sub.shape}")
-    x = layout.image.to(dtype).unsqueeze(0).to(device)
-    sub_t = torch.from_numpy(sub).to(dtype).unsqueeze(0).to(device)
+    x, sub_t = _inputs(model, image, saliency.shape, sub_fn, spatial_dims)
+    spatial = tuple(x.shape[2:])
     runner = ModelRunner(model, spatial)
     out = runner(x)
     if out.ndim <= 2:
@@ -204,7 +211,7 @@ def prepare_problem(
     if reference is None:
         ref = segmentation(out, outputs)[0].long()
     else:
-        ref = prepare_reference(reference, spatial, n_classes=k).to(device)
+        ref = prepare_reference(reference, spatial, n_classes=k).to(x.device)
     limit = chunk_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,

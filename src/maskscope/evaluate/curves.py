@@ -187,8 +187,7 @@ def iter_faithfulness(
         An :class:`~maskscope.Explanation` (its map, image, reference and target are used
         unless given here) or a saliency map shaped like the image's spatial axes.
     model
-        The segmentation model that the map explains (``(B, C, *spatial)`` →
-        ``(B, K, *spatial)``).
+        The segmentation model that made the map (``(B, C, *spatial)`` → ``(B, K, *spatial)``).
     image
         ``(H, W)``, ``(C, H, W)``, ``(D, H, W)`` or ``(C, D, H, W)``; needed with a raw map.
     reference
@@ -197,25 +196,19 @@ def iter_faithfulness(
     target
         The class scored; None: all foreground classes (Dice averaged over them, each
         voxel's own class for the probability).
-    substrate
-        ``"zero"``, ``"blur"`` (Gaussian, ``blur_sigma`` voxels), ``"min"`` (each channel's
-        minimum) or a callable ``(C, *spatial) -> (C, *spatial)``.
+    substrate, blur_sigma
+        ``"zero"``, ``"blur"`` (Gaussian of ``blur_sigma`` voxels), ``"min"`` (each
+        channel's minimum) or a callable ``(C, *spatial) -> (C, *spatial)``.
     steps
         Steps per curve: ``steps + 1`` perturbed inputs per curve and order.
-    n_random
-        Random orders averaged in the baseline (0: no baseline).
-    seed
-        Seed of the random orders.
+    n_random, seed
+        Random orders averaged in the baseline (0: no baseline), and their seed.
     kinds
         ``"deletion"``, ``"insertion"`` or both.
     batch_size
         Perturbed inputs per model call (the curves do not depend on it).
-    blur_sigma
-        Standard deviation of the ``"blur"`` substrate in voxels.
-    outputs
-        Whether the model returns ``"logits"`` or ``"probabilities"``.
-    spatial_dims
-        2 or 3 when it cannot be inferred from the model.
+    outputs, spatial_dims
+        ``"logits"`` or ``"probabilities"``; 2 or 3 when the model does not tell.
     cancel
         A callable or ``threading.Event`` checked before every model call: when it is
         true, the generator stops (the last snapshot stays partial).
@@ -226,7 +219,7 @@ def iter_faithfulness(
         Snapshots after every model call, the last one with ``done=True``. The inputs are
         checked, and the model run once on the image, before the generator is returned.
     """
-    return _start(source, locals()).generate()
+    return _Evaluation(source, locals()).generate()  # locals(): the arguments by name
 
 
 class _Evaluation:
@@ -274,10 +267,6 @@ class _Evaluation:
             yield self.snapshot(True)
 
 
-def _start(source: Any, args: dict[str, Any]) -> _Evaluation:
-    return _Evaluation(source, args)
-
-
 def faithfulness(source: Any, **kwargs: Any) -> FaithfulnessResult:
     """Run :func:`iter_faithfulness` to the end and return the last snapshot.
 
@@ -286,7 +275,7 @@ def faithfulness(source: Any, **kwargs: Any) -> FaithfulnessResult:
     """
     bound = inspect.signature(iter_faithfulness).bind(source, **kwargs)
     bound.apply_defaults()
-    evaluation = _start(source, bound.arguments)
+    evaluation = _Evaluation(source, bound.arguments)
     last = None
     for last in evaluation.generate():  # noqa: B007
         pass

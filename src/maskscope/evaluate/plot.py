@@ -97,38 +97,44 @@ def _fmt(v: float) -> str:
 
 
 def curves_png(result: FaithfulnessResult, *, width: int = 880) -> bytes:
-    """The result's curves as PNG bytes: columns deletion / insertion, rows Dice / probability."""
+    """The result's curves as PNG bytes.
+
+    Columns deletion / insertion and rows Dice / probability; below 600 pixels wide (a
+    dock), one panel per row.
+    """
     from PIL import Image, ImageDraw
 
     kinds = [k for k in ("deletion", "insertion") if getattr(result, k) is not None]
     scores = list(getattr(result, kinds[0]).runs) if kinds else []
     if not kinds:
         raise ValueError("this result has no curve to plot")
-    width = max(int(width), 320)
-    pw = width // len(kinds)
-    ph = int(pw * 0.72)
+    width = max(int(width), 280)
+    columns = len(kinds) if width >= 600 else 1  # narrow (a dock): one panel per row
+    pw = width // columns
+    ph = int(pw * (0.72 if columns > 1 else 0.6))
     header = 34
-    img = Image.new("RGB", (width, header + ph * len(scores)), "white")
+    if columns > 1:  # rows: scores; columns: kinds
+        panels = [(score, kind) for score in scores for kind in kinds]
+    else:
+        panels = [(score, kind) for kind in kinds for score in scores]
+    n_rows = -(-len(panels) // columns)
+    img = Image.new("RGB", (width, header + ph * n_rows), "white")
     draw = ImageDraw.Draw(img)
     fonts = (_font(11), _font(13))
-    title = f"{result.method or 'map'}: deletion and insertion ({result.substrate} substrate)"
+    title = f"{result.method or 'map'}: deletion and insertion ({result.substrate})"
     if not result.done:
         title += " — in progress"
     draw.text((width / 2, 8), title, fill=(0, 0, 0), font=_font(15), anchor="ma")
-    for row, score in enumerate(scores):
-        for col, kind in enumerate(kinds):
-            top = header + row * ph
-            box = (col * pw + 52, top + 26, (col + 1) * pw - 14, top + ph - 36)
-            label = f"{kind}: {SCORE_LABELS.get(score, score)}"
-            curve, base = getattr(result, kind), getattr(result, f"random_{kind}")
-            _panel(draw, box, label, curve, base, score, fonts)
-            draw.text(
-                ((box[0] + box[2]) / 2, box[3] + 18),
-                f"fraction of voxels {'removed' if kind == 'deletion' else 'inserted'}",
-                fill=AXIS_COLOUR,
-                font=fonts[0],
-                anchor="ma",
-            )
+    for i, (score, kind) in enumerate(panels):
+        row, col = divmod(i, columns)
+        top = header + row * ph
+        box = (col * pw + 52, top + 26, (col + 1) * pw - 14, top + ph - 36)
+        label = f"{kind}: {SCORE_LABELS.get(score, score)}"
+        curve, base = getattr(result, kind), getattr(result, f"random_{kind}")
+        _panel(draw, box, label, curve, base, score, fonts)
+        moved = "removed" if kind == "deletion" else "inserted"
+        at = ((box[0] + box[2]) / 2, box[3] + 18)
+        draw.text(at, f"fraction of voxels {moved}", fill=AXIS_COLOUR, font=fonts[0], anchor="ma")
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

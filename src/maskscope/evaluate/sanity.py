@@ -92,6 +92,19 @@ def _reinitialise(module: nn.Module, seed: int) -> None:
             nn.init.normal_(p, 0.0, std if np.isfinite(std) and std > 0 else 0.02)
 
 
+def _layers_of(method: Method) -> list[tuple[str, nn.Module]]:
+    model = method.model
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            "the randomisation check re-initialises a torch.nn.Module's layers; "
+            f"the method's model is a {type(model).__name__}"
+        )
+    layers = parametrised_layers(model)
+    if not layers:
+        raise ValueError("the model has no layer with parameters to randomise")
+    return layers
+
+
 def _cascade_steps(n_layers: int, steps: int | None) -> list[int]:
     if steps is None:
         return list(range(1, n_layers + 1))
@@ -138,15 +151,7 @@ def randomization_check(
     -------
     RandomizationResult
     """
-    model = method.model
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            "the randomisation check re-initialises a torch.nn.Module's layers; "
-            f"the method's model is a {type(model).__name__}"
-        )
-    layers = parametrised_layers(model)
-    if not layers:
-        raise ValueError("the model has no layer with parameters to randomise")
+    layers = _layers_of(method)
     ks = _cascade_steps(len(layers), steps)
     if region is not None:
         region = np.asarray(region)
@@ -158,18 +163,24 @@ def randomization_check(
         kwargs["reference"] = original.reference
     if kwargs.get("target") is None:
         kwargs["target"] = original.target
-    twin = copy.copy(method)
-    twin.model = copy.deepcopy(model)
-    twin_layers = dict(parametrised_layers(twin.model))
-    names = [name for name, _ in layers]
     keep = np.ones(original.map.shape, bool) if region is None else region
-    rhos, maps, done = [], [], 0
-    for k in ks:
-        for i in range(done, k):
-            _reinitialise(twin_layers[names[i]], init_seed + i)
-        done = k
-        expl = twin.explain(image, **kwargs)
+    names = [name for name, _ in layers]
+    rhos, maps = [], []
+    for expl in _cascade(method, names, ks, init_seed, image, kwargs):
         rhos.append(rank_correlation(original.map[keep], expl.map[keep]))
         if keep_maps:
             maps.append(expl.map)
     return RandomizationResult(names, ks, np.asarray(rhos), original, maps)
+
+
+def _cascade(method: Method, names: list[str], ks: list[int], init_seed: int, image, kwargs):
+    """The maps of a deep copy of the model with its first ``k`` layers re-initialised."""
+    twin = copy.copy(method)
+    twin.model = copy.deepcopy(method.model)
+    twin_layers = dict(parametrised_layers(twin.model))
+    done = 0
+    for k in ks:
+        for i in range(done, k):
+            _reinitialise(twin_layers[names[i]], init_seed + i)
+        done = k
+        yield twin.explain(image, **kwargs)
