@@ -12,7 +12,7 @@ then happens here, in one place, with the same settings for every map:
   ``--steps``; Dice of the perturbed prediction and mean target probability over the
   segment) and the random-order baseline;
 - the share of the saliency on the segment (the model's prediction) and, on shapes2d, on
-  the decisive shape: of the positive mass, and of the top-5 % voxels.
+  the decisive shape: of the mass above the map's median, and of the top-5 % voxels.
 
 Budgets: ``--n2d`` / ``--n3d`` masks for the RISE family; occlusion tools get the stride
 whose number of occluder positions is closest to the same budget (printed: the forwards
@@ -77,9 +77,8 @@ ONLY_2D |= {"captum-rise"}
 # ------------------------------------------------------------------------------ budgets
 def positions(tool: str, spatial: tuple[int, ...], diameter: int, stride: float) -> int:
     """Occluder positions a tool visits with this window and stride (voxels)."""
-    if tool == "captum:Occlusion":  # windows that fit, every stride
-        return math.prod((n - diameter) // int(stride) + 1 for n in spatial)
-    if tool == "monai:OcclusionSensitivity":  # sliding windows, the last one at the edge
+    if tool in ("captum:Occlusion", "monai:OcclusionSensitivity"):
+        # windows that fit, every stride, and one more at the edge when the stride overshoots
         return math.prod(math.ceil((n - diameter) / int(stride)) + 1 for n in spatial)
     if tool == "interpret-segmentation:HDM":  # int(width / offset) per axis
         return math.prod(int(n / int(stride)) for n in spatial)
@@ -138,8 +137,13 @@ def run_tool(python: str, cfg: dict, timeout: float) -> dict:
 
 # ------------------------------------------------------------------------------ scoring
 def shares(saliency: np.ndarray, region: np.ndarray, top: float = 0.05) -> tuple[float, float]:
-    """(share of the positive mass, share of the top ``top`` voxels) inside ``region``."""
-    pos = np.clip(saliency, 0.0, None)
+    """(share of the mass above the median, share of the top ``top`` voxels) in ``region``.
+
+    The mass is that of ``max(map - median(map), 0)``: RISE-style maps carry an offset (the
+    mean score) that differs between tools by convention; occlusion and HDM maps have a
+    median near 0, where nothing changed.
+    """
+    pos = np.clip(saliency - np.median(saliency), 0.0, None)
     total = pos.sum()
     mass = float(pos[region].sum() / total) if total > 0 else float("nan")
     k = max(1, round(top * saliency.size))
@@ -269,6 +273,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--try-2d-only", action="store_true", help="run 2D-only peers on 3D too")
     p.add_argument("--markdown", action="store_true", help="write docs/benchmarks.md")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--from-json", default=None, help="only print (and write) a saved run")
+    p.add_argument("--keep-maps", default=None, help="folder for the maps (default: temporary)")
     return p.parse_args()
 
 
@@ -277,15 +283,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not Path(args.peers_python).exists():
         raise SystemExit(f"peers' venv not found ({args.peers_python}): run setup_peers.sh")
+    if args.from_json:  # tables and docs again from a saved run
+        results = json.loads(Path(args.from_json).read_text())
+        print(quality_report.tables(results, markdown=False))
+        if args.markdown:
+            quality_report.write_docs(ROOT / "docs" / "benchmarks.md", results)
+        return
     t0 = time.perf_counter()
     results = {"meta": quality_report.machine(args), "cases": []}
     with tempfile.TemporaryDirectory(prefix="maskscope-quality-") as tmp:
+        if args.keep_maps:
+            tmp = args.keep_maps
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         for name in args.cases:
             case = shapes_case() if name == "shapes2d" else mri_case()
             save_case(case, Path(tmp))
             print(f"{case.name}: image {case.image.shape}", flush=True)
             results["cases"].append(run_case(case, Path(tmp), args, args.peers_python))
     results["meta"]["total_s"] = time.perf_counter() - t0
+    results["meta"]["load_end"] = os.getloadavg()[0]
     text = quality_report.tables(results, markdown=False)
     print("\n" + text)
     if args.json:

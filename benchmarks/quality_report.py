@@ -41,9 +41,9 @@ HEADER = [
     "deletion AUC prob ↓",
     "insertion AUC Dice ↑",
     "insertion AUC prob ↑",
-    "on segment: + mass",
+    "on segment: mass",
     "on segment: top 5 %",
-    "on decisive: + mass",
+    "on decisive: mass",
     "on decisive: top 5 %",
 ]
 
@@ -163,8 +163,24 @@ def case_title(c: dict) -> str:
     )
 
 
+#: Columns of the AUCs (index in HEADER) and whether lower is better.
+AUC_COLUMNS = {6: True, 7: True, 8: False, 9: False}
+
+
+def _mark_best(rows: list[list[str]]) -> None:
+    """Bold the best AUC of each column (ties all bold)."""
+    for col, lower in AUC_COLUMNS.items():
+        values = [float(r[col]) for r in rows]
+        best = min(values) if lower else max(values)
+        for r, v in zip(rows, values, strict=True):
+            if v == best:
+                r[col] = f"**{r[col]}**"
+
+
 def case_table(c: dict, markdown: bool) -> str:
     rows = [_row(r) for r in c["rows"]]
+    if markdown and rows:
+        _mark_best(rows)
     rnd = _random_row(c)
     if rnd:
         rows.append(rnd)
@@ -187,8 +203,11 @@ def notes(results: dict) -> str:
     s = m["settings"]
     return f"""Measured {m["date"]} on a {m["cores"]}-core VM ({m["cpu"]}), \
 torch {m["torch"]} CPU, {m["threads"]} torch thread, a machine shared with other jobs \
-(load average {m["load_start"]:.1f} at the start): wall times are indicative only. The whole \
-run took {m.get("total_s", 0) / 60:.0f} min (`python benchmarks/quality.py --markdown`).
+(load average {m["load_start"]:.1f} at the start, {m.get("load_end", 0):.1f} at the end): \
+wall times are indicative only. The whole run took {m.get("total_s", 0) / 60:.0f} min \
+(`python benchmarks/quality.py --markdown`); the budgets below are chosen to keep it near \
+20 min here (maskscope's default N = 1000 in 2D would double the 2D RISE-family runs; \
+PixelRISE max in 3D is the slowest single run).
 
 Same model, image and budget for every tool: RISE-family tools get N = {s["n2d"]} masks in 2D \
 and {s["n3d"]} in 3D (grid {s["grid"]}, keep probability 0.5); occlusion tools get the stride \
@@ -208,9 +227,11 @@ that maskscope predicted from one run.
 - **deletion / insertion AUC**: `maskscope.evaluate.faithfulness` on the seed-0 map, zero \
 substrate, {s["steps"]} steps, scored by the Dice of the perturbed prediction against the \
 unperturbed one and by the mean target probability over that segment. Lower deletion and \
-higher insertion AUC are better; the random-order row is the mean (± std) of \
-{s["n_random"]} random voxel orders.
-- **share on segment / decisive shape**: of the map's positive mass, and of its top-5 % \
+higher insertion AUC are better (the best of each column in bold); the random-order row is \
+the mean (± std) of {s["n_random"]} random voxel orders.
+- **share on segment / decisive shape**: of the map's mass above its median \
+(`max(map − median, 0)`: RISE-style maps carry an offset, the mean score, that differs \
+between tools by convention; occlusion and HDM maps have a median near 0), and of its top-5 % \
 voxels, inside the model's predicted segment and (shapes2d) inside the shape whose kind \
 decides which shape is segmented. The random row shows the region's share of the image, \
 which a map that knows nothing gets.
