@@ -185,9 +185,67 @@ def case_table(c: dict, markdown: bool) -> str:
     if rnd:
         rows.append(rnd)
     for e in c["errors"]:
-        why = e["why"] + (f": `{e['error']}`" if e["error"] else "")
-        rows.append([e["tool"], "n.a.", *(["–"] * (len(HEADER) - 3)), why or "failed"])
+        rows.append([f"{e['tool']} (see below)", *(["n.a."] * (len(HEADER) - 1))])
     return _grid(rows, markdown)
+
+
+def not_run(c: dict, markdown: bool) -> list[str]:
+    """Why each tool that did not run did not (2D-only peers on a volume)."""
+    if not c["errors"]:
+        return []
+    out = [
+        "Not run here (2D only; their errors are in the 3D side-by-side table above, "
+        "`--try-2d-only` reproduces them):"
+    ]
+    for e in c["errors"]:
+        why = (e["why"] or "failed") + (f": `{e['error']}`" if e["error"] else "")
+        out.append(f"- {e['tool']}: {why}" if markdown else f"  {e['tool']}: {why}")
+    return [*out, ""]
+
+
+def findings(c: dict) -> list[str]:
+    """Where maskscope is worse than the best peer (deletion AUC, seed agreement)."""
+    ours = [r for r in c["rows"] if r["tool"].startswith("maskscope:")]
+    theirs = [r for r in c["rows"] if not r["tool"].startswith("maskscope:")]
+    if not ours or not theirs:
+        return []
+    out = []
+    for score in ("dice", "probability"):
+        key = f"deletion_{score}"
+        best = min(theirs, key=lambda r: r[key])
+        worse = [f"{r['tool'][10:]} {r[key]:.3f}" for r in ours if r[key] > best[key]]
+        out.append(
+            f"- deletion AUC ({score}): best peer {best['tool']} {best[key]:.3f}; maskscope "
+            + (f"above it: {', '.join(worse)}" if worse else "at or below it everywhere")
+        )
+    base = next((r for r in c["rows"] if "random_deletion_dice" in r), None)
+    if base is not None:
+        above = [r["tool"][10:] for r in ours if r["deletion_dice"] >= base["random_deletion_dice"]]
+        out.append(
+            "- every maskscope map deletes faster than random order (Dice)"
+            if not above
+            else f"- not below the random baseline (Dice): {', '.join(above)}"
+        )
+    peers = [r for r in theirs if r["agreement"] is not None]
+    if peers:
+        top = max(peers, key=lambda r: r["agreement"])
+        low = [
+            f"{r['tool'][10:]} {r['agreement']:.3f}"
+            for r in ours
+            if r["agreement"] is not None and r["agreement"] < top["agreement"]
+        ]
+        out.append(
+            f"- seed agreement: best peer {top['tool']} {top['agreement']:.3f}; maskscope "
+            + (f"below it: {', '.join(low)}" if low else "at or above it everywhere")
+        )
+    off = [
+        f"{r['tool'][10:]} (predicted {r['reliability']:.2f}, measured {r['agreement']:.2f})"
+        for r in ours
+        if r["reliability"] is not None and abs(r["reliability"] - r["agreement"]) > 0.05
+    ]
+    if off:
+        out.append(f"- reliability off by more than 0.05: {', '.join(off)}")
+    return ["Where maskscope is behind (computed from the table):", "", *out, ""]
 
 
 def tables(results: dict, markdown: bool) -> str:
@@ -195,6 +253,8 @@ def tables(results: dict, markdown: bool) -> str:
     for c in results["cases"]:
         title = case_title(c)
         out += [f"### {title}" if markdown else title, "", case_table(c, markdown), ""]
+        out += not_run(c, markdown)
+        out += findings(c)
     return "\n".join(out)
 
 
