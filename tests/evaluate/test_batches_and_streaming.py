@@ -142,6 +142,7 @@ class OutOfMemoryAbove(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, limit: int) -> None:
         super().__init__()
         self.model, self.limit = model, limit
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] > self.limit:
