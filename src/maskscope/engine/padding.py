@@ -37,14 +37,17 @@ def normalize_multiple(multiple: Any, ndim: int | None = None) -> tuple[int, ...
     """
     if multiple is None:
         return None
-    items = (multiple,) if isinstance(multiple, int) else tuple(multiple)
+    if isinstance(multiple, (int, str)) or not hasattr(multiple, "__iter__"):
+        items: tuple = (multiple,)
+    else:
+        items = tuple(multiple)
     if not items or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in items):
         raise ValueError(
             f"pad_multiple must be a positive int or one positive int per spatial axis, "
             f"got {multiple!r}"
         )
     if isinstance(multiple, int):
-        return multiple
+        return int(multiple)
     if ndim is not None and len(items) != ndim:
         raise ValueError(f"pad_multiple needs one int per spatial axis ({ndim}), got {multiple!r}")
     return items
