@@ -22,7 +22,7 @@ _ERROR_LINE = re.compile(
 )
 
 _NOT_DIVISIBLE = (
-    "Sizes of tensors must match except in dimension",
+    "Sizes of tensors must match",
     "must match the size of tensor b",
     "Expected size",
 )
