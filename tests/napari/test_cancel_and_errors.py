@@ -78,7 +78,10 @@ def test_a_model_raising_mid_run_keeps_what_was_computed(
     run_to_end(qtbot, widget)
 
     (message,) = errors()
-    assert message.startswith("maskscope: RuntimeError: the model broke down")
+    assert message.startswith(
+        "maskscope: the model failed on an input batch of shape (4, 1, 48, 48): "
+        "RuntimeError: the model broke down"
+    )
     assert "second line" not in message
     (layer,) = saliency_layers(viewer)
     assert layer.name == "sq RISE (partial)" and layer.metadata["maskscope"]["n_done"] == 8
@@ -104,7 +107,7 @@ def test_bad_settings_are_notifications(make_napari_viewer, qtbot, model2d, erro
     assert widget.run() is None  # a reference of another shape
     first, second, third, fourth = errors()
     assert "no image layer" in first
-    assert "merge='max'" in second
+    assert '"merge" = max' in second  # in the form's words, not merge='max'
     assert "grid takes a number" in third
     assert "reference layer 'small' has shape (20, 20)" in fourth
     assert saliency_layers(viewer) == [] and widget.run_button.isEnabled()
