@@ -1,4 +1,4 @@
-"""Model factories for ``--model tests.cli.model_factories:NAME``: models that fail or need a choice."""
+"""Factories for ``--model tests.cli.model_factories:NAME``: models that fail or need a choice."""
 
 from __future__ import annotations
 
