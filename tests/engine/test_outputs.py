@@ -80,9 +80,7 @@ def decoy_map(square2d):
         (lambda lg, d: {"heads": [d, lg]}, {"output": lambda out: out["heads"][1]}),
     ],
 )
-def test_every_output_form_explains_the_chosen_tensor(
-    pack, choice, square2d, plain_map, decoy_map
-):
+def test_every_output_form_explains_the_chosen_tensor(pack, choice, square2d, plain_map, decoy_map):
     expl = SegRISE(Wrapped(pack), spatial_dims=2, **choice).explain(square2d, **RUN)
     np.testing.assert_array_equal(expl.map, plain_map)
     assert not np.array_equal(expl.map, decoy_map)  # the decoy would have been seen
