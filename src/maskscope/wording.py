@@ -87,7 +87,7 @@ def _rewrite(text: str, gui: bool) -> str:
         flag, label = table[name]
         return f'"{label}"' if gui else flag
 
-    text = _CALLABLE.sub("a Python function output=... (the API's output= argument)", text)
+    text = _CALLABLE.sub("the Python API's output= (a function of the model's output)", text)
     return _OWNED.sub(owned, _ASSIGN.sub(assign, text))
 
 
@@ -131,7 +131,7 @@ def failure_line(exc: BaseException, *, frontend: str = "cli") -> str:
         text = text or type(exc).__name__
     else:
         text = real_message(exc)
-    unexplained = (isinstance(exc, ModelError) and exc.hint is None) or not known
+    unexplained = exc.hint is None if isinstance(exc, ModelError) else not known
     if isinstance(exc, ModelLoadError) or unexplained:
         text += _DEBUG_HINT[frontend]
     return for_gui(text) if frontend == "gui" else for_cli(text)
