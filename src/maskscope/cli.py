@@ -178,6 +178,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
+    print(f"  {expl.reliability_text()}")
     if args.png:
         png = out.with_name(out.name.split(".")[0] + ".png")
         expl.to_png(png)

@@ -12,17 +12,33 @@ from maskscope.engine.pixel_max import PixelMax
 CPU = torch.device("cpu")
 
 
-def brute_force(masks: np.ndarray, scores: np.ndarray, p: float) -> np.ndarray:
-    """max_j Σ_i s_ij m_i / (n p), one pixel map at a time (float64)."""
+def brute_force(masks: np.ndarray, scores: np.ndarray, p: float, estimator="centred"):
+    """max_j of pixel j's RISE map, one pixel map at a time (float64).
+
+    ``"paper"``: ``Σ_i s_ij m_i / (n p)``; ``"centred"``: ``s̄_j + Σ_i (s_ij − s̄_j) m_i / (n p)``.
+    """
     n = len(masks)
-    maps = [np.tensordot(scores[:, j], masks, axes=1) / (n * p) for j in range(scores.shape[1])]
+    maps = []
+    for j in range(scores.shape[1]):
+        c = 0.0 if estimator == "paper" else scores[:, j].mean()
+        maps.append(c + np.tensordot(scores[:, j] - c, masks, axes=1) / (n * p))
     return np.max(maps, axis=0)
 
 
-def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False):
+def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False, est="centred"):
     gen = RiseMasks(spatial, 3, 0.5, seed=11)
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
-    acc = PixelMax(spatial, n_pix, 0.5, n, gen, CPU, max_bytes=max_bytes, buffer_masks=buffer_masks)
+    acc = PixelMax(
+        spatial,
+        n_pix,
+        0.5,
+        n,
+        gen,
+        CPU,
+        max_bytes=max_bytes,
+        buffer_masks=buffer_masks,
+        estimator=est,
+    )
     seen = []
     for start in range(0, n, batch):
         stop = min(start + batch, n)
@@ -30,25 +46,29 @@ def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False):
         if snapshots:
             seen.append((stop, acc.partial().map.numpy().copy()))
     slabs = list(acc.finish())
-    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5)
+    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5, est)
     return acc, slabs, acc.partial().map.numpy(), want, seen, (gen, scores)
 
 
+@pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(9, 7), (5, 6, 4)])
 @pytest.mark.parametrize("batch", [1, 4, 13])
-def test_live_mode_matches_brute_force(spatial, batch):
-    acc, slabs, got, want, _, _ = run(spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8)
+def test_live_mode_matches_brute_force(spatial, batch, est):
+    acc, slabs, got, want, _, _ = run(
+        spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8, est=est
+    )
     assert not acc.tiled and slabs == []
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
-def test_slab_mode_matches_brute_force_within_budget(spatial):
+def test_slab_mode_matches_brute_force_within_budget(spatial, est):
     n_vox = int(np.prod(spatial))
     n, n_pix = 30, 40
     # room for the scores, one live pixel and a few rows of the rest: several slabs
     budget = (n * n_pix + 16 * n_vox + 3 * (n_pix + n) * n_vox // spatial[0]) * 4
-    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget)
+    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, est=est)
     assert acc.tiled
     rows = acc.rows_per_slab
     assert 1 < rows < spatial[0] and len(slabs) == -(-spatial[0] // rows)

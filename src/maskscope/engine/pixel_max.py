@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .accumulate import Partial, WeightedSum
+from .accumulate import Partial
+from .weighted_sum import WeightedSum
 
 __all__ = ["PixelMax"]
 
@@ -23,7 +24,13 @@ _F32 = 4  # bytes per float32
 
 
 class PixelMax:
-    """Max-merge of per-pixel RISE maps: ``max_j Σᵢ s_ij mᵢ / (n p)`` over P pixels.
+    """Max-merge of per-pixel RISE maps over P pixels.
+
+    Each pixel's map uses the RISE family's estimator (see
+    :mod:`~maskscope.engine.weighted_sum`): centred, ``s̄_j + Σᵢ (s_ij − s̄_j) mᵢ / (n p)``
+    with ``s̄_j`` the pixel's mean score, or the paper's ``Σᵢ s_ij mᵢ / (n p)``. The
+    centring needs only the masks' coverage ``Σᵢ mᵢ`` (kept by the mean-merge's sums) and
+    the per-pixel score sums, and is applied when a map is asked for.
 
     When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and updated
     during the model pass (through the mask buffer), so every snapshot is the exact
@@ -59,7 +66,12 @@ class PixelMax:
         Memory budget of the accumulators, buffers and kept scores.
     buffer_masks
         Masks per matrix product at most.
+    estimator
+        ``"centred"`` or ``"paper"``.
     """
+
+    #: Pixels centred and reduced at a time when a map is asked for (bounds the temporary).
+    REDUCE_PIXELS = 64
 
     def __init__(
         self,
@@ -71,6 +83,7 @@ class PixelMax:
         device: torch.device,
         max_bytes: int = 512 * 2**20,
         buffer_masks: int = 256,
+        estimator: str = "centred",
     ) -> None:
         self.spatial = tuple(int(s) for s in spatial)
         self.n_vox = math.prod(self.spatial)
@@ -107,7 +120,9 @@ class PixelMax:
         self.best: torch.Tensor | None = None  # flat max over all pixels, filled by finish()
         self.rows_per_slab: int | None = None
         self.n = 0
-        self.mean_acc = WeightedSum(self.spatial, p_keep, device)
+        self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator=estimator)
+        self.estimator = estimator
+        self.score_sums = torch.zeros(self.n_pixels, dtype=torch.float64, device=device)
 
     def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
         """Add a chunk: ``masks (B, 1, *sp)`` with pixel scores ``(B, P)``."""
@@ -115,6 +130,7 @@ class PixelMax:
         m = masks.reshape(b, -1).float()
         s = scores.float()
         self.mean_acc.update(start, masks, s.mean(dim=1))
+        self.score_sums += scores.double().sum(dim=0)
         if self.scores is not None:
             self.scores[start : start + b] = s.index_select(1, self.rest)
             s = s.index_select(1, self.live)
@@ -133,15 +149,36 @@ class PixelMax:
             self.acc.addmm_(self._buf_s[: self._k].T, self._buf_m[: self._k])
             self._k = 0
 
+    def _coverage(self) -> torch.Tensor:
+        """``Σᵢ mᵢ`` per voxel, flat (from the mean-merge's sums)."""
+        return self.mean_acc._sums()[0][1]
+
+    def _merged(self, sums: torch.Tensor, pixels: torch.Tensor | None, lo: int = 0):
+        """Max over pixels of their maps from ``Σ s m`` rows ``sums`` (voxels from ``lo``)."""
+        scale = 1.0 / (max(self.n, 1) * self.p)
+        if self.estimator == "paper":
+            return sums.amax(dim=0).double() * scale
+        mean = self.score_sums / max(self.n, 1)
+        if pixels is not None:
+            mean = mean[pixels]
+        cov = self._coverage()[lo : lo + sums.shape[1]]
+        best = None
+        for i in range(0, sums.shape[0], self.REDUCE_PIXELS):
+            rows = sums[i : i + self.REDUCE_PIXELS].double()
+            m = mean[i : i + self.REDUCE_PIXELS, None]
+            value = ((rows - m * cov) * scale + m).amax(dim=0)
+            best = value if best is None else torch.maximum(best, value)
+        return best
+
     def _current_max(self) -> torch.Tensor:
         if self.best is not None:
             return self.best
         self._flush()
-        return self.acc.amax(dim=0)
+        return self._merged(self.acc, self.live)
 
     def partial(self) -> Partial:
         """The max-merged map over the pixels accumulated so far (mean-merged as extra)."""
-        value = self._current_max().double() / (max(self.n, 1) * self.p)
+        value = self._current_max()
         mean = self.mean_acc.mean().reshape(self.spatial)
         return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
 
@@ -166,7 +203,7 @@ class PixelMax:
         self._buf_m = self._buf_s = None
         if self.scores is None:
             return
-        best = self.acc.amax(dim=0)
+        best = self._merged(self.acc, self.live)
         self.acc = None
         self.best = best
         scores = self.scores[: self.n]
@@ -186,6 +223,6 @@ class PixelMax:
                 else:
                     slab.addmm_(scores[start:stop].T, m)
             flat = best[lo * row : hi * row]
-            torch.maximum(flat, slab.amax(dim=0), out=flat)
+            torch.maximum(flat, self._merged(slab, self.rest, lo * row), out=flat)
             yield i + 1
         self.scores = None

@@ -88,6 +88,7 @@ class PixelRISE(Method):
                 masks,
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
+                estimator=params.estimator,
             )
 
         return rise_task(ctx, params, pixel_scores, make_accumulator)
