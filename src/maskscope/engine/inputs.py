@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .outputs import adapt_output
+
 __all__ = [
     "InputLayout",
     "check_output",
@@ -229,8 +231,6 @@ def check_output(out: Any, batch: int, spatial: Sequence[int], *, expect_k: int 
     A dict, tuple, list or object with ``.logits`` goes through the default output choice
     first (:func:`maskscope.engine.outputs.adapt_output`). Returns the output as a tensor.
     """
-    from .outputs import adapt_output
-
     out = adapt_output(out)
     spatial = tuple(spatial)
     shape = tuple(out.shape)
