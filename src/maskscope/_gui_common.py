@@ -312,7 +312,7 @@ def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:
     if snap.n_done <= 0:
         return f"{count} · {took}"
     left = snap.elapsed * (snap.n_total - snap.n_done) / snap.n_done
-    return f"{count} · {took} · about {format_duration(left)} left{rel}"
+    return f"{count} · {took}{rel} · about {format_duration(left)} left"
 
 
 def error_line(exc: BaseException, limit: int = 500) -> str:

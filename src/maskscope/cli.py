@@ -1,4 +1,4 @@
-"""The ``maskscope`` command: ``maskscope demo`` and ``maskscope explain``."""
+"""The ``maskscope`` command: ``maskscope demo``, ``maskscope explain``, ``maskscope evaluate``."""
 
 from __future__ import annotations
 
@@ -127,6 +127,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--debug", action="store_true", help="show the traceback of an error")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
+    from .cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -197,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(Path(args.out), quick=args.quick, with_3d=not args.no_3d, napari=args.napari)
             return 0
+        if args.command == "evaluate":
+            from .cli_evaluate import run_evaluate
+
+            return run_evaluate(args)
         return _explain(args)
     except KeyboardInterrupt:
         print("maskscope: interrupted", file=sys.stderr)

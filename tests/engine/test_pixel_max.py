@@ -88,22 +88,34 @@ def test_products_use_the_buffer():
     gen = RiseMasks(spatial, 3, 0.5, seed=1)
     acc = PixelMax(spatial, 4, 0.5, n, gen, CPU, buffer_masks=32)
     calls = []
-    real = acc.acc.addmm_
 
-    class Acc:
+    class Half:
+        def __init__(self, real):
+            self.real = real
+
         def addmm_(self, a, b):
             calls.append(b.shape[0])
-            return real(a, b)
+            return self.real.addmm_(a, b)
 
-        def __getattr__(self, name):
-            return getattr(acc.__dict__["_real_acc"], name)
-
-    acc.__dict__["_real_acc"] = acc.acc
-    acc.acc = Acc()
+    acc.acc = [Half(t) for t in acc.acc]
     for start in range(0, n, 4):
         acc.update(start, gen(start, start + 4), torch.rand(4, 4))
     acc._flush()
-    assert calls == [32, 32]  # 16 chunks of 4 masks, two products
+    assert calls == [16, 16, 16, 16]  # 16 chunks of 4 masks: two products per half
+
+
+def test_halves_give_the_split_half_reliability():
+    spatial, n = (12, 10), 60
+    _, _, _, _, _, (gen, scores) = run(spatial, n, 5, 7, max_bytes=2**20)
+    masks = gen(0, n)[:, 0].double().numpy()
+    s = scores.double().numpy()
+    even = brute_force(masks[0::2], s[0::2], 0.5)
+    odd = brute_force(masks[1::2], s[1::2], 0.5)
+    r = np.corrcoef(even.ravel(), odd.ravel())[0, 1]
+    acc = PixelMax(spatial, 5, 0.5, n, gen, CPU, max_bytes=2**20)
+    for start in range(0, n, 7):
+        acc.update(start, gen(start, min(start + 7, n)), scores[start : start + 7])
+    assert acc.partial().reliability == pytest.approx(2 * r / (1 + r), rel=1e-5)
 
 
 def test_memory_stays_within_budget_whatever_n():
@@ -113,9 +125,9 @@ def test_memory_stays_within_budget_whatever_n():
     for n in (100, 400):
         acc = PixelMax(spatial, 300, 0.5, n, RiseMasks(spatial, 3, 0.5, 0), CPU, max_bytes=budget)
         assert acc.tiled
-        tensors = [acc.acc, acc._buf_m, acc._buf_s, acc.scores]
+        tensors = [*acc.acc, acc._buf_m, acc._buf_s, acc.scores]
         held.append(sum(t.numel() * t.element_size() for t in tensors))
-        slab = (int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
+        slab = (2 * int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
         assert held[-1] <= budget and acc.scores.numel() * 4 + slab <= budget
 
 

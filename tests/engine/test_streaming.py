@@ -152,9 +152,12 @@ def test_run_options_object_and_params_object(net2d, square2d):
     assert a.params["n_masks"] == 12 and a.params["seed"] == 5
 
 
-def test_max_merge_reports_mean_and_refuses_tol(net2d, square2d):
-    with pytest.raises(ValueError, match="merge='max' does not have"):
-        PixelRISE(net2d).explain(square2d, merge="max", tol=0.1)
+def test_max_merge_reports_the_mean_merge_and_a_reliability(net2d, square2d):
+    kw = {"n_masks": 40, "grid": 4, "seed": 3}
+    mx = PixelRISE(net2d).explain(square2d, merge="max", **kw)
+    mean = PixelRISE(net2d).explain(square2d, merge="mean", **kw)
+    np.testing.assert_allclose(mx.extras["mean"], mean.map, rtol=1e-6, atol=1e-6)
+    assert mx.reliability is not None and mx.stderr is None
 
 
 def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):

@@ -204,6 +204,11 @@ def relative_error(partial: Partial) -> float | None:
     return rms / spread
 
 
+def _trust(task: Task, partial: Partial) -> tuple[float | None, float | None]:
+    """The relative error (with a standard error) and the reliability of a partial map."""
+    return (relative_error(partial) if task.has_stderr else None), partial.reliability
+
+
 def _np(t: torch.Tensor | None, dtype: Any = None) -> np.ndarray | None:
     if t is None:
         return None
@@ -352,9 +357,9 @@ def run_parts(
                 if bar is not None:
                     bar.update(stop - start)
                 partial = None
-                if options.tol is not None and task.has_stderr and part_done >= options.min_masks:
+                if options.tol is not None and part_done >= options.min_masks:
                     partial = task.accumulator.partial()
-                    rel_err, reliability = relative_error(partial), partial.reliability
+                    rel_err, reliability = _trust(task, partial)
                     if reliability is not None and 1.0 - reliability <= options.tol:
                         stopped_early = True
                         n_total -= task.n_total - part_done
@@ -363,8 +368,7 @@ def run_parts(
                         break
                 if stop < task.n_total and due():
                     partial = partial or task.accumulator.partial()
-                    if task.has_stderr:
-                        rel_err, reliability = relative_error(partial), partial.reliability
+                    rel_err, reliability = _trust(task, partial)
                     yield snapshot((part.index, canvas.collect(task, partial)))
                     last_yield, n_yields = time.perf_counter(), n_yields + 1
                 start = stop
@@ -376,8 +380,7 @@ def run_parts(
                         yield snapshot((part.index, current))
                         last_yield, n_yields = time.perf_counter(), n_yields + 1
             final = task.accumulator.partial()
-            if task.has_stderr:
-                rel_err, reliability = relative_error(final), final.reliability
+            rel_err, reliability = _trust(task, final)
             canvas.done[part.index] = canvas.collect(task, final)
             if part is not parts[-1] and due():
                 yield snapshot(None)

@@ -21,7 +21,7 @@ import torch
 __all__ = ["BLOCK", "SAMPLINGS", "RiseMasks", "interpolation_matrix", "linear_weights"]
 
 #: How the low-resolution grids of a block are drawn.
-SAMPLINGS = ("iid", "antithetic", "stratified")
+SAMPLINGS = ("iid", "stratified")
 
 #: Number of masks drawn from one seeded random stream.
 BLOCK = 256
@@ -92,8 +92,7 @@ class RiseMasks:
         For a loop that uses each chunk before asking for the next.
     sampling
         ``"iid"``: every cell kept independently (``u < p`` for a uniform ``u``).
-        ``"antithetic"``: each odd-indexed mask uses ``1 − u`` of the mask before it and
-        the same shift (its complement when ``p = 0.5``). ``"stratified"``: within each
+        ``"stratified"``: within each
         block of :data:`BLOCK` masks, each cell's ``u`` values are stratified (one in each
         of ``BLOCK`` equal intervals, in random order), so every cell is kept in
         ``round(p · BLOCK)`` masks of the block. Every mask is still marginally a RISE mask.
@@ -156,10 +155,7 @@ class RiseMasks:
             [torch.randint(0, c, (BLOCK,), generator=gen, device=self.device) for c in self.cells],
             dim=1,
         )
-        if self.sampling == "antithetic":
-            u[1::2] = 1.0 - u[0::2]
-            shifts[1::2] = shifts[0::2]
-        elif self.sampling == "stratified":
+        if self.sampling == "stratified":
             order = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device)
             strata = torch.argsort(order, dim=0).to(u.dtype)  # a random permutation per cell
             u = (strata + u) / BLOCK

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.loop import RunOptions, Task
+from ..engine.loop import Task
 from ..engine.params import param
 from ..engine.pixel_max import PixelMax
 from ..engine.scores import pixel_probabilities
@@ -52,14 +52,6 @@ class PixelRISE(Method):
 
     name = "PixelRISE"
     Params = PixelRISEParams
-
-    def check_params(self, params: PixelRISEParams, options: RunOptions) -> None:
-        """Early stopping needs a standard error, which the max merge does not have."""
-        if params.merge == "max" and options.tol is not None:
-            raise ValueError(
-                "early stopping (tol) needs a standard error, which PixelRISE with "
-                "merge='max' does not have: use merge='mean' or tol=None"
-            )
 
     def make_task(self, ctx: Context, params: PixelRISEParams) -> Task:
         """Random masks, per-pixel scores, mean or max merge."""

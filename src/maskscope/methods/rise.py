@@ -51,9 +51,8 @@ class RISEParams:
     )
     sampling: str = param(
         "iid",
-        help="How mask grids are drawn: 'iid' (independent cells), 'antithetic' (every "
-        "second mask is the complement of the one before) or 'stratified' (each cell kept "
-        "in a fixed share of every 256 masks).",
+        help="How mask grids are drawn: 'iid' (independent cells) or 'stratified' (each "
+        "cell kept in a fixed share of every 256 masks).",
         choices=SAMPLINGS,
     )
 

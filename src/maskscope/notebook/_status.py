@@ -80,8 +80,7 @@ def finished(method: str, run: BackgroundRun) -> Status:
     early = ", stopped early: reliability target reached" if snap.stopped_early else ""
     trust = "" if snap.reliability is None else f"; {snap.reliability_text()}"
     return Status(
-        f"{snap.method} done: {snap.n_done} perturbations in {seconds(snap.elapsed)}{early}"
-        f"{trust}",
+        f"{snap.method} done: {snap.n_done} perturbations in {seconds(snap.elapsed)}{early}{trust}",
         GREEN,
         "success",
     )
