@@ -150,3 +150,12 @@ def test_the_unperturbed_pass_and_every_batch_go_through_the_choice(square2d):
 )
 def test_typed_keys_become_indices_when_they_are_numbers(text, value):
     assert parse_output_key(text) == value
+
+
+def test_setting_another_model_keeps_the_choice(square2d):
+    method = SegRISE(Wrapped(lambda lg, d: {"seg": d}), spatial_dims=2, output_key="seg")
+    first = method.model
+    method.model = Wrapped(lambda lg, d: {"seg": lg})
+    assert method.model is not first and method.model_call.output_key == "seg"
+    plain = SegRISE(ThresholdNet(2)).explain(square2d, **RUN)
+    np.testing.assert_array_equal(method.explain(square2d, **RUN).map, plain.map)

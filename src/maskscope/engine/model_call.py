@@ -80,6 +80,16 @@ class ModelCall:
         self.single_only = False
         self._batched_ok = False
 
+    def with_model(self, model: Callable) -> ModelCall:
+        """A new call of ``model`` with the same output choice and padding."""
+        return ModelCall(
+            model,
+            output_key=self.output_key,
+            output=self.output,
+            pad_multiple=self.pad_multiple,
+            pad_mode=self.pad_mode,
+        )
+
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Run the model on ``batch``; see the module's description for what happens."""
         if self.single_only and batch.shape[0] > 1:

@@ -153,7 +153,6 @@ class Method:
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if outputs not in OUTPUT_KINDS:
             raise ValueError(f"outputs must be one of {OUTPUT_KINDS}, got {outputs!r}")
-        self.model = model
         self.outputs = outputs
         #: The model as the engine calls it (padding, output choice, batch fallback).
         self.model_call = ModelCall(
@@ -176,6 +175,17 @@ class Method:
             )
         self.device = torch.device(device) if device is not None else (mdev or torch.device("cpu"))
         self.dtype = mdtype or torch.float32
+
+    @property
+    def model(self) -> Callable:
+        """The user's model; setting another one keeps the output choice and padding."""
+        return self.model_call.model
+
+    @model.setter
+    def model(self, model: Callable) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        self.model_call = self.model_call.with_model(model)
 
     # ------------------------------------------------------------------ hooks
     def make_task(self, ctx: Context, params: Any) -> Task:
