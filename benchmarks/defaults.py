@@ -24,10 +24,10 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case  # noqa: E402
+from cases import mri_case, shapes_case
 
-from maskscope import HDM, PixelRISE, SegRISE  # noqa: E402
-from maskscope.evaluate import faithfulness  # noqa: E402
+from maskscope import HDM, PixelRISE, SegRISE
+from maskscope.evaluate import faithfulness
 
 RISE_METHODS = {"SegRISE": (SegRISE, {}), "PixelRISE-mean": (PixelRISE, {"merge": "mean"})}
 
@@ -44,8 +44,8 @@ def aucs(expl, model, steps: int) -> dict[str, float]:
     for kind in ("deletion", "insertion"):
         curve, base = getattr(res, kind), getattr(res, f"random_{kind}")
         for score in ("dice", "probability"):
-            out[f"{kind}_{score}"] = curve.auc[score]
-            out[f"random_{kind}_{score}"] = base.auc[score]
+            out[f"{kind}_{score}"] = curve.auc(score)
+            out[f"random_{kind}_{score}"] = base.auc(score)
     return out
 
 
