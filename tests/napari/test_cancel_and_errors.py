@@ -78,7 +78,10 @@ def test_a_model_raising_mid_run_keeps_what_was_computed(
     run_to_end(qtbot, widget)
 
     (message,) = errors()
-    assert message.startswith("maskscope: RuntimeError: the model broke down")
+    assert message.startswith(
+        "maskscope: the model failed on an input batch of shape (4, 1, 48, 48): "
+        "RuntimeError: the model broke down"
+    )
     assert "second line" not in message
     (layer,) = saliency_layers(viewer)
     assert layer.name == "sq RISE (partial)" and layer.metadata["maskscope"]["n_done"] == 8
