@@ -47,6 +47,7 @@ from cases import Case, mri_case, shapes_case  # noqa: E402
 from run import NEEDS_STUBS, NO_3D, PEERS_PYTHON, STUBS, last_error_line  # noqa: E402
 
 from maskscope.evaluate import faithfulness, saliency_order, seed_agreement  # noqa: E402
+from maskscope.methods.rise import RISEParams  # noqa: E402
 
 #: Tools in report order; the stochastic ones run with two seeds.
 TOOLS = (
@@ -262,7 +263,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tools", nargs="+", default=list(TOOLS))
     p.add_argument("--n2d", type=int, default=500, help="RISE masks / occluders in 2D")
     p.add_argument("--n3d", type=int, default=1000, help="RISE masks / occluders in 3D")
-    p.add_argument("--grid", type=int, default=8, help="RISE grid (maskscope's default)")
+    p.add_argument("--grid", type=int, default=RISEParams.grid, help="RISE grid (default: ours)")
     p.add_argument("--diameter2d", type=int, default=25, help="occluder size in 2D (px)")
     p.add_argument("--diameter3d", type=int, default=8, help="occluder size in 3D (voxels)")
     p.add_argument("--steps", type=int, default=200, help="deletion / insertion steps")

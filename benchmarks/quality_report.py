@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from maskscope.methods.rise import RISEParams
+
 SECTION = "## Map quality"
 
 #: What a high value of each tool's map means (all oriented so that high = important).
@@ -265,9 +267,9 @@ def notes(results: dict) -> str:
 torch {m["torch"]} CPU, {m["threads"]} torch thread, a machine shared with other jobs \
 (load average {m["load_start"]:.1f} at the start, {m.get("load_end", 0):.1f} at the end): \
 wall times are indicative only. The whole run took {m.get("total_s", 0) / 60:.0f} min \
-(`python benchmarks/quality.py --markdown`); the budgets below are chosen to keep it near \
-20 min here (maskscope's default N = 1000 in 2D would double the 2D RISE-family runs; \
-PixelRISE max in 3D is the slowest single run).
+(`python benchmarks/quality.py --markdown`): the budgets below are smaller than maskscope's \
+default (N = {RISEParams.n_masks}) to keep it near 20 min here; PixelRISE max in 3D is the \
+slowest single run.
 
 Same model, image and budget for every tool: RISE-family tools get N = {s["n2d"]} masks in 2D \
 and {s["n3d"]} in 3D (grid {s["grid"]}, keep probability 0.5); occlusion tools get the stride \
