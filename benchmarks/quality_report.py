@@ -197,7 +197,8 @@ def not_run(c: dict, markdown: bool) -> list[str]:
         return []
     out = [
         "Not run here (2D only; their errors are in the 3D side-by-side table above, "
-        "`--try-2d-only` reproduces them):"
+        "`--try-2d-only` reproduces them):",
+        "",
     ]
     for e in c["errors"]:
         why = (e["why"] or "failed") + (f": `{e['error']}`" if e["error"] else "")
@@ -215,9 +216,9 @@ def findings(c: dict) -> list[str]:
     for score in ("dice", "probability"):
         key = f"deletion_{score}"
         best = min(theirs, key=lambda r: r[key])
-        worse = [f"{r['tool'][10:]} {r[key]:.3f}" for r in ours if r[key] > best[key]]
+        worse = [f"{r['tool'][10:]} {r[key]:.4f}" for r in ours if r[key] > best[key]]
         out.append(
-            f"- deletion AUC ({score}): best peer {best['tool']} {best[key]:.3f}; maskscope "
+            f"- deletion AUC ({score}): best peer {best['tool']} {best[key]:.4f}; maskscope "
             + (f"above it: {', '.join(worse)}" if worse else "at or below it everywhere")
         )
     base = next((r for r in c["rows"] if "random_deletion_dice" in r), None)
