@@ -12,6 +12,7 @@ from pathlib import Path
 from .engine.inputs import prepare_image
 from .engine.loop import RunOptions
 from .engine.params import describe_params
+from .io import AXES
 from .methods import METHODS
 
 __all__ = ["main"]
@@ -107,6 +108,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
     ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    ex.add_argument(
+        "--axes",
+        default="ijk",
+        choices=list(AXES),
+        help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
+        "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
+    )
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
     return parser
@@ -123,8 +131,8 @@ def _explain(args: argparse.Namespace) -> int:
     }
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.update(fixed)
-    image = read_image(args.image)
-    reference = read_image(args.reference).data if args.reference else None
+    image = read_image(args.image, axes=args.axes)
+    reference = read_image(args.reference, axes=args.axes).data if args.reference else None
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
