@@ -12,6 +12,7 @@ from pathlib import Path
 from .engine.inputs import prepare_image
 from .engine.loop import RunOptions
 from .engine.params import describe_params
+from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
 from .io import AXES
 from .methods import METHODS
 
@@ -115,9 +116,43 @@ def _build_parser() -> argparse.ArgumentParser:
         help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
         "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
     )
+    ex.add_argument(
+        "--normalize",
+        default="none",
+        choices=list(NORMALIZATIONS),
+        help="intensity normalisation the model was trained with: zscore (MONAI "
+        "NormalizeIntensity), zscore-nonzero (nonzero=True, nnU-Net MRI), percentile (clip to "
+        "--percentiles, rescale to [0, 1]), minmax. Default: none",
+    )
+    ex.add_argument(
+        "--percentiles",
+        type=_number_list(float),
+        default=PERCENTILES,
+        help="low and high percentile of --normalize percentile (default 0.5,99.5)",
+    )
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
     return parser
+
+
+def _report_prediction(explainer, image, reference, args, normalize, slices) -> None:
+    """Print what the model segments before explaining it; warn when it looks failed."""
+    from .prediction import CLI_FIELDS, check_prediction
+
+    summary = check_prediction(
+        explainer,
+        image,
+        reference=reference,
+        target=args.target,
+        normalize=normalize,
+        slices=slices,
+        fields=CLI_FIELDS,
+    )
+    if summary is None:
+        return
+    print(summary.line(), flush=True)
+    if summary.warning:
+        print(f"maskscope: warning: {summary.warning}", file=sys.stderr, flush=True)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -149,6 +184,10 @@ def _explain(args: argparse.Namespace) -> int:
             prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
         )
         spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
+    if not isinstance(args.percentiles, tuple) or len(args.percentiles) != 2:
+        raise ValueError(f"--percentiles takes two numbers like 0.5,99.5, got {args.percentiles}")
+    normalize = Normalizer(args.normalize, args.percentiles)
+    _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,
         reference=reference,
@@ -156,6 +195,7 @@ def _explain(args: argparse.Namespace) -> int:
         slices=slices,
         voxel_spacing=spacing,
         progress=not args.quiet,
+        normalize=normalize,
         **values,
     )
     write_map(out, expl.map, like=image)

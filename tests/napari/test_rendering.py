@@ -29,6 +29,9 @@ def _screen_position(viewer, world_yx, shape) -> tuple[int, int]:
 
 def _check_overlay(viewer, layer) -> None:
     """High map values are bright on screen, low ones dark, and nothing without the layer."""
+    for other in viewer.layers:  # the prediction's outline is not the map
+        other.visible = other is layer
+    layer.colorbar.visible = False  # the colour bar is the brightest thing on screen
     data = np.asarray(layer.data)
     flat = data.max(axis=0) if data.ndim == 3 else data  # what a top-down view shows
     hi_yx = np.unravel_index(np.argmax(flat), flat.shape)

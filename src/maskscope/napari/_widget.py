@@ -25,12 +25,14 @@ from qtpy.QtWidgets import (
 from .._gui_common import error_line, progress_text
 from ..engine.inputs import model_layout
 from ..explanation import Explanation
-from ..frontend import device_choices, normalize_image, start_run
+from ..frontend import device_choices, method_class, start_run
 from ..methods import METHODS
+from ..prediction import check_prediction
 from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
 from ._model_picker import LoadedModel, ModelPicker
+from ._prediction import PredictionLabel
 from ._registry import ModelEntry
 from ._worker import RunFailure, start_worker
 
@@ -107,8 +109,15 @@ class ExplainWidget(QWidget):
         self.method.setToolTip("The perturbation method")
         self.form = ParamForm(self.method.currentText())
         self.add_prediction = QCheckBox("add prediction layer")
-        self.add_prediction.setToolTip("Also add the model's segmentation as a Labels layer")
+        self.add_prediction.setToolTip(
+            "Add the model's segmentation as a Labels layer (outlined) before the run"
+        )
         self.add_prediction.setObjectName("add_prediction")
+        self.add_prediction.setChecked(True)
+        self.prediction = PredictionLabel()
+        self.legend = QLabel("")
+        self.legend.setObjectName("legend")
+        self.legend.setWordWrap(True)
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("run")
         self.cancel_button = QPushButton("Cancel")
@@ -147,6 +156,8 @@ class ExplainWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         column.addLayout(buttons)
         column.addWidget(self.progress)
+        column.addWidget(self.prediction)
+        column.addWidget(self.legend)
         column.addWidget(self.status)
         column.addStretch(1)
         self._content = content
@@ -259,12 +270,22 @@ class ExplainWidget(QWidget):
         given = self.inputs.gather()
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
-        image = normalize_image(given.array.image, given.normalization, channel_axis=0)
         method = self.method.currentText()
+        explainer = method_class(method)(
+            loaded.model, outputs=loaded.outputs, spatial_dims=spatial_dims
+        )
+        summary = check_prediction(
+            explainer,
+            given.array.image,
+            reference=given.reference,
+            target=given.target,
+            normalize=given.normalization,
+            slices=slices,
+        )
         snapshots = start_run(
             loaded.model,
             method,
-            image,
+            given.array.image,
             values=self.form.values(),
             target=given.target,
             reference=given.reference,
@@ -273,10 +294,15 @@ class ExplainWidget(QWidget):
             outputs=loaded.outputs,
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
+            normalize=given.normalization,
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
         )
+        self.prediction.show_summary(summary)
+        if summary is not None and self.add_prediction.isChecked():
+            output.show_prediction(summary.prediction)
+        output.outline(given.reference_layer)
         return _Job(snapshots, output)
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
@@ -307,6 +333,8 @@ class ExplainWidget(QWidget):
         self.last_snapshot = snap
         assert self._output is not None
         self._output.show(snap)
+        if self.n_updates == 1:
+            self.legend.setText(self._output.legend())
         self.progress.setValue(round(snap.progress * _PROGRESS_STEPS))
         if not self._cancelled:
             self.status.setText(progress_text(snap))
@@ -319,7 +347,7 @@ class ExplainWidget(QWidget):
         snap = self.last_snapshot
         partial = snap is None or not snap.done
         if self._output is not None and snap is not None:
-            self._output.finish(partial=partial, prediction=self.add_prediction.isChecked())
+            self._output.finish(partial=partial)
         if self._failure is not None:
             self._report(self._failure.error, partial_kept=snap is not None)
         elif snap is None:
