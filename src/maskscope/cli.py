@@ -103,7 +103,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
     ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
     ex.add_argument("--out", required=True, help="output map; same format as the image")
-    ex.add_argument("--png", action="store_true", help="also write an overlay PNG")
+    ex.add_argument(
+        "--png",
+        action="store_true",
+        help="also write a PNG figure: the map over the image (a 3D map's slice through the "
+        "reference's centre), enlarged to at least 512 px, with a colour bar",
+    )
     ex.add_argument("--target", type=int, help="class to explain")
     ex.add_argument("--slices", help="2D model on a volume: 'all' or indices like 10,11,12")
     ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
@@ -202,7 +207,9 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     if args.png:
         png = out.with_name(out.name.split(".")[0] + ".png")
-        expl.to_png(png)
+        from .figure import figure_png
+
+        figure_png(expl, png)
         print(f"wrote {png}")
     return 0
 
