@@ -124,10 +124,10 @@ def test_registered_models_are_listed_and_normalisation_applies(
     widget.models.select("tiny threshold")
     widget.set_method("RISE")
     widget.set_values(n_masks=16)
-    widget.inputs.normalization.setCurrentText("min-max")
+    widget.inputs.normalization.setCurrentText("minmax")
     run_to_end(qtbot, widget)
 
-    expected = RISE(registered).explain(square_image(), n_masks=16)  # min-max gives 0–1
+    expected = RISE(registered).explain(square_image(), n_masks=16)  # minmax gives 0–1
     np.testing.assert_allclose(viewer.layers["raw RISE"].data, expected.map, atol=1e-5)
 
 

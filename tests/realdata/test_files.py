@@ -88,3 +88,11 @@ def test_rgb_tiff_is_channels_not_slices(tmp_path):
 def test_bad_axes_name_the_choices():
     with pytest.raises(ValueError, match=r"axes must be one of 'ijk', 'kji' .* got 'xyz'"):
         read_image(ANATOMICAL, axes="xyz")
+
+
+def test_the_api_takes_big_endian_arrays():
+    image = np.zeros((16, 16), ">f4")
+    image[4:12, 4:12] = 1.0
+    got = SegRISE(ThresholdNet(2)).explain(image, n_masks=6, grid=4, seed=0).map
+    want = SegRISE(ThresholdNet(2)).explain(image.astype("<f4"), n_masks=6, grid=4, seed=0).map
+    np.testing.assert_array_equal(got, want)

@@ -261,6 +261,12 @@ class InputPanel(QWidget):
         chosen = " (chosen for this image)" if mode == suggest_normalization(data) else ""
         self.normalization_note.setText(describe_normalization(mode, data) + chosen)
 
+    def set_normalization(self, mode: str) -> None:
+        """Choose the normalisation, one of :data:`maskscope.intensity.NORMALIZATIONS`."""
+        if mode not in NORMALIZATIONS:
+            raise ValueError(f"normalisation must be one of {list(NORMALIZATIONS)}, got {mode!r}")
+        self.normalization.setCurrentText(mode)
+
     def set_axes(self, axes: str) -> None:
         """Choose the model's array order, ``"ijk"`` or ``"kji"``."""
         index = self.axes.findData(axes)
