@@ -44,8 +44,8 @@ def test_shapes_run_streams_into_one_layer_and_matches_explain(
     run_to_end(qtbot, widget)
     assert [ly.name for ly in saliency_layers(viewer)] == ["shapes RISE"]
     assert [ly.name for ly in viewer.layers if "maskscope" in ly.metadata] == [
-        "shapes prediction",
         "shapes RISE",
+        "shapes prediction",  # its outline above the map
     ]
     assert viewer.layers["shapes RISE"] is layer
     assert not np.allclose(layer.data, expected.map)

@@ -150,6 +150,7 @@ class OutputLayers:
         self.opacity = opacity
         self.layers: dict[str, Layer] = {}
         self.last: Explanation | None = None
+        self._outlined: Layer | None = None
 
     # ------------------------------------------------------------------ naming
     def name(self, role: str, *, partial: bool = False) -> str:
@@ -225,8 +226,16 @@ class OutputLayers:
 
     def outline(self, layer: Layer | None) -> None:
         """Draw a reference Labels layer as an outline, so that it hides no anatomy."""
-        if isinstance(layer, Labels) and layer.contour == 0:
-            layer.contour = CONTOUR
+        if isinstance(layer, Labels):
+            self._outlined = layer
+            if layer.contour == 0:
+                layer.contour = CONTOUR
+
+    def _outlines_on_top(self) -> None:
+        """Put the prediction's and the reference's outlines above the new map."""
+        for layer in (self.layers.get("prediction"), self._outlined):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
 
     def _hide_others(self) -> None:
         """Hide the image's maps from earlier runs of other methods: the new one shows alone."""
@@ -281,6 +290,7 @@ class OutputLayers:
             )
             if role == "map":
                 show_colorbar(layer)
+                self._outlines_on_top()
         else:
             if role not in self.layers:  # a layer of an earlier run: take it over
                 self.frame.apply(layer)
