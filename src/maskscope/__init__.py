@@ -7,7 +7,14 @@ Quick start::
     expl.to_png("segrise.png")
 """
 
+from . import evaluate
 from .engine import RunOptions, describe_params
+from .evaluate import (
+    FaithfulnessResult,
+    faithfulness,
+    randomization_check,
+    seed_agreement,
+)
 from .explanation import Explanation
 from .methods import (
     HDM,
@@ -29,6 +36,7 @@ __all__ = [
     "METHODS",
     "RISE",
     "Explanation",
+    "FaithfulnessResult",
     "HDMParams",
     "Method",
     "PixelRISE",
@@ -39,4 +47,8 @@ __all__ = [
     "SegRISEParams",
     "__version__",
     "describe_params",
+    "evaluate",
+    "faithfulness",
+    "randomization_check",
+    "seed_agreement",
 ]

@@ -1,4 +1,4 @@
-"""The ``maskscope`` command: ``maskscope demo`` and ``maskscope explain``."""
+"""The ``maskscope`` command: ``maskscope demo``, ``maskscope explain``, ``maskscope evaluate``."""
 
 from __future__ import annotations
 
@@ -85,6 +85,38 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """``--axes``, ``--normalize`` and ``--percentiles``: the data as the model was trained."""
+    parser.add_argument(
+        "--axes",
+        default="ijk",
+        choices=list(AXES),
+        help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
+        "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
+    )
+    parser.add_argument(
+        "--normalize",
+        default="none",
+        choices=list(NORMALIZATIONS),
+        help="intensity normalisation the model was trained with: zscore (MONAI "
+        "NormalizeIntensity), zscore-nonzero (nonzero=True, nnU-Net MRI), percentile (clip to "
+        "--percentiles, rescale to [0, 1]), minmax. Default: none",
+    )
+    parser.add_argument(
+        "--percentiles",
+        type=_number_list(float),
+        default=PERCENTILES,
+        help="low and high percentile of --normalize percentile (default 0.5,99.5)",
+    )
+
+
+def normalizer(args: argparse.Namespace) -> Normalizer:
+    """The ``--normalize`` / ``--percentiles`` choice as a callable on ``(C, *spatial)``."""
+    if not isinstance(args.percentiles, tuple) or len(args.percentiles) != 2:
+        raise ValueError(f"--percentiles takes two numbers like 0.5,99.5, got {args.percentiles}")
+    return Normalizer(args.normalize, args.percentiles)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskscope", description="Explain image segmentation models by perturbation."
@@ -114,29 +146,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
     ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
-    ex.add_argument(
-        "--axes",
-        default="ijk",
-        choices=list(AXES),
-        help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
-        "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
-    )
-    ex.add_argument(
-        "--normalize",
-        default="none",
-        choices=list(NORMALIZATIONS),
-        help="intensity normalisation the model was trained with: zscore (MONAI "
-        "NormalizeIntensity), zscore-nonzero (nonzero=True, nnU-Net MRI), percentile (clip to "
-        "--percentiles, rescale to [0, 1]), minmax. Default: none",
-    )
-    ex.add_argument(
-        "--percentiles",
-        type=_number_list(float),
-        default=PERCENTILES,
-        help="low and high percentile of --normalize percentile (default 0.5,99.5)",
-    )
+    add_data_flags(ex)
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
+    from .cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -189,9 +204,7 @@ def _explain(args: argparse.Namespace) -> int:
             prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
         )
         spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
-    if not isinstance(args.percentiles, tuple) or len(args.percentiles) != 2:
-        raise ValueError(f"--percentiles takes two numbers like 0.5,99.5, got {args.percentiles}")
-    normalize = Normalizer(args.normalize, args.percentiles)
+    normalize = normalizer(args)
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,
@@ -205,6 +218,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
+    print(f"  {expl.reliability_text()}")
     if args.png:
         png = out.with_name(out.name.split(".")[0] + ".png")
         from .figure import figure_png
@@ -224,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(Path(args.out), quick=args.quick, with_3d=not args.no_3d, napari=args.napari)
             return 0
+        if args.command == "evaluate":
+            from .cli_evaluate import run_evaluate
+
+            return run_evaluate(args)
         return _explain(args)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"maskscope: error: {exc}", file=sys.stderr)

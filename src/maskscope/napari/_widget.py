@@ -28,6 +28,7 @@ from ..explanation import Explanation
 from ..frontend import device_choices, method_class, start_run
 from ..methods import METHODS
 from ..prediction import check_prediction
+from ._evaluate import EvaluatePanel
 from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
@@ -59,6 +60,7 @@ class _Job:
 
     snapshots: Any
     output: OutputLayers
+    model: LoadedModel
 
 
 class ExplainWidget(QWidget):
@@ -77,6 +79,10 @@ class ExplainWidget(QWidget):
         The running worker, or None.
     last_snapshot
         The latest snapshot of the current or last run.
+    last_model
+        The model of that run (what the "evaluate" section evaluates the map with).
+    evaluation
+        The "evaluate" section: deletion / insertion curves of the last map.
     n_updates
         Snapshots received by the current or last run.
     yield_every
@@ -91,6 +97,7 @@ class ExplainWidget(QWidget):
         self.viewer = napari_viewer
         self.worker: GeneratorWorker | None = None
         self.last_snapshot: Explanation | None = None
+        self.last_model: LoadedModel | None = None
         self.n_updates = 0
         self.yield_every = 0.2
         self._output: OutputLayers | None = None
@@ -159,6 +166,9 @@ class ExplainWidget(QWidget):
         column.addWidget(self.prediction)
         column.addWidget(self.legend)
         column.addWidget(self.status)
+        self.evaluation = EvaluatePanel(self)
+        column.addWidget(_section("evaluate"))
+        column.addWidget(self.evaluation)
         column.addStretch(1)
         self._content = content
         scroll = QScrollArea()
@@ -243,6 +253,7 @@ class ExplainWidget(QWidget):
             self._report(exc)
             return None
         self._output = job.output
+        self.last_model = job.model
         self._failure = None
         self._cancelled = False
         self.last_snapshot = None
@@ -303,7 +314,7 @@ class ExplainWidget(QWidget):
         if summary is not None and self.add_prediction.isChecked():
             output.show_prediction(summary.prediction)
         output.outline(given.reference_layer)
-        return _Job(snapshots, output)
+        return _Job(snapshots, output, loaded)
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""

@@ -16,6 +16,7 @@ from ..methods import METHODS
 from ..prediction import check_prediction
 from . import _status as st
 from ._checks import normalization_status, prediction_status, resolve_normalization
+from ._evaluate import EvaluatePanel
 from ._form import FIELD_STYLE, FIELD_WIDTH, ParamForm
 from ._runner import BackgroundRun
 from ._slicer import Slicer
@@ -95,6 +96,8 @@ class ExplainWidget(widgets.VBox):
     view_dropdown, cmap_dropdown, opacity_slider, outline_checkbox, channel_slider
         Display controls: which map (``"map"``, ``"stderr"``, the extras), colours,
         opacity, the reference outline, and the image channel drawn underneath.
+    evaluation : EvaluatePanel
+        The "Evaluate" row: deletion / insertion curves of the last map and their AUCs.
 
     Raises
     ------
@@ -174,6 +177,8 @@ class ExplainWidget(widgets.VBox):
             self.prediction_label,
             self.children[-1],
         ]
+        self.evaluation = EvaluatePanel(self)
+        self.children = (*self.children, self.evaluation)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
         self._redraw()
 
