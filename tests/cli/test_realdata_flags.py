@@ -112,3 +112,10 @@ def test_bad_flags_name_the_flag(tmp_path, capsys, argv, message):
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_strongly_negative_split_half_reliability_is_described():
+    # Spearman-Brown of a negative half-correlation goes below -1 (8 masks, 9 voxels: -5.6)
+    from maskscope.explanation import describe_reliability
+
+    assert describe_reliability(-5.64, "SegRISE").startswith("reliability -5.64 (mostly noise")
