@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
-from ..prediction import PredictionSummary
-from ._status import ORANGE, Status
+import ipywidgets as widgets
 
-__all__ = ["normalization_status", "prediction_status", "resolve_normalization"]
+from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
+from ..prediction import PredictionSummary, check_prediction
+from ._status import ORANGE, Status, status_html
+
+__all__ = [
+    "data_controls",
+    "normalization_status",
+    "prediction_status",
+    "resolve_normalization",
+    "show_prediction",
+]
 
 
 def resolve_normalization(normalize: Any, image: Any) -> str:
@@ -42,3 +50,23 @@ def prediction_status(summary: PredictionSummary | None) -> Status | None:
     if summary.warning:
         return Status(f"{summary.line()}. Warning: {summary.warning}", ORANGE, "warning")
     return Status(summary.line())
+
+
+def data_controls(mode: str, pixels: Any, *, auto: bool):
+    """The *normalise* dropdown, the line saying what it does, the prediction line, and the
+    row holding the first two."""
+    dropdown = widgets.Dropdown(options=list(NORMALIZATIONS), value=mode, description="normalise")
+    label = widgets.Label(normalization_status(mode, pixels, auto=auto))
+    dropdown.observe(
+        lambda change: setattr(label, "value", normalization_status(change["new"], pixels, False)),
+        names="value",
+    )
+    return dropdown, label, widgets.HTML(value=""), widgets.HBox([dropdown, label])
+
+
+def show_prediction(label: Any, explainer: Any, image: Any, **kwargs: Any):
+    """:func:`~maskscope.prediction.check_prediction`, shown in ``label``; returns it."""
+    summary = check_prediction(explainer, image, **kwargs)
+    status = prediction_status(summary)
+    label.value = "" if status is None else status_html(status)
+    return summary

@@ -11,11 +11,9 @@ import ipywidgets as widgets
 from ..engine.inputs import normalize_spacing, prepare_image
 from ..explanation import Explanation
 from ..frontend import method_class, start_run
-from ..intensity import NORMALIZATIONS
 from ..methods import METHODS
-from ..prediction import check_prediction
 from . import _status as st
-from ._checks import normalization_status, prediction_status, resolve_normalization
+from ._checks import data_controls, resolve_normalization, show_prediction
 from ._evaluate import EvaluatePanel
 from ._form import FIELD_STYLE, FIELD_WIDTH, ParamForm
 from ._runner import BackgroundRun
@@ -163,20 +161,10 @@ class ExplainWidget(widgets.VBox):
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
         self.slicer = Slicer(self._spatial, self._redraw, reference)
         self._build_controls(method, target, cmap, opacity, pixels.shape[0])
-        self.normalize_dropdown = widgets.Dropdown(
-            options=list(NORMALIZATIONS), value=mode, description="normalise"
+        self.normalize_dropdown, self.normalization_label, self.prediction_label, row = (
+            data_controls(mode, pixels, auto=normalize == "auto")
         )
-        self.normalization_label = widgets.Label(
-            normalization_status(mode, pixels, auto=normalize == "auto")
-        )
-        self.prediction_label = widgets.HTML(value="")
-        self.normalize_dropdown.observe(self._normalization_changed, names="value")
-        self.children = [
-            *self.children[:-1],
-            widgets.HBox([self.normalize_dropdown, self.normalization_label]),
-            self.prediction_label,
-            self.children[-1],
-        ]
+        self.children = [*self.children[:-1], row, self.prediction_label, self.children[-1]]
         self.evaluation = EvaluatePanel(self)
         self.children = (*self.children, self.evaluation)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
@@ -308,7 +296,8 @@ class ExplainWidget(widgets.VBox):
         explainer = method_class(method)(
             self.model, outputs=self.outputs, spatial_dims=self.spatial_dims
         )
-        summary = check_prediction(
+        self.prediction_summary = show_prediction(
+            self.prediction_label,
             explainer,
             self.image,
             reference=self.reference,
@@ -316,12 +305,6 @@ class ExplainWidget(widgets.VBox):
             normalize=self.normalize_dropdown.value,
             slices=self._slices(),
         )
-        self.prediction_summary = summary
-        status = prediction_status(summary)
-        self.prediction_label.value = "" if status is None else st.status_html(status)
-
-    def _normalization_changed(self, change: dict) -> None:
-        self.normalization_label.value = normalization_status(change["new"], self.view.image, False)
 
     # ------------------------------------------------------------------ run callbacks
     def _update(self, run_id: int, snap: Explanation) -> None:
