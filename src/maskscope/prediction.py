@@ -95,8 +95,9 @@ def predict(
     Parameters
     ----------
     explainer
-        A method instance (``SegRISE(model, ...)``): its model, device, dtype, output kind
-        and spatial dimensionality are used, as in its runs.
+        A method instance (``SegRISE(model, ...)``): its model call (with its output choice
+        and padding), device, dtype, output kind and spatial dimensionality are used, as in
+        its runs.
     image, normalize, slices
         As for ``iter_explain``.
 
@@ -112,13 +113,14 @@ def predict(
         img = torch.from_numpy(apply_normalization(normalize, img))
     img = img.to(explainer.dtype)
     spatial = layout.spatial
+    model = getattr(explainer, "model_call", explainer.model)  # with padding, output choice
     if not layout.slice_by_slice:
-        out = ModelRunner(explainer.model, spatial)(img.unsqueeze(0).to(explainer.device))
+        out = ModelRunner(model, spatial)(img.unsqueeze(0).to(explainer.device))
         if out.ndim <= 2:
             return None, np.ones(spatial[:1], bool)
         labels = segmentation(out, explainer.outputs)[0].cpu().numpy()
         return labels, np.ones(spatial[:1], bool)
-    runner = ModelRunner(explainer.model, spatial[1:])
+    runner = ModelRunner(model, spatial[1:])
     labels = np.zeros(spatial, np.uint8)
     done = np.zeros(spatial[0], bool)
     for z in resolve_slices(slices, spatial[0]):

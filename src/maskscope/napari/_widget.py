@@ -195,9 +195,15 @@ class ExplainWidget(QWidget):
         *,
         outputs: str = "logits",
         spatial_dims: int | None = None,
+        output_key: str | int | None = None,
+        pad_multiple: int | tuple[int, ...] | None = None,
     ) -> None:
-        """Offer a model in this widget (not in other widgets) and select it."""
+        """Offer a model in this widget (not in other widgets) and select it.
+
+        ``output_key`` and ``pad_multiple`` fill the model section's fields.
+        """
         self.models.add_model(ModelEntry(name, model, outputs, spatial_dims))
+        self.models.set_constraints(output_key=output_key, pad_multiple=pad_multiple)
 
     def set_method(self, name: str) -> None:
         """Choose the method by name (one of :data:`maskscope.methods.METHODS`)."""
@@ -283,7 +289,7 @@ class ExplainWidget(QWidget):
         spatial_dims, slices = self._layout(given, loaded)
         method = self.method.currentText()
         explainer = method_class(method)(
-            loaded.model, outputs=loaded.outputs, spatial_dims=spatial_dims
+            loaded.model, spatial_dims=spatial_dims, **loaded.method_kwargs()
         )
         summary = check_prediction(
             explainer,
@@ -302,10 +308,10 @@ class ExplainWidget(QWidget):
             reference=given.reference,
             slices=slices,
             voxel_spacing=given.voxel_spacing,
-            outputs=loaded.outputs,
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
             normalize=given.normalization,
+            **loaded.method_kwargs(),
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
