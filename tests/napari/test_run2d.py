@@ -40,7 +40,7 @@ def test_shapes_run_streams_into_one_layer_and_matches_explain(
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
     # a second run replaces the map in the same layer
-    widget.set_values(seed=4)
+    widget.set_values(seed=5)  # seed 4 puts a voxel within ThresholdNet's tie margin
     run_to_end(qtbot, widget)
     assert [ly.name for ly in saliency_layers(viewer)] == ["shapes RISE"]
     assert [ly.name for ly in viewer.layers if "maskscope" in ly.metadata] == [

@@ -33,7 +33,7 @@ from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
 from ._model_picker import LoadedModel, ModelPicker
-from ._prediction import PredictionLabel
+from ._prediction import PredictionLabel, PredictionReady, prediction_first
 from ._registry import ModelEntry
 from ._worker import RunFailure, start_worker
 
@@ -291,7 +291,8 @@ class ExplainWidget(QWidget):
         explainer = method_class(method)(
             loaded.model, spatial_dims=spatial_dims, **loaded.method_kwargs()
         )
-        summary = check_prediction(
+        check = partial(
+            check_prediction,
             explainer,
             given.array.image,
             reference=given.reference,
@@ -316,11 +317,9 @@ class ExplainWidget(QWidget):
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
         )
-        self.prediction.show_summary(summary)
-        if summary is not None and self.add_prediction.isChecked():
-            output.show_prediction(summary.prediction)
         output.outline(given.reference_layer)
-        return _Job(snapshots, output, loaded)
+        self.prediction.show_summary(None)
+        return _Job(prediction_first(check, snapshots), output, loaded)
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
@@ -345,7 +344,13 @@ class ExplainWidget(QWidget):
         return dims, "all"
 
     # ------------------------------------------------------------------ worker events
-    def _on_snapshot(self, snap: Explanation) -> None:
+    def _on_snapshot(self, snap: Explanation | PredictionReady) -> None:
+        if isinstance(snap, PredictionReady):  # before the first snapshot
+            self.prediction.show_summary(snap.summary)
+            if snap.summary is not None and self.add_prediction.isChecked():
+                assert self._output is not None
+                self._output.show_prediction(snap.summary.prediction)
+            return
         self.n_updates += 1
         self.last_snapshot = snap
         assert self._output is not None
