@@ -20,7 +20,15 @@ PACKAGE_MANIFEST = Path(maskscope.__file__).parent / "napari.yaml"
 
 
 class Threshold(ThresholdNet):
-    """The shared test model (a box filter and a threshold away from exact ties)."""
+    """The shared test model, without its near-tie guard.
+
+    The napari tests compare a widget's run with ``explain()`` at the same batch sizes on the
+    same machine, so the same kernels round the same way; on the real-valued shapes sample a
+    local mean within 5e-7 of the threshold is a matter of chance among millions of voxels.
+    The threshold (0.4837) still rules out exact ties of 0/1 images under RISE masks.
+    """
+
+    margin = 0.0
 
 
 class Slow(nn.Module):
@@ -90,8 +98,12 @@ def run_to_end(qtbot, widget, timeout: int = 30_000):
 
 
 def saliency_layers(viewer) -> list:
-    """The viewer's maskscope output layers."""
-    return [ly for ly in viewer.layers if "maskscope" in ly.metadata]
+    """The viewer's maskscope map layers (the prediction Labels layer left out)."""
+    return [
+        ly
+        for ly in viewer.layers
+        if "maskscope" in ly.metadata and ly.metadata["maskscope"].get("role") != "prediction"
+    ]
 
 
 def square_image(size: int = 48) -> np.ndarray:

@@ -83,7 +83,10 @@ def _as_tensor(image: Any, name: str) -> torch.Tensor:
     if torch.is_tensor(image):
         t = image.detach()
     elif isinstance(image, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(image))
+        arr = np.ascontiguousarray(image)
+        if not arr.dtype.isnative:  # e.g. big-endian NIfTI data: torch takes native only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        t = torch.from_numpy(arr)
     else:
         raise TypeError(
             f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}"

@@ -23,6 +23,7 @@ from ..engine.model_call import ModelCall, is_exported_module
 from ..engine.params import replace_params, validate_params
 from ..engine.scores import OUTPUT_KINDS, segmentation
 from ..explanation import Explanation
+from ..intensity import apply_normalization
 
 __all__ = ["Context", "Method"]
 
@@ -207,6 +208,7 @@ class Method:
         slices: str | int | list[int] = "all",
         voxel_spacing: Any = None,
         progress: bool | Callable[[Explanation], None] = False,
+        normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
         **overrides: Any,
     ) -> Iterator[Explanation]:
         """Explain ``image``, yielding :class:`Explanation` snapshots as chunks finish.
@@ -232,6 +234,12 @@ class Method:
             Physical voxel size per spatial axis (kept in the result; used by HDM).
         progress
             True for a tqdm progress bar, or a callable receiving every snapshot.
+        normalize
+            Intensity normalisation per channel before the model, one of
+            :data:`maskscope.intensity.NORMALIZATIONS` (``"zscore"``, ``"percentile"``, ...),
+            or a callable on the ``(C, *spatial)`` array such as
+            :class:`maskscope.intensity.Normalizer`; the explanation's ``image`` is the
+            normalised input.
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -246,6 +254,9 @@ class Method:
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
         layout = prepare_image(image, self.spatial_dims, self.in_channels)
+        if callable(normalize) or normalize != "none":
+            normed = apply_normalization(normalize, layout.image)
+            layout = dataclasses.replace(layout, image=torch.from_numpy(normed))
         spatial = layout.spatial
         if not layout.slice_by_slice and not (isinstance(slices, str) and slices == "all"):
             raise ValueError(
@@ -294,6 +305,7 @@ class Method:
             "device": str(self.device),
             "spatial_dims": layout.spatial_dims,
             "slice_by_slice": layout.slice_by_slice,
+            "normalize": str(normalize),
             **self._model_record(),
         }
         return run_parts(
