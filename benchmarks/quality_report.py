@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from maskscope.methods.hdm import HDMParams
 from maskscope.methods.rise import RISEParams
 
 SECTION = "## Map quality"
@@ -66,6 +67,7 @@ def machine(args) -> dict:
         "torch": torch.__version__,
         "threads": args.threads,
         "load_start": os.getloadavg()[0],
+        "hdm_defaults": {"fill": HDMParams.fill, "distance": HDMParams.distance},
         "settings": {
             k: getattr(args, k)
             for k in ("n2d", "n3d", "grid", "diameter2d", "diameter3d", "steps", "n_random")
@@ -264,6 +266,7 @@ def tables(results: dict, markdown: bool) -> str:
 def notes(results: dict) -> str:
     m = results["meta"]
     s = m["settings"]
+    hdm = m["hdm_defaults"]
     return f"""Measured {m["date"]} on a {m["cores"]}-core VM ({m["cpu"]}), \
 torch {m["torch"]} CPU, {m["threads"]} torch thread, a machine shared with other jobs \
 (load average {m["load_start"]:.1f} at the start, {m.get("load_end", 0):.1f} at the end): \
@@ -280,9 +283,9 @@ that must fit in the image, interpret-segmentation takes `int(size / offset)` po
 axis). `forwards` = images through the model in one run, counted by a wrapper (the \
 unperturbed input included); interpret-segmentation's RISE re-runs all N masks for every \
 1000 pixels of its segment and gives the mean and the max merge from one run. maskscope runs \
-at its defaults otherwise (centred estimator, HDM fill `min`, Hausdorff distance; `HDM-hd95` \
-is the HD95 option). Each tool runs in its own process in the peers' venv; its maps are \
-saved and scored here, identically:
+at its defaults of the day otherwise (centred estimator; HDM fill `{hdm["fill"]}`, distance \
+`{hdm["distance"]}`; `HDM-hd95` is the HD95 option). Each tool runs in its own process in \
+the peers' venv; its maps are saved and scored here, identically:
 
 - **seed agreement**: Pearson correlation of the maps of seeds 0 and 1 (deterministic \
 tools: the same map for every seed, shown as 1). *reliability* is the two-seed correlation \
