@@ -11,6 +11,7 @@ The model sees the z-scored volume in nibabel's (i, j, k) order, as a MONAI pipe
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 from dataclasses import dataclass
@@ -122,6 +123,25 @@ def shapes_case() -> Case:
     return Case(
         "shapes2d", load_model("shapes2d"), sample.image, sample.label, (1.0, 1.0), decisive
     )
+
+
+#: The cases by name.
+CASES = {"shapes2d": shapes_case, "mri3d": mri_case}
+
+
+def case_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every quality script shares: cases, threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def cases_of(args: argparse.Namespace) -> list[Case]:
+    """Set the torch threads, print the set-up, and build the cases asked for."""
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s)", flush=True)
+    return [CASES[name]() for name in args.cases]
 
 
 def main() -> None:
