@@ -97,6 +97,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="explain one image with a model")
     ex.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
+    ex.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
+        "any code (use only for files you trust)",
+    )
     ex.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
     ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
     ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
@@ -114,7 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _explain(args: argparse.Namespace) -> int:
     from .io import read_image, write_map
-    from .models import load_model
+    from .models import UntrustedModelError, load_model
 
     method_name, fixed = CLI_METHODS[args.method]
     cls = METHODS[method_name]
@@ -134,7 +140,10 @@ def _explain(args: argparse.Namespace) -> int:
     slices = "all"
     if args.slices and args.slices != "all":
         slices = [int(s) for s in args.slices.replace(",", " ").split()]
-    model = load_model(args.model)
+    try:
+        model = load_model(args.model, trusted=args.trust_model)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(exc.path, "--trust-model") from None
     explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
     if spacing is not None:
         n_spatial = len(

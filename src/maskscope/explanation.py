@@ -135,13 +135,15 @@ class Explanation:
 
     @classmethod
     def load(cls, path: str | Path) -> Explanation:
-        """Load an explanation written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            if "meta" not in data or "map" not in data:
-                raise ValueError(f"{path} is not a maskscope explanation (no 'meta'/'map' entries)")
-            meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in _ARRAYS if name in data}
-            extras = {k[len("extra__") :]: data[k] for k in data.files if k.startswith("extra__")}
+        """Load an explanation written by :meth:`save`.
+
+        The file is read with ``allow_pickle=False`` and every entry is checked for its
+        type and shape; a damaged or tampered file raises a ``ValueError`` naming the file
+        and the entry.
+        """
+        from ._saved import read_saved
+
+        meta, arrays, extras = read_saved(path)
         meta["voxel_spacing"] = tuple(meta.get("voxel_spacing") or ())
         if meta.get("slices") is not None:
             meta["slices"] = tuple(meta["slices"])
