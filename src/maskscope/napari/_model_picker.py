@@ -223,9 +223,7 @@ class ModelPicker(QWidget):
                 "'package.module:factory' in the file / factory field"
             )
         try:
-            model = load_model(
-                spec, device=resolve_device(device), trusted=self.trust.isChecked()
-            )
+            model = load_model(spec, device=resolve_device(device), trusted=self.trust.isChecked())
         except UntrustedModelError as exc:
             raise UntrustedModelError(exc.path, f"the checkbox {TRUST_LABEL!r}") from None
         return LoadedModel(model, self.outputs.currentText(), _DIMS[self.dims.currentText()], spec)
