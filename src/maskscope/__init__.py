@@ -7,7 +7,7 @@ Quick start::
     expl.to_png("segrise.png")
 """
 
-from .engine import RunOptions, describe_params
+from .engine import CancelToken, RunOptions, describe_params
 from .explanation import Explanation
 from .methods import (
     HDM,
@@ -28,6 +28,7 @@ __all__ = [
     "HDM",
     "METHODS",
     "RISE",
+    "CancelToken",
     "Explanation",
     "HDMParams",
     "Method",

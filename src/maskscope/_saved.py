@@ -64,6 +64,7 @@ _META_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "n_forward": ((numbers.Integral,), "an integer"),
     "elapsed": ((numbers.Real,), "a number"),
     "done": ((bool,), "true or false"),
+    "cancelled": ((bool,), "true or false"),
     "stopped_early": ((bool,), "true or false"),
     "rel_error": ((numbers.Real, type(None)), "a number or null"),
     "target": ((numbers.Integral, type(None)), "an integer or null"),

@@ -51,6 +51,9 @@ class Explanation:
         Images passed through the model so far (perturbed inputs + unperturbed ones).
     done
         True for the last snapshot of a run that was not interrupted.
+    cancelled
+        True for the last snapshot of a run stopped by a
+        :class:`~maskscope.engine.cancel.CancelToken` (``done`` is then False).
     stopped_early
         True when the run stopped because the standard error reached the tolerance.
     rel_error
@@ -74,6 +77,7 @@ class Explanation:
     slices: tuple[int, ...] | None = None
     n_forward: int = 0
     done: bool = False
+    cancelled: bool = False
     stopped_early: bool = False
     rel_error: float | None = None
     target: int | None = None
@@ -221,7 +225,7 @@ class Explanation:
         return self.to_png()
 
     def __repr__(self) -> str:
-        state = "done" if self.done else "partial"
+        state = "done" if self.done else ("cancelled" if self.cancelled else "partial")
         if self.stopped_early:
             state += ", stopped early"
         return (

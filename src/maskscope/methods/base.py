@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..engine.cancel import CancelToken
 from ..engine.inputs import (
     model_device_dtype,
     model_layout,
@@ -172,6 +173,7 @@ class Method:
         slices: str | int | list[int] = "all",
         voxel_spacing: Any = None,
         progress: bool | Callable[[Explanation], None] = False,
+        cancel: CancelToken | None = None,
         **overrides: Any,
     ) -> Iterator[Explanation]:
         """Explain ``image``, yielding :class:`Explanation` snapshots as chunks finish.
@@ -197,6 +199,11 @@ class Method:
             Physical voxel size per spatial axis (kept in the result; used by HDM).
         progress
             True for a tqdm progress bar, or a callable receiving every snapshot.
+        cancel
+            A :class:`~maskscope.engine.cancel.CancelToken`: ``cancel.cancel()`` from any
+            thread stops the run once the chunk in progress is done; the generator then
+            yields a last snapshot with ``cancelled=True`` (the map of the finished chunks)
+            and ends.
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -204,10 +211,20 @@ class Method:
         -------
         Iterator[Explanation]
             A generator of snapshots: after the first chunk, then after each chunk (or
-            every ``yield_every`` s), and a last one with ``done=True``. Close it to cancel.
+            every ``yield_every`` s), and a last one with ``done=True``. Close it to cancel
+            from the thread that advances it, or use ``cancel`` from any thread.
             Parameters, image, reference and slices are checked before it is returned; the
-            model first runs when the generator is first advanced.
+            model first runs when the generator is first advanced. An exception raised by
+            the model (or a ``KeyboardInterrupt``) leaves the generator with
+            ``exc.partial``: the snapshot of the chunks finished before it, or None.
+
+        Notes
+        -----
+        The model gets its own copy of the input: a model that works in place changes
+        neither the caller's array nor :attr:`Explanation.image`.
         """
+        if cancel is not None and not isinstance(cancel, CancelToken):
+            raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
         layout = prepare_image(image, self.spatial_dims, self.in_channels)
@@ -221,7 +238,8 @@ class Method:
         ref_full = None
         if reference is not None:
             ref_full = prepare_reference(reference, spatial, n_classes=2**31 - 1)
-        img = layout.image.to(self.dtype)
+        owned = layout.image.clone()  # never a view of the caller's memory
+        img = owned.to(self.dtype)
         part_spacing = spacing[1:] if layout.slice_by_slice else spacing
         part_spatial = spatial[1:] if layout.slice_by_slice else spatial
         runner = ModelRunner(self.model, part_spatial)
@@ -268,10 +286,11 @@ class Method:
             params=_jsonable(record),
             spatial=spatial,
             sliced=layout.slice_by_slice,
-            image=layout.image.numpy(),
+            image=owned.numpy(),
             voxel_spacing=spacing,
             target_of=lambda: state["target"],
             progress=progress,
+            cancel=cancel,
         )
 
     def explain(self, image: Any, **kwargs: Any) -> Explanation:
@@ -279,6 +298,16 @@ class Method:
 
         Takes the same arguments. Intermediate snapshots are only built when a progress
         callback asks for them (or ``yield_every`` / ``options`` are given).
+
+        Returns the snapshot marked ``cancelled=True`` when a ``cancel`` token stopped the
+        run. When the run fails (the model raises, or ``KeyboardInterrupt``), the exception
+        is re-raised with ``exc.partial`` set to the snapshot of the chunks finished before
+        it (None when none was), so the work done is not lost::
+
+            try:
+                expl = SegRISE(model).explain(image, n_masks=4000)
+            except Exception as exc:
+                expl = exc.partial  # the map of the finished masks, or None
         """
         if not callable(kwargs.get("progress")) and not {"yield_every", "options"} & set(kwargs):
             kwargs["yield_every"] = 1e9
@@ -318,7 +347,7 @@ class Method:
         return params, options
 
     def _context(self, x, runner, ref, state, seed, spacing) -> Context:
-        out = runner(x)
+        out = runner(x.clone())  # the model's own copy: an in-place model changes nothing
         is_seg = out.ndim > 2
         if self.needs_segmentation and not is_seg:
             raise ValueError(
