@@ -101,7 +101,7 @@ def _read_meta(path: Path, entry: np.ndarray) -> dict[str, Any]:
     return meta
 
 
-def _check_shapes(path: Path, arrays: dict[str, np.ndarray], extras: dict[str, np.ndarray]):
+def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
     shape = arrays["map"].shape
     if len(shape) not in (2, 3):
         raise _fail(path, "map", f"must be (H, W) or (D, H, W), got shape {shape}")
@@ -111,10 +111,6 @@ def _check_shapes(path: Path, arrays: dict[str, np.ndarray], extras: dict[str, n
     image = arrays.get("image")
     if image is not None and (image.ndim != len(shape) + 1 or image.shape[1:] != shape):
         raise _fail(path, "image", f"must be (C, *{shape}), got shape {image.shape}")
-    for name, arr in extras.items():
-        if arr.ndim == len(shape) and arr.shape != shape:
-            what = f"must have the map's shape {shape}, got {arr.shape}"
-            raise _fail(path, f"extra__{name}", what)
 
 
 def read_saved(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], dict]:
@@ -151,7 +147,7 @@ def read_saved(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray],
         for k, v in entries.items()
         if k.startswith("extra__")
     }
-    _check_shapes(path, arrays, extras)
+    _check_shapes(path, arrays)  # extras have shapes of their own (e.g. HDM's grid)
     spacing = meta.get("voxel_spacing") or []
     if spacing and len(spacing) != arrays["map"].ndim:
         raise _fail(

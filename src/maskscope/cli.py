@@ -119,7 +119,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .io import read_image, write_map
+    from ._outpaths import check_outputs, png_sidecar, strip_format
+    from .io import FORMATS, read_image, write_map
     from .models import UntrustedModelError, load_model
 
     method_name, fixed = CLI_METHODS[args.method]
@@ -129,14 +130,25 @@ def _explain(args: argparse.Namespace) -> int:
     }
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.update(fixed)
+    out = Path(args.out)
+    png = png_sidecar(out) if args.png else None
+    inputs = [("--image", Path(args.image))]
+    if args.reference:
+        inputs.append(("--reference", Path(args.reference)))
+    outputs = [("--out", out)] + ([("--png (the overlay)", png)] if png is not None else [])
+    check_outputs(outputs, inputs)  # before reading anything: nothing is lost later
     image = read_image(args.image)
     reference = read_image(args.reference).data if args.reference else None
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
-    out = Path(args.out)
-    if out.suffix == "" or (image.format.startswith(".nii") and ".nii" not in out.name):
-        raise ValueError(f"--out needs a file name ending in {image.format}, got {out.name}")
+    if strip_format(out) == out.name or (
+        image.format.startswith(".nii") and ".nii" not in out.name
+    ):
+        raise ValueError(
+            f"--out needs a file name ending in {image.format} (or one of "
+            f"{', '.join(FORMATS)}), got {out.name}"
+        )
     slices = "all"
     if args.slices and args.slices != "all":
         slices = [int(s) for s in args.slices.replace(",", " ").split()]
@@ -149,6 +161,11 @@ def _explain(args: argparse.Namespace) -> int:
         n_spatial = len(
             prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
         )
+        if args.spacing is not None and len(spacing) not in (1, n_spatial):
+            raise ValueError(
+                f"--spacing needs {n_spatial} values (one per spatial axis of the image) or "
+                f"one for all, got {len(spacing)}: {args.spacing}"
+            )
         spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
     expl = explainer.explain(
         image.data,
@@ -161,8 +178,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
-    if args.png:
-        png = out.with_name(out.name.split(".")[0] + ".png")
+    if png is not None:
         expl.to_png(png)
         print(f"wrote {png}")
     return 0

@@ -50,9 +50,9 @@ TAMPERINGS = {
         lambda e: {**e, "meta": _meta(e, voxel_spacing=[1, 1, 1])},
         r"'meta.voxel_spacing' must have 2 values",
     ),
-    "extra shape": (
-        lambda e: {**e, "extra__mean": np.zeros((4, 4))},
-        r"'extra__mean' must have the map's shape",
+    "extra as text": (
+        lambda e: {**e, "extra__mean": np.array(["a", "b"])},
+        r"'extra__mean' must hold numbers, got dtype <U1",
     ),
 }
 

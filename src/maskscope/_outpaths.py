@@ -1,0 +1,81 @@
+"""Checks on output paths made before a run starts: nothing is written over an input.
+
+Used by the command line: a run can take minutes, so a missing folder, an unwritable file
+or an output that is one of the inputs is reported before the first model call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .io import FORMATS
+
+__all__ = ["check_outputs", "png_sidecar", "strip_format"]
+
+
+def strip_format(path: Path) -> str:
+    """The file name without its format suffix (``run.v2.nii.gz`` → ``run.v2``)."""
+    name = path.name
+    for fmt in sorted(FORMATS, key=len, reverse=True):
+        if name.lower().endswith(fmt):
+            return name[: -len(fmt)]
+    return path.stem
+
+
+def png_sidecar(path: Path) -> Path:
+    """The overlay PNG written next to a map: the whole stem kept (``run.v2.npy`` → ``run.v2.png``)."""
+    return path.with_name(strip_format(path) + ".png")
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def _check_writable(flag: str, path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path} exists and is not writable")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {folder} is not writable")
+
+
+def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[str, Path]]) -> None:
+    """Refuse outputs that are inputs, or that cannot be written; before any work.
+
+    Parameters
+    ----------
+    outputs
+        ``(what, path)`` of every file the run will write (``what`` names the flag, e.g.
+        ``"--out"`` or ``"--png (writes the overlay)"``).
+    inputs
+        ``(flag, path)`` of every file the run reads.
+
+    Raises
+    ------
+    ValueError
+        Naming the flag, the output and the input it would overwrite, or why the output
+        cannot be written.
+    """
+    for what, out in outputs:
+        for flag, src in inputs:
+            if _same(out, src):
+                raise ValueError(
+                    f"{what} {out} is the {flag} file {src}: it would be overwritten; "
+                    "choose another output name"
+                )
+        _check_writable(what, out)
+    for i, (what, out) in enumerate(outputs):
+        for other, out2 in outputs[i + 1 :]:
+            if _same(out, out2):
+                raise ValueError(f"{what} and {other} both write {out}: choose another --out")
