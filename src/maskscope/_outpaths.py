@@ -25,7 +25,7 @@ def strip_format(path: Path) -> str:
 
 
 def png_sidecar(path: Path) -> Path:
-    """The overlay PNG written next to a map: the whole stem kept (``run.v2.npy`` → ``run.v2.png``)."""
+    """The overlay PNG next to a map, keeping the whole stem (``run.v2.npy`` → ``run.v2.png``)."""
     return path.with_name(strip_format(path) + ".png")
 
 
