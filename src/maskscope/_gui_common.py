@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ._messages import for_form
 from .engine.loop import RunOptions
 from .engine.params import ParamSpec
 from .explanation import Explanation
@@ -87,6 +88,10 @@ class FormField:
             Naming the parameter, what it takes and what was typed.
         """
         numbers = self.types & {"int", "float", "tuple", "list", "Sequence"}
+        if value is None and not self.optional:
+            many = " or numbers separated by commas" if self.types & {"tuple", "list"} else ""
+            takes = "a number" + many if numbers else "a value"
+            raise ValueError(f"{self.spec.label} is empty: it takes {takes}")
         if "str" in self.types or not numbers:
             return value
         items = value if isinstance(value, tuple) else (value,)
@@ -326,7 +331,7 @@ def error_line(exc: BaseException, limit: int = 300) -> str:
     if isinstance(exc, KeyError) and first:
         first = first.strip("'\"")
     if isinstance(exc, (ValueError, TypeError, OSError, ImportError, KeyError)) and first:
-        line = first
+        line = for_form(first)
     else:
         line = f"{name}: {first}" if first else name
     return line if len(line) <= limit else line[: limit - 1] + "…"

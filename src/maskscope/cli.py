@@ -9,6 +9,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._messages import for_cli
 from .engine.inputs import prepare_image
 from .engine.loop import RunOptions
 from .engine.params import describe_params
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return _explain(args)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
-        print(f"maskscope: error: {exc}", file=sys.stderr)
+        print(f"maskscope: error: {for_cli(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("maskscope: interrupted", file=sys.stderr)

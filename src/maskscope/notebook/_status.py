@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from .._messages import for_form
 from ..explanation import Explanation
 from ._runner import BackgroundRun
 
@@ -57,7 +58,9 @@ def running(snap: Explanation) -> Status:
 
 def cannot_start(method: str, exc: BaseException) -> Status:
     """Bad parameters or inputs, found before the run started."""
-    return Status(f"Cannot start {method}: {type(exc).__name__}: {exc}", RED, "danger")
+    return Status(
+        f"Cannot start {method}: {type(exc).__name__}: {for_form(str(exc))}", RED, "danger"
+    )
 
 
 def finished(method: str, run: BackgroundRun) -> Status:
