@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from ..engine.cancel import CancelToken
+from ..engine.custom import checked_fill, checked_score, function_name
+from ..engine.devices import check_device
 from ..engine.inputs import (
     model_device_dtype,
     model_layout,
@@ -145,6 +147,8 @@ class Method:
         self.spatial_dims = spatial_dims or dims
         self.in_channels = in_ch
         mdev, mdtype = model_device_dtype(model)
+        if device is not None:
+            device = check_device(device)
         if device is not None and mdev is not None and torch.device(device).type != mdev.type:
             raise ValueError(
                 f"the model is on {mdev} but device={str(device)!r} was asked: move the model "
@@ -237,7 +241,7 @@ class Method:
         spacing = normalize_spacing(voxel_spacing, len(spatial))
         ref_full = None
         if reference is not None:
-            ref_full = prepare_reference(reference, spatial, n_classes=2**31 - 1)
+            ref_full = prepare_reference(reference, spatial, n_classes=None)
         owned = layout.image.clone()  # never a view of the caller's memory
         img = owned.to(self.dtype)
         part_spacing = spacing[1:] if layout.slice_by_slice else spacing
@@ -260,7 +264,7 @@ class Method:
                         f"the reference segmentation has no voxel of {what}: nothing to "
                         "explain (give another target, or a reference that contains it)"
                     )
-                return self.make_task(ctx, params)
+                return self._checked(self.make_task(ctx, params), params)
 
             return prepare
 
@@ -316,6 +320,26 @@ class Method:
             pass
         assert last is not None
         return last
+
+    def _checked(self, task: Task, params: Any) -> Task:
+        """Check the outputs of user-given score, distance and fill functions."""
+        custom = [
+            (name, fn)
+            for name, fn in (
+                ("score_fn", getattr(self, "score_fn", None)),
+                ("distance_fn", getattr(self, "distance_fn", None)),
+                ("score", getattr(params, "score", None)),
+                ("distance", getattr(params, "distance", None)),
+            )
+            if callable(fn)
+        ]
+        if custom:
+            name, fn = custom[0]
+            task.score = checked_score(task.score, f"the {name} function {function_name(fn)}")
+        fill = getattr(self, "fill_fn", None)
+        if callable(fill):
+            task.perturb = checked_fill(task.perturb, f"the fill_fn {function_name(fill)}")
+        return task
 
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""

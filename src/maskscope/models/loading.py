@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maskscope.engine.devices import check_device
 from maskscope.models.unet import UNet
 
 __all__ = [
@@ -304,7 +305,7 @@ def load_model(
     """
     if not isinstance(trusted, bool):
         raise TypeError(f"trusted must be True or False, got {trusted!r}")
-    dev = torch.device(device) if device is not None else None
+    dev = check_device(device) if device is not None else None
     if isinstance(spec, os.PathLike):
         return _load_file(Path(spec), dev, trusted)
     if not isinstance(spec, str):
