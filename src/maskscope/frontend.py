@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .engine.cancel import CancelToken
 from .engine.loop import RunOptions
 from .engine.params import ParamSpec, describe_params, validate_params
 from .explanation import Explanation
@@ -129,11 +130,13 @@ def start_run(
     outputs: str = "logits",
     spatial_dims: int | None = None,
     yield_every: float = 0.2,
+    cancel: CancelToken | None = None,
 ) -> Iterator[Explanation]:
     """Validate everything and return the run's snapshot generator.
 
     Errors in the inputs are raised here, before any work starts; errors of the model
-    surface from the generator.
+    surface from the generator. ``cancel`` stops the run from any thread after the chunk
+    in progress (its last snapshot is then marked ``cancelled``).
     """
     params, options = split_values(method, values or {})
     options = dataclasses.replace(options, yield_every=yield_every)
@@ -146,4 +149,5 @@ def start_run(
         options=options,
         slices=slices,
         voxel_spacing=voxel_spacing,
+        cancel=cancel,
     )

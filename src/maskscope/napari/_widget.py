@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._gui_common import error_line, progress_text
+from ..engine.cancel import CancelToken
 from ..engine.inputs import model_layout
 from ..explanation import Explanation
 from ..frontend import device_choices, normalize_image, start_run
@@ -39,7 +40,10 @@ __all__ = ["ExplainWidget"]
 _PROGRESS_STEPS = 1000
 
 
-def _quit(running: dict[str, GeneratorWorker | None], *_: Any) -> None:
+def _quit(running: dict[str, Any], *_: Any) -> None:
+    token = running.get("token")
+    if token is not None:
+        token.cancel()  # stops the run after its chunk, even between two snapshots
     worker = running.get("worker")
     if worker is not None:
         worker.quit()
@@ -160,7 +164,7 @@ class ExplainWidget(QWidget):
         outer.addWidget(scroll)
 
         # Closing the widget cancels its run (a holder, as the widget is gone by then).
-        self._running: dict[str, GeneratorWorker | None] = {"worker": None}
+        self._running: dict[str, Any] = {"worker": None, "token": None}
         self.destroyed.connect(partial(_quit, self._running))
         self.method.currentTextChanged.connect(self._method_changed)
         self.run_button.clicked.connect(self.run)
@@ -226,8 +230,9 @@ class ExplainWidget(QWidget):
         """
         if self.worker is not None:
             return None
+        token = CancelToken()
         try:
-            job = self._prepare()
+            job = self._prepare(token)
         except Exception as exc:  # shown to the user; the widget stays usable
             self._report(exc)
             return None
@@ -245,17 +250,19 @@ class ExplainWidget(QWidget):
             on_returned=self._on_returned,
             on_finished=self._on_finished,
         )
-        self._running["worker"] = self.worker
+        self._running["worker"], self._running["token"] = self.worker, token
         return self.worker
 
     def cancel(self) -> None:
-        """Stop the run at the next snapshot; the map computed so far is kept."""
+        """Stop the run after the chunk in progress; the map computed so far is kept."""
         if self.worker is not None:
             self._cancelled = True
             self.status.setText("cancelling…")
-            self.worker.quit()
+            token = self._running.get("token")
+            if token is not None:
+                token.cancel()  # the run ends after its chunk with a cancelled snapshot
 
-    def _prepare(self) -> _Job:
+    def _prepare(self, token: CancelToken) -> _Job:
         given = self.inputs.gather()
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
@@ -273,6 +280,7 @@ class ExplainWidget(QWidget):
             outputs=loaded.outputs,
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
+            cancel=token,
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
@@ -326,7 +334,7 @@ class ExplainWidget(QWidget):
             self.status.setText("cancelled before the first result")
         else:
             self.status.setText(progress_text(snap, cancelled=self._cancelled and partial))
-        self.worker = self._running["worker"] = None
+        self.worker = self._running["worker"] = self._running["token"] = None
         self._set_running(False)
         self.run_finished.emit(snap)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..engine.cancel import CancelToken
 from ..engine.inputs import normalize_spacing, prepare_image
 from ..explanation import Explanation
 from ..frontend import method_class, start_run
@@ -180,8 +181,10 @@ class ExplainWidget(widgets.VBox):
     def run(self, **values: Any) -> ExplainWidget:
         """Start a run with the form's values (what the Run button does).
 
-        A run in progress is cancelled first; the new run replaces :attr:`explanation`.
-        Bad values or inputs do not raise: they show in the status line and are kept in
+        A run in progress is cancelled first, without waiting for it: the new run starts
+        calling the model once the old one has finished its chunk, in the background, so
+        the kernel is never blocked. The new run replaces :attr:`explanation`. Bad values
+        or inputs do not raise: they show in the status line and are kept in
         :attr:`error`.
 
         Parameters
@@ -198,8 +201,9 @@ class ExplainWidget(widgets.VBox):
             self.form.set(**values)
         old = self._run
         if old is not None and old.running:
-            old.cancel()
-            old.wait()
+            old.cancel()  # returns at once; the new run's thread waits for it
+        else:
+            old = None
         with self._lock:
             self._run_id += 1
             run_id, method = self._run_id, self.method
@@ -207,6 +211,7 @@ class ExplainWidget(widgets.VBox):
             self.error = None
         self.progress.value = 0.0
         self.time_label.value = ""
+        token = CancelToken()
         try:
             snapshots = start_run(
                 self.model,
@@ -220,6 +225,7 @@ class ExplainWidget(widgets.VBox):
                 outputs=self.outputs,
                 spatial_dims=self.spatial_dims,
                 yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
+                cancel=token,
             )
         except Exception as exc:
             self.error = exc
@@ -233,6 +239,8 @@ class ExplainWidget(widgets.VBox):
             lambda snap: self._update(run_id, snap),
             lambda run: self._finish(run_id, method, run),
             max_rate=self.max_rate,
+            token=token,
+            after=old,
         ).start()
         return self
 
@@ -241,6 +249,13 @@ class ExplainWidget(widgets.VBox):
         if self.running:
             self._run.cancel()
             self._set_status(st.Status(f"{self.method}: cancelling after this chunk…"))
+
+    def close(self) -> None:
+        """Close the widget; a run in progress is cancelled (it ends after its chunk)."""
+        run = getattr(self, "_run", None)  # also called by __del__, maybe half-built
+        if run is not None:
+            run.cancel()
+        super().close()
 
     def wait(self, timeout: float | None = None) -> Explanation | None:
         """Block until the run ended and the widget shows its final state.
