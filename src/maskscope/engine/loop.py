@@ -334,6 +334,10 @@ def run_parts(
             return None
         return (part.index, canvas.collect(task, task.accumulator.partial()))
 
+    def finished_work() -> Explanation | None:
+        cur = current()
+        return None if cur is None and not canvas.done else snapshot(cur, notify=False)
+
     def stop_requested() -> bool:
         return cancel is not None and cancel.cancelled
 
@@ -417,14 +421,14 @@ def run_parts(
         yield snapshot(None, done=True)
     except BaseException as exc:
         if not isinstance(exc, GeneratorExit):
-            _attach_partial(exc, lambda: snapshot(current(), notify=False))
+            _attach_partial(exc, lambda: finished_work())
         raise
     finally:
         if bar is not None:
             bar.close()
 
 
-def _attach_partial(exc: BaseException, build: Callable[[], Explanation]) -> None:
+def _attach_partial(exc: BaseException, build: Callable[[], Explanation | None]) -> None:
     """Set ``exc.partial`` to the snapshot of the finished work (None if it cannot be built)."""
     if getattr(exc, "partial", None) is not None:
         return
