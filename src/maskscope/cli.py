@@ -120,7 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ._outpaths import check_outputs, png_sidecar, strip_format
+    from ._outpaths import check_outputs, png_sidecar
     from .io import FORMATS, read_image, write_map
     from .models import UntrustedModelError, load_model
 
@@ -143,7 +143,7 @@ def _explain(args: argparse.Namespace) -> int:
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
-    if strip_format(out) == out.name or (
+    if not any(out.name.lower().endswith(f) for f in FORMATS) or (
         image.format.startswith(".nii") and ".nii" not in out.name
     ):
         raise ValueError(
@@ -167,6 +167,8 @@ def _explain(args: argparse.Namespace) -> int:
                 f"--spacing needs {n_spatial} values (one per spatial axis of the image) or "
                 f"one for all, got {len(spacing)}: {args.spacing}"
             )
+        if len(spacing) == 1:
+            spacing = tuple(spacing) * n_spatial
         spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
     expl = explainer.explain(
         image.data,

@@ -22,11 +22,12 @@ def test_crafted_pt2_runs_no_code_without_the_switch(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_crafted_pt2_loads_with_the_switch_and_its_code_runs(tmp_path: Path) -> None:
+def test_crafted_pt2_loads_with_the_switch_and_its_code_runs(tmp_path: Path, caplog) -> None:
     # what the switch means: torch.export.load does run the archive's pickled code
     marker = tmp_path / "marker.txt"
     path = crafted_pt2(tmp_path, marker)
-    logging.getLogger("torch._export.serde.serialize").setLevel(logging.CRITICAL)
+    # torch 2.13 logs the fallback to a full unpickle with a malformed format string
+    caplog.set_level(logging.CRITICAL, logger="torch._export.serde.serialize")
     model = load_model(path, trusted=True)
     assert marker.read_text() == "ran"
     assert model(torch.zeros(3, 1, 8, 8)).shape == (3, 2, 8, 8)
