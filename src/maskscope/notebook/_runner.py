@@ -144,7 +144,8 @@ class BackgroundRun:
                     self.n_received += 1
                     self._fresh = True
                     self._cond.notify_all()
-                if snap.cancelled or self._cancel.is_set():
+                # with a token the engine ends the run itself, with a cancelled snapshot
+                if snap.cancelled or (self._cancel.is_set() and self._token is None):
                     self.cancelled = not snap.done
                     break
         except Exception as exc:
