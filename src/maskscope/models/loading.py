@@ -57,10 +57,9 @@ class UntrustedModelError(ValueError):
     def message(self, switch: str) -> str:
         """The refusal, naming the frontend's own trust switch (a flag, a field)."""
         return (
-            f"refusing to load {str(self.path)!r}: a torch.export file (.pt2) is unpickled in "
-            "part by torch.export.load (sample inputs, constants), and unpickling can run any "
-            f"Python code. If you trust where this file comes from, allow it with {switch}; "
-            "a TorchScript file (torch.jit.save) or 'package.module:factory' needs no switch"
+            f"refusing to load {str(self.path)!r}: torch.export.load unpickles parts of a "
+            f".pt2 file, which can run any Python code; if you trust its source, allow it "
+            f"with {switch} (TorchScript files need no switch)"
         )
 
 

@@ -290,7 +290,17 @@ class ExplainWidget(QWidget):
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
         n_spatial = len(given.array.spatial)
-        dims = loaded.spatial_dims or model_layout(loaded.model)[0]
+        layout_dims, in_channels = model_layout(loaded.model)
+        dims = loaded.spatial_dims or layout_dims
+        channels = given.array.image.shape[0]
+        has_channels = given.array.channel_axis is not None or given.layer.rgb
+        if has_channels and in_channels is not None and channels != in_channels:
+            what = "RGB colours" if given.layer.rgb else "channels along the channel axis"
+            raise ValueError(
+                f"{loaded.label} takes {in_channels} input channel(s), but the image layer "
+                f"{given.layer.name!r} has {channels} ({what}): choose an image with "
+                f"{in_channels} channel(s), or another channel setting"
+            )
         if n_spatial == 2:
             if dims == 3:
                 raise ValueError(
