@@ -14,9 +14,16 @@ __all__ = ["for_cli", "for_form"]
 _FIELD = re.compile(r"\b(?:[A-Z]\w*Params|RunOptions)\.(\w+)")
 
 
+_ARGUMENT = re.compile(r"^(target|slices|slice indices|slice index|outputs|spatial_dims)\b")
+_FLAGS = {"slice indices": "--slices", "slice index": "--slices: slice index"}
+
+
 def for_cli(message: str) -> str:
-    """``SegRISEParams.n_masks must ...`` → ``--n-masks must ...``."""
-    return _FIELD.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
+    """``SegRISEParams.n_masks must`` → ``--n-masks must``; ``target must`` → ``--target must``."""
+    message = _FIELD.sub(lambda m: "--" + m.group(1).replace("_", "-"), message)
+    return _ARGUMENT.sub(
+        lambda m: _FLAGS.get(m.group(1), "--" + m.group(1).replace("_", "-")), message
+    )
 
 
 def for_form(message: str) -> str:

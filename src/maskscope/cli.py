@@ -152,7 +152,12 @@ def _explain(args: argparse.Namespace) -> int:
         )
     slices = "all"
     if args.slices and args.slices != "all":
-        slices = [int(s) for s in args.slices.replace(",", " ").split()]
+        try:
+            slices = [int(s) for s in args.slices.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(
+                f"--slices must be 'all' or slice indices like 10,11,12, got {args.slices!r}"
+            ) from None
     try:
         model = load_model(args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:

@@ -161,3 +161,15 @@ def test_custom_function_outputs_are_checked(build, message) -> None:
         kw["score"] = nan_overlap
     with pytest.raises(ValueError, match=message):
         explainer.explain(image(), **kw)
+
+
+def test_array_baselines_are_accepted_and_checked() -> None:
+    per_channel = SegRISE(ThresholdNet(2)).explain(
+        image(), n_masks=8, grid=4, baseline=np.array([0.25])
+    )
+    number = SegRISE(ThresholdNet(2)).explain(image(), n_masks=8, grid=4, baseline=0.25)
+    np.testing.assert_allclose(per_channel.map, number.map, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"baseline must be an array of finite numbers"):
+        SegRISE(ThresholdNet(2)).explain(image(), n_masks=8, baseline=np.array([np.nan]))
+    with pytest.raises(ValueError, match=r"fill must be an array of finite numbers"):
+        HDM(ThresholdNet(2)).explain(image(), diameter=4, stride=4, fill=torch.tensor([np.inf]))

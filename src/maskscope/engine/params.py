@@ -105,6 +105,12 @@ def describe_params(cls_or_obj: Any) -> list[ParamSpec]:
 
 #: Fields whose value may also be a function (a custom score or distance).
 CALLABLE_FIELDS = frozenset({"score", "distance"})
+#: Fields whose value may also be an array (a baseline or fill per channel, or an image).
+ARRAY_FIELDS = frozenset({"baseline", "fill"})
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
 
 
 def _plain(value: Any) -> Any:
@@ -152,6 +158,8 @@ def _expected(kinds: list[str], choices: tuple | None, name: str) -> str:
             out.append(words.get(k, k))
     if name in CALLABLE_FIELDS:
         out.append("a function")
+    if name in ARRAY_FIELDS:
+        out.append("an array")
     return " or ".join(out)
 
 
@@ -169,6 +177,10 @@ def _type_ok(value: Any, kinds: list[str], name: str) -> bool:
             item = _is_int if k == "tuple[int, ...]" else _is_number
             if all(item(v) for v in value):
                 return True
+    if name in ARRAY_FIELDS and (
+        _is_array(value) or (isinstance(value, tuple) and all(map(_is_number, value)))
+    ):
+        return True
     return name in CALLABLE_FIELDS and callable(value)
 
 
@@ -195,6 +207,11 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
         raise TypeError(
             f"{owner}.{f.name} must be {_expected(kinds, choices, f.name)}, got {shown}"
         )
+    if _is_array(value):
+        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        if arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+            raise ValueError(f"{owner}.{f.name} must be an array of finite numbers, got {arr!r}")
+        return
     if isinstance(value, str):
         if choices is not None and value not in choices:
             valid = ", ".join(repr(c) for c in choices)
