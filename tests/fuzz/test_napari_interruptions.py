@@ -81,7 +81,8 @@ def test_layer_removed_mid_run(make_napari_viewer, qtbot) -> None:
     run_again_succeeds(qtbot, widget)
 
 
-def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot) -> None:
+@pytest.mark.parametrize("how", ["remove the dock widget", "close the viewer"])
+def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot, how) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(square(), name="sq")
     model = Gated(free_calls=2)
@@ -89,8 +90,11 @@ def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot) -> None:
     widget.run()
     assert model.entered.wait(BOUND)
     token, worker = widget._running["token"], widget.worker
-    viewer.window.remove_dock_widget(widget.parent())
-    widget.deleteLater()
+    if how == "close the viewer":
+        viewer.close()
+    else:
+        viewer.window.remove_dock_widget(widget.parent())
+        widget.deleteLater()
     qtbot.waitUntil(lambda: token.cancelled, timeout=WAIT_MS)
     model.gate.set()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
