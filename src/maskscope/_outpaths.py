@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .io import FORMATS
 
-__all__ = ["check_outputs", "png_sidecar", "strip_format"]
+__all__ = ["check_format", "check_outputs", "cli_outputs", "png_sidecar", "strip_format"]
 
 
 def strip_format(path: Path) -> str:
@@ -79,3 +79,33 @@ def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[st
         for other, out2 in outputs[i + 1 :]:
             if _same(out, out2):
                 raise ValueError(f"{what} and {other} both write {out}: choose another --out")
+
+
+def check_format(out: Path, input_format: str) -> None:
+    """``--out`` must end in a known format (and stay NIfTI for a NIfTI input)."""
+    known = any(out.name.lower().endswith(f) for f in FORMATS)
+    if not known or (input_format.startswith(".nii") and ".nii" not in out.name.lower()):
+        raise ValueError(
+            f"--out needs a file name ending in {input_format} (or one of "
+            f"{', '.join(FORMATS)}), got {out.name}"
+        )
+
+
+def cli_outputs(out: str, png: bool, image: str, reference: str | None) -> tuple[Path, Path | None]:
+    """The command line's output paths, checked against its inputs before the run.
+
+    Returns
+    -------
+    out, png
+        The map's path and the overlay PNG's (None without ``--png``).
+    """
+    out_path = Path(out)
+    png_path = png_sidecar(out_path) if png else None
+    inputs = [("--image", Path(image))]
+    if reference:
+        inputs.append(("--reference", Path(reference)))
+    outputs = [("--out", out_path)]
+    if png_path is not None:
+        outputs.append(("--png (the overlay)", png_path))
+    check_outputs(outputs, inputs)
+    return out_path, png_path

@@ -119,9 +119,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spacing_for(explainer, data, spacing, *, given: bool) -> tuple[float, ...]:
+    """One spacing per spatial axis: ``--spacing`` must fit, a file's may have extra axes."""
+    n_spatial = len(prepare_image(data, explainer.spatial_dims, explainer.in_channels).spatial)
+    if given and len(spacing) not in (1, n_spatial):
+        raise ValueError(
+            f"--spacing needs {n_spatial} values (one per spatial axis of the image) or "
+            f"one for all, got {len(spacing)}: {', '.join(f'{v:g}' for v in spacing)}"
+        )
+    if len(spacing) == 1:
+        spacing = tuple(spacing) * n_spatial
+    return tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else tuple(spacing)
+
+
 def _explain(args: argparse.Namespace) -> int:
-    from ._outpaths import check_outputs, png_sidecar
-    from .io import FORMATS, read_image, write_map
+    from ._outpaths import check_format, cli_outputs
+    from .io import read_image, write_map
     from .models import UntrustedModelError, load_model
 
     method_name, fixed = CLI_METHODS[args.method]
@@ -131,25 +144,13 @@ def _explain(args: argparse.Namespace) -> int:
     }
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.update(fixed)
-    out = Path(args.out)
-    png = png_sidecar(out) if args.png else None
-    inputs = [("--image", Path(args.image))]
-    if args.reference:
-        inputs.append(("--reference", Path(args.reference)))
-    outputs = [("--out", out)] + ([("--png (the overlay)", png)] if png is not None else [])
-    check_outputs(outputs, inputs)  # before reading anything: nothing is lost later
+    out, png = cli_outputs(args.out, args.png, args.image, args.reference)
     image = read_image(args.image)
     reference = read_image(args.reference).data if args.reference else None
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
-    if not any(out.name.lower().endswith(f) for f in FORMATS) or (
-        image.format.startswith(".nii") and ".nii" not in out.name
-    ):
-        raise ValueError(
-            f"--out needs a file name ending in {image.format} (or one of "
-            f"{', '.join(FORMATS)}), got {out.name}"
-        )
+    check_format(out, image.format)
     slices = "all"
     if args.slices and args.slices != "all":
         try:
@@ -164,17 +165,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise UntrustedModelError(exc.path, "--trust-model") from None
     explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
     if spacing is not None:
-        n_spatial = len(
-            prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
-        )
-        if args.spacing is not None and len(spacing) not in (1, n_spatial):
-            raise ValueError(
-                f"--spacing needs {n_spatial} values (one per spatial axis of the image) or "
-                f"one for all, got {len(spacing)}: {args.spacing}"
-            )
-        if len(spacing) == 1:
-            spacing = tuple(spacing) * n_spatial
-        spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
+        spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     expl = explainer.explain(
         image.data,
         reference=reference,
