@@ -329,13 +329,13 @@ def run_parts(
             callback(snap)
         return snap
 
-    def current() -> tuple[int | None, dict[str, np.ndarray]] | None:
+    def live_part() -> tuple[int | None, dict[str, np.ndarray]] | None:
         if task is None or part_done == 0:
             return None
         return (part.index, canvas.collect(task, task.accumulator.partial()))
 
     def finished_work() -> Explanation | None:
-        cur = current()
+        cur = live_part()
         return None if cur is None and not canvas.done else snapshot(cur, notify=False)
 
     def stop_requested() -> bool:
@@ -362,7 +362,7 @@ def run_parts(
             batch_size = min(batch_size, chunk_limit(options, task.x))
             while start < task.n_total:
                 if stop_requested():
-                    yield snapshot(current(), cancelled=True)
+                    yield snapshot(live_part(), cancelled=True)
                     return
                 stop = min(start + batch_size, task.n_total)
                 masks = task.masks(start, stop)
@@ -400,7 +400,7 @@ def run_parts(
             if finish is not None:
                 for _ in finish():
                     if stop_requested():
-                        yield snapshot(current(), cancelled=True)
+                        yield snapshot(live_part(), cancelled=True)
                         return
                     if due():
                         current = canvas.collect(task, task.accumulator.partial())
