@@ -26,6 +26,19 @@ def for_cli(message: str) -> str:
     )
 
 
+def _label(owner: str, name: str) -> str:
+    from .engine.loop import RunOptions
+    from .engine.params import describe_params
+    from .methods import METHODS
+
+    for cls in [*(m.Params for m in METHODS.values()), RunOptions]:
+        if cls.__name__ == owner:
+            for spec in describe_params(cls):
+                if spec.name == name:
+                    return spec.label
+    return name.replace("_", " ")
+
+
 def for_form(message: str) -> str:
-    """``SegRISEParams.n_masks must ...`` → ``the field 'n masks' must ...``."""
-    return _FIELD.sub(lambda m: f"the field {m.group(1).replace('_', ' ')!r}", message)
+    """``RunOptions.tol must ...`` → ``the field 'early-stop tolerance' must ...`` (its label)."""
+    return _FIELD.sub(lambda m: f"the field {_label(*m.group(0).split('.'))!r}", message)

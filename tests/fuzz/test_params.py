@@ -173,3 +173,24 @@ def test_array_baselines_are_accepted_and_checked() -> None:
         SegRISE(ThresholdNet(2)).explain(image(), n_masks=8, baseline=np.array([np.nan]))
     with pytest.raises(ValueError, match=r"fill must be an array of finite numbers"):
         HDM(ThresholdNet(2)).explain(image(), diameter=4, stride=4, fill=torch.tensor([np.inf]))
+
+
+@pytest.mark.parametrize(
+    ("message", "cli", "form"),
+    [
+        (
+            "RunOptions.tol must be in (0, inf], got -1",
+            "--tol must be in (0, inf], got -1",
+            "the field 'early-stop tolerance' must be in (0, inf], got -1",
+        ),
+        (
+            "SegRISEParams.n_masks must be an int, got 2.5",
+            "--n-masks must be an int, got 2.5",
+            "the field 'n masks' must be an int, got 2.5",
+        ),
+    ],
+)
+def test_messages_speak_each_frontends_words(message, cli, form) -> None:
+    from maskscope._messages import for_cli, for_form
+
+    assert for_cli(message) == cli and for_form(message) == form
