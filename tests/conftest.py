@@ -8,11 +8,26 @@ import torch
 from torch import nn
 
 
+class TieError(AssertionError):
+    """A test model was evaluated at (or within rounding of) its decision threshold."""
+
+
 class ThresholdNet(nn.Module):
-    """Segments voxels whose local mean exceeds 0.5: logits (B, 2, *spatial).
+    """Segments voxels whose local mean exceeds 0.4837: logits (B, 2, *spatial).
 
     A fixed box filter, so its output depends smoothly on what the masks hide.
+
+    Batched and single-image convolutions round differently on different CPUs (last bits of
+    float32), so a voxel whose local mean is within rounding of the threshold may be labelled either
+    way. The model refuses such inputs (:class:`TieError`, ``margin`` = 5e-7, a few times the
+    largest difference seen between kernels): a test that passes never depends on which kernel
+    rounds last.
     """
+
+    #: Decision threshold on the local mean: not a short binary fraction, so that images
+    #: of 0s and 1s under RISE masks (multiples of small powers of two) never hit it.
+    threshold = 0.4837
+    margin = 5e-7
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, width: int = 3) -> None:
         super().__init__()
@@ -23,7 +38,13 @@ class ThresholdNet(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.conv(x) - 0.5
+        m = self.conv(x) - self.threshold
+        near = m.abs() < self.margin
+        if bool(near.any()):
+            raise TieError(
+                f"ThresholdNet: {int(near.sum())} voxel(s) within {self.margin:g} of the "
+                "threshold; the labels would depend on the CPU's rounding"
+            )
         return torch.cat([-m, m], dim=1) * 8.0
 
 

@@ -7,7 +7,14 @@ Quick start::
     expl.to_png("segrise.png")
 """
 
+from . import evaluate
 from .engine import CancelToken, RunOptions, describe_params
+from .evaluate import (
+    FaithfulnessResult,
+    faithfulness,
+    randomization_check,
+    seed_agreement,
+)
 from .explanation import Explanation
 from .methods import (
     HDM,
@@ -30,6 +37,7 @@ __all__ = [
     "RISE",
     "CancelToken",
     "Explanation",
+    "FaithfulnessResult",
     "HDMParams",
     "Method",
     "PixelRISE",
@@ -40,4 +48,8 @@ __all__ = [
     "SegRISEParams",
     "__version__",
     "describe_params",
+    "evaluate",
+    "faithfulness",
+    "randomization_check",
+    "seed_agreement",
 ]

@@ -306,16 +306,18 @@ def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:
     """One line on a run's progress: done / total, elapsed, and time left or the outcome."""
     count = f"{snap.n_done}/{snap.n_total}"
     took = format_duration(snap.elapsed)
+    trust = "" if snap.reliability is None else f" · {snap.reliability_text()}"
     if snap.done:
         if snap.stopped_early:
-            return f"stopped early (error below tolerance) after {count} in {took}"
-        return f"done: {count} in {took}"
+            return f"stopped early (reliability target reached) after {count} in {took}{trust}"
+        return f"done: {count} in {took}{trust}"
     if cancelled:
-        return f"cancelled at {count} after {took}: partial map kept"
+        return f"cancelled at {count} after {took}: partial map kept{trust}"
+    rel = "" if snap.reliability is None else f" · reliability {snap.reliability:.2f}"
     if snap.n_done <= 0:
         return f"{count} · {took}"
     left = snap.elapsed * (snap.n_total - snap.n_done) / snap.n_done
-    return f"{count} · {took} · about {format_duration(left)} left"
+    return f"{count} · {took}{rel} · about {format_duration(left)} left"
 
 
 def error_line(exc: BaseException, limit: int = 300) -> str:

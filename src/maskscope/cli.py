@@ -1,4 +1,4 @@
-"""The ``maskscope`` command: ``maskscope demo`` and ``maskscope explain``."""
+"""The ``maskscope`` command: ``maskscope demo``, ``maskscope explain``, ``maskscope evaluate``."""
 
 from __future__ import annotations
 
@@ -116,6 +116,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
+    from .cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -177,6 +180,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
+    print(f"  {expl.reliability_text()}")
     if png is not None:
         expl.to_png(png)
         print(f"wrote {png}")
@@ -193,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_demo(Path(args.out), quick=args.quick, with_3d=not args.no_3d, napari=args.napari)
             return 0
+        if args.command == "evaluate":
+            from .cli_evaluate import run_evaluate
+
+            return run_evaluate(args)
         return _explain(args)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
         print(f"maskscope: error: {for_cli(str(exc))}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Explanation"]
+__all__ = ["RELIABILITY_WORDS", "Explanation", "describe_reliability"]
 
 _ARRAYS = ("map", "stderr", "reference", "prediction", "image")
 
@@ -57,7 +57,12 @@ class Explanation:
     stopped_early
         True when the run stopped because the standard error reached the tolerance.
     rel_error
-        RMS standard error divided by the map's range (RISE family), else None.
+        RMS standard error divided by the map's spread (its standard deviation over voxels;
+        RISE family), else None.
+    reliability
+        Predicted correlation between this map and a map made the same way with another
+        seed (split-half reliability, Spearman–Brown corrected; RISE family and PixelRISE
+        mean), else None. 0.9 means two seeds' maps would correlate about 0.9.
     target
         The explained class.
     """
@@ -80,6 +85,7 @@ class Explanation:
     cancelled: bool = False
     stopped_early: bool = False
     rel_error: float | None = None
+    reliability: float | None = None
     target: int | None = None
 
     @property
@@ -100,6 +106,10 @@ class Explanation:
         if arr is None:
             raise ValueError(f"this explanation has no {name!r}")
         return torch.from_numpy(np.array(arr)).to(device or "cpu")
+
+    def reliability_text(self) -> str:
+        """The reliability in words, for people who do not read correlations."""
+        return describe_reliability(self.reliability, self.method)
 
     def with_status(self, **changes: Any) -> Explanation:
         """A copy with some fields changed (e.g. ``done``)."""
@@ -228,10 +238,34 @@ class Explanation:
         state = "done" if self.done else ("cancelled" if self.cancelled else "partial")
         if self.stopped_early:
             state += ", stopped early"
+        rel = "" if self.reliability is None else f", reliability {self.reliability:.2f}"
         return (
             f"Explanation({self.method}, map {self.map.shape}, {self.n_done}/{self.n_total} "
-            f"{state}, {self.elapsed:.1f} s)"
+            f"{state}{rel}, {self.elapsed:.1f} s)"
         )
+
+
+#: Reliability bands and what they mean for the reader of a map.
+RELIABILITY_WORDS = (
+    (0.95, "stable: another seed would give practically the same map"),
+    (0.85, "mostly stable: the main regions are reliable, fine detail may change"),
+    (0.6, "rough: only the strongest regions are reliable; use more masks"),
+    (-1.0, "mostly noise: do not interpret it yet; use more masks"),
+)
+
+
+def describe_reliability(value: float | None, method: str = "") -> str:
+    """``"reliability 0.93 (mostly stable: ...)"``, or why there is no figure.
+
+    The reliability is the predicted correlation between this map and one made the same way
+    with another seed.
+    """
+    if value is None:
+        if method == "HDM":
+            return "exact (a deterministic sweep: no sampling noise)"
+        return "reliability not yet known (needs at least 4 masks)"
+    words = next(text for bound, text in RELIABILITY_WORDS if value >= bound)
+    return f"reliability {value:.2f} ({words})"
 
 
 def _json_default(obj: Any) -> Any:

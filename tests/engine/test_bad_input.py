@@ -24,7 +24,7 @@ def sq(shape=(16, 16)):
         ({"grid": 17}, ValueError, r"grid \(17, 17\) is larger than the image \(16, 16\)"),
         ({"grid": 0}, ValueError, r"grid must be in \[1, inf\], got 0"),
         ({"batch_size": 0}, ValueError, r"batch_size must be in \[1, inf\], got 0"),
-        ({"tol": -0.1}, ValueError, r"tol must be in \(0, inf\], got -0.1"),
+        ({"tol": -0.1}, ValueError, r"tol must be in \(0, 1\], got -0.1"),
         ({"score": "jaccard"}, ValueError, r"score must be one of 'dice', 'iou', got 'jaccard'"),
         ({"baseline": "median"}, ValueError, r"baseline must be one of 'min', 'mean'"),
         ({"n_masks": 2.5}, TypeError, r"n_masks must be an int, got 2.5"),

@@ -12,17 +12,33 @@ from maskscope.engine.pixel_max import PixelMax
 CPU = torch.device("cpu")
 
 
-def brute_force(masks: np.ndarray, scores: np.ndarray, p: float) -> np.ndarray:
-    """max_j Σ_i s_ij m_i / (n p), one pixel map at a time (float64)."""
+def brute_force(masks: np.ndarray, scores: np.ndarray, p: float, estimator="centred"):
+    """max_j of pixel j's RISE map, one pixel map at a time (float64).
+
+    ``"paper"``: ``Σ_i s_ij m_i / (n p)``; ``"centred"``: ``s̄_j + Σ_i (s_ij − s̄_j) m_i / (n p)``.
+    """
     n = len(masks)
-    maps = [np.tensordot(scores[:, j], masks, axes=1) / (n * p) for j in range(scores.shape[1])]
+    maps = []
+    for j in range(scores.shape[1]):
+        c = 0.0 if estimator == "paper" else scores[:, j].mean()
+        maps.append(c + np.tensordot(scores[:, j] - c, masks, axes=1) / (n * p))
     return np.max(maps, axis=0)
 
 
-def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False):
+def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False, est="centred"):
     gen = RiseMasks(spatial, 3, 0.5, seed=11)
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
-    acc = PixelMax(spatial, n_pix, 0.5, n, gen, CPU, max_bytes=max_bytes, buffer_masks=buffer_masks)
+    acc = PixelMax(
+        spatial,
+        n_pix,
+        0.5,
+        n,
+        gen,
+        CPU,
+        max_bytes=max_bytes,
+        buffer_masks=buffer_masks,
+        estimator=est,
+    )
     seen = []
     for start in range(0, n, batch):
         stop = min(start + batch, n)
@@ -30,25 +46,29 @@ def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False):
         if snapshots:
             seen.append((stop, acc.partial().map.numpy().copy()))
     slabs = list(acc.finish())
-    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5)
+    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5, est)
     return acc, slabs, acc.partial().map.numpy(), want, seen, (gen, scores)
 
 
+@pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(9, 7), (5, 6, 4)])
 @pytest.mark.parametrize("batch", [1, 4, 13])
-def test_live_mode_matches_brute_force(spatial, batch):
-    acc, slabs, got, want, _, _ = run(spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8)
+def test_live_mode_matches_brute_force(spatial, batch, est):
+    acc, slabs, got, want, _, _ = run(
+        spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8, est=est
+    )
     assert not acc.tiled and slabs == []
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
-def test_slab_mode_matches_brute_force_within_budget(spatial):
+def test_slab_mode_matches_brute_force_within_budget(spatial, est):
     n_vox = int(np.prod(spatial))
     n, n_pix = 30, 40
     # room for the scores, one live pixel and a few rows of the rest: several slabs
     budget = (n * n_pix + 16 * n_vox + 3 * (n_pix + n) * n_vox // spatial[0]) * 4
-    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget)
+    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, est=est)
     assert acc.tiled
     rows = acc.rows_per_slab
     assert 1 < rows < spatial[0] and len(slabs) == -(-spatial[0] // rows)
@@ -68,22 +88,34 @@ def test_products_use_the_buffer():
     gen = RiseMasks(spatial, 3, 0.5, seed=1)
     acc = PixelMax(spatial, 4, 0.5, n, gen, CPU, buffer_masks=32)
     calls = []
-    real = acc.acc.addmm_
 
-    class Acc:
+    class Half:
+        def __init__(self, real):
+            self.real = real
+
         def addmm_(self, a, b):
             calls.append(b.shape[0])
-            return real(a, b)
+            return self.real.addmm_(a, b)
 
-        def __getattr__(self, name):
-            return getattr(acc.__dict__["_real_acc"], name)
-
-    acc.__dict__["_real_acc"] = acc.acc
-    acc.acc = Acc()
+    acc.acc = [Half(t) for t in acc.acc]
     for start in range(0, n, 4):
         acc.update(start, gen(start, start + 4), torch.rand(4, 4))
     acc._flush()
-    assert calls == [32, 32]  # 16 chunks of 4 masks, two products
+    assert calls == [16, 16, 16, 16]  # 16 chunks of 4 masks: two products per half
+
+
+def test_halves_give_the_split_half_reliability():
+    spatial, n = (12, 10), 60
+    _, _, _, _, _, (gen, scores) = run(spatial, n, 5, 7, max_bytes=2**20)
+    masks = gen(0, n)[:, 0].double().numpy()
+    s = scores.double().numpy()
+    even = brute_force(masks[0::2], s[0::2], 0.5)
+    odd = brute_force(masks[1::2], s[1::2], 0.5)
+    r = np.corrcoef(even.ravel(), odd.ravel())[0, 1]
+    acc = PixelMax(spatial, 5, 0.5, n, gen, CPU, max_bytes=2**20)
+    for start in range(0, n, 7):
+        acc.update(start, gen(start, min(start + 7, n)), scores[start : start + 7])
+    assert acc.partial().reliability == pytest.approx(2 * r / (1 + r), rel=1e-5)
 
 
 def test_memory_stays_within_budget_whatever_n():
@@ -93,9 +125,9 @@ def test_memory_stays_within_budget_whatever_n():
     for n in (100, 400):
         acc = PixelMax(spatial, 300, 0.5, n, RiseMasks(spatial, 3, 0.5, 0), CPU, max_bytes=budget)
         assert acc.tiled
-        tensors = [acc.acc, acc._buf_m, acc._buf_s, acc.scores]
+        tensors = [*acc.acc, acc._buf_m, acc._buf_s, acc.scores]
         held.append(sum(t.numel() * t.element_size() for t in tensors))
-        slab = (int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
+        slab = (2 * int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
         assert held[-1] <= budget and acc.scores.numel() * 4 + slab <= budget
 
 

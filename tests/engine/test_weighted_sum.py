@@ -8,17 +8,19 @@ import torch
 
 from maskscope.engine.accumulate import WeightedSum
 from maskscope.engine.masks import RiseMasks
+from tests.methods.reference import estimate_np, reliability_np
 
 CPU = torch.device("cpu")
 
 
+@pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize(
     ("spatial", "grid"), [((13, 11), 3), ((9, 10), (1, 4)), ((6, 7, 5), 2), ((5, 8, 6), (1, 3, 2))]
 )
-def test_factored_sums_equal_full_mask_sums(spatial, grid):
+def test_factored_sums_equal_full_mask_sums(spatial, grid, est):
     gen = RiseMasks(spatial, grid, 0.5, seed=3, dtype=torch.float64)
-    fast = WeightedSum(spatial, 0.5, CPU, factors=gen.factors)
-    slow = WeightedSum(spatial, 0.5, CPU)
+    fast = WeightedSum(spatial, 0.5, CPU, factors=gen.factors, estimator=est)
+    slow = WeightedSum(spatial, 0.5, CPU, estimator=est)
     used = []
     real = gen.factors
 
@@ -43,13 +45,16 @@ def test_factored_sums_equal_full_mask_sums(spatial, grid):
         assert not bool((nz & beyond).any())
         fast.update(start, masks, weights[start:stop])
         slow.update(start, masks.clone(), weights[start:stop])
-        xs.append((weights[start:stop, None] * masks.reshape(stop - start, -1) / 0.5).numpy())
+        xs.append(masks.reshape(stop - start, -1).numpy())
     assert all(used) and len(used) == 22
-    xs = np.concatenate(xs)
-    np.testing.assert_allclose(fast.mean().numpy(), xs.mean(0), rtol=1e-12, atol=1e-14)
+    xs, w = np.concatenate(xs), weights.numpy()
+    want, se = estimate_np(xs, w, 0.5, est)
+    np.testing.assert_allclose(fast.mean().numpy(), want, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fast.mean().numpy(), slow.mean().numpy(), rtol=1e-12, atol=1e-14)
-    se = xs.std(0, ddof=1) / np.sqrt(len(xs))
     np.testing.assert_allclose(fast.stderr().numpy(), se, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(slow.stderr().numpy(), se, rtol=1e-9, atol=1e-12)
+    assert fast.reliability() == pytest.approx(reliability_np(xs, w, 0.5, est), rel=1e-9)
+    assert slow.reliability() == pytest.approx(fast.reliability(), rel=1e-9)
 
 
 def test_factored_sums_with_growing_chunks():

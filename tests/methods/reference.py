@@ -35,24 +35,36 @@ def dice_np(pred: np.ndarray, ref: np.ndarray, classes) -> float:
     return float(np.mean(vals)) if vals else 1.0
 
 
-def rise_np(model, image, masks, p_keep, weight_fn):
-    """Σ w_i m_i / (N p) and the per-voxel standard error, one mask at a time."""
+def rise_np(model, image, masks, p_keep, weight_fn, estimator="centred"):
+    """The RISE map and its per-voxel standard error, one mask at a time.
+
+    ``"paper"``: ``Σ w_i m_i / (N p)``; ``"centred"``: ``w̄ + Σ (w_i − w̄) m_i / (N p)``.
+    """
+    weights = [weight_fn(model_np(model, image * m[None])) for m in masks]
+    return estimate_np(masks, np.asarray(weights, dtype=np.float64), p_keep, estimator)
+
+
+def estimate_np(masks, weights, p_keep, estimator="centred"):
+    """Map and standard error from masks ``(N, *sp)`` and weights ``(N,)`` (float64)."""
     n = len(masks)
-    xs = []
-    for m in masks:
-        out = model_np(model, image * m[None])
-        xs.append(weight_fn(out) * m / p_keep)
-    xs = np.stack(xs)
-    return xs.mean(0), xs.std(0, ddof=1) / np.sqrt(n)
+    c = 0.0 if estimator == "paper" else weights.mean()
+    xs = np.stack([(w - c) * m / p_keep for w, m in zip(weights, masks, strict=True)])
+    return xs.mean(0) + c, xs.std(0, ddof=1) / np.sqrt(n)
 
 
-def pixel_max_np(model, image, masks, p_keep, pixels, target):
+def reliability_np(masks, weights, p_keep, estimator="centred"):
+    """Split-half reliability: even- vs odd-indexed masks, Spearman–Brown corrected."""
+    a, _ = estimate_np(masks[0::2], weights[0::2], p_keep, estimator)
+    b, _ = estimate_np(masks[1::2], weights[1::2], p_keep, estimator)
+    r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    return 2 * r / (1 + r)
+
+
+def pixel_max_np(model, image, masks, p_keep, pixels, target, estimator="centred"):
     """Per-pixel RISE maps, each computed separately, then the max over pixels."""
     maps = []
     outs = [softmax(model_np(model, image * m[None]))[target] for m in masks]
     for px in pixels:
-        acc = np.zeros(masks.shape[1:])
-        for m, o in zip(masks, outs, strict=True):
-            acc += o[px] * m
-        maps.append(acc / (len(masks) * p_keep))
+        w = np.array([o[px] for o in outs], dtype=np.float64)
+        maps.append(estimate_np(masks, w, p_keep, estimator)[0])
     return np.max(maps, axis=0)

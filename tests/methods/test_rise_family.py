@@ -9,7 +9,15 @@ import torch
 from maskscope import RISE, PixelRISE, SegRISE
 from tests.conftest import Spy, ThresholdNet, TinyClassifier
 
-from .reference import dice_np, masks_np, model_np, pixel_max_np, rise_np, softmax
+from .reference import (
+    dice_np,
+    masks_np,
+    model_np,
+    pixel_max_np,
+    reliability_np,
+    rise_np,
+    softmax,
+)
 
 N = 40
 
@@ -38,8 +46,11 @@ def test_segrise_matches_reference_3d(net3d, cube3d):
     np.testing.assert_allclose(expl.map, want, rtol=1e-6, atol=1e-9)
 
 
-def test_rise_segment_score_matches_reference(net2d, square2d):
-    expl = RISE(net2d).explain(square2d, n_masks=N, grid=4, p_keep=0.5, baseline=0.25, seed=3)
+@pytest.mark.parametrize("estimator", ["centred", "paper"])
+def test_rise_segment_score_matches_reference(net2d, square2d, estimator):
+    expl = RISE(net2d).explain(
+        square2d, n_masks=N, grid=4, p_keep=0.5, baseline=0.25, seed=3, estimator=estimator
+    )
     region = _ref_labels(net2d, square2d) == 1
     masks = masks_np((16, 16), 4, 0.5, 3, N)
 
@@ -47,13 +58,16 @@ def test_rise_segment_score_matches_reference(net2d, square2d):
         return softmax(o)[1][region].mean()
 
     # blend with a baseline: x·m + b·(1 − m)
-    want = np.zeros((16, 16))
-    for m in masks:
-        x = square2d * m + 0.25 * (1 - m)
-        want += weight(model_np(net2d, x[None])) * m
-    want /= N * 0.5
+    weights = np.array(
+        [weight(model_np(net2d, (square2d * m + 0.25 * (1 - m))[None])) for m in masks]
+    )
+    c = weights.mean() if estimator == "centred" else 0.0
+    want = c + sum((w - c) * m for w, m in zip(weights, masks, strict=True)) / (N * 0.5)
     np.testing.assert_allclose(expl.map, want, rtol=1e-6, atol=1e-9)
     assert expl.target == 1
+    assert expl.reliability == pytest.approx(
+        reliability_np(masks, weights, 0.5, estimator), rel=1e-6
+    )
 
 
 def test_rise_classifier_matches_reference():

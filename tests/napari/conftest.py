@@ -12,29 +12,15 @@ from npe2 import PluginManager, PluginManifest
 from torch import nn
 
 import maskscope
+from tests.conftest import ThresholdNet
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The manifest next to the package's ``__init__.py`` (the symlink in a source tree).
 PACKAGE_MANIFEST = Path(maskscope.__file__).parent / "napari.yaml"
 
 
-class Threshold(nn.Module):
-    """Segments voxels whose local mean exceeds 0.5: logits ``(B, 2, *spatial)``.
-
-    A fixed box filter, so what the masks hide changes the output smoothly.
-    """
-
-    def __init__(self, spatial_dims: int = 2, in_channels: int = 1) -> None:
-        super().__init__()
-        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        self.conv = conv(in_channels, 1, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.fill_(1.0 / (in_channels * 3**spatial_dims))
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.conv(x) - 0.5
-        return torch.cat([-m, m], dim=1) * 8.0
+class Threshold(ThresholdNet):
+    """The shared test model (a box filter and a threshold away from exact ties)."""
 
 
 class Slow(nn.Module):

@@ -71,7 +71,7 @@ def test_overlay_renders_in_2d(make_napari_viewer, qtbot, model2d):
 def test_overlay_renders_in_3d(make_napari_viewer, qtbot, model3d):
     viewer = make_napari_viewer(show=True)
     source = viewer.add_image(_blob((24, 40, 40), (12, 14, 26), 6), name="ball")
-    widget = explain_in_viewer(viewer, model3d, method="RISE", n_masks=24, grid=4)
+    widget = explain_in_viewer(viewer, model3d, method="RISE", n_masks=96, grid=4)
     run_to_end(qtbot, widget)
     source.visible = False
     viewer.dims.ndisplay = 3

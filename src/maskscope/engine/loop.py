@@ -59,12 +59,13 @@ class RunOptions:
     )
     tol: float | None = param(
         None,
-        help="Stop early once the RMS standard error falls below this fraction of the "
-        "map's range (RISE family; None = never).",
+        help="Stop early once the map's predicted disagreement with another seed's map, "
+        "1 − reliability, falls below this value (RISE family; None = never).",
         label="early-stop tolerance",
         min=0.0,
         min_exclusive=True,
-        step=0.005,
+        max=1.0,
+        step=0.01,
     )
     min_masks: int = param(
         100, help="Masks evaluated before early stopping may stop the run.", min=2
@@ -198,14 +199,22 @@ def _back_off(size: int, exc: BaseException) -> int:
 
 
 def relative_error(partial: Partial) -> float | None:
-    """RMS standard error over the map's range (None without a standard error)."""
+    """RMS standard error over the map's spread (its standard deviation over voxels).
+
+    None without a standard error. ``1 − relative_error²`` estimates the map's reliability.
+    """
     if partial.stderr is None:
         return None
-    rng = float(partial.map.max() - partial.map.min())
+    spread = float(partial.map.double().std()) if partial.map.numel() > 1 else 0.0
     rms = float(torch.sqrt(torch.mean(partial.stderr.double() ** 2)))
-    if rng <= 0:
+    if spread <= 0:
         return 0.0 if rms == 0 else math.inf
-    return rms / rng
+    return rms / spread
+
+
+def _trust(task: Task, partial: Partial) -> tuple[float | None, float | None]:
+    """The relative error (with a standard error) and the reliability of a partial map."""
+    return (relative_error(partial) if task.has_stderr else None), partial.reliability
 
 
 def _np(t: torch.Tensor | None, dtype: Any = None) -> np.ndarray | None:
@@ -284,6 +293,7 @@ def run_parts(
     skipped: list[int] = []
     stopped_early = False
     rel_err: float | None = None
+    reliability: float | None = None
     bar = None
     if progress is True:
         from tqdm.auto import tqdm
@@ -323,6 +333,7 @@ def run_parts(
             cancelled=cancelled,
             stopped_early=stopped_early,
             rel_error=rel_err,
+            reliability=reliability,
             target=target_of(),
         )
         if callback is not None and notify:
@@ -380,10 +391,10 @@ def run_parts(
                 if bar is not None:
                     bar.update(stop - start)
                 partial = None
-                if options.tol is not None and task.has_stderr and part_done >= options.min_masks:
+                if options.tol is not None and part_done >= options.min_masks:
                     partial = task.accumulator.partial()
-                    rel_err = relative_error(partial)
-                    if rel_err is not None and rel_err <= options.tol:
+                    rel_err, reliability = _trust(task, partial)
+                    if reliability is not None and 1.0 - reliability <= options.tol:
                         stopped_early = True
                         n_total -= task.n_total - part_done
                         if bar is not None:
@@ -391,8 +402,7 @@ def run_parts(
                         break
                 if stop < task.n_total and due():
                     partial = partial or task.accumulator.partial()
-                    if task.has_stderr:
-                        rel_err = relative_error(partial)
+                    rel_err, reliability = _trust(task, partial)
                     yield snapshot((part.index, canvas.collect(task, partial)))
                     last_yield, n_yields = time.perf_counter(), n_yields + 1
                 start = stop
@@ -407,8 +417,7 @@ def run_parts(
                         yield snapshot((part.index, current))
                         last_yield, n_yields = time.perf_counter(), n_yields + 1
             final = task.accumulator.partial()
-            if task.has_stderr:
-                rel_err = relative_error(final)
+            rel_err, reliability = _trust(task, final)
             canvas.done[part.index] = canvas.collect(task, final)
             if part is not parts[-1] and due():
                 yield snapshot(None)

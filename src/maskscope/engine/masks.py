@@ -18,7 +18,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BLOCK", "RiseMasks", "interpolation_matrix", "linear_weights"]
+__all__ = ["BLOCK", "SAMPLINGS", "RiseMasks", "interpolation_matrix", "linear_weights"]
+
+#: How the low-resolution grids of a block are drawn.
+SAMPLINGS = ("iid", "stratified")
 
 #: Number of masks drawn from one seeded random stream.
 BLOCK = 256
@@ -92,6 +95,12 @@ class RiseMasks:
         Write every chunk into the same array (reallocated only when the chunk's shape
         changes): no new memory per chunk, but each call overwrites the previous result.
         For a loop that uses each chunk before asking for the next.
+    sampling
+        ``"iid"``: every cell kept independently (``u < p`` for a uniform ``u``).
+        ``"stratified"``: within each
+        block of :data:`BLOCK` masks, each cell's ``u`` values are stratified (one in each
+        of ``BLOCK`` equal intervals, in random order), so every cell is kept in
+        ``round(p · BLOCK)`` masks of the block. Every mask is still marginally a RISE mask.
     """
 
     def __init__(
@@ -103,7 +112,11 @@ class RiseMasks:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         reuse_output: bool = False,
+        sampling: str = "iid",
     ) -> None:
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        self.sampling = sampling
         self.spatial = tuple(int(s) for s in spatial)
         self.reuse_output = bool(reuse_output)
         self._out: torch.Tensor | None = None
@@ -142,11 +155,16 @@ class RiseMasks:
         if self._block_cache is not None and self._block_cache[0] == b:
             return self._block_cache[1], self._block_cache[2]
         gen = _block_generator(self.seed, b, self.device)
-        grids = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device) < self.p_keep
+        u = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device)
         shifts = torch.stack(
             [torch.randint(0, c, (BLOCK,), generator=gen, device=self.device) for c in self.cells],
             dim=1,
         )
+        if self.sampling == "stratified":
+            order = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device)
+            strata = torch.argsort(order, dim=0).to(u.dtype)  # a random permutation per cell
+            u = (strata + u) / BLOCK
+        grids = u < self.p_keep
         self._block_cache = (b, grids, shifts)
         return grids, shifts
 

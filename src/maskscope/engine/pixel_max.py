@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .accumulate import Partial, WeightedSum
+from .accumulate import Partial
+from .weighted_sum import WeightedSum, split_half_reliability
 
 __all__ = ["PixelMax"]
 
@@ -23,7 +24,13 @@ _F32 = 4  # bytes per float32
 
 
 class PixelMax:
-    """Max-merge of per-pixel RISE maps: ``max_j Σᵢ s_ij mᵢ / (n p)`` over P pixels.
+    """Max-merge of per-pixel RISE maps over P pixels.
+
+    Each pixel's map uses the RISE family's estimator (see
+    :mod:`~maskscope.engine.weighted_sum`): centred, ``s̄_j + Σᵢ (s_ij − s̄_j) mᵢ / (n p)``
+    with ``s̄_j`` the pixel's mean score, or the paper's ``Σᵢ s_ij mᵢ / (n p)``. The
+    centring needs only the masks' coverage ``Σᵢ mᵢ`` (kept by the mean-merge's sums) and
+    the per-pixel score sums, and is applied when a map is asked for.
 
     When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and updated
     during the model pass (through the mask buffer), so every snapshot is the exact
@@ -39,6 +46,10 @@ class PixelMax:
 
     The model is never run more than once per mask, and the memory used stays within
     ``max_bytes`` whatever the number of masks (unless the kept scores alone exceed it).
+
+    The sums are kept in two halves, the even- and the odd-indexed masks (the same products,
+    each over half the masks), so that the max-merged maps of the two halves give the map's
+    split-half reliability (see :mod:`~maskscope.engine.weighted_sum`).
 
     Parameters
     ----------
@@ -59,7 +70,12 @@ class PixelMax:
         Memory budget of the accumulators, buffers and kept scores.
     buffer_masks
         Masks per matrix product at most.
+    estimator
+        ``"centred"`` or ``"paper"``.
     """
+
+    #: Pixels centred and reduced at a time when a map is asked for (bounds the temporary).
+    REDUCE_PIXELS = 64
 
     def __init__(
         self,
@@ -71,6 +87,7 @@ class PixelMax:
         device: torch.device,
         max_bytes: int = 512 * 2**20,
         buffer_masks: int = 256,
+        estimator: str = "centred",
     ) -> None:
         self.spatial = tuple(int(s) for s in spatial)
         self.n_vox = math.prod(self.spatial)
@@ -80,13 +97,14 @@ class PixelMax:
         self.masks_fn = masks
         self.device = device
         self.max_bytes = int(max_bytes)
-        self.buffer_masks = max(1, int(buffer_masks))
+        self.buffer_masks = max(2, int(buffer_masks))
+        self.estimator = estimator
         mask_bytes = self.n_vox * _F32
-        full = self.n_pixels * mask_bytes
+        full = 2 * self.n_pixels * mask_bytes  # two halves
         self.tiled = self.n_pixels > 1 and full + 16 * mask_bytes > self.max_bytes
         if self.tiled:
             # a spread subset for the snapshots; the rest is done by finish() in slabs
-            n_live = min(self.n_pixels - 1, max(1, self.max_bytes // 16 // mask_bytes))
+            n_live = min(self.n_pixels - 1, max(1, self.max_bytes // 32 // mask_bytes))
             live = np.unique(np.linspace(0, self.n_pixels - 1, n_live).round().astype(np.int64))
             rest = np.setdiff1d(np.arange(self.n_pixels), live)
             self.live = torch.from_numpy(live).to(device)
@@ -99,30 +117,40 @@ class PixelMax:
             self.scores = None
             spare = self.max_bytes - full
         n_acc = self.n_pixels if self.live is None else int(self.live.numel())
-        self.cap = max(1, min(self.buffer_masks, self.n_total, spare // mask_bytes))
-        self.acc = torch.zeros(n_acc, self.n_vox, dtype=torch.float32, device=device)
+        self.cap = max(2, min(self.buffer_masks, self.n_total, spare // mask_bytes))
+        zeros = torch.zeros
+        self.acc = [zeros(n_acc, self.n_vox, dtype=torch.float32, device=device) for _ in "eo"]
         self._buf_m = torch.empty(self.cap, self.n_vox, dtype=torch.float32, device=device)
         self._buf_s = torch.empty(self.cap, n_acc, dtype=torch.float32, device=device)
         self._k = 0
-        self.best: torch.Tensor | None = None  # flat max over all pixels, filled by finish()
+        self._buf_start = 0
+        #: flat maxima (all masks, even half, odd half) over all pixels, filled by finish()
+        self.best: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.rows_per_slab: int | None = None
         self.n = 0
-        self.mean_acc = WeightedSum(self.spatial, p_keep, device)
+        self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator=estimator)
+        self.score_sums = torch.zeros(2, self.n_pixels, dtype=torch.float64, device=device)
 
     def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
-        """Add a chunk: ``masks (B, 1, *sp)`` with pixel scores ``(B, P)``."""
+        """Add a chunk: masks ``start .. start+B-1``, ``(B, 1, *sp)``, pixel scores ``(B, P)``."""
         b = masks.shape[0]
         m = masks.reshape(b, -1).float()
         s = scores.float()
         self.mean_acc.update(start, masks, s.mean(dim=1))
+        sd = scores.double()
+        first = start % 2
+        self.score_sums[first] += sd[0::2].sum(dim=0)
+        self.score_sums[1 - first] += sd[1::2].sum(dim=0)
         if self.scores is not None:
             self.scores[start : start + b] = s.index_select(1, self.rest)
             s = s.index_select(1, self.live)
         if self._k + b > self.cap:
             self._flush()
         if b >= self.cap:
-            self.acc.addmm_(s.T, m)
+            _add_halves(self.acc, s, m, start)
         else:
+            if self._k == 0:
+                self._buf_start = start
             self._buf_m[self._k : self._k + b] = m
             self._buf_s[self._k : self._k + b] = s
             self._k += b
@@ -130,21 +158,64 @@ class PixelMax:
 
     def _flush(self) -> None:
         if self._k:
-            self.acc.addmm_(self._buf_s[: self._k].T, self._buf_m[: self._k])
+            k = self._k
+            _add_halves(self.acc, self._buf_s[:k], self._buf_m[:k], self._buf_start)
             self._k = 0
 
-    def _current_max(self) -> torch.Tensor:
+    # ------------------------------------------------------------------ maps
+    def _counts(self) -> tuple[int, int]:
+        even = (self.n + 1) // 2
+        return even, self.n - even
+
+    def _merged(self, halves, pixels: torch.Tensor | None, lo: int = 0):
+        """Max over pixels of their maps, for all masks and for each half.
+
+        ``halves``: the ``Σ s m`` rows of the even and the odd masks (voxels from ``lo``).
+        Returns three flat maps: all masks, even half, odd half.
+        """
+        n_e, n_o = self._counts()
+        sums_e, sums_o = halves
+        width = sums_e.shape[1]
+        cov_all = self.mean_acc._sums()[0]
+        cov_e = cov_all[3][lo : lo + width]
+        cov = cov_all[1][lo : lo + width]
+        score = self.score_sums if pixels is None else self.score_sums[:, pixels]
+        best = [None, None, None]
+        for i in range(0, sums_e.shape[0], self.REDUCE_PIXELS):
+            j = slice(i, i + self.REDUCE_PIXELS)
+            e, o = sums_e[j].double(), sums_o[j].double()
+            parts = (
+                (e + o, score[0, j] + score[1, j], cov, self.n),
+                (e, score[0, j], cov_e, n_e),
+                (o, score[1, j], cov - cov_e, n_o),
+            )
+            for k, (rows, total, coverage, n) in enumerate(parts):
+                value = self._pixel_maps(rows, total, coverage, n).amax(dim=0)
+                best[k] = value if best[k] is None else torch.maximum(best[k], value)
+        return tuple(best)
+
+    def _pixel_maps(self, rows, score_total, coverage, n: int) -> torch.Tensor:
+        scale = 1.0 / (max(n, 1) * self.p)
+        if self.estimator == "paper":
+            return rows * scale
+        mean = (score_total / max(n, 1))[:, None]
+        return (rows - mean * coverage) * scale + mean
+
+    def _current(self):
         if self.best is not None:
             return self.best
         self._flush()
-        return self.acc.amax(dim=0)
+        return self._merged(self.acc, self.live)
 
     def partial(self) -> Partial:
         """The max-merged map over the pixels accumulated so far (mean-merged as extra)."""
-        value = self._current_max().double() / (max(self.n, 1) * self.p)
+        value, even, odd = self._current()
         mean = self.mean_acc.mean().reshape(self.spatial)
-        return Partial(map=value.reshape(self.spatial), extras={"mean": mean})
+        n_e, n_o = self._counts()
+        rel = split_half_reliability(even, odd) if min(n_e, n_o) >= 2 else None
+        return Partial(map=value.reshape(self.spatial), extras={"mean": mean}, reliability=rel)
 
+    # ------------------------------------------------------------------ slabs
     def _slab_chunk(self) -> int:
         """Masks per product in :meth:`finish` (all masks added, or the expected total)."""
         return min(self.buffer_masks, max(self.n or self.n_total, 1))
@@ -156,9 +227,9 @@ class PixelMax:
         row = self.n_vox // self.spatial[0]
         n_rest = int(self.rest.numel())
         chunk = self._slab_chunk()
-        used = (int(self.scores.numel()) if self.scores is not None else 0) + self.n_vox
+        used = (int(self.scores.numel()) if self.scores is not None else 0) + 3 * self.n_vox
         avail = self.max_bytes - used * _F32
-        return int(min(self.spatial[0], max(1, avail // ((n_rest + chunk) * row * _F32))))
+        return int(min(self.spatial[0], max(1, avail // ((2 * n_rest + chunk) * row * _F32))))
 
     def finish(self) -> Iterator[int]:
         """Compute the pixels not accumulated live, slab by slab; yields slabs done."""
@@ -166,26 +237,34 @@ class PixelMax:
         self._buf_m = self._buf_s = None
         if self.scores is None:
             return
-        best = self.acc.amax(dim=0)
+        self.best = self._merged(self.acc, self.live)
         self.acc = None
-        self.best = best
         scores = self.scores[: self.n]
         rows = self.rows_per_slab = self.slab_rows()
         row = self.n_vox // self.spatial[0]
         chunk = self._slab_chunk()
         n_rest = scores.shape[1]
-        store = torch.empty(n_rest * rows * row, dtype=torch.float32, device=self.device)
+        store = torch.empty(2, n_rest * rows * row, dtype=torch.float32, device=self.device)
         for i, lo in enumerate(range(0, self.spatial[0], rows)):
             hi = min(lo + rows, self.spatial[0])
-            slab = store[: n_rest * (hi - lo) * row].view(n_rest, -1)
+            slabs = [half[: n_rest * (hi - lo) * row].view(n_rest, -1) for half in store]
+            for half in slabs:
+                half.zero_()
             for start in range(0, self.n, chunk):
                 stop = min(start + chunk, self.n)
                 m = self.masks_fn(start, stop, rows=(lo, hi)).reshape(stop - start, -1).float()
-                if start == 0:  # the first product overwrites: no pass to zero the slab
-                    torch.mm(scores[start:stop].T, m, out=slab)
-                else:
-                    slab.addmm_(scores[start:stop].T, m)
-            flat = best[lo * row : hi * row]
-            torch.maximum(flat, slab.amax(dim=0), out=flat)
+                _add_halves(slabs, scores[start:stop], m, start)
+            merged = self._merged(slabs, self.rest, lo * row)
+            for flat, value in zip(self.best, merged, strict=True):
+                part = flat[lo * row : hi * row]
+                torch.maximum(part, value, out=part)
             yield i + 1
         self.scores = None
+
+
+def _add_halves(acc, s: torch.Tensor, m: torch.Tensor, start: int) -> None:
+    """Add ``sᵀ m`` of masks ``start ..`` to ``acc[0]`` (even indices) and ``acc[1]`` (odd)."""
+    first = start % 2
+    acc[first].addmm_(s[0::2].T, m[0::2])
+    if s.shape[0] > 1:
+        acc[1 - first].addmm_(s[1::2].T, m[1::2])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.loop import RunOptions, Task
+from ..engine.loop import Task
 from ..engine.params import param
 from ..engine.pixel_max import PixelMax
 from ..engine.scores import pixel_probabilities
@@ -53,14 +53,6 @@ class PixelRISE(Method):
     name = "PixelRISE"
     Params = PixelRISEParams
 
-    def check_params(self, params: PixelRISEParams, options: RunOptions) -> None:
-        """Early stopping needs a standard error, which the max merge does not have."""
-        if params.merge == "max" and options.tol is not None:
-            raise ValueError(
-                "early stopping (tol) needs a standard error, which PixelRISE with "
-                "merge='max' does not have: use merge='mean' or tol=None"
-            )
-
     def make_task(self, ctx: Context, params: PixelRISEParams) -> Task:
         """Random masks, per-pixel scores, mean or max merge."""
         index = ctx.region().flatten().nonzero().squeeze(1)
@@ -88,6 +80,7 @@ class PixelRISE(Method):
                 masks,
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
+                estimator=params.estimator,
             )
 
         return rise_task(ctx, params, pixel_scores, make_accumulator)

@@ -10,10 +10,11 @@ import torch
 
 from ..engine.accumulate import WeightedSum
 from ..engine.loop import Task
-from ..engine.masks import RiseMasks
+from ..engine.masks import SAMPLINGS, RiseMasks
 from ..engine.params import param
 from ..engine.perturb import make_perturbation
 from ..engine.scores import class_probability, region_index, region_mean_probability
+from ..engine.weighted_sum import ESTIMATORS
 from .base import Context, Method
 
 __all__ = ["RISE", "RISEParams", "rise_task"]
@@ -42,6 +43,18 @@ class RISEParams:
         help="What hidden voxels become: 0 (multiply), a value, or the image's 'min' / 'mean'.",
         choices=("min", "mean"),
     )
+    estimator: str = param(
+        "centred",
+        help="'centred' subtracts the mean weight times each voxel's coverage (same "
+        "expectation, far less noise); 'paper' is the published Σ w·m / (N·p).",
+        choices=ESTIMATORS,
+    )
+    sampling: str = param(
+        "iid",
+        help="How mask grids are drawn: 'iid' (independent cells) or 'stratified' (each "
+        "cell kept in a fixed share of every 256 masks).",
+        choices=SAMPLINGS,
+    )
 
 
 def rise_task(
@@ -65,11 +78,18 @@ def rise_task(
         device=ctx.device,
         dtype=ctx.x.dtype,
         reuse_output=True,
+        sampling=params.sampling,
     )
     acc = (
         make_accumulator(masks)
         if make_accumulator is not None
-        else WeightedSum(ctx.spatial, params.p_keep, ctx.device, factors=masks.factors)
+        else WeightedSum(
+            ctx.spatial,
+            params.p_keep,
+            ctx.device,
+            factors=masks.factors,
+            estimator=params.estimator,
+        )
     )
     return Task(
         x=ctx.x,

@@ -28,6 +28,7 @@ from ..engine.inputs import model_layout
 from ..explanation import Explanation
 from ..frontend import device_choices, normalize_image, start_run
 from ..methods import METHODS
+from ._evaluate import EvaluatePanel
 from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
@@ -61,6 +62,7 @@ class _Job:
 
     snapshots: Any
     output: OutputLayers
+    model: LoadedModel
 
 
 class ExplainWidget(QWidget):
@@ -79,6 +81,10 @@ class ExplainWidget(QWidget):
         The running worker, or None.
     last_snapshot
         The latest snapshot of the current or last run.
+    last_model
+        The model of that run (what the "evaluate" section evaluates the map with).
+    evaluation
+        The "evaluate" section: deletion / insertion curves of the last map.
     n_updates
         Snapshots received by the current or last run.
     yield_every
@@ -93,6 +99,7 @@ class ExplainWidget(QWidget):
         self.viewer = napari_viewer
         self.worker: GeneratorWorker | None = None
         self.last_snapshot: Explanation | None = None
+        self.last_model: LoadedModel | None = None
         self.n_updates = 0
         self.yield_every = 0.2
         self._output: OutputLayers | None = None
@@ -152,6 +159,9 @@ class ExplainWidget(QWidget):
         column.addLayout(buttons)
         column.addWidget(self.progress)
         column.addWidget(self.status)
+        self.evaluation = EvaluatePanel(self)
+        column.addWidget(_section("evaluate"))
+        column.addWidget(self.evaluation)
         column.addStretch(1)
         self._content = content
         scroll = QScrollArea()
@@ -237,6 +247,7 @@ class ExplainWidget(QWidget):
             self._report(exc)
             return None
         self._output = job.output
+        self.last_model = job.model
         self._failure = None
         self._cancelled = False
         self.last_snapshot = None
@@ -285,7 +296,7 @@ class ExplainWidget(QWidget):
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
         )
-        return _Job(snapshots, output)
+        return _Job(snapshots, output, loaded)
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""

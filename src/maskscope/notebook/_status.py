@@ -53,7 +53,8 @@ def progress_text(snap: Explanation) -> str:
 
 def running(snap: Explanation) -> Status:
     """While a run goes on."""
-    return Status(f"{snap.method}: {snap.n_done}/{snap.n_total} perturbations")
+    rel = "" if snap.reliability is None else f" · reliability {snap.reliability:.2f}"
+    return Status(f"{snap.method}: {snap.n_done}/{snap.n_total} perturbations{rel}")
 
 
 def cannot_start(method: str, exc: BaseException) -> Status:
@@ -72,17 +73,17 @@ def finished(method: str, run: BackgroundRun) -> Status:
     if snap is None:
         return Status(f"{method} cancelled before the first chunk", ORANGE, "warning")
     if run.cancelled:
+        trust = "" if snap.reliability is None else f" ({snap.reliability_text()})"
         return Status(
             f"{snap.method} cancelled at {snap.n_done}/{snap.n_total} perturbations after "
-            f"{seconds(snap.elapsed)}; the partial map is kept",
+            f"{seconds(snap.elapsed)}; the partial map is kept{trust}",
             ORANGE,
             "warning",
         )
-    early = ""
-    if snap.stopped_early and snap.rel_error is not None:
-        early = f", stopped early at relative error {snap.rel_error:.2%}"
+    early = ", stopped early: reliability target reached" if snap.stopped_early else ""
+    trust = "" if snap.reliability is None else f"; {snap.reliability_text()}"
     return Status(
-        f"{snap.method} done: {snap.n_done} perturbations in {seconds(snap.elapsed)}{early}",
+        f"{snap.method} done: {snap.n_done} perturbations in {seconds(snap.elapsed)}{early}{trust}",
         GREEN,
         "success",
     )

@@ -14,6 +14,7 @@ from ..explanation import Explanation
 from ..frontend import method_class, start_run
 from ..methods import METHODS
 from . import _status as st
+from ._evaluate import EvaluatePanel
 from ._form import FIELD_STYLE, FIELD_WIDTH, ParamForm
 from ._runner import BackgroundRun
 from ._slicer import Slicer
@@ -82,6 +83,8 @@ class ExplainWidget(widgets.VBox):
     view_dropdown, cmap_dropdown, opacity_slider, outline_checkbox, channel_slider
         Display controls: which map (``"map"``, ``"stderr"``, the extras), colours,
         opacity, the reference outline, and the image channel drawn underneath.
+    evaluation : EvaluatePanel
+        The "Evaluate" row: deletion / insertion curves of the last map and their AUCs.
 
     Raises
     ------
@@ -144,6 +147,8 @@ class ExplainWidget(widgets.VBox):
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
         self.slicer = Slicer(self._spatial, self._redraw, reference)
         self._build_controls(method, target, cmap, opacity, pixels.shape[0])
+        self.evaluation = EvaluatePanel(self)
+        self.children = (*self.children, self.evaluation)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
         self._redraw()
 

@@ -1,0 +1,213 @@
+"""``maskscope evaluate``: deletion / insertion AUC of a map against the random baseline."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_evaluate_parser", "run_evaluate"]
+
+
+def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
+    from .cli import CLI_METHODS, _add_params
+    from .evaluate.substrates import SUBSTRATES
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="deletion / insertion curves of a saliency map, with a random-order baseline",
+        description="Score how faithful a saliency map is: remove (deletion) or insert "
+        "(insertion) the image's voxels in saliency order and in random order, and compare "
+        "the areas under the Dice and probability curves.",
+    )
+    ev.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
+    ev.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
+        "any code (use only for files you trust)",
+    )
+    ev.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
+    ev.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+    ev.add_argument("--map", help="saliency map file, e.g. written by 'maskscope explain --out'")
+    ev.add_argument(
+        "--method", choices=list(CLI_METHODS), help="compute the map with this method instead"
+    )
+    ev.add_argument("--target", type=int, help="class to score (default: all foreground)")
+    ev.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
+    ev.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    ev.add_argument("--substrate", default="zero", choices=list(SUBSTRATES))
+    ev.add_argument("--blur-sigma", type=float, default=5.0, help="blur substrate sigma (voxels)")
+    ev.add_argument("--steps", type=int, default=50, help="steps per curve")
+    ev.add_argument("--random-orders", type=int, default=1, help="random orders in the baseline")
+    ev.add_argument("--random-seed", type=int, default=0, help="seed of the random orders")
+    ev.add_argument("--png", help="write a plot of the curves to this .png file")
+    ev.add_argument("--json", help="write the curves and AUCs to this .json file")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_params(ev)
+    return ev
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if (args.map is None) == (args.method is None):
+        given = "both" if args.map else "neither"
+        raise ValueError(
+            f"give --map FILE (a saliency map) or --method NAME (to compute one), got {given}"
+        )
+    if args.steps <= 0:
+        raise ValueError(f"--steps must be a positive integer, got {args.steps}")
+    if args.random_orders < 0:
+        raise ValueError(f"--random-orders must be 0 or more, got {args.random_orders}")
+    if not args.blur_sigma > 0:
+        raise ValueError(f"--blur-sigma must be a positive number of voxels, got {args.blur_sigma}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for flag, value in (("--png", args.png), ("--json", args.json)):
+        suffix = {"--png": ".png", "--json": ".json"}[flag]
+        if value is not None and Path(value).suffix.lower() != suffix:
+            raise ValueError(f"{flag} needs a file name ending in {suffix}, got {value}")
+    from ._outpaths import check_outputs
+
+    inputs = [
+        (f, Path(v))
+        for f, v in (("--image", args.image), ("--reference", args.reference), ("--map", args.map))
+        if v
+    ]
+    outputs = [(f, Path(v)) for f, v in (("--png", args.png), ("--json", args.json)) if v]
+    check_outputs(outputs, inputs)  # before the run: no input overwritten, folders exist
+
+
+def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
+    from .cli import CLI_METHODS
+    from .engine.loop import RunOptions
+    from .methods import METHODS
+
+    method_name, fixed = CLI_METHODS[args.method]
+    cls = METHODS[method_name]
+    names = {f.name for f in dataclasses.fields(cls.Params)}
+    names |= {f.name for f in dataclasses.fields(RunOptions)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values.update(fixed)
+    explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
+    return explainer.explain(
+        image, reference=reference, target=args.target, progress=not args.quiet, **values
+    )
+
+
+def _read_map(path: str, spatial: tuple[int, ...]) -> np.ndarray:
+    from .io import read_image
+
+    key = "map" if path.lower().endswith(".npz") else None
+    data = np.asarray(read_image(path, key=key).data)
+    if data.shape != spatial:
+        raise ValueError(
+            f"--map must have the --image's spatial shape {spatial}, got {data.shape} "
+            f"from {Path(path).name}"
+        )
+    return data
+
+
+def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[int, ...]:
+    from .engine.inputs import model_layout, prepare_image
+
+    dims, in_ch = model_layout(model)
+    layout = prepare_image(image, spatial_dims or dims, in_ch)
+    if layout.slice_by_slice:
+        raise ValueError(
+            f"--image is a volume {layout.spatial} for a 2D model: evaluate one slice at a time "
+            "(save a 2D slice of the image and of the map)"
+        )
+    return layout.spatial
+
+
+def _check_reference(reference: np.ndarray, target: int | None) -> None:
+    region = reference == target if target is not None else reference > 0
+    if not region.any():
+        what = f"class {target} (--target)" if target is not None else "foreground (labels > 0)"
+        raise ValueError(
+            f"--reference has no voxel of {what}: expected at least one voxel to score the "
+            "curves on"
+        )
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
+    from .evaluate import iter_faithfulness
+    from .io import read_image
+    from .models import UntrustedModelError, load_model
+
+    _check_args(args)
+    image = read_image(args.image).data
+    reference = read_image(args.reference).data if args.reference else None
+    try:
+        model = load_model(args.model, trusted=args.trust_model)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(exc.path, "--trust-model") from None
+    spatial = _spatial(model, image, args.spatial_dims)
+    if reference is not None and tuple(reference.shape) != spatial:
+        raise ValueError(
+            f"--reference must have the --image's spatial shape {spatial}, "
+            f"got {tuple(reference.shape)}"
+        )
+    if reference is not None:
+        _check_reference(np.asarray(reference), args.target)
+    source = (
+        _read_map(args.map, spatial) if args.map else _compute_map(args, model, image, reference)
+    )
+    gen = iter_faithfulness(
+        source,
+        model=model,
+        image=image,
+        reference=reference,
+        target=args.target,
+        substrate=args.substrate,
+        blur_sigma=args.blur_sigma,
+        steps=args.steps,
+        n_random=args.random_orders,
+        seed=args.random_seed,
+        batch_size=args.batch_size or 16,
+        outputs=args.outputs,
+        spatial_dims=args.spatial_dims,
+    )
+    _report(_drain(gen, args), args)
+    return 0
+
+
+def _report(result: Any, args: argparse.Namespace) -> None:
+    what = Path(args.map).name if args.map else f"{result.method} map"
+    print(
+        f"{what}: {args.substrate} substrate, {result.steps} steps, {result.n_random} random "
+        f"order(s), {result.n_forward} forward passes, {result.elapsed:.1f} s"
+    )
+    print(result.table())
+    if args.png:
+        result.to_png(args.png)
+        print(f"wrote {args.png}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+
+
+def _drain(gen: Any, args: argparse.Namespace):
+    bar, last = None, None
+    total = (args.steps + 1) * (1 + args.random_orders) * 2
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="evaluate", unit="input", leave=True)
+    try:
+        done = 0
+        for last in gen:
+            n = sum(c.n_done for c in last.curves().values())
+            if bar is not None:
+                bar.update(n - done)
+            done = n
+    finally:
+        if bar is not None:
+            bar.close()
+    return last

@@ -1,0 +1,294 @@
+"""RISE running sums: the centred (control-variate) estimator, its standard error and reliability.
+
+With masks ``mᵢ`` (keep probability ``p``, so ``E[mᵢ] = p`` at every voxel) and weights ``wᵢ``,
+the paper's map (Petsiuk et al. 2018) is ``Σ wᵢ mᵢ / (n p)``. When the weights vary little
+around their mean (Dice on a large segment), that sum is mostly ``w̄ Σ mᵢ / (n p)``: the
+masks' own coverage noise, the same for any model. The centred map
+
+    ``S = w̄ + Σ (wᵢ − w̄) mᵢ / (n p)``
+
+has the same expectation (``E[Σ mᵢ] = n p``), and the coverage noise is gone: it is a control
+variate computed from the same runs. ``estimator="paper"`` keeps the published form.
+
+Every snapshot carries a **reliability**: the two halves of the masks (even and odd indices)
+give two independent maps; their correlation ``r``, Spearman–Brown corrected to ``2r / (1 + r)``,
+predicts the correlation between this map and one made with another seed and as many masks.
+
+All sums are linear in per-mask coefficients, so they are kept as a few columns:
+``Σ cᵢ mᵢ`` for ``c ∈ {w, 1, w·e, e}`` (``e`` = 1 for even mask indices) and ``Σ dᵢ mᵢ²`` for
+``d ∈ {w², w, 1}``, each a single matrix product per chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .accumulate import Partial, accumulation_dtype
+
+__all__ = ["ESTIMATORS", "WeightedSum", "split_half_reliability"]
+
+#: The estimators of the RISE family's map.
+ESTIMATORS = ("centred", "paper")
+
+_Q = 4  # first-moment columns: w, 1, w·even, even
+_R = 3  # second-moment columns: w², w, 1
+
+
+def split_half_reliability(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Spearman–Brown corrected correlation ``2r / (1 + r)`` of two half maps.
+
+    None when either half is constant (no correlation is defined).
+    """
+    a = a.double().flatten()
+    b = b.double().flatten()
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(torch.sqrt((a * a).sum() * (b * b).sum()))
+    if not den > 0:
+        return None
+    r = float((a * b).sum()) / den
+    r = min(max(r, -1.0), 1.0)
+    return 2.0 * r / (1.0 + r) if r > -1.0 else -1.0
+
+
+class WeightedSum:
+    """Running RISE sums: the map, its per-voxel standard error and its reliability.
+
+    Parameters
+    ----------
+    spatial
+        The spatial shape of the masks.
+    p_keep
+        The masks' keep probability ``p``.
+    device
+        Where the sums live.
+    factors
+        Optional ``masks -> (L, Y) | None`` giving the masks as products of two small
+        factors (see :meth:`~maskscope.engine.masks.RiseMasks.factors`). The sums are then
+        products of the factors, and the full-size masks are not read again: with
+        ``m = L @ Y`` and at most two adjacent weights per row of ``L``,
+        ``m² = L² @ Y² + 2 (L₀ L₁) @ (Y₀ Y₁)`` over neighbouring rows of ``Y``.
+    estimator
+        ``"centred"`` (default) or ``"paper"`` (``Σ wᵢ mᵢ / (n p)``).
+    """
+
+    #: Masks summed in the staging buffers before they are added to the running sums.
+    FLUSH_EVERY = 64
+    #: Bytes of pending factors (factored sums) that trigger their product.
+    PENDING_BYTES = 16 * 2**20
+
+    def __init__(
+        self,
+        spatial: tuple[int, ...],
+        p_keep: float,
+        device: torch.device,
+        factors: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None] | None = None,
+        estimator: str = "centred",
+    ) -> None:
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        self.spatial = tuple(spatial)
+        self.factors = factors
+        self.estimator = estimator
+        self.p = float(p_keep)
+        self.dtype = accumulation_dtype(device)
+        self.n_vox = math.prod(self.spatial)
+        self.s1 = torch.zeros(_Q, self.n_vox, dtype=self.dtype, device=device)
+        self.s2 = torch.zeros(_R, self.n_vox, dtype=self.dtype, device=device)
+        self.n = 0
+        self.n_even = 0
+        self.w_sum = 0.0
+        self.w_even = 0.0
+        self._stage: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._staged = 0
+        self._square: torch.Tensor | None = None
+        self._pending: tuple[torch.Tensor, ...] | None = None
+        self._pending_n = 0
+        self._cap = 0
+        self._key: tuple | None = None
+
+    # ------------------------------------------------------------------ updates
+    def update(self, start: int, masks: torch.Tensor, weights: torch.Tensor) -> None:
+        """Add a chunk: masks ``start .. start+B-1``, ``(B, 1, *sp)``, with weights ``(B,)``."""
+        b = masks.shape[0]
+        m = masks.reshape(b, -1)
+        if m.element_size() < 4:  # half-precision models: sum in float32 at least
+            m = m.float()
+        w = weights.to(m.dtype)
+        even = (torch.arange(start, start + b, device=w.device) % 2 == 0).to(w.dtype)
+        wd = weights.double()
+        self.w_sum += float(wd.sum())
+        self.w_even += float((wd * even.double()).sum())
+        self.n_even += int(even.sum())
+        self.n += b
+        c1 = torch.stack([w, torch.ones_like(w), w * even, even], dim=1)  # (b, Q)
+        c2 = torch.stack([w * w, w, torch.ones_like(w)], dim=1)  # (b, R)
+        parts = self.factors(masks) if self.factors is not None else None
+        if parts is not None and parts[1].dtype == m.dtype:
+            self._add_factors(*parts, c1, c2)
+            return
+        if self._stage is None or self._stage[0].dtype != m.dtype:
+            self._flush()
+            self._stage = (
+                torch.zeros_like(self.s1, dtype=m.dtype),
+                torch.zeros_like(self.s2, dtype=m.dtype),
+            )
+        if self._square is None or self._square.shape != m.shape:
+            self._square = torch.empty_like(m)
+        t1, t2 = self._stage
+        t1.addmm_(c1.T, m)
+        t2.addmm_(c2.T, torch.mul(m, m, out=self._square))
+        self._staged += b
+        if self._staged >= self.FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._stage is None or self._staged == 0:
+            return
+        t1, t2 = self._stage
+        self.s1.add_(t1)
+        self.s2.add_(t2)
+        t1.zero_()
+        t2.zero_()
+        self._staged = 0
+
+    def _add_factors(self, lmat, y, c1, c2) -> None:
+        """Write one chunk's factor blocks (see :func:`_factor_blocks`) into the buffers."""
+        n, rows, k = lmat.shape
+        rest = y.shape[2]
+        if self._pending is None or self._key != (rows, k, rest, y.dtype) or n > self._cap:
+            self._flush_factors()
+            per_mask = (
+                k * (rows + _Q * rest) + (2 * k - 1) * (rows + _R * rest)
+            ) * y.element_size()
+            cap = max(n, min(self.FLUSH_EVERY, self.PENDING_BYTES // per_mask))
+            new = lmat.new_empty
+            self._key = (rows, k, rest, y.dtype)
+            self._pending = (
+                new((rows, cap * k)),
+                new((cap * k, _Q, rest)),
+                new((rows, cap * (2 * k - 1))),
+                new((cap * (2 * k - 1), _R, rest)),
+            )
+            self._cap = cap
+        if self._pending_n + n > self._cap:
+            self._flush_factors()
+        a1, b1, a2, b2 = self._pending
+        i, j = self._pending_n * k, self._pending_n * (2 * k - 1)
+        _factor_blocks(
+            lmat,
+            y,
+            c1,
+            c2,
+            a1[:, i : i + n * k].view(rows, n, k),
+            b1[i : i + n * k].view(n, k, _Q, rest),
+            a2[:, j : j + n * (2 * k - 1)].view(rows, n, 2 * k - 1),
+            b2[j : j + n * (2 * k - 1)].view(n, 2 * k - 1, _R, rest),
+        )
+        self._pending_n += n
+        if self._pending_n >= self._cap:
+            self._flush_factors()
+
+    def _pending_products(self) -> tuple[torch.Tensor, torch.Tensor]:
+        a1, b1, a2, b2 = self._pending
+        k = self._key[1]
+        rows, rest = a1.shape[0], b1.shape[2]
+        i, j = self._pending_n * k, self._pending_n * (2 * k - 1)
+        p1 = torch.mm(a1[:, :i], b1[:i].reshape(i, -1)).view(rows, _Q, rest)
+        p2 = torch.mm(a2[:, :j], b2[:j].reshape(j, -1)).view(rows, _R, rest)
+        return (
+            p1.permute(1, 0, 2).reshape(_Q, -1),
+            p2.permute(1, 0, 2).reshape(_R, -1),
+        )
+
+    def _flush_factors(self) -> None:
+        if self._pending is None or self._pending_n == 0:
+            return
+        p1, p2 = self._pending_products()
+        self.s1.add_(p1)
+        self.s2.add_(p2)
+        self._pending_n = 0
+
+    def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # what waits is added to copies: when snapshots are taken never changes the sums
+        s1, s2 = self.s1, self.s2
+        if self._stage is not None and self._staged:
+            s1, s2 = s1 + self._stage[0], s2 + self._stage[1]
+        if self._pending is not None and self._pending_n:
+            p1, p2 = self._pending_products()
+            s1, s2 = s1 + p1, s2 + p2
+        return s1, s2
+
+    # ------------------------------------------------------------------ estimates
+    def _map(self, s_w: torch.Tensor, s_1: torch.Tensor, n: int, w_sum: float) -> torch.Tensor:
+        if self.estimator == "paper":
+            return s_w / (max(n, 1) * self.p)
+        w_bar = w_sum / max(n, 1)
+        return w_bar + (s_w - w_bar * s_1) / (max(n, 1) * self.p)
+
+    def mean(self) -> torch.Tensor:
+        """The current map, flat."""
+        s1, _ = self._sums()
+        return self._map(s1[0], s1[1], self.n, self.w_sum)
+
+    def stderr(self) -> torch.Tensor | None:
+        """Per-voxel standard error of the current map (None before two masks).
+
+        The map is the mean of ``Xᵢ = (wᵢ − c) mᵢ / p`` (plus ``c``), with ``c = w̄`` for the
+        centred estimator and 0 for the paper's; the error is ``sqrt(var(X) / n)`` with the
+        unbiased sample variance (the estimate of ``w̄`` itself is neglected).
+        """
+        n = self.n
+        if n < 2:
+            return None
+        s1, s2 = self._sums()
+        c = 0.0 if self.estimator == "paper" else self.w_sum / n
+        mean_x = (s1[0] - c * s1[1]) / (n * self.p)
+        mean_x2 = (s2[0] - 2.0 * c * s2[1] + c * c * s2[2]) / (n * self.p * self.p)
+        var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
+        return torch.sqrt(var / n)
+
+    def halves(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The maps of the even- and the odd-indexed masks (None before two of each)."""
+        n_even, n_odd = self.n_even, self.n - self.n_even
+        if n_even < 2 or n_odd < 2:
+            return None
+        s1, _ = self._sums()
+        even = self._map(s1[2], s1[3], n_even, self.w_even)
+        odd = self._map(s1[0] - s1[2], s1[1] - s1[3], n_odd, self.w_sum - self.w_even)
+        return even, odd
+
+    def reliability(self) -> float | None:
+        """Predicted correlation of this map with one from another seed (split halves)."""
+        halves = self.halves()
+        return None if halves is None else split_half_reliability(*halves)
+
+    def partial(self) -> Partial:
+        """Map, standard error and reliability, shaped like the image."""
+        se = self.stderr()
+        return Partial(
+            map=self.mean().reshape(self.spatial),
+            stderr=None if se is None else se.reshape(self.spatial),
+            reliability=self.reliability(),
+        )
+
+
+def _factor_blocks(lmat, y, c1, c2, a1, b1, a2, b2) -> None:
+    """Write blocks with ``A1 @ B1 = Σ c1ᵢ mᵢ`` and ``A2 @ B2 = Σ c2ᵢ mᵢ²``, ``mᵢ = Lᵢ @ Yᵢ``.
+
+    ``L (n, rows, k)``, ``Y (n, k, rest)``, coefficients ``c1 (n, Q)``, ``c2 (n, R)``; outputs
+    ``a1 (rows, n, k)``, ``b1 (n, k, Q, rest)``, ``a2 (rows, n, 2k-1)``, ``b2 (n, 2k-1, R,
+    rest)`` (views into the buffers). Only neighbouring weights of a row of L are non-zero
+    together, so ``m² = L² Y² + 2 (L₀ L₁)(Y₀ Y₁)`` over neighbouring rows of Y.
+    """
+    n, _, k = lmat.shape
+    lt = lmat.permute(1, 0, 2)
+    a1.copy_(lt)
+    torch.mul(y.unsqueeze(2), c1.view(n, 1, _Q, 1), out=b1)
+    torch.mul(lt, lt, out=a2[:, :, :k])
+    torch.mul(lt[:, :, :-1], lt[:, :, 1:], out=a2[:, :, k:]).mul_(2.0)
+    torch.mul((y * y).unsqueeze(2), c2.view(n, 1, _R, 1), out=b2[:, :k])
+    torch.mul((y[:, :-1] * y[:, 1:]).unsqueeze(2), c2.view(n, 1, _R, 1), out=b2[:, k:])

@@ -1,0 +1,225 @@
+"""Bring a map, an image and a model into one checked evaluation problem."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine.inputs import model_device_dtype, model_layout, prepare_image, prepare_reference
+from ..engine.loop import ModelRunner, RunOptions, chunk_limit
+from ..engine.scores import (
+    OUTPUT_KINDS,
+    PreparedReference,
+    dice,
+    pixel_probabilities,
+    probabilities,
+    segmentation,
+)
+from ..explanation import Explanation
+from .substrates import Substrate, get_substrate
+
+__all__ = ["SCORES", "Problem", "as_map", "prepare_problem"]
+
+#: The step scores of a deletion or insertion curve.
+SCORES = ("dice", "probability")
+
+
+def as_map(values: Any, name: str = "map") -> np.ndarray:
+    """A saliency map (numpy or torch) as a finite float64 array."""
+    if isinstance(values, Explanation):
+        values = values.map
+    if torch.is_tensor(values):
+        values = values.detach().to("cpu").numpy()
+    if not isinstance(values, np.ndarray):
+        raise TypeError(
+            f"{name} must be an Explanation, a numpy array or a torch tensor, "
+            f"got {type(values).__name__}"
+        )
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.number):
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+@dataclass
+class Problem:
+    """Everything the curves need, checked and on the device.
+
+    Attributes
+    ----------
+    x, substrate
+        The input and its substrate, ``(1, C, *spatial)`` on the device.
+    saliency
+        The map, float64 ``(*spatial)``.
+    runner
+        Calls and counts the model (the engine's :class:`ModelRunner`).
+    score
+        ``outputs (B, K, *spatial) -> {"dice": (B,), "probability": (B,)}`` float64.
+    batch_size
+        Perturbed inputs per model call.
+    target
+        The explained class, or None for all foreground classes.
+    method
+        The method that made the map, when known.
+    """
+
+    x: torch.Tensor
+    substrate: torch.Tensor
+    saliency: np.ndarray
+    runner: ModelRunner
+    score: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    batch_size: int
+    target: int | None
+    method: str | None
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """The spatial shape."""
+        return tuple(self.x.shape[2:])
+
+    @property
+    def n_voxels(self) -> int:
+        """Voxels that the curves remove or insert."""
+        return int(np.prod(self.spatial))
+
+
+def _check_target(target: Any, k: int) -> int | None:
+    if target is None:
+        return None
+    hi = max(k, 2) - 1
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise TypeError(f"target must be an int class index or None, got {target!r}")
+    if not 0 <= int(target) <= hi:
+        raise ValueError(
+            f"target must be a class index in [0, {hi}] for a model with {k} output "
+            f"channel(s), got {target}"
+        )
+    return int(target)
+
+
+def _make_score(reference: torch.Tensor, target: int | None, k: int, kind: str):
+    """The two step scores against the reference, for one class or all foreground ones."""
+    classes = [target] if target is not None else list(range(1, max(k, 2)))
+    region = reference == target if target is not None else reference > 0
+    if not bool(region.any()):
+        what = f"class {target}" if target is not None else "any foreground class (labels > 0)"
+        raise ValueError(
+            f"the reference segmentation has no voxel of {what}: expected at least one voxel "
+            "to score the curves on (give another target, or a reference that contains it)"
+        )
+    prepared = PreparedReference(reference, classes)
+    index = region.flatten().nonzero().squeeze(1)
+    labels = reference.flatten().index_select(0, index)
+
+    def score(out: torch.Tensor) -> dict[str, torch.Tensor]:
+        d = dice(segmentation(out, kind), prepared, classes)
+        if target is not None or k <= 2:
+            p = pixel_probabilities(out, index, target if target is not None else 1, kind)
+        else:  # each voxel's own reference class
+            b = out.shape[0]
+            gathered = out.reshape(b, k, -1).index_select(2, index)
+            probs = probabilities(gathered, kind)
+            p = probs.gather(1, labels.view(1, 1, -1).expand(b, 1, -1))[:, 0]
+        return {"dice": d.double(), "probability": p.double().mean(dim=1)}
+
+    return score
+
+
+def _source_fields(source: Any, image: Any, reference: Any, target: Any):
+    """Map, image, reference, target and method name from an Explanation or a raw map."""
+    if isinstance(source, Explanation):
+        if source.slices is not None:
+            raise ValueError(
+                "this explanation was made slice by slice (a 2D model on a volume): evaluate "
+                "one slice at a time, e.g. map=expl.map[z] with image=expl.image[:, z]"
+            )
+        image = source.image if image is None else image
+        reference = source.reference if reference is None else reference
+        target = source.target if target is None else target
+        if image is None:
+            raise ValueError("the explanation holds no image: pass image=")
+        return as_map(source.map), image, reference, target, source.method
+    if image is None:
+        raise ValueError("a raw saliency map needs the image it explains: pass image=")
+    return as_map(source), image, reference, target, None
+
+
+def _inputs(model, image, map_shape, sub_fn, spatial_dims) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and its substrate as ``(1, C, *spatial)`` in the model's device and dtype."""
+    dims, in_ch = model_layout(model)
+    layout = prepare_image(image, spatial_dims or dims, in_ch)
+    if layout.slice_by_slice:
+        raise ValueError(
+            f"a 2D model on a volume of shape {layout.spatial}: evaluate one slice at a time "
+            "(image[:, z] and map[z])"
+        )
+    if map_shape != layout.spatial:
+        raise ValueError(
+            f"map must have the image's spatial shape {layout.spatial}, got {map_shape}"
+        )
+    device, dtype = model_device_dtype(model)
+    device, dtype = device or torch.device("cpu"), dtype or torch.float32
+    img = layout.image.double().numpy()
+    sub = np.asarray(sub_fn(img), dtype=np.float64)
+    if sub.shape != img.shape:
+        raise ValueError(f"the substrate must have the image's shape {img.shape}, got {sub.shape}")
+    x = layout.image.to(dtype).unsqueeze(0).to(device)
+    return x, torch.from_numpy(sub).to(dtype).unsqueeze(0).to(device)
+
+
+def prepare_problem(
+    source: Any,
+    *,
+    model: Callable,
+    image: Any = None,
+    reference: Any = None,
+    target: int | None = None,
+    substrate: str | Substrate = "zero",
+    blur_sigma: float = 5.0,
+    batch_size: int = 16,
+    outputs: str = "logits",
+    spatial_dims: int | None = None,
+) -> Problem:
+    """Check the inputs, run the model once on the image, and build the scores."""
+    if not callable(model):
+        raise TypeError(f"model must be callable, got {type(model).__name__}")
+    if outputs not in OUTPUT_KINDS:
+        raise ValueError(f"outputs must be one of {OUTPUT_KINDS}, got {outputs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    sub_fn = get_substrate(substrate, blur_sigma=blur_sigma)
+    saliency, image, reference, target, method = _source_fields(source, image, reference, target)
+    x, sub_t = _inputs(model, image, saliency.shape, sub_fn, spatial_dims)
+    spatial = tuple(x.shape[2:])
+    runner = ModelRunner(model, spatial)
+    out = runner(x)
+    if out.ndim <= 2:
+        raise ValueError(
+            "deletion and insertion curves score segmentations: the model must return "
+            f"(B, K, *spatial), got {tuple(out.shape)}"
+        )
+    k = int(out.shape[1])
+    target = _check_target(target, k)
+    if reference is None:
+        ref = segmentation(out, outputs)[0].long()
+    else:
+        ref = prepare_reference(reference, spatial, n_classes=k).to(x.device)
+    limit = chunk_limit(RunOptions(batch_size=int(batch_size)), x)
+    return Problem(
+        x=x,
+        substrate=sub_t,
+        saliency=saliency,
+        runner=runner,
+        score=_make_score(ref, target, k, outputs),
+        batch_size=min(int(batch_size), limit),
+        target=target,
+        method=method,
+    )

@@ -1,0 +1,109 @@
+"""``maskscope evaluate`` end to end on .npy files; bad input names the flag."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskscope import SegRISE, faithfulness
+from maskscope.cli import main
+from tests.conftest import ThresholdNet
+
+FACTORY = "tests.cli.threshold_factory:make"
+
+
+@pytest.fixture
+def files(tmp_path):
+    img = np.zeros((24, 24), np.float32)
+    img[6:15, 5:17] = 1.0
+    np.save(tmp_path / "img.npy", img)
+    return tmp_path, img
+
+
+def evaluate(tmp_path, *extra):
+    return main(["evaluate", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), *extra])
+
+
+def test_map_file_from_explain_end_to_end(files, capsys):
+    tmp_path, img = files
+    explain = ["explain", "--model", FACTORY, "--image", str(tmp_path / "img.npy")]
+    out = ["--out", str(tmp_path / "map.npy"), "--quiet"]
+    code = main([*explain, "--n-masks", "40", "--grid", "4", "--seed", "1", *out])
+    assert code == 0
+    capsys.readouterr()
+    png, js = tmp_path / "curves.png", tmp_path / "curves.json"
+    code = evaluate(
+        tmp_path, "--map", str(tmp_path / "map.npy"), "--steps", "8", "--random-orders", "2",
+        "--substrate", "blur", "--blur-sigma", "2", "--batch-size", "3",
+        "--png", str(png), "--json", str(js), "--quiet",
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    want = faithfulness(
+        np.load(tmp_path / "map.npy"), model=ThresholdNet(2), image=img, steps=8, n_random=2,
+        substrate="blur", blur_sigma=2.0,
+    )  # fmt: skip
+    got = json.loads(js.read_text())
+    for name, curve in want.curves().items():
+        for score in ("dice", "probability"):
+            assert got["curves"][name][score]["auc"] == pytest.approx(curve.auc(score), rel=1e-6)
+    assert "map.npy: blur substrate, 8 steps, 2 random order(s), 55 forward passes" in out
+    table = out.split("\n", 1)[1]
+    assert table.startswith(want.table().splitlines()[0])
+    assert f"deletion   dice         {want.auc('deletion'):.4f}" in table
+    assert Image.open(png).size[0] == 880
+    assert f"wrote {png}" in out and f"wrote {js}" in out
+
+
+def test_method_computes_the_map(files, capsys):
+    tmp_path, img = files
+    code = evaluate(tmp_path, "--method", "segrise", "--n-masks", "30", "--grid", "4",
+                    "--seed", "2", "--steps", "5", "--random-orders", "0", "--quiet")  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    expl = SegRISE(ThresholdNet(2)).explain(img, n_masks=30, grid=4, seed=2)
+    want = faithfulness(expl, model=ThresholdNet(2), steps=5, n_random=0)
+    assert out.startswith("SegRISE map: zero substrate, 5 steps, 0 random order(s)")
+    assert f"insertion  dice         {want.auc('insertion'):.4f}" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "give --map FILE (a saliency map) or --method NAME (to compute one), got neither"),
+        (("--map", "m.npy", "--method", "rise"), "got both"),
+        (("--method", "rise", "--steps", "0"), "--steps must be a positive integer, got 0"),
+        (("--method", "rise", "--random-orders", "-1"), "--random-orders must be 0 or more"),
+        (("--method", "rise", "--png", "c.jpg"), "--png needs a file name ending in .png"),
+        (("--method", "rise", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
+        (("--map", "WRONG"), "--map must have the --image's spatial shape (24, 24), got (24, 23)"),
+        (("--method", "rise", "--reference", "EMPTY"), "--reference has no voxel of foreground"),
+        (
+            ("--map", "EMPTY", "--target", "0", "--reference", "ONES"),
+            "no voxel of class 0 (--target)",
+        ),
+        (("--method", "rise", "--reference", "WRONG"), "--reference must have the --image's"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_flag(files, capsys, extra, message):
+    tmp_path, _ = files
+    np.save(tmp_path / "wrong.npy", np.zeros((24, 23)))
+    np.save(tmp_path / "empty.npy", np.zeros((24, 24), np.int64))
+    np.save(tmp_path / "ones.npy", np.ones((24, 24), np.int64))
+    paths = {n: str(tmp_path / f"{n.lower()}.npy") for n in ("WRONG", "EMPTY", "ONES")}
+    code = evaluate(tmp_path, *[paths.get(e, e) for e in extra], "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("maskscope: error: ") and message in err and err.count("\n") == 1
+
+
+def test_unknown_substrate_is_refused_by_the_parser(files, capsys):
+    tmp_path, _ = files
+    with pytest.raises(SystemExit):
+        evaluate(tmp_path, "--method", "rise", "--substrate", "noise")
+    err = capsys.readouterr().err
+    assert "argument --substrate: invalid choice: 'noise' (choose from" in err
+    assert all(name in err.rsplit("choose from", 1)[1] for name in ("zero", "blur", "min"))
