@@ -145,7 +145,9 @@ class BackgroundRun:
                     self._fresh = True
                     self._cond.notify_all()
                 # with a token the engine ends the run itself, with a cancelled snapshot
-                if snap.cancelled or (self._cancel.is_set() and self._token is None):
+                if getattr(snap, "cancelled", False) or (
+                    self._cancel.is_set() and self._token is None
+                ):
                     self.cancelled = not snap.done
                     break
         except Exception as exc:
