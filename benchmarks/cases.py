@@ -1,4 +1,4 @@
-"""Cases for the quality benchmarks: the bundled 2D sample, and a real MRI volume with a MONAI U-Net.
+"""Cases for the quality benchmarks: the bundled 2D sample, a real MRI volume with a MONAI U-Net.
 
 The real case is built from data that a package ships, with a model that maskscope did not
 make: nibabel's test volume ``anatomical.nii`` (33×41×25, 2 mm voxels, big-endian int16), a
@@ -113,7 +113,9 @@ def shapes_case() -> Case:
 
     sample = shapes2d(seed=1)
     decisive = sample.masks[sample.right_shape]  # which shape is segmented depends on it
-    return Case("shapes2d", load_model("shapes2d"), sample.image, sample.label, (1.0, 1.0), decisive)
+    return Case(
+        "shapes2d", load_model("shapes2d"), sample.image, sample.label, (1.0, 1.0), decisive
+    )
 
 
 def main() -> None:

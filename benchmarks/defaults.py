@@ -24,10 +24,10 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case  # noqa: E402
+from cases import mri_case, shapes_case
 
-from maskscope import HDM, PixelRISE, SegRISE  # noqa: E402
-from maskscope.evaluate import faithfulness  # noqa: E402
+from maskscope import HDM, PixelRISE, SegRISE
+from maskscope.evaluate import faithfulness
 
 RISE_METHODS = {"SegRISE": (SegRISE, {}), "PixelRISE-mean": (PixelRISE, {"merge": "mean"})}
 
@@ -37,15 +37,17 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def aucs(expl, model, steps: int) -> dict[str, float]:
+def aucs(expl, model, steps: int, substrate: str = "zero") -> dict[str, float]:
     """Deletion / insertion AUCs (Dice, probability) and their random baselines."""
-    res = faithfulness(expl, model=model, steps=steps, n_random=1, batch_size=16)
+    res = faithfulness(
+        expl, model=model, steps=steps, n_random=1, batch_size=16, substrate=substrate
+    )
     out = {}
     for kind in ("deletion", "insertion"):
         curve, base = getattr(res, kind), getattr(res, f"random_{kind}")
         for score in ("dice", "probability"):
-            out[f"{kind}_{score}"] = curve.auc[score]
-            out[f"random_{kind}_{score}"] = base.auc[score]
+            out[f"{kind}_{score}"] = curve.auc(score)
+            out[f"random_{kind}_{score}"] = base.auc(score)
     return out
 
 
@@ -95,8 +97,11 @@ def hdm_rows(case, steps: int, diameter: float, stride: float) -> None:
                 batch_size=16,
             )
             m = aucs(expl, case.model, steps)
+            blur = aucs(expl, case.model, steps, "blur")
             print(
-                f"{case.name:9s} HDM {distance:9s} fill={fill!s:4s}: deletion Dice "
+                f"{case.name:9s} HDM {distance:9s} fill={fill!s:4s}: blur-substrate deletion "
+                f"Dice {blur['deletion_dice']:.3f} (random {blur['random_deletion_dice']:.3f}), "
+                f"insertion Dice {blur['insertion_dice']:.3f} | zero substrate: deletion Dice "
                 f"{m['deletion_dice']:.3f} (random {m['random_deletion_dice']:.3f}) prob "
                 f"{m['deletion_probability']:.3f} | insertion Dice {m['insertion_dice']:.3f} "
                 f"(random {m['random_insertion_dice']:.3f}) | top 5 % on or near the segment "

@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case  # noqa: E402
+from cases import mri_case, shapes_case
 
-from maskscope import PixelRISE, SegRISE  # noqa: E402
+from maskscope import PixelRISE, SegRISE
 
 METHODS = {"SegRISE": (SegRISE, {}), "PixelRISE-mean": (PixelRISE, {"merge": "mean"})}
 CONFIGS = ("paper/iid", "centred/iid", "centred/antithetic", "centred/stratified")
@@ -35,7 +35,9 @@ def snapshots_at(method, image, ns, seed, **kw) -> dict[int, object]:
     """The snapshots of one run of ``max(ns)`` masks at each n in ``ns``."""
     want = set(ns)
     got = {}
-    for snap in method.iter_explain(image, n_masks=max(ns), seed=seed, batch_size=25, max_chunk_voxels=2**24, **kw):
+    for snap in method.iter_explain(
+        image, n_masks=max(ns), seed=seed, batch_size=25, max_chunk_voxels=2**24, **kw
+    ):
         if snap.n_done in want:
             got[snap.n_done] = snap
     return got
@@ -46,7 +48,7 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def run_case(case, ns, configs, grid) -> list[dict]:
+def run_case(case, ns, configs, grid, pairs: int = 1) -> list[dict]:
     rows = []
     for label, (cls, extra) in METHODS.items():
         method = cls(case.model)
@@ -54,12 +56,16 @@ def run_case(case, ns, configs, grid) -> list[dict]:
             estimator, sampling = config.split("/")
             kw = {"estimator": estimator, "sampling": sampling, "grid": grid, **extra}
             t0 = time.perf_counter()
-            a = snapshots_at(method, case.image, ns, 0, **kw)
-            b = snapshots_at(method, case.image, ns, 1, **kw)
+            runs = [snapshots_at(method, case.image, ns, seed, **kw) for seed in range(2 * pairs)]
             wall = time.perf_counter() - t0
             for n in ns:
-                measured = corr(a[n].map, b[n].map)
-                predicted = 0.5 * (a[n].reliability + b[n].reliability)
+                # mean over the seed pairs (0, 1), (2, 3), ...: one pair's correlation is noisy
+                measured = float(
+                    np.mean(
+                        [corr(runs[i][n].map, runs[i + 1][n].map) for i in range(0, 2 * pairs, 2)]
+                    )
+                )
+                predicted = float(np.mean([r[n].reliability for r in runs]))
                 rows.append(
                     {
                         "case": case.name,
@@ -73,7 +79,8 @@ def run_case(case, ns, configs, grid) -> list[dict]:
                     }
                 )
                 print(
-                    f"{case.name:9s} {label:15s} {config:19s} N={n:5d}  two seeds r={measured:6.3f}"
+                    f"{case.name:9s} {label:15s} {config:19s} grid={grid} N={n:5d}  "
+                    f"two seeds r={measured:6.3f}"
                     f"  reliability {predicted:6.3f}  ({predicted - measured:+.3f})",
                     flush=True,
                 )
@@ -85,14 +92,15 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["shapes2d", "mri3d"])
     parser.add_argument("--n", nargs="+", type=int, default=[250, 500, 1000, 2000])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--grid", type=int, default=8)
+    parser.add_argument("--grid", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=1, help="seed pairs averaged")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     for name in args.cases:
         case = shapes_case() if name == "shapes2d" else mri_case()
-        run_case(case, args.n, args.configs, args.grid)
+        run_case(case, args.n, args.configs, args.grid, args.pairs)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,11 @@ def test_explain_round_trips_format(tmp_path, suffix, capsys):
     want = SegRISE(ThresholdNet(2)).explain(image2d(), n_masks=30, grid=4, seed=2).map
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert (tmp_path / "map.png").is_file()
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote" in printed
+    # the summary says, in words, how far another seed's map would agree
+    rel = SegRISE(ThresholdNet(2)).explain(image2d(), n_masks=30, grid=4, seed=2).reliability
+    assert f"reliability {rel:.2f} (" in printed
 
 
 def test_explain_nifti_volume_keeps_spacing(tmp_path):

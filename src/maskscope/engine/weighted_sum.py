@@ -40,7 +40,9 @@ _R = 3  # second-moment columns: w², w, 1
 def split_half_reliability(a: torch.Tensor, b: torch.Tensor) -> float | None:
     """Spearman–Brown corrected correlation ``2r / (1 + r)`` of two half maps.
 
-    None when either half is constant (no correlation is defined).
+    None when either half is constant (no correlation is defined). For ``r < 0`` (halves
+    that disagree: very few masks) the formula has no meaning below -1; the result is kept
+    in ``[-1, 1]``.
     """
     a = a.double().flatten()
     b = b.double().flatten()
@@ -51,7 +53,7 @@ def split_half_reliability(a: torch.Tensor, b: torch.Tensor) -> float | None:
         return None
     r = float((a * b).sum()) / den
     r = min(max(r, -1.0), 1.0)
-    return 2.0 * r / (1.0 + r) if r > -1.0 else -1.0
+    return max(2.0 * r / (1.0 + r), -1.0) if r > -1.0 else -1.0
 
 
 class WeightedSum:

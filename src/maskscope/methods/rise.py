@@ -25,10 +25,10 @@ class RISEParams:
     """Parameters of RISE-style random masks (shared by RISE, PixelRISE and SegRISE)."""
 
     n_masks: int = param(
-        1000, help="Number of random masks N (more masks, less noise).", min=1, max=1_000_000
+        2000, help="Number of random masks N (more masks, less noise).", min=1, max=1_000_000
     )
     grid: int | tuple[int, ...] = param(
-        8, help="Grid cells s per axis of the random masks (larger = finer detail).", min=1
+        6, help="Grid cells s per axis of the random masks (larger = finer detail).", min=1
     )
     p_keep: float = param(
         0.5,
