@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from ._messages import for_form
 from .engine.loop import RunOptions
 from .engine.params import ParamSpec
 from .explanation import Explanation
@@ -320,8 +319,14 @@ def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:
     return f"{count} · {took}{rel} · about {format_duration(left)} left"
 
 
-def error_line(exc: BaseException, limit: int = 300) -> str:
-    """A one-line reason for a failure, fit for a notification."""
+def error_line(exc: BaseException, limit: int = 500) -> str:
+    """A one-line reason for a failure, fit for a notification.
+
+    The same text as the command line prints (:func:`maskscope.wording.failure_line`),
+    with form field labels instead of flags.
+    """
+    from .wording import failure_line
+
     text = str(exc).strip()
     first = text.splitlines()[0].strip() if text else ""
     name = type(exc).__name__
@@ -330,10 +335,5 @@ def error_line(exc: BaseException, limit: int = 300) -> str:
             f"out of memory ({first or name}): lower the batch size, the number of slices "
             "or the image size, or use another device"
         )
-    if isinstance(exc, KeyError) and first:
-        first = first.strip("'\"")
-    if isinstance(exc, (ValueError, TypeError, OSError, ImportError, KeyError)) and first:
-        line = for_form(first)
-    else:
-        line = f"{name}: {first}" if first else name
+    line = failure_line(exc, frontend="gui")
     return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._messages import for_cli
 from .engine.inputs import prepare_image
 from .engine.loop import RunOptions
+from .engine.outputs import parse_output_key
+from .engine.padding import PAD_MODES
 from .engine.params import describe_params
 from .methods import METHODS
 
@@ -114,6 +116,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
     ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    ex.add_argument(
+        "--output-key",
+        metavar="KEY|INDEX",
+        help="what to explain in the model's output: a dict key (logits) or a tuple index (0); "
+        "default: the tensor, a dict's out/logits/pred, .logits, a tuple's first element",
+    )
+    ex.add_argument(
+        "--pad-multiple",
+        metavar="K",
+        type=_number_list(int),
+        help="pad inputs to a multiple of K per axis (or K1,K2,K3) and crop outputs back "
+        "(U-Nets need 2**levels, e.g. 16)",
+    )
+    ex.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
+    ex.add_argument("--debug", action="store_true", help="show the traceback of an error")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(ex)
     from .cli_evaluate import add_evaluate_parser
@@ -139,6 +156,7 @@ def _explain(args: argparse.Namespace) -> int:
     from ._outpaths import check_format, cli_outputs
     from .io import read_image, write_map
     from .models import UntrustedModelError, load_model
+    from .wording import load_for_frontend
 
     method_name, fixed = CLI_METHODS[args.method]
     cls = METHODS[method_name]
@@ -163,10 +181,17 @@ def _explain(args: argparse.Namespace) -> int:
                 f"--slices must be 'all' or slice indices like 10,11,12, got {args.slices!r}"
             ) from None
     try:
-        model = load_model(args.model, trusted=args.trust_model)
+        model = load_for_frontend(load_model, args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:
         raise UntrustedModelError(exc.path, "--trust-model") from None
-    explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
+    explainer = cls(
+        model,
+        outputs=args.outputs,
+        spatial_dims=args.spatial_dims,
+        output_key=parse_output_key(args.output_key),
+        pad_multiple=args.pad_multiple,
+        pad_mode=args.pad_mode,
+    )
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     expl = explainer.explain(
@@ -191,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (bad input: one line on stderr, status 2)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("MASKSCOPE_DEBUG", "") not in ("", "0")
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -202,12 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_evaluate(args)
         return _explain(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as exc:
-        print(f"maskscope: error: {for_cli(str(exc))}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("maskscope: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # bad input, a model that fails, a file that does not load
+        if debug:
+            raise
+        from .wording import failure_line
+
+        print(f"maskscope: error: {failure_line(exc, frontend='cli')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -131,16 +131,20 @@ def start_run(
     spatial_dims: int | None = None,
     yield_every: float = 0.2,
     cancel: CancelToken | None = None,
+    **model_options: Any,
 ) -> Iterator[Explanation]:
     """Validate everything and return the run's snapshot generator.
 
     Errors in the inputs are raised here, before any work starts; errors of the model
     surface from the generator. ``cancel`` stops the run from any thread after the chunk
-    in progress (its last snapshot is then marked ``cancelled``).
+    in progress (its last snapshot is then marked ``cancelled``). ``model_options`` go to
+    the method's constructor (``output_key``, ``output``, ``pad_multiple``, ``pad_mode``).
     """
     params, options = split_values(method, values or {})
     options = dataclasses.replace(options, yield_every=yield_every)
-    explainer = method_class(method)(model, outputs=outputs, spatial_dims=spatial_dims)
+    explainer = method_class(method)(
+        model, outputs=outputs, spatial_dims=spatial_dims, **model_options
+    )
     return explainer.iter_explain(
         image,
         target=target,

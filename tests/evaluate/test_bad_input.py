@@ -109,3 +109,9 @@ def test_randomization_and_agreement_inputs():
         seed_agreement(np.zeros((4, 4)), np.zeros((4, 4)), region=np.ones((3, 4), bool))
     with pytest.raises(ValueError, match="region='reference' needs the first argument to be an"):
         seed_agreement(np.zeros((4, 4)), np.zeros((4, 4)), region="reference")
+
+
+def test_a_model_in_training_mode_is_warned_about():
+    sal, kw = args(model=BoxNet(2).train())
+    with pytest.warns(UserWarning, match="the model is in training mode"):
+        faithfulness(sal, **kw)

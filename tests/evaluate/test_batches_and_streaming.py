@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from maskscope.evaluate import faithfulness, iter_deletion, iter_faithfulness, random_orders
 from tests.conftest import Spy
@@ -133,3 +134,39 @@ def test_cancel_callable_and_the_draining_function():
         saliency_for(image.shape), model=spy, image=image, steps=STEPS, cancel=lambda: True
     )
     assert nothing.deletion.n_done == 0 and nothing.n_forward == 1 and not nothing.done
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """Raises a CUDA-style out-of-memory error for batches larger than ``limit``."""
+
+    def __init__(self, model: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.model, self.limit = model, limit
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.model(x)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_curves():
+    want, _ = run(3, n_random=1)
+    spy = Spy(OutOfMemoryAbove(BoxNet(2), limit=3))
+    image = image2d()
+    with pytest.warns(RuntimeWarning, match="out of memory with a batch of 8; continuing with "
+                      "batches of 4"):  # fmt: skip
+        with pytest.warns(RuntimeWarning, match="batch of 4; continuing with batches of 2"):
+            got = faithfulness(
+                saliency_for(image.shape), model=spy, image=image, batch_size=8, steps=STEPS,
+                n_random=1, substrate="blur",
+            )  # fmt: skip
+    for name, curve in want.curves().items():
+        np.testing.assert_array_equal(got.curves()[name].runs["dice"], curve.runs["dice"])
+    # the two failed tries, then every curve (4 × 10 steps) in batches of 2
+    assert spy.batch_sizes == [1, 8, 4] + [2] * 20
+    assert got.n_forward == 1 + 4 * (STEPS + 1)  # the runner counts what came back
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        faithfulness(
+            saliency_for(image.shape), model=OutOfMemoryAbove(BoxNet(2), limit=0), image=image
+        )

@@ -100,6 +100,10 @@ def test_explanation_source_gives_its_reference_and_target():
 class ThreeClassNet(torch.nn.Module):
     """Class 1 where the image is above 0.5, class 2 where it is below 0.1, else class 0."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.eval()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.zeros_like(x), 6 * (x - 0.5), 6 * (0.1 - x)], dim=1)
 

@@ -118,9 +118,9 @@ def test_sidecar_name_rule() -> None:
         (["--n-masks", "0"], "--n-masks must be in [1, 1e+06], got 0"),
         (["--seed", "-3"], "--seed must be in [0, inf], got -3"),
         (["--p-keep", "nan"], "--p-keep must be finite, got nan"),
-        (["--target", "5"], "--target must be a class index in [0, 1]"),
+        (["--target", "5"], "target must be a class index in [0, 1]"),
         (["--slices", "a,b"], "--slices must be 'all' or slice indices like 10,11,12, got 'a,b'"),
-        (["--slices", "3"], "--slices applies to a 2D model on a volume"),
+        (["--slices", "3"], "slices applies to a 2D model on a volume"),
     ],
 )
 def test_bad_flags_name_the_flag(img, tmp_path, capsys, flags, message) -> None:

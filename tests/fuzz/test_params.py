@@ -181,16 +181,16 @@ def test_array_baselines_are_accepted_and_checked() -> None:
         (
             "RunOptions.tol must be in (0, inf], got -1",
             "--tol must be in (0, inf], got -1",
-            "the field 'early-stop tolerance' must be in (0, inf], got -1",
+            '"early-stop tolerance" must be in (0, inf], got -1',
         ),
         (
             "SegRISEParams.n_masks must be an int, got 2.5",
             "--n-masks must be an int, got 2.5",
-            "the field 'n masks' must be an int, got 2.5",
+            '"n masks" must be an int, got 2.5',
         ),
     ],
 )
 def test_messages_speak_each_frontends_words(message, cli, form) -> None:
-    from maskscope._messages import for_cli, for_form
+    from maskscope.wording import for_cli, for_gui
 
-    assert for_cli(message) == cli and for_form(message) == form
+    assert for_cli(message) == cli and for_gui(message) == form

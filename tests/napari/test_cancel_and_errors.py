@@ -78,7 +78,10 @@ def test_a_model_raising_mid_run_keeps_what_was_computed(
     run_to_end(qtbot, widget)
 
     (message,) = errors()
-    assert message.startswith("maskscope: RuntimeError: the model broke down")
+    assert message.startswith(
+        "maskscope: the model failed on an input batch of shape (4, 1, 48, 48): "
+        "RuntimeError: the model broke down"
+    )
     assert "second line" not in message
     (layer,) = saliency_layers(viewer)
     assert layer.name == "sq RISE (partial)" and layer.metadata["maskscope"]["n_done"] == 8
@@ -92,11 +95,11 @@ def test_a_model_raising_mid_run_keeps_what_was_computed(
 
 def test_bad_settings_are_notifications(make_napari_viewer, qtbot, model2d, errors):
     viewer = make_napari_viewer()
-    widget = explain_in_viewer(viewer, model2d, method="PixelRISE", merge="max", tol=0.05)
+    widget = explain_in_viewer(viewer, model2d, method="PixelRISE", merge="max", baseline="median")
     assert widget.run() is None  # no image yet
     viewer.add_image(square_image(), name="sq")
-    assert widget.run() is None  # max merge has no standard error for early stopping
-    widget.set_values(tol=None, grid="8, x")
+    assert widget.run() is None  # not a baseline
+    widget.set_values(baseline="0", grid="8, x")
     assert widget.run() is None  # not a number
     widget.set_values(grid=8)
     viewer.add_labels(np.zeros((20, 20), np.int32), name="small")
@@ -104,7 +107,7 @@ def test_bad_settings_are_notifications(make_napari_viewer, qtbot, model2d, erro
     assert widget.run() is None  # a reference of another shape
     first, second, third, fourth = errors()
     assert "no image layer" in first
-    assert "merge='max'" in second
+    assert "baseline" in second and "'min', 'mean'" in second
     assert "grid takes a number" in third
     assert "reference layer 'small' has shape (20, 20)" in fourth
     assert saliency_layers(viewer) == [] and widget.run_button.isEnabled()

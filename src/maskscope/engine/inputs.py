@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .outputs import adapt_output
+
 __all__ = [
     "InputLayout",
     "check_output",
@@ -176,7 +178,7 @@ def prepare_image(
         return InputLayout(t, 2, False)
     raise ValueError(
         f"cannot tell whether an image of shape {shape} is (C, H, W) for a 2D model or "
-        "(D, H, W) for a 3D model: pass spatial_dims=2 or spatial_dims=3 to the method"
+        "(D, H, W) for a 3D model: pass spatial_dims=2 or spatial_dims=3"
     )
 
 
@@ -289,23 +291,28 @@ def prepare_reference(
 def check_output(out: Any, batch: int, spatial: Sequence[int], *, expect_k: int | None = None):
     """Check a model output: ``(B, K, *spatial)`` or ``(B, K)``, finite.
 
-    Returns the output as a tensor.
+    A dict, tuple, list or object with ``.logits`` goes through the default output choice
+    first (:func:`maskscope.engine.outputs.adapt_output`). Returns the output as a tensor.
     """
-    if isinstance(out, (tuple, list)) and out and torch.is_tensor(out[0]):
-        out = out[0]
-    elif isinstance(out, dict) and "out" in out:
-        out = out["out"]
-    if not torch.is_tensor(out):
-        raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
+    out = adapt_output(out)
     spatial = tuple(spatial)
     shape = tuple(out.shape)
     seg_ok = out.ndim == 2 + len(spatial) and shape[0] == batch and shape[2:] == spatial
     cls_ok = out.ndim == 2 and shape[0] == batch
     if not (seg_ok or cls_ok):
-        raise ValueError(
-            f"the model must return (B, K, *spatial) = ({batch}, K, {', '.join(map(str, spatial))})"
-            f" or (B, K) = ({batch}, K) for an input batch of {batch}, got {shape}"
+        expected = (
+            f"the model must return (B, K, *spatial) = ({batch}, K, "
+            f"{', '.join(map(str, spatial))}) or (B, K) = ({batch}, K) for an input batch of "
+            f"{batch}, got {shape}"
         )
+        if out.ndim == 2 + len(spatial) and shape[0] == batch:
+            raise ValueError(
+                f"{expected}: a spatial size of {'×'.join(map(str, shape[2:]))} for an input "
+                f"of {'×'.join(map(str, spatial))}; if the network needs sizes divisible by "
+                "2**levels, set pad_multiple=16 (the input is padded and the output cropped "
+                "back), else resample its output with output=lambda out: ..."
+            )
+        raise ValueError(expected)
     if expect_k is not None and shape[1] != expect_k:
         raise ValueError(
             f"the model returned {shape[1]} channels, but {expect_k} on the unperturbed input"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -197,6 +198,13 @@ def prepare_problem(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sub_fn = get_substrate(substrate, blur_sigma=blur_sigma)
     saliency, image, reference, target, method = _source_fields(source, image, reference, target)
+    if getattr(model, "training", False):
+        warnings.warn(
+            "the model is in training mode (dropout / batch-norm statistics change its "
+            "outputs); call model.eval() before evaluating a map of it",
+            UserWarning,
+            stacklevel=3,
+        )
     x, sub_t = _inputs(model, image, saliency.shape, sub_fn, spatial_dims)
     spatial = tuple(x.shape[2:])
     runner = ModelRunner(model, spatial)

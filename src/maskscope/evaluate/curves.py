@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..engine.loop import is_out_of_memory
 from ._setup import SCORES, Problem, prepare_problem
 from .result import Curve, FaithfulnessResult
 from .substrates import substrate_name
@@ -117,23 +119,43 @@ def _run_jobs(
 ) -> Iterator[None]:
     """Fill every job's runs batch by batch; yield after each model call."""
     device = problem.x.device
-    n_points = len(counts)
     counts_t = torch.from_numpy(counts).to(device)
     for job in jobs:
         for i, order in enumerate(job.orders):
             rank = np.empty(order.size, dtype=np.int64)
             rank[order] = np.arange(order.size, dtype=np.int64)
             rank_t = torch.from_numpy(rank).to(device).view(problem.spatial)
-            for start in range(0, n_points, problem.batch_size):
+            start = 0
+            while start < len(counts):
                 if _is_cancelled(cancel):
                     return
-                stop = min(start + problem.batch_size, n_points)
-                batch = _perturbed(problem, rank_t, counts_t[start:stop], job.curve_kind)
-                scores = problem.score(problem.runner(batch))
+                stop = min(start + problem.batch_size, len(counts))
+                scores = _score_batch(problem, rank_t, counts_t[start:stop], job.curve_kind)
+                if scores is None:  # out of memory: the same steps again, in smaller batches
+                    continue
                 for name in SCORES:
                     job.runs[name][i, start:stop] = scores[name].cpu().numpy()
-                del batch
+                start = stop
                 yield None
+
+
+def _score_batch(problem: Problem, rank: torch.Tensor, counts: torch.Tensor, kind: str):
+    """Scores of one batch of steps, or None after halving ``problem.batch_size`` on OOM."""
+    try:
+        return problem.score(problem.runner(_perturbed(problem, rank, counts, kind)))
+    except Exception as exc:
+        if not is_out_of_memory(exc) or len(counts) == 1:
+            raise
+    problem.batch_size = max(1, len(counts) // 2)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    warnings.warn(
+        f"out of memory with a batch of {len(counts)}; continuing with batches of "
+        f"{problem.batch_size}: the curves do not change",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return None
 
 
 def _make_jobs(problem: Problem, kinds: tuple[str, ...], n_random: int, seed: int, n_points: int):

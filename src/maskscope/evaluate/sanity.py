@@ -38,6 +38,10 @@ class RandomizationResult:
     spearman
         Spearman correlation of each step's map with the original map (NaN where the
         randomised map is constant: the model no longer reacts to the perturbations).
+    spearman_abs
+        The same for the absolute values of the maps (Adebayo et al. report both): a map
+        whose sign flipped but whose structure stayed has a strongly negative ``spearman``
+        and a high ``spearman_abs``.
     original
         The map of the intact model.
     maps
@@ -47,15 +51,17 @@ class RandomizationResult:
     layers: list[str]
     n_randomised: list[int]
     spearman: np.ndarray
+    spearman_abs: np.ndarray
     original: Explanation
     maps: list[np.ndarray] = field(default_factory=list)
 
     def table(self) -> str:
         """One line per step: the last layer re-initialised and the rank correlation."""
         width = max(len("last layer"), *(len(self.layers[n - 1]) for n in self.n_randomised))
-        lines = [f"layers randomised  {'last layer':<{width}}  Spearman vs original"]
-        for n, rho in zip(self.n_randomised, self.spearman, strict=True):
-            lines.append(f"{n:>17}  {self.layers[n - 1]:<{width}}  {rho:.3f}")
+        lines = [f"layers randomised  {'last layer':<{width}}  Spearman  Spearman of |map|"]
+        rows = zip(self.n_randomised, self.spearman, self.spearman_abs, strict=True)
+        for n, rho, rho_abs in rows:
+            lines.append(f"{n:>17}  {self.layers[n - 1]:<{width}}  {rho:>8.3f}  {rho_abs:>8.3f}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +71,7 @@ class RandomizationResult:
             "layers": list(self.layers),
             "n_randomised": list(self.n_randomised),
             "spearman": [float(v) if np.isfinite(v) else None for v in self.spearman],
+            "spearman_abs": [float(v) if np.isfinite(v) else None for v in self.spearman_abs],
         }
 
 
@@ -165,12 +172,14 @@ def randomization_check(
         kwargs["target"] = original.target
     keep = np.ones(original.map.shape, bool) if region is None else region
     names = [name for name, _ in layers]
-    rhos, maps = [], []
+    rhos, rhos_abs, maps = [], [], []
+    a = original.map[keep]
     for expl in _cascade(method, names, ks, init_seed, image, kwargs):
-        rhos.append(rank_correlation(original.map[keep], expl.map[keep]))
+        rhos.append(rank_correlation(a, expl.map[keep]))
+        rhos_abs.append(rank_correlation(np.abs(a), np.abs(expl.map[keep])))
         if keep_maps:
             maps.append(expl.map)
-    return RandomizationResult(names, ks, np.asarray(rhos), original, maps)
+    return RandomizationResult(names, ks, np.asarray(rhos), np.asarray(rhos_abs), original, maps)
 
 
 def _cascade(method: Method, names: list[str], ks: list[int], init_seed: int, image, kwargs):

@@ -22,6 +22,7 @@ from ..engine.inputs import (
     resolve_slices,
 )
 from ..engine.loop import ModelRunner, Part, RunOptions, Task, run_parts
+from ..engine.model_call import ModelCall, is_exported_module
 from ..engine.params import replace_params, validate_params
 from ..engine.scores import OUTPUT_KINDS, segmentation
 from ..explanation import Explanation
@@ -113,6 +114,18 @@ class Method:
         omitted; needed for a 3-axis input to a model with no recognisable convolution.
     device
         Where masks and sums live; defaults to the model's device (CPU for plain callables).
+    output_key
+        Which part of the model's return value to explain: a dict key (``"logits"``) or a
+        tuple / list index (``1``). Default: the tensor itself, a dict's ``"out"``,
+        ``"logits"`` or ``"pred"`` (or its only value), an object's ``.logits``, a
+        sequence's first element (the full-resolution head of deep supervision).
+    output
+        Instead of ``output_key``: a callable ``output(raw) -> tensor``.
+    pad_multiple
+        Pad every input to a multiple of this per spatial axis (one int, or one per axis;
+        U-Nets need 2**levels) and crop the outputs back. None: no padding.
+    pad_mode
+        ``"zeros"``, ``"replicate"`` or ``"reflect"`` (with ``pad_multiple``).
     """
 
     #: Display name.
@@ -134,13 +147,24 @@ class Method:
         outputs: str = "logits",
         spatial_dims: int | None = None,
         device: torch.device | str | None = None,
+        output_key: str | int | None = None,
+        output: Callable[[Any], torch.Tensor] | None = None,
+        pad_multiple: int | tuple[int, ...] | None = None,
+        pad_mode: str = "zeros",
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if outputs not in OUTPUT_KINDS:
             raise ValueError(f"outputs must be one of {OUTPUT_KINDS}, got {outputs!r}")
-        self.model = model
         self.outputs = outputs
+        #: The model as the engine calls it (padding, output choice, batch fallback).
+        self.model_call = ModelCall(
+            model,
+            output_key=output_key,
+            output=output,
+            pad_multiple=pad_multiple,
+            pad_mode=pad_mode,
+        )
         dims, in_ch = model_layout(model)
         if spatial_dims is not None and spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -156,6 +180,17 @@ class Method:
             )
         self.device = torch.device(device) if device is not None else (mdev or torch.device("cpu"))
         self.dtype = mdtype or torch.float32
+
+    @property
+    def model(self) -> Callable:
+        """The user's model; setting another one keeps the output choice and padding."""
+        return self.model_call.model
+
+    @model.setter
+    def model(self, model: Callable) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        self.model_call = self.model_call.with_model(model)
 
     # ------------------------------------------------------------------ hooks
     def make_task(self, ctx: Context, params: Any) -> Task:
@@ -246,7 +281,7 @@ class Method:
         img = owned.to(self.dtype)
         part_spacing = spacing[1:] if layout.slice_by_slice else spacing
         part_spatial = spatial[1:] if layout.slice_by_slice else spatial
-        runner = ModelRunner(self.model, part_spatial)
+        runner = ModelRunner(self.model_call, part_spatial)
         state: dict[str, Any] = {"target": target}
         self._warn_training()
 
@@ -281,6 +316,7 @@ class Method:
             "device": str(self.device),
             "spatial_dims": layout.spatial_dims,
             "slice_by_slice": layout.slice_by_slice,
+            **self._model_record(),
         }
         return run_parts(
             parts,
@@ -424,8 +460,21 @@ class Method:
         counts = torch.bincount(reference.flatten(), minlength=k)[1:]
         return int(counts.argmax()) + 1
 
+    def _model_record(self) -> dict[str, Any]:
+        call = self.model_call
+        out: dict[str, Any] = {}
+        if call.output_key is not None:
+            out["output_key"] = call.output_key
+        if call.output is not None:
+            out["output"] = call.output
+        if call.pad_multiple is not None:
+            out["pad_multiple"] = call.pad_multiple
+            out["pad_mode"] = call.pad_mode
+        return out
+
     def _warn_training(self) -> None:
-        if getattr(self.model, "training", False):
+        # an exported program's module has a training flag, but its mode was fixed at export
+        if getattr(self.model, "training", False) and not is_exported_module(self.model):
             warnings.warn(
                 "the model is in training mode (dropout / batch-norm statistics change its "
                 "outputs); call model.eval() before explaining it",

@@ -77,6 +77,8 @@ def explain_in_viewer(
     image: Any = None,
     method: str | None = None,
     area: str = "right",
+    output_key: str | int | None = None,
+    pad_multiple: int | tuple[int, ...] | None = None,
     **values: Any,
 ) -> ExplainWidget:
     """Dock a maskscope widget in ``viewer`` with ``model`` selected.
@@ -99,6 +101,9 @@ def explain_in_viewer(
         The method to select (a name in :data:`maskscope.methods.METHODS`).
     area
         Where to dock the widget.
+    output_key, pad_multiple
+        Fill the "output key" and "pad multiple" fields (see the methods' parameters of
+        the same names).
     **values
         Form values to preset, e.g. ``n_masks=500, seed=1``.
 
@@ -109,7 +114,12 @@ def explain_in_viewer(
     """
     widget = ExplainWidget(viewer)
     widget.add_model(
-        name or type(model).__name__, model, outputs=outputs, spatial_dims=spatial_dims
+        name or type(model).__name__,
+        model,
+        outputs=outputs,
+        spatial_dims=spatial_dims,
+        output_key=output_key,
+        pad_multiple=pad_multiple,
     )
     if method is not None:
         widget.set_method(method)

@@ -19,9 +19,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._gui_common import format_value, parse_text
 from ..engine.inputs import model_device_dtype
+from ..engine.outputs import parse_output_key
+from ..engine.padding import PAD_MODES, normalize_multiple
 from ..frontend import resolve_device
 from ..models import UntrustedModelError, bundled_models, load_model
+from ..wording import load_for_frontend
 from ._registry import ModelEntry, registry
 
 __all__ = ["FROM_SPEC", "LoadedModel", "ModelPicker"]
@@ -50,12 +54,30 @@ class LoadedModel:
         2, 3, or None (inferred by the engine).
     label
         What the user chose, for messages.
+    output_key
+        The "output key" field: a dict key, a tuple index, or None (the default choice).
+    pad_multiple
+        The "pad multiple" field: None, or pad inputs to a multiple of it.
+    pad_mode
+        The "pad mode" field.
     """
 
     model: Callable
     outputs: str
     spatial_dims: int | None
     label: str
+    output_key: str | int | None = None
+    pad_multiple: int | tuple[int, ...] | None = None
+    pad_mode: str = "zeros"
+
+    def method_kwargs(self) -> dict:
+        """The method constructor's keywords for this model (besides the model)."""
+        return {
+            "outputs": self.outputs,
+            "output_key": self.output_key,
+            "pad_multiple": self.pad_multiple,
+            "pad_mode": self.pad_mode,
+        }
 
 
 def _to_device(model: Callable, choice: str) -> Callable:
@@ -106,6 +128,24 @@ class ModelPicker(QWidget):
         self.dims.setToolTip(
             "The model's spatial dimensionality: auto reads it from its first convolution"
         )
+        self.output_key = QLineEdit()
+        self.output_key.setObjectName("output_key")
+        self.output_key.setPlaceholderText("auto")
+        self.output_key.setToolTip(
+            "What to explain in the model's output: a dict key (logits) or a tuple index (0). "
+            "auto: the tensor, a dict's out / logits / pred, .logits, a tuple's first element"
+        )
+        self.pad_multiple = QLineEdit()
+        self.pad_multiple.setObjectName("pad_multiple")
+        self.pad_multiple.setPlaceholderText("none")
+        self.pad_multiple.setToolTip(
+            "Pad inputs to a multiple of this per axis (16, or 16, 16, 8) and crop the "
+            "outputs back: U-Nets need 2**levels"
+        )
+        self.pad_mode = QComboBox()
+        self.pad_mode.setObjectName("pad_mode")
+        self.pad_mode.addItems(list(PAD_MODES))
+        self.pad_mode.setToolTip("How the padding is filled")
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.spec)
@@ -119,6 +159,9 @@ class ModelPicker(QWidget):
         layout.addRow("", self.trust)
         layout.addRow("model outputs", self.outputs)
         layout.addRow("model input", self.dims)
+        layout.addRow("output key", self.output_key)
+        layout.addRow("pad multiple", self.pad_multiple)
+        layout.addRow("pad mode", self.pad_mode)
         self._layout = layout
         self.browse.clicked.connect(self._browse)
         self.combo.currentIndexChanged.connect(self._update_visibility)
@@ -209,13 +252,14 @@ class ModelPicker(QWidget):
             When the model cannot be loaded; the message says why.
         """
         kind, name = self.combo.currentData() or ("spec", None)
+        extra = self._constraints()
         if kind == "bundled":
             model = load_model(name, device=resolve_device(device))
-            return LoadedModel(model, "logits", bundled_models()[name].spatial_dims, name)
+            return LoadedModel(model, "logits", bundled_models()[name].spatial_dims, name, **extra)
         if kind in ("registered", "local"):
             entry = self._local[name] if kind == "local" else registry.get(name)
             model = _to_device(entry.model, device)
-            return LoadedModel(model, entry.outputs, entry.spatial_dims, name)
+            return LoadedModel(model, entry.outputs, entry.spatial_dims, name, **extra)
         spec = self.spec.text().strip()
         if not spec:
             raise ValueError(
@@ -223,7 +267,38 @@ class ModelPicker(QWidget):
                 "'package.module:factory' in the file / factory field"
             )
         try:
-            model = load_model(spec, device=resolve_device(device), trusted=self.trust.isChecked())
+            model = load_for_frontend(
+                load_model, spec, device=resolve_device(device), trusted=self.trust.isChecked()
+            )
         except UntrustedModelError as exc:
             raise UntrustedModelError(exc.path, f"the checkbox {TRUST_LABEL!r}") from None
-        return LoadedModel(model, self.outputs.currentText(), _DIMS[self.dims.currentText()], spec)
+        dims = _DIMS[self.dims.currentText()]
+        return LoadedModel(model, self.outputs.currentText(), dims, spec, **extra)
+
+    def set_constraints(
+        self, *, output_key: str | int | None = None, pad_multiple: object = None
+    ) -> None:
+        """Fill the "output key" and "pad multiple" fields."""
+        self.output_key.setText("" if output_key is None else str(output_key))
+        multiple = normalize_multiple(pad_multiple)
+        text = "" if multiple is None else format_value(multiple)
+        self.pad_multiple.setText(text)
+
+    def _constraints(self) -> dict:
+        """The output key and padding fields, checked."""
+        text = self.pad_multiple.text().strip()
+        multiple = None
+        if text and text.lower() != "none":
+            parsed = parse_text(text)
+            try:
+                multiple = normalize_multiple(parsed)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    "pad multiple takes a positive int, or one per axis separated by commas "
+                    f"(16 or 16, 16, 8), got {text!r}"
+                ) from None
+        return {
+            "output_key": parse_output_key(self.output_key.text()),
+            "pad_multiple": multiple,
+            "pad_mode": self.pad_mode.currentText(),
+        }

@@ -188,9 +188,15 @@ class ExplainWidget(QWidget):
         *,
         outputs: str = "logits",
         spatial_dims: int | None = None,
+        output_key: str | int | None = None,
+        pad_multiple: int | tuple[int, ...] | None = None,
     ) -> None:
-        """Offer a model in this widget (not in other widgets) and select it."""
+        """Offer a model in this widget (not in other widgets) and select it.
+
+        ``output_key`` and ``pad_multiple`` fill the model section's fields.
+        """
         self.models.add_model(ModelEntry(name, model, outputs, spatial_dims))
+        self.models.set_constraints(output_key=output_key, pad_multiple=pad_multiple)
 
     def set_method(self, name: str) -> None:
         """Choose the method by name (one of :data:`maskscope.methods.METHODS`)."""
@@ -288,10 +294,10 @@ class ExplainWidget(QWidget):
             reference=given.reference,
             slices=slices,
             voxel_spacing=given.voxel_spacing,
-            outputs=loaded.outputs,
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
             cancel=token,
+            **loaded.method_kwargs(),
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from .._messages import for_form
 from ..explanation import Explanation
+from ..wording import for_gui
 from ._runner import BackgroundRun
 
 __all__ = [
@@ -60,7 +60,7 @@ def running(snap: Explanation) -> Status:
 def cannot_start(method: str, exc: BaseException) -> Status:
     """Bad parameters or inputs, found before the run started."""
     return Status(
-        f"Cannot start {method}: {type(exc).__name__}: {for_form(str(exc))}", RED, "danger"
+        f"Cannot start {method}: {type(exc).__name__}: {for_gui(str(exc))}", RED, "danger"
     )
 
 

@@ -1,0 +1,153 @@
+"""How the engine calls a model: padding, the output adapter, batch-1 fallback, clear errors.
+
+:class:`ModelCall` composes, around the user's model,
+
+1. :class:`~maskscope.engine.padding.PadToMultiple` when ``pad_multiple`` is set (pad the
+   input, crop the outputs back);
+2. the output adapter (:mod:`maskscope.engine.outputs`): the raw return value → one
+   tensor;
+3. a fallback for models that only take a batch of 1 (a ``.pt2`` exported at batch 1, a
+   model traced with a hard-coded batch): when the first batched call fails, every input
+   of that batch is run alone; if each succeeds, the model is called one input at a time
+   from then on, with a warning. The map does not depend on the batch size, so this
+   changes nothing but the speed. If an input fails alone too, its error is raised;
+4. errors: anything the model raises (but running out of memory, which the loop handles
+   by halving the batch) becomes a :class:`~maskscope.engine.failures.ModelError` with the
+   model's real message and, for the known failures, a hint.
+
+Every method and the unperturbed pass go through one :class:`ModelCall`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .failures import ModelError, failure_hint, real_message
+from .loop import is_out_of_memory
+from .outputs import OutputAdapter, OutputChoiceError
+from .padding import PAD_MODES, PaddingError, PadToMultiple, normalize_multiple
+
+__all__ = ["ModelCall", "is_exported_module"]
+
+
+class ModelCall:
+    """The model as the engine calls it: ``(B, C, *spatial)`` → one output tensor.
+
+    Parameters
+    ----------
+    model
+        The user's model.
+    output_key
+        A dict key or tuple index choosing the output (see
+        :func:`~maskscope.engine.outputs.adapt_output`), or None for the default.
+    output
+        Or a callable ``output(raw) -> tensor``.
+    pad_multiple
+        None, or pad every input to a multiple of this (one int, or one per axis).
+    pad_mode
+        One of :data:`~maskscope.engine.padding.PAD_MODES`.
+
+    Attributes
+    ----------
+    single_only
+        True once the model turned out to accept only one input per call.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        output_key: str | int | None = None,
+        output: Callable[[Any], torch.Tensor] | None = None,
+        pad_multiple: int | Sequence[int] | None = None,
+        pad_mode: str = "zeros",
+    ) -> None:
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        self.model = model
+        self.output_key = output_key
+        self.output = output
+        self.pad_multiple = normalize_multiple(pad_multiple)
+        self.pad_mode = pad_mode
+        inner: Callable = OutputAdapter(model, output_key, output)
+        if self.pad_multiple is not None:
+            inner = PadToMultiple(inner, self.pad_multiple, pad_mode)
+        self._inner = inner
+        self.single_only = False
+        self._batched_ok = False
+
+    def with_model(self, model: Callable) -> ModelCall:
+        """A new call of ``model`` with the same output choice and padding."""
+        return ModelCall(
+            model,
+            output_key=self.output_key,
+            output=self.output,
+            pad_multiple=self.pad_multiple,
+            pad_mode=self.pad_mode,
+        )
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the model on ``batch``; see the module's description for what happens."""
+        if self.single_only and batch.shape[0] > 1:
+            return torch.cat([self._checked(batch[i : i + 1]) for i in range(batch.shape[0])])
+        try:
+            out = self._inner(batch)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            if batch.shape[0] > 1 and not self._batched_ok and not _own_error(exc):
+                return self._fall_back(batch, exc)
+            raise self._error(exc, batch) from exc
+        if batch.shape[0] > 1:
+            self._batched_ok = True
+        return out
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._inner(x)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise self._error(exc, x) from exc
+
+    def _fall_back(self, batch: torch.Tensor, first: BaseException) -> torch.Tensor:
+        """The batched call failed: run each input alone; succeed only if every one does."""
+        outs = [self._checked(batch[i : i + 1]) for i in range(batch.shape[0])]
+        self.single_only = True
+        warnings.warn(
+            f"the model failed on a batch of {batch.shape[0]} ({real_message(first, 160)}) "
+            "but runs on each input alone: continuing with one input per call (batch_size=1); "
+            "the same masks, so the map changes by float rounding at most",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return torch.cat(outs)
+
+    def _error(self, exc: BaseException, batch: torch.Tensor) -> BaseException:
+        if _own_error(exc):
+            return exc
+        cause = real_message(exc)
+        hint = failure_hint(cause, shape=tuple(batch.shape), pad_multiple=self.pad_multiple)
+        shape = ", ".join(str(s) for s in batch.shape)
+        return ModelError(cause, hint, context=f" on an input batch of shape ({shape})")
+
+
+def _own_error(exc: BaseException) -> bool:
+    """Errors of maskscope's own making (the output choice): passed on unchanged."""
+    return isinstance(exc, (OutputChoiceError, PaddingError, ModelError))
+
+
+def is_exported_module(model: Any) -> bool:
+    """Whether ``model`` is the module of a ``torch.export`` program (``ep.module()``).
+
+    Such a module has a ``training`` flag, but its mode was fixed when it was exported:
+    ``eval()`` raises, and the flag says nothing about dropout or batch norm.
+    """
+    return any(
+        c.__name__ == "_StatefulGraphModule" and c.__module__.startswith("torch.export")
+        for c in type(model).__mro__
+    )
