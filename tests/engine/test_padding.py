@@ -101,6 +101,9 @@ class SkipNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.head = nn.Conv2d(2, 2, 1)
+        with torch.no_grad():  # fixed weights: foreground where x + pooled x > 1
+            self.head.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0]]).view(2, 2, 1, 1))
+            self.head.bias.copy_(torch.tensor([0.0, -1.0]))
         self.eval()
 
     def forward(self, x):

@@ -57,7 +57,7 @@ def reliability_np(masks, weights, p_keep, estimator="centred"):
     a, _ = estimate_np(masks[0::2], weights[0::2], p_keep, estimator)
     b, _ = estimate_np(masks[1::2], weights[1::2], p_keep, estimator)
     r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
-    return 2 * r / (1 + r)
+    return max(2 * r / (1 + r), -1.0)  # kept in [-1, 1] when the halves disagree
 
 
 def pixel_max_np(model, image, masks, p_keep, pixels, target, estimator="centred"):

@@ -43,8 +43,8 @@ class HDMParams:
         min_exclusive=True,
     )
     fill: float | str = param(
-        "min",
-        help="Value inside the disk: the image's per-channel 'min' or 'mean', or a number.",
+        "mean",
+        help="Value inside the disk: the image's per-channel 'mean' or 'min', or a number.",
         choices=("min", "mean"),
     )
     channel: int | None = param(
