@@ -158,7 +158,7 @@ def test_channel_and_fill(net2d):
         HDM(two).explain(img, diameter=6, stride=4, channel=2)
 
 
-def test_fill_with_image_min_occludes_negative_intensities():
+def test_fill_with_image_min_or_mean_occludes_negative_intensities():
     seen = []
 
     def model(x):
@@ -168,10 +168,19 @@ def test_fill_with_image_min_occludes_negative_intensities():
 
     img = np.full((1, 12, 12), -1.0, np.float32)
     img[0, 3:9, 3:9] = 2.0
-    HDM(model, spatial_dims=2).explain(img, diameter=3, stride=6, batch_size=100)
+    HDM(model, spatial_dims=2).explain(img, diameter=3, stride=6, batch_size=100, fill="min")
     batch = seen[1]
     assert batch.min() == -1.0  # the disk is filled with the image minimum, not 0
     assert (batch[:, 0, 3:9, 3:9] == -1.0).any()
+    seen.clear()
+    HDM(model, spatial_dims=2).explain(img, diameter=3, stride=6, batch_size=100, fill="mean")
+    mean = float(img.mean())  # -0.25: 36 voxels of 2 among 144 of -1
+    inside = seen[1][:, 0, 3:9, 3:9]
+    assert bool(torch.isclose(inside, torch.tensor(mean)).any()) and not bool((inside == 0).any())
+    seen.clear()
+    expl = HDM(model, spatial_dims=2).explain(img, diameter=3, stride=6, batch_size=100)
+    assert expl.params["fill"] == 0.0  # the default
+    assert bool((seen[1][:, 0, 3:9, 3:9] == 0).any())
 
 
 @pytest.mark.parametrize(

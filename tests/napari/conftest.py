@@ -20,7 +20,15 @@ PACKAGE_MANIFEST = Path(maskscope.__file__).parent / "napari.yaml"
 
 
 class Threshold(ThresholdNet):
-    """The shared test model (a box filter and a threshold away from exact ties)."""
+    """The shared test model, without its near-tie guard.
+
+    The napari tests compare a widget's run with ``explain()`` at the same batch sizes on the
+    same machine, so the same kernels round the same way; on the real-valued shapes sample a
+    local mean within 5e-7 of the threshold is a matter of chance among millions of voxels.
+    The threshold (0.4837) still rules out exact ties of 0/1 images under RISE masks.
+    """
+
+    margin = 0.0
 
 
 class Slow(nn.Module):

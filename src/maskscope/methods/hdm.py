@@ -43,8 +43,9 @@ class HDMParams:
         min_exclusive=True,
     )
     fill: float | str = param(
-        "mean",
-        help="Value inside the disk: the image's per-channel 'mean' or 'min', or a number.",
+        0.0,
+        help="Value inside the disk: a number (0: the mean of a z-scored image, the background "
+        "of a [0, 1] one), or the image's per-channel 'min' or 'mean'.",
         choices=("min", "mean"),
     )
     channel: int | None = param(
