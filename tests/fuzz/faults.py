@@ -23,6 +23,7 @@ class Faulty(nn.Module):
         super().__init__()
         self.net = ThresholdNet(spatial_dims)
         self.fault, self.n = fault, n
+        self.in_channels = 1  # declared, as a model that knows its input may say
         self.calls = 0
         self.images = 0
         self.eval()

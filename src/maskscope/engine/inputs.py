@@ -132,6 +132,8 @@ def prepare_image(
     image: Any,
     spatial_dims: int | None,
     in_channels: int | None,
+    *,
+    declared_channels: int | None = None,
 ) -> InputLayout:
     """Bring an image to ``(C, *spatial)`` and decide whether to go slice by slice.
 
@@ -142,7 +144,11 @@ def prepare_image(
     spatial_dims
         The model's spatial dimensionality when known (2 or 3).
     in_channels
-        The model's input channels when known.
+        The model's input channels when known (declared or read from its first convolution).
+    declared_channels
+        The input channels the model declares itself (its ``in_channels`` attribute): an
+        image with another channel count is refused here, before the model runs. A first
+        convolution is only a guess (it may come after a concatenation), so it is not used.
     """
     t = _as_tensor(image, "image")
     if not t.is_floating_point():
@@ -157,7 +163,8 @@ def prepare_image(
     if spatial_dims not in (None, 2, 3):
         raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}")
     shape = tuple(t.shape)
-    _check_channels(shape, spatial_dims, in_channels)
+    _check_colours_last(shape, spatial_dims, in_channels)
+    _check_channels(shape, spatial_dims, declared_channels)
     if t.ndim == 2:
         if spatial_dims == 3:
             raise ValueError(f"a 3D model needs a (D, H, W) volume, got a 2D image {shape}")
@@ -182,8 +189,8 @@ def prepare_image(
     )
 
 
-def _check_channels(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
-    """Refuse colours last and channel counts the model cannot take, before torch does."""
+def _check_colours_last(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
+    """Refuse an (H, W, 3) picture for a 2D model: maskscope takes channels first."""
     if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4 and dims != 3:
         if in_ch not in (None, 1) or dims == 2:
             kind = "RGB" if shape[-1] == 3 else "RGBA"
@@ -193,21 +200,23 @@ def _check_channels(shape: tuple[int, ...], dims: int | None, in_ch: int | None)
                 f"({(shape[-1], *shape[:2])}) for a model taking {shape[-1]} channels, or one "
                 "channel (e.g. image.mean(-1)) for a one-channel model"
             )
+
+
+def _check_channels(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
+    """Refuse a channel count the model declares it cannot take, before torch does."""
     if in_ch is None:
         return
+    got = None
     if len(shape) == 2 and in_ch != 1:
+        got = 1  # (H, W): one channel
+    elif len(shape) == 4 and shape[0] != in_ch:
+        got = shape[0]  # (C, D, H, W)
+    elif len(shape) == 3 and dims == 3 and in_ch != 1:
+        got = 1  # (D, H, W): one channel
+    if got is not None:
         raise ValueError(
-            f"the model takes {in_ch} channels; a 2D image {shape} has one: give ({in_ch}, H, W)"
-        )
-    if len(shape) == 4 and shape[0] != in_ch:
-        raise ValueError(
-            f"the model takes {in_ch} channel(s), got an image of shape {shape} with "
-            f"{shape[0]} channels (C, D, H, W)"
-        )
-    if len(shape) == 3 and dims == 3 and in_ch != 1:
-        raise ValueError(
-            f"the model takes {in_ch} channels; a (D, H, W) volume {shape} has one: give "
-            f"({in_ch}, D, H, W)"
+            f"the model takes {in_ch} input channel(s), the image has {got}: give an image "
+            f"with {in_ch} channel(s) as (C, *spatial), or another model (image shape {shape})"
         )
 
 

@@ -266,7 +266,13 @@ class Method:
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
-        layout = prepare_image(image, self.spatial_dims, self.in_channels)
+        declared = getattr(self.model, "in_channels", None)
+        declared = (
+            declared if isinstance(declared, int) and not isinstance(declared, bool) else None
+        )
+        layout = prepare_image(
+            image, self.spatial_dims, self.in_channels, declared_channels=declared
+        )
         spatial = layout.spatial
         if not layout.slice_by_slice and not (isinstance(slices, str) and slices == "all"):
             raise ValueError(

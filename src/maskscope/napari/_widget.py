@@ -307,7 +307,9 @@ class ExplainWidget(QWidget):
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
         n_spatial = len(given.array.spatial)
-        layout_dims, in_channels = model_layout(loaded.model)
+        layout_dims, _ = model_layout(loaded.model)
+        in_channels = getattr(loaded.model, "in_channels", None)  # declared, not guessed
+        in_channels = in_channels if isinstance(in_channels, int) else None
         dims = loaded.spatial_dims or layout_dims
         channels = given.array.image.shape[0]
         has_channels = given.array.channel_axis is not None or given.layer.rgb
