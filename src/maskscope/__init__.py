@@ -16,6 +16,7 @@ from .evaluate import (
     seed_agreement,
 )
 from .explanation import Explanation
+from .intensity import normalize
 from .methods import (
     HDM,
     METHODS,
@@ -28,6 +29,7 @@ from .methods import (
     SegRISE,
     SegRISEParams,
 )
+from .prediction import check_prediction
 
 __version__ = "0.1.0"
 
@@ -47,9 +49,11 @@ __all__ = [
     "SegRISE",
     "SegRISEParams",
     "__version__",
+    "check_prediction",
     "describe_params",
     "evaluate",
     "faithfulness",
+    "normalize",
     "randomization_check",
     "seed_agreement",
 ]

@@ -15,6 +15,8 @@ from .engine.loop import RunOptions
 from .engine.outputs import parse_output_key
 from .engine.padding import PAD_MODES
 from .engine.params import describe_params
+from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
+from .io import AXES
 from .methods import METHODS
 
 __all__ = ["main"]
@@ -86,6 +88,38 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """``--axes``, ``--normalize`` and ``--percentiles``: the data as the model was trained."""
+    parser.add_argument(
+        "--axes",
+        default="ijk",
+        choices=list(AXES),
+        help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
+        "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
+    )
+    parser.add_argument(
+        "--normalize",
+        default="none",
+        choices=list(NORMALIZATIONS),
+        help="intensity normalisation the model was trained with: zscore (MONAI "
+        "NormalizeIntensity), zscore-nonzero (nonzero=True, nnU-Net MRI), percentile (clip to "
+        "--percentiles, rescale to [0, 1]), minmax. Default: none",
+    )
+    parser.add_argument(
+        "--percentiles",
+        type=_number_list(float),
+        default=PERCENTILES,
+        help="low and high percentile of --normalize percentile (default 0.5,99.5)",
+    )
+
+
+def normalizer(args: argparse.Namespace) -> Normalizer:
+    """The ``--normalize`` / ``--percentiles`` choice as a callable on ``(C, *spatial)``."""
+    if not isinstance(args.percentiles, tuple) or len(args.percentiles) != 2:
+        raise ValueError(f"--percentiles takes two numbers like 0.5,99.5, got {args.percentiles}")
+    return Normalizer(args.normalize, args.percentiles)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskscope", description="Explain image segmentation models by perturbation."
@@ -110,12 +144,18 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
     ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
     ex.add_argument("--out", required=True, help="output map; same format as the image")
-    ex.add_argument("--png", action="store_true", help="also write an overlay PNG")
+    ex.add_argument(
+        "--png",
+        action="store_true",
+        help="also write a PNG figure: the map over the image (a 3D map's slice through the "
+        "reference's centre), enlarged to at least 512 px, with a colour bar",
+    )
     ex.add_argument("--target", type=int, help="class to explain")
     ex.add_argument("--slices", help="2D model on a volume: 'all' or indices like 10,11,12")
     ex.add_argument("--spacing", type=_number_list(float), help="voxel spacing per axis")
     ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    add_data_flags(ex)
     ex.add_argument(
         "--output-key",
         metavar="KEY|INDEX",
@@ -152,6 +192,26 @@ def _spacing_for(explainer, data, spacing, *, given: bool) -> tuple[float, ...]:
     return tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else tuple(spacing)
 
 
+def _report_prediction(explainer, image, reference, args, normalize, slices) -> None:
+    """Print what the model segments before explaining it; warn when it looks failed."""
+    from .prediction import CLI_FIELDS, check_prediction
+
+    summary = check_prediction(
+        explainer,
+        image,
+        reference=reference,
+        target=args.target,
+        normalize=normalize,
+        slices=slices,
+        fields=CLI_FIELDS,
+    )
+    if summary is None:
+        return
+    print(summary.line(), flush=True)
+    if summary.warning:
+        print(f"maskscope: warning: {summary.warning}", file=sys.stderr, flush=True)
+
+
 def _explain(args: argparse.Namespace) -> int:
     from ._outpaths import check_format, cli_outputs
     from .io import read_image, write_map
@@ -166,8 +226,8 @@ def _explain(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.update(fixed)
     out, png = cli_outputs(args.out, args.png, args.image, args.reference)
-    image = read_image(args.image)
-    reference = read_image(args.reference).data if args.reference else None
+    image = read_image(args.image, axes=args.axes)
+    reference = read_image(args.reference, axes=args.axes).data if args.reference else None
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
@@ -194,6 +254,8 @@ def _explain(args: argparse.Namespace) -> int:
     )
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
+    normalize = normalizer(args)
+    _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,
         reference=reference,
@@ -201,13 +263,16 @@ def _explain(args: argparse.Namespace) -> int:
         slices=slices,
         voxel_spacing=spacing,
         progress=not args.quiet,
+        normalize=normalize,
         **values,
     )
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     print(f"  {expl.reliability_text()}")
     if png is not None:
-        expl.to_png(png)
+        from .figure import figure_png
+
+        figure_png(expl, png)
         print(f"wrote {png}")
     return 0
 

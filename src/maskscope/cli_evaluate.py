@@ -15,7 +15,7 @@ __all__ = ["add_evaluate_parser", "run_evaluate"]
 
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
-    from .cli import CLI_METHODS, _add_params
+    from .cli import CLI_METHODS, _add_params, add_data_flags
     from .evaluate.substrates import SUBSTRATES
 
     ev = sub.add_parser(
@@ -34,6 +34,7 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     )
     ev.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
     ev.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+    add_data_flags(ev)
     ev.add_argument("--map", help="saliency map file, e.g. written by 'maskscope explain --out'")
     ev.add_argument(
         "--method", choices=list(CLI_METHODS), help="compute the map with this method instead"
@@ -99,17 +100,27 @@ def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, refere
     )
 
 
-def _read_map(path: str, spatial: tuple[int, ...]) -> np.ndarray:
+def _read_map(path: str, spatial: tuple[int, ...], axes: str = "ijk") -> np.ndarray:
     from .io import read_image
 
     key = "map" if path.lower().endswith(".npz") else None
-    data = np.asarray(read_image(path, key=key).data)
+    data = np.asarray(read_image(path, key=key, axes=axes).data)
     if data.shape != spatial:
         raise ValueError(
             f"--map must have the --image's spatial shape {spatial}, got {data.shape} "
             f"from {Path(path).name}"
         )
     return data
+
+
+def _normalized(image: np.ndarray, spatial: tuple[int, ...], args: argparse.Namespace):
+    """The image normalised as ``--normalize`` says (each channel on its own)."""
+    from .cli import normalizer
+
+    fn = normalizer(args)
+    if image.ndim == len(spatial):  # one channel, no channel axis
+        return fn(np.asarray(image)[None])[0]
+    return fn(image)
 
 
 def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[int, ...]:
@@ -142,13 +153,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .models import UntrustedModelError, load_model
 
     _check_args(args)
-    image = read_image(args.image).data
-    reference = read_image(args.reference).data if args.reference else None
+    image = read_image(args.image, axes=args.axes).data
+    reference = read_image(args.reference, axes=args.axes).data if args.reference else None
     try:
         model = load_model(args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:
         raise UntrustedModelError(exc.path, "--trust-model") from None
     spatial = _spatial(model, image, args.spatial_dims)
+    image = _normalized(image, spatial, args)
     if reference is not None and tuple(reference.shape) != spatial:
         raise ValueError(
             f"--reference must have the --image's spatial shape {spatial}, "
@@ -157,7 +169,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if reference is not None:
         _check_reference(np.asarray(reference), args.target)
     source = (
-        _read_map(args.map, spatial) if args.map else _compute_map(args, model, image, reference)
+        _read_map(args.map, spatial, args.axes)
+        if args.map
+        else _compute_map(args, model, image, reference)
     )
     gen = iter_faithfulness(
         source,

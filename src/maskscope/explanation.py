@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,7 @@ RELIABILITY_WORDS = (
     (0.95, "stable: another seed would give practically the same map"),
     (0.85, "mostly stable: the main regions are reliable, fine detail may change"),
     (0.6, "rough: only the strongest regions are reliable; use more masks"),
-    (-1.0, "mostly noise: do not interpret it yet; use more masks"),
+    (-math.inf, "mostly noise: do not interpret it yet; use more masks"),
 )
 
 

@@ -1,8 +1,8 @@
 """What the napari and notebook frontends share (no GUI package is imported here).
 
 Both GUIs list the same methods, build their forms from the same parameter dataclasses,
-normalise inputs the same way and start a run through :func:`start_run`, which returns
-the engine's streaming generator.
+normalise inputs with :func:`maskscope.intensity.normalize` and start a run through
+:func:`start_run`, which returns the engine's streaming generator.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from .engine.cancel import CancelToken
 from .engine.loop import RunOptions
 from .engine.params import ParamSpec, describe_params, validate_params
 from .explanation import Explanation
+from .intensity import NORMALIZATIONS
 from .methods import METHODS, Method
 
 __all__ = [
@@ -25,14 +25,10 @@ __all__ = [
     "device_choices",
     "form_fields",
     "method_class",
-    "normalize_image",
     "resolve_device",
     "split_values",
     "start_run",
 ]
-
-#: Input normalisations offered by the GUIs.
-NORMALIZATIONS = ("none", "min-max", "z-score")
 
 
 def method_class(name: str) -> type[Method]:
@@ -70,33 +66,6 @@ def split_values(name: str, values: dict[str, Any]) -> tuple[Any, RunOptions]:
     return params, options
 
 
-def normalize_image(image: np.ndarray, mode: str = "none", channel_axis: int | None = 0):
-    """Normalise intensities per channel: ``"none"``, ``"min-max"`` (to [0, 1]) or ``"z-score"``.
-
-    Parameters
-    ----------
-    image
-        The array (any shape).
-    mode
-        One of :data:`NORMALIZATIONS`.
-    channel_axis
-        Axis holding channels (normalised separately), or None for one channel.
-    """
-    if mode not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
-    arr = np.asarray(image, dtype=np.float32)
-    if mode == "none":
-        return arr
-    axes = tuple(a for a in range(arr.ndim) if channel_axis is None or a != channel_axis % arr.ndim)
-    if mode == "min-max":
-        lo = arr.min(axis=axes, keepdims=True)
-        span = arr.max(axis=axes, keepdims=True) - lo
-        return (arr - lo) / np.where(span > 0, span, 1.0)
-    mean = arr.mean(axis=axes, keepdims=True)
-    std = arr.std(axis=axes, keepdims=True)
-    return (arr - mean) / np.where(std > 0, std, 1.0)
-
-
 def device_choices() -> list[str]:
     """``"auto"`` and the devices torch can use here."""
     out = ["auto", "cpu"]
@@ -131,6 +100,7 @@ def start_run(
     spatial_dims: int | None = None,
     yield_every: float = 0.2,
     cancel: CancelToken | None = None,
+    normalize: str = "none",
     **model_options: Any,
 ) -> Iterator[Explanation]:
     """Validate everything and return the run's snapshot generator.
@@ -154,4 +124,5 @@ def start_run(
         slices=slices,
         voxel_spacing=voxel_spacing,
         cancel=cancel,
+        normalize=normalize,
     )

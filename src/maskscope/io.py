@@ -1,9 +1,17 @@
 """Reading images and writing maps: ``.npy``, ``.npz``, ``.tif``/``.tiff`` and NIfTI.
 
-NIfTI volumes (``.nii``, ``.nii.gz``; needs ``nibabel``, the ``medical`` extra) are read as
-``(k, j, i)`` arrays — for the usual axial acquisitions ``(D, H, W)`` with axial slices
-along the first axis — with the voxel spacing from the header, and maps are written back
-in the file's own orientation with its affine, so they overlay the source in any viewer.
+One reader serves the command line, the Python API and the napari reader.
+
+- Any byte order and dtype: arrays come back in the machine's native byte order (nibabel's
+  own sample ``anatomical.nii`` is stored big-endian).
+- NIfTI (``.nii``, ``.nii.gz``; needs ``nibabel``, the ``medical`` extra): the array order
+  is an explicit choice, ``axes="ijk"`` (the default: the file's own order as nibabel
+  returns it, which is what MONAI's ``LoadImage`` gives a model) or ``axes="kji"`` (the
+  order of SimpleITK's ``GetArrayFromImage`` and nnU-Net). A fourth (time or channel)
+  axis comes first, as a channel axis. Maps are written back in the file's own order with
+  its affine, so that they overlay the source in any viewer.
+- RGB and RGBA TIFFs (samples as the last axis) are read as channels ``(3, H, W)``; the
+  alpha channel is dropped.
 """
 
 from __future__ import annotations
@@ -14,10 +22,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMATS", "Volume", "read_image", "write_map"]
+__all__ = [
+    "AXES",
+    "FORMATS",
+    "Volume",
+    "check_axes",
+    "native",
+    "nifti_image",
+    "nifti_order",
+    "read_image",
+    "reorder",
+    "write_map",
+]
 
 #: Accepted file suffixes.
 FORMATS = (".npy", ".npz", ".tif", ".tiff", ".nii", ".nii.gz")
+
+#: NIfTI array orders: nibabel/MONAI ``(i, j, k)`` and SimpleITK/nnU-Net ``(k, j, i)``.
+AXES = ("ijk", "kji")
+
+_NIFTI = (".nii", ".nii.gz")
 
 
 @dataclass
@@ -27,19 +51,26 @@ class Volume:
     Attributes
     ----------
     data
-        The array (NIfTI: axes reversed to ``(k, j, i)``).
+        The array, native byte order (NIfTI: in the order given by ``axes``, a 4th axis
+        first; RGB TIFF: colour channels first).
     voxel_spacing
-        Physical voxel size per axis of ``data`` (None when the file has none).
+        Physical voxel size per spatial axis of ``data`` (None when the file has none).
     format
         The file's suffix (one of :data:`FORMATS`).
     meta
-        Format-specific information (the NIfTI header and affine).
+        Format-specific information: for NIfTI ``"affine"``, ``"header"`` and ``"axes"``;
+        for an RGB TIFF ``"channels": "rgb"``.
     """
 
     data: np.ndarray
     voxel_spacing: tuple[float, ...] | None
     format: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def axes(self) -> str | None:
+        """The NIfTI array order (``"ijk"`` or ``"kji"``), None for other formats."""
+        return self.meta.get("axes")
 
 
 def _suffix(path: Path) -> str:
@@ -59,6 +90,16 @@ def _check_format(path: Path) -> str:
     return fmt
 
 
+def check_axes(axes: str) -> str:
+    """Return ``axes`` if it is one of :data:`AXES`, else raise ``ValueError``."""
+    if axes not in AXES:
+        raise ValueError(
+            f"axes must be one of {', '.join(map(repr, AXES))} "
+            f"(nibabel/MONAI or SimpleITK/nnU-Net order), got {axes!r}"
+        )
+    return axes
+
+
 def _nibabel():
     try:
         import nibabel
@@ -67,7 +108,85 @@ def _nibabel():
     return nibabel
 
 
-def read_image(path: str | Path, key: str | None = None) -> Volume:
+def native(array: np.ndarray) -> np.ndarray:
+    """The array in the machine's native byte order (a copy only when it was not)."""
+    arr = np.asarray(array)
+    if not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def reorder(data: np.ndarray, src: str, dst: str, n_spatial: int = 3) -> np.ndarray:
+    """Reverse the last ``n_spatial`` axes when going between ``"ijk"`` and ``"kji"``.
+
+    Leading (channel) axes stay where they are. Returns a view.
+    """
+    check_axes(src)
+    check_axes(dst)
+    arr = np.asarray(data)
+    if src == dst:
+        return arr
+    lead = arr.ndim - n_spatial
+    return np.transpose(arr, (*range(lead), *reversed(range(lead, arr.ndim))))
+
+
+def nifti_order(ndim: int, axes: str) -> tuple[int, ...]:
+    """The transpose taking a NIfTI array on disk to the array :func:`read_image` returns.
+
+    Spatial axes (the first three, or two) in ``axes`` order, extra axes (time, vector
+    components) first, the last extra axis outermost.
+    """
+    n_spatial = min(ndim, 3)
+    spatial = tuple(range(n_spatial))
+    if axes == "kji":
+        spatial = spatial[::-1]
+    extra = tuple(range(ndim - 1, n_spatial - 1, -1))
+    return (*extra, *spatial)
+
+
+def _read_nifti(path: Path, fmt: str, axes: str) -> Volume:
+    nib = _nibabel()
+    img = nib.load(str(path))
+    data = native(np.asarray(img.dataobj))
+    n_spatial = min(data.ndim, 3)
+    zooms = [float(z) for z in img.header.get_zooms()[:n_spatial]]
+    zooms = [z if z > 0 else 1.0 for z in zooms]
+    data = np.transpose(data, nifti_order(data.ndim, axes))
+    spacing = tuple(reversed(zooms)) if axes == "kji" else tuple(zooms)
+    meta = {"affine": np.asarray(img.affine, dtype=float), "header": img.header, "axes": axes}
+    return Volume(data, spacing, fmt, meta)
+
+
+def _read_tiff(path: Path, fmt: str) -> Volume:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = native(series.asarray())
+        layout = str(series.axes)
+    if layout.endswith("S") and data.ndim >= 3 and data.shape[-1] in (3, 4):
+        if data.ndim > 3:
+            raise ValueError(
+                f"{path.name}: an RGB stack of shape {data.shape} ({layout}) is not supported; "
+                "expected one RGB image (H, W, 3) or a grayscale stack"
+            )
+        rgb = np.moveaxis(data[..., :3], -1, 0)
+        return Volume(np.ascontiguousarray(rgb), None, fmt, {"channels": "rgb"})
+    return Volume(data, None, fmt)
+
+
+def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
+    with np.load(path, allow_pickle=False) as z:
+        keys = list(z.files)
+        if key is None:
+            key = "image" if "image" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None or key not in keys:
+            raise ValueError(f"{path.name}: choose an array among {keys}")
+        spacing = tuple(map(float, z["voxel_spacing"])) if "voxel_spacing" in keys else None
+        return Volume(native(z[key]), spacing, fmt)
+
+
+def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -> Volume:
     """Read an image, volume or label file.
 
     Parameters
@@ -77,46 +196,69 @@ def read_image(path: str | Path, key: str | None = None) -> Volume:
     key
         For ``.npz``: the array to read (default ``"image"`` when present, else the only
         array, else an error listing the keys).
+    axes
+        For NIfTI: ``"ijk"`` (nibabel's and MONAI's order, the file's own) or ``"kji"``
+        (SimpleITK's and nnU-Net's). Use the order the model was trained on.
+
+    Returns
+    -------
+    Volume
+        The array in native byte order, its voxel spacing and what is needed to write
+        maps alike.
     """
+    check_axes(axes)
     path = Path(path)
     fmt = _check_format(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    nib = _nibabel() if fmt in (".nii", ".nii.gz") else None
+    if fmt in _NIFTI:
+        _nibabel()  # a missing extra is not a corrupt file
     try:
         if fmt == ".npy":
-            return Volume(np.load(path, allow_pickle=False), None, fmt)
+            return Volume(native(np.load(path, allow_pickle=False)), None, fmt)
         if fmt == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.files)
-                if key is None:
-                    key = "image" if "image" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None or key not in keys:
-                    raise ValueError(f"{path.name}: choose an array among {keys}")
-                spacing = tuple(map(float, z["voxel_spacing"])) if "voxel_spacing" in keys else None
-                return Volume(z[key], spacing, fmt)
+            return _read_npz(path, fmt, key)
         if fmt in (".tif", ".tiff"):
-            import tifffile
-
-            return Volume(tifffile.imread(path), None, fmt)
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-        zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
-        data = np.transpose(data, tuple(reversed(range(data.ndim))))
-        return Volume(
-            data, tuple(reversed(zooms)), fmt, {"affine": img.affine, "header": img.header}
-        )
+            return _read_tiff(path, fmt)
+        return _read_nifti(path, fmt, axes)
     except Exception as exc:  # a corrupt file: one line naming it
         if str(exc).startswith(path.name):  # our own message already names the file
             raise
         raise ValueError(f"{path.name}: cannot read it as {fmt} ({exc})") from None
 
 
+def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = None):
+    """A float32 ``nibabel.Nifti1Image`` of a map given in ``axes`` order (undoes the read).
+
+    Parameters
+    ----------
+    data
+        The map, in the array order it was read in (extra axes first).
+    affine
+        The source's 4×4 affine (None: identity).
+    axes
+        The order of ``data``.
+    header
+        The source's header, copied (its data type set to float32).
+    """
+    nib = _nibabel()
+    check_axes(axes)
+    arr = np.asarray(data, dtype=np.float32)
+    order = nifti_order(arr.ndim, axes)
+    arr = np.transpose(arr, np.argsort(order))
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    if header is not None:
+        header = header.copy()
+        header.set_data_dtype(np.float32)
+    return nib.Nifti1Image(arr, affine, header)
+
+
 def write_map(path: str | Path, data: np.ndarray, like: Volume | None = None) -> Path:
     """Write a map in the format given by ``path``'s suffix.
 
     For NIfTI the array is turned back to the file's axis order and written with the
-    affine and header of ``like`` (when it is a NIfTI volume).
+    affine and header of ``like`` (when it is a NIfTI volume); ``like=None`` writes an
+    ``(i, j, k)`` array with the identity affine.
     """
     path = Path(path)
     fmt = _check_format(path)
@@ -130,13 +272,9 @@ def write_map(path: str | Path, data: np.ndarray, like: Volume | None = None) ->
 
         tifffile.imwrite(path, arr, photometric="minisblack")
     else:
-        nib = _nibabel()
-        arr = np.transpose(arr, tuple(reversed(range(arr.ndim))))
-        if like is not None and like.format in (".nii", ".nii.gz"):
-            header = like.meta["header"].copy()
-            header.set_data_dtype(np.float32)
-            img = nib.Nifti1Image(arr, like.meta["affine"], header)
+        if like is not None and like.format in _NIFTI:
+            img = nifti_image(arr, like.meta["affine"], like.axes or "ijk", like.meta["header"])
         else:
-            img = nib.Nifti1Image(arr, np.eye(4))
-        nib.save(img, str(path))
+            img = nifti_image(arr, None)
+        _nibabel().save(img, str(path))
     return path

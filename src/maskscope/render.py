@@ -7,7 +7,24 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["colorize", "lut", "normalize", "overlay_rgb", "png_bytes"]
+__all__ = [
+    "ROBUST_PERCENTILES",
+    "colorize",
+    "legend_text",
+    "lut",
+    "normalize",
+    "overlay_lut",
+    "overlay_rgb",
+    "png_bytes",
+    "robust_limits",
+]
+
+#: Percentiles of a map that the overlay's colours span: the lower half of the map is
+#: transparent, so that the anatomy under it stays readable.
+ROBUST_PERCENTILES = (50.0, 99.5)
+
+#: Fraction of the colour range over which the overlay goes from transparent to opaque.
+ALPHA_RAMP = 0.6
 
 
 @lru_cache(maxsize=32)
@@ -118,3 +135,51 @@ def png_bytes(rgb: np.ndarray, *, compress_level: int = 1) -> bytes:
         buf, format="PNG", compress_level=compress_level
     )
     return buf.getvalue()
+
+
+def overlay_lut(name: str = "inferno", n: int = 256) -> np.ndarray:
+    """A colormap with a transparent low end: ``(n, 4)`` float RGBA in [0, 1].
+
+    Opacity rises linearly from 0 at the bottom of the colour range to 1 at
+    :data:`ALPHA_RAMP` of it, so that low values leave the image underneath visible.
+    """
+    rgb = lut(name, n).astype(np.float64) / 255.0
+    alpha = np.clip(np.linspace(0.0, 1.0, n) / ALPHA_RAMP, 0.0, 1.0)
+    return np.concatenate([rgb, alpha[:, None]], axis=1)
+
+
+def robust_limits(
+    values: np.ndarray, percentiles: tuple[float, float] = ROBUST_PERCENTILES
+) -> tuple[float, float]:
+    """Colour limits at robust percentiles of the finite values (the median and 99.5th by
+    default); the min and max when those coincide; (0, 1) for no finite value."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(x) for x in np.percentile(v, percentiles))
+    if hi <= lo:
+        lo, hi = float(v.min()), float(v.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def legend_text(method: str, params: dict | None = None, voxel_spacing=()) -> str:
+    """What a map's values are, with their units: the colour bar's legend.
+
+    >>> legend_text("SegRISE", {"score": "dice"})
+    'SegRISE importance (Dice units)'
+    """
+    params = params or {}
+    if method in ("RISE", "PixelRISE"):
+        return f"{method} importance (class probability units)"
+    if method == "SegRISE":
+        names = {"dice": "Dice", "iou": "IoU"}
+        score = str(params.get("score", "dice"))
+        return f"SegRISE importance ({names.get(score, score)} units)"
+    if method == "HDM":
+        distance = str(params.get("distance", "hausdorff"))
+        if distance == "dice":
+            return "HDM: Dice change when hidden (Dice units)"
+        unit = "voxels" if all(float(s) == 1.0 for s in voxel_spacing) else "spacing units, mm"
+        return f"HDM: {distance} change when hidden ({unit})"
+    return f"{method} map"

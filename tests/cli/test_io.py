@@ -24,9 +24,12 @@ def test_nifti_spacing_and_orientation_kept(tmp_path):
     affine = np.diag([0.8, 0.9, 2.5, 1.0])
     affine[:3, 3] = [10, -4, 7]
     nib.save(nib.Nifti1Image(data_xyz, affine), str(tmp_path / "s.nii.gz"))
-    vol = read_image(tmp_path / "s.nii.gz")
+    vol = read_image(tmp_path / "s.nii.gz", axes="kji")
     assert vol.data.shape == (8, 7, 6) and vol.data[3, 2, 1] == 5.0
     assert vol.voxel_spacing == pytest.approx((2.5, 0.9, 0.8))
+    ijk = read_image(tmp_path / "s.nii.gz")  # the default: the file's own order
+    assert ijk.data.shape == (6, 7, 8) and ijk.data[1, 2, 3] == 5.0
+    assert ijk.voxel_spacing == pytest.approx((0.8, 0.9, 2.5))
     write_map(tmp_path / "out.nii.gz", vol.data * 2, like=vol)
     out = nib.load(str(tmp_path / "out.nii.gz"))
     np.testing.assert_allclose(out.affine, affine)

@@ -98,8 +98,12 @@ def run_to_end(qtbot, widget, timeout: int = 30_000):
 
 
 def saliency_layers(viewer) -> list:
-    """The viewer's maskscope output layers."""
-    return [ly for ly in viewer.layers if "maskscope" in ly.metadata]
+    """The viewer's maskscope map layers (the prediction Labels layer left out)."""
+    return [
+        ly
+        for ly in viewer.layers
+        if "maskscope" in ly.metadata and ly.metadata["maskscope"].get("role") != "prediction"
+    ]
 
 
 def square_image(size: int = 48) -> np.ndarray:

@@ -72,7 +72,8 @@ def test_a_model_raising_mid_run_keeps_what_was_computed(
 ):
     viewer = make_napari_viewer()
     viewer.add_image(square_image(), name="sq")
-    failing = FailsAfter(model2d, n=4)  # the unperturbed pass, two chunks, then it raises
+    # the prediction shown first, the unperturbed pass, two chunks, then it raises
+    failing = FailsAfter(model2d, n=5)
     widget = explain_in_viewer(viewer, failing, method="RISE", n_masks=40, batch_size=4)
     widget.yield_every = 0.0
     run_to_end(qtbot, widget)

@@ -17,13 +17,14 @@ def test_manifest_is_valid_and_every_python_name_imports():
     manifest = PluginManifest.from_file(ROOT / "napari.yaml")
     manifest.validate_imports()
     commands = manifest.contributions.commands
-    assert len(commands) == 4
+    assert len(commands) == 5
     for command in commands:
         module, _, attr = command.python_name.partition(":")
         assert callable(getattr(importlib.import_module(module), attr)), command.python_name
     ids = {c.id for c in commands}
     contributions = manifest.contributions
-    for group in (contributions.widgets, contributions.sample_data, contributions.readers):
+    groups = (contributions.widgets, contributions.sample_data, contributions.readers)
+    for group in (*groups, contributions.writers):
         assert group and all(item.command in ids for item in group)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from maskscope.napari._reader import get_reader, read_nifti
 
@@ -13,7 +14,8 @@ def _save(path, data, affine):
     return path
 
 
-def test_reader_round_trips_spacing_and_orientation(tmp_path):
+@pytest.mark.parametrize("axes", ["ijk", "kji"])
+def test_reader_round_trips_spacing_and_orientation(tmp_path, axes):
     rng = np.random.default_rng(0)
     data = rng.random((10, 12, 8)).astype(np.float32)  # (x, y, z)
     affine = np.diag([-0.8, 0.9, 2.5, 1.0])
@@ -22,14 +24,16 @@ def test_reader_round_trips_spacing_and_orientation(tmp_path):
 
     assert get_reader(str(path)) is read_nifti
     assert get_reader(str(tmp_path / "scan.tif")) is None
-    ((array, kwargs, kind),) = read_nifti(str(path))
+    ((array, kwargs, kind),) = read_nifti(str(path), axes=axes)
     assert kind == "image" and kwargs["name"] == "scan"
-    np.testing.assert_array_equal(array, data.transpose(2, 1, 0))  # (z, y, x)
-    np.testing.assert_allclose(kwargs["scale"], (2.5, 0.9, 0.8))
-    # world position of a voxel = the file's affine, with napari's reversed axes
-    z, y, x = 3, 5, 7
-    world = kwargs["affine"] @ np.r_[np.multiply((z, y, x), kwargs["scale"]), 1.0]
-    np.testing.assert_allclose(world[:3][::-1], (affine @ [x, y, z, 1.0])[:3])
+    flip = (lambda v: tuple(v)[::-1]) if axes == "kji" else tuple
+    np.testing.assert_array_equal(array, data if axes == "ijk" else data.transpose(2, 1, 0))
+    np.testing.assert_allclose(kwargs["scale"], flip((0.8, 0.9, 2.5)))
+    # world position of a voxel = the file's affine (world axes in the array's order)
+    ijk = (7, 5, 3)
+    world = kwargs["affine"] @ np.r_[np.multiply(flip(ijk), kwargs["scale"]), 1.0]
+    np.testing.assert_allclose(flip(world[:3]), (affine @ [*ijk, 1.0])[:3])
+    assert kwargs["metadata"]["nifti_axes"] == axes
     np.testing.assert_allclose(kwargs["metadata"]["nifti_affine"], affine)
 
 
@@ -45,6 +49,6 @@ def test_reader_opens_labels_and_oblique_volumes_in_a_viewer(make_napari_viewer,
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(tmp_path / "lesion.nii"), plugin="maskscope")
     assert type(layer).__name__ == "Labels"
-    np.testing.assert_array_equal(layer.data, labels.transpose(2, 1, 0))
-    np.testing.assert_allclose(layer.scale, (3.0, 1.5, 1.5))
+    np.testing.assert_array_equal(layer.data, labels)
+    np.testing.assert_allclose(layer.scale, (1.5, 1.5, 3.0))
     np.testing.assert_allclose(layer.affine.affine_matrix, np.eye(4))  # oblique: grid kept

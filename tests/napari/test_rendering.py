@@ -29,7 +29,13 @@ def _screen_position(viewer, world_yx, shape) -> tuple[int, int]:
 
 def _check_overlay(viewer, layer) -> None:
     """High map values are bright on screen, low ones dark, and nothing without the layer."""
+    for other in viewer.layers:  # the prediction's outline is not the map
+        other.visible = other is layer
+    layer.colorbar.visible = False  # the colour bar is the brightest thing on screen
     data = np.asarray(layer.data)
+    # colours over the whole range (the default stops at the 99.5th percentile, so the top
+    # voxels all saturate and the brightest pixel could be any of them)
+    layer.contrast_limits = (float(data.min()), float(data.max()))
     flat = data.max(axis=0) if data.ndim == 3 else data  # what a top-down view shows
     hi_yx = np.unravel_index(np.argmax(flat), flat.shape)
     lo_yx = np.unravel_index(np.argmin(flat), flat.shape)

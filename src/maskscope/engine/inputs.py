@@ -90,9 +90,10 @@ def _as_tensor(image: Any, name: str, *, allow_bool: bool = False) -> torch.Tens
     elif isinstance(image, np.ndarray):
         if image.dtype.kind == "O":
             raise TypeError(f"{name} must hold numbers, got an object array")
-        if image.dtype.byteorder not in ("=", "|") and image.dtype.itemsize > 1:
-            image = image.astype(image.dtype.newbyteorder("="))  # e.g. big-endian files
-        t = torch.from_numpy(np.ascontiguousarray(image))
+        arr = np.ascontiguousarray(image)
+        if not arr.dtype.isnative:  # e.g. big-endian NIfTI data: torch takes native only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        t = torch.from_numpy(arr)
     else:
         raise TypeError(
             f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}"

@@ -26,6 +26,7 @@ from ..engine.model_call import ModelCall, is_exported_module
 from ..engine.params import replace_params, validate_params
 from ..engine.scores import OUTPUT_KINDS, segmentation
 from ..explanation import Explanation
+from ..intensity import apply_normalization
 
 __all__ = ["Context", "Method"]
 
@@ -213,6 +214,7 @@ class Method:
         voxel_spacing: Any = None,
         progress: bool | Callable[[Explanation], None] = False,
         cancel: CancelToken | None = None,
+        normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
         **overrides: Any,
     ) -> Iterator[Explanation]:
         """Explain ``image``, yielding :class:`Explanation` snapshots as chunks finish.
@@ -243,6 +245,12 @@ class Method:
             thread stops the run once the chunk in progress is done; the generator then
             yields a last snapshot with ``cancelled=True`` (the map of the finished chunks)
             and ends.
+        normalize
+            Intensity normalisation per channel before the model, one of
+            :data:`maskscope.intensity.NORMALIZATIONS` (``"zscore"``, ``"percentile"``, ...),
+            or a callable on the ``(C, *spatial)`` array such as
+            :class:`maskscope.intensity.Normalizer`; the explanation's ``image`` is the
+            normalised input.
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -267,12 +275,14 @@ class Method:
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
         declared = getattr(self.model, "in_channels", None)
-        declared = (
-            declared if isinstance(declared, int) and not isinstance(declared, bool) else None
-        )
+        if isinstance(declared, bool) or not isinstance(declared, int):
+            declared = None  # only a declared count is refused at the door, not a guess
         layout = prepare_image(
             image, self.spatial_dims, self.in_channels, declared_channels=declared
         )
+        if callable(normalize) or normalize != "none":
+            normed = apply_normalization(normalize, layout.image)
+            layout = dataclasses.replace(layout, image=torch.from_numpy(normed))
         spatial = layout.spatial
         if not layout.slice_by_slice and not (isinstance(slices, str) and slices == "all"):
             raise ValueError(
@@ -322,6 +332,7 @@ class Method:
             "device": str(self.device),
             "spatial_dims": layout.spatial_dims,
             "slice_by_slice": layout.slice_by_slice,
+            "normalize": str(normalize),
             **self._model_record(),
         }
         return run_parts(

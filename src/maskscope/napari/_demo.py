@@ -38,6 +38,7 @@ def show_demo_results(results: Sequence[Any], *, viewer: Any = None, block: bool
         viewer = napari.Viewer(title="maskscope demo")
     offsets: dict[str, float] = {}  # samples side by side along the last axis
     right = 0.0
+    shown = []
     for r in results:
         expl = r.explanation
         scale = tuple(expl.voxel_spacing) or (1.0,) * expl.map.ndim
@@ -62,7 +63,9 @@ def show_demo_results(results: Sequence[Any], *, viewer: Any = None, block: bool
         output = OutputLayers(viewer, source=r.sample, method=r.label, frame=frame)
         output.show(expl.with_status(done=True))
         output.finish(partial=False, prediction=False)
-        output.layers["map"].visible = first  # one map per sample on screen at first
+        shown.append((output.layers["map"], first))
+    for layer, first in shown:  # one map per sample on screen at first
+        layer.visible = first
     viewer.window.add_dock_widget(ExplainWidget(viewer), name="Explain segmentation", area="right")
     if block:
         napari.run()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels, Layer
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QSpinBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from .._gui_common import SCOPES, InputArray, input_array, scope_slices
-from ..frontend import NORMALIZATIONS
+from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
+from ..io import reorder
 from ._layers import META_KEY, Frame, frame_of
+from ._reader import AXES_KEY
 
 __all__ = ["InputPanel", "RunInput"]
 
@@ -39,7 +41,10 @@ class RunInput:
     target
         The class to explain, or None for the method's default.
     normalization
-        One of :data:`maskscope.frontend.NORMALIZATIONS`.
+        One of :data:`maskscope.intensity.NORMALIZATIONS`.
+    layer_axes, model_axes
+        The layer's array order and the model's (``"ijk"`` or ``"kji"``; equal unless the
+        model takes the spatial axes reversed).
     """
 
     layer: Image
@@ -49,6 +54,9 @@ class RunInput:
     reference: np.ndarray | None
     target: int | None
     normalization: str
+    layer_axes: str = "ijk"
+    model_axes: str = "ijk"
+    reference_layer: Labels | None = None
 
     def slices(self, scope: str, current: int, start: int, stop: int) -> Any:
         """The engine's ``slices`` argument for a 2D model on this volume."""
@@ -100,7 +108,20 @@ class InputPanel(QWidget):
         self.normalization = QComboBox()
         self.normalization.setObjectName("normalization")
         self.normalization.addItems(list(NORMALIZATIONS))
-        self.normalization.setToolTip("Intensity normalisation per channel before the model")
+        self.normalization.setToolTip(
+            "Intensity normalisation per channel before the model: use the model's training "
+            "normalisation. Chosen for each new image: none for values in [0, 1], else "
+            "percentile"
+        )
+        self.normalization_note = QLabel("")
+        self.normalization_note.setObjectName("normalization_note")
+        self.normalization_note.setWordWrap(True)
+        self.axes = QComboBox()
+        self.axes.setObjectName("axes")
+        self.axes.setToolTip(
+            "The array order the model was trained on: ijk (nibabel, MONAI LoadImage) or kji "
+            "(SimpleITK, nnU-Net). The layer stays as it is on screen"
+        )
         self.scope = QComboBox()
         self.scope.setObjectName("scope")
         self.scope.addItems(list(SCOPES))
@@ -125,11 +146,15 @@ class InputPanel(QWidget):
         layout.addRow("reference", self.reference)
         layout.addRow("target class", self.target)
         layout.addRow("normalisation", self.normalization)
+        layout.addRow("", self.normalization_note)
+        layout.addRow("array order", self.axes)
         layout.addRow("slices (2D model)", self.scope)
         layout.addRow("slice range", self._range)
         self._layout = layout
 
+        self._suggested_for: Any = None
         self.image.currentIndexChanged.connect(self._image_changed)
+        self.normalization.currentTextChanged.connect(self._describe_normalization)
         self.channel.currentIndexChanged.connect(self._update_scope)
         self.scope.currentIndexChanged.connect(self._update_scope)
         events = viewer.layers.events
@@ -202,7 +227,52 @@ class InputPanel(QWidget):
                 default = 0
             self.channel.setCurrentIndex(max(self.channel.findData(default), 0))
         self.channel.blockSignals(False)
+        self._update_axes(layer)
+        if layer is not None and layer is not self._suggested_for:
+            self._suggested_for = layer
+            self.normalization.setCurrentText(suggest_normalization(_layer_array(layer)))
+        self._describe_normalization()
         self._update_scope()
+
+    def _update_axes(self, layer: Layer | None) -> None:
+        order = layer.metadata.get(AXES_KEY) if layer is not None else None
+        current = self.axes.currentData()
+        self.axes.blockSignals(True)
+        self.axes.clear()
+        if order in ("ijk", "kji"):
+            other = "kji" if order == "ijk" else "ijk"
+            names = {"ijk": "ijk (nibabel, MONAI)", "kji": "kji (SimpleITK, nnU-Net)"}
+            self.axes.addItem(f"{names[order]}: as the layer", order)
+            self.axes.addItem(f"{names[other]}: reversed", other)
+            self.axes.setCurrentIndex(max(self.axes.findData(current), 0))
+        else:
+            self.axes.addItem("as the layer", "ijk")
+            self.axes.addItem("spatial axes reversed", "kji")
+            self.axes.setCurrentIndex(max(self.axes.findData(current), 0))
+        self.axes.blockSignals(False)
+
+    def _describe_normalization(self, *_: Any) -> None:
+        layer = self.image.currentData()
+        mode = self.normalization.currentText()
+        if layer is None or mode not in NORMALIZATIONS:
+            self.normalization_note.setText("")
+            return
+        data = np.asarray(_layer_array(layer))
+        chosen = " (chosen for this image)" if mode == suggest_normalization(data) else ""
+        self.normalization_note.setText(describe_normalization(mode, data) + chosen)
+
+    def set_normalization(self, mode: str) -> None:
+        """Choose the normalisation, one of :data:`maskscope.intensity.NORMALIZATIONS`."""
+        if mode not in NORMALIZATIONS:
+            raise ValueError(f"normalisation must be one of {list(NORMALIZATIONS)}, got {mode!r}")
+        self.normalization.setCurrentText(mode)
+
+    def set_axes(self, axes: str) -> None:
+        """Choose the model's array order, ``"ijk"`` or ``"kji"``."""
+        index = self.axes.findData(axes)
+        if index < 0:
+            raise ValueError(f"array order must be 'ijk' or 'kji', got {axes!r}")
+        self.axes.setCurrentIndex(index)
 
     def spatial_shape(self) -> tuple[int, ...] | None:
         """Spatial shape of the chosen image with the chosen channel axis (None if invalid)."""
@@ -236,8 +306,13 @@ class InputPanel(QWidget):
             return 0
         position = layer.world_to_data(self.viewer.dims.point)
         axis = self.channel.currentData()
+        if self._reversed(layer):  # the model's first axis is the layer's last
+            return round(float(position[-1]))
         first = 0 if axis is None or layer.rgb or axis % layer.ndim != 0 else 1
         return round(float(position[first]))
+
+    def _reversed(self, layer: Layer) -> bool:
+        return str(layer.metadata.get(AXES_KEY, "ijk")) != str(self.axes.currentData() or "ijk")
 
     # ------------------------------------------------------------------ gather
     def gather(self) -> RunInput:
@@ -268,6 +343,12 @@ class InputPanel(QWidget):
                     f"image's spatial shape is {array.spatial}"
                 )
         target = self.target.value()
+        if self._reversed(layer):  # the model takes the spatial axes the other way round
+            image = np.ascontiguousarray(reorder(array.image, "ijk", "kji", len(array.spatial)))
+            array = InputArray(image, array.spatial_axes, array.channel_axis)
+            spacing = spacing[::-1]
+            reference = None if reference is None else np.ascontiguousarray(reference.T)
+            frame = replace(frame, reverse=True)
         return RunInput(
             layer=layer,
             array=array,
@@ -276,6 +357,9 @@ class InputPanel(QWidget):
             reference=reference,
             target=None if target < 0 else target,
             normalization=self.normalization.currentText(),
+            layer_axes=str(layer.metadata.get(AXES_KEY, "ijk")),
+            model_axes=str(self.axes.currentData() or "ijk"),
+            reference_layer=ref_layer,
         )
 
 

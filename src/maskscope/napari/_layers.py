@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels, Layer
 
 from ..explanation import Explanation
+from ..render import legend_text, robust_limits
+from ._overlay import CONTOUR, overlay_colormap, show_colorbar
+from ._reader import AFFINE_KEY, AXES_KEY
 
 __all__ = ["EXTRA_COLORMAPS", "META_KEY", "Frame", "OutputLayers", "frame_of"]
 
 #: Key of the layer metadata entry that marks and describes maskscope's layers.
 META_KEY = "maskscope"
+
+#: Source-layer metadata copied onto the outputs (what the NIfTI writer needs).
+SOURCE_KEYS = (AFFINE_KEY, AXES_KEY)
 
 #: Colormaps of named extra maps (others use the saliency colormap).
 EXTRA_COLORMAPS = {"better_only": "cyan", "worse_only": "magenta"}
@@ -32,15 +38,25 @@ class Frame:
     keep_axis
         A non-leading channel axis kept as a length-1 axis so that the output lines up
         with the source (napari aligns layers by their last axes), or None.
+    reverse
+        Whether outputs come in the reversed spatial order (the model's ``kji`` on an
+        ``ijk`` layer, or the other way round) and are turned back.
+    source_meta
+        The source layer's NIfTI metadata (affine and array order), copied onto the
+        outputs so that the NIfTI writer saves them in the source's space.
     """
 
     scale: tuple[float, ...]
     translate: tuple[float, ...]
     affine: np.ndarray | None = None
     keep_axis: int | None = None
+    reverse: bool = False
+    source_meta: dict[str, Any] = field(default_factory=dict)
 
     def place(self, array: np.ndarray) -> np.ndarray:
-        """The array as it goes into a layer (with the kept channel axis, if any)."""
+        """The array as it goes into a layer (in the layer's order, kept channel axis)."""
+        if self.reverse:
+            array = np.ascontiguousarray(np.transpose(array))
         return array if self.keep_axis is None else np.expand_dims(array, self.keep_axis)
 
     def layer_kwargs(self) -> dict[str, Any]:
@@ -66,6 +82,12 @@ def frame_of(layer: Layer, channel_axis: int | None) -> Frame:
     A leading channel axis (and an RGB layer's colour axis) is dropped; any other channel
     axis is kept with length 1.
     """
+    frame = _frame(layer, channel_axis)
+    meta = {k: layer.metadata[k] for k in SOURCE_KEYS if k in layer.metadata}
+    return replace(frame, source_meta=meta) if meta else frame
+
+
+def _frame(layer: Layer, channel_axis: int | None) -> Frame:
     scale = tuple(float(s) for s in layer.scale)
     translate = tuple(float(t) for t in layer.translate)
     matrix = np.asarray(layer.affine.affine_matrix, dtype=float)
@@ -128,6 +150,7 @@ class OutputLayers:
         self.opacity = opacity
         self.layers: dict[str, Layer] = {}
         self.last: Explanation | None = None
+        self._outlined: Layer | None = None
 
     # ------------------------------------------------------------------ naming
     def name(self, role: str, *, partial: bool = False) -> str:
@@ -169,13 +192,14 @@ class OutputLayers:
                 roles[name] = arr
         if first:
             self._drop_stale(set(roles))
+            self._hide_others()
         for role, arr in roles.items():
             self._set_image(role, np.asarray(arr, dtype=np.float32), snap, visible=role == "map")
         if first:
             self.viewer.layers.selection.active = self.layers["map"]  # its controls on show
 
-    def finish(self, *, partial: bool, prediction: bool) -> None:
-        """Mark the layers complete or partial; add the prediction layer if asked."""
+    def finish(self, *, partial: bool, prediction: bool = False) -> None:
+        """Mark the layers complete or partial; add the snapshot's prediction if asked."""
         snap = self.last
         if snap is None:
             return
@@ -186,6 +210,41 @@ class OutputLayers:
             layer.metadata[META_KEY] = self._meta(role, snap, partial)
         if prediction and snap.prediction is not None:
             self._set_labels(snap, partial)
+
+    def legend(self) -> str:
+        """What the map's colours mean: its values and units, and the colour range."""
+        layer = self.layers.get("map")
+        if self.last is None or layer is None:
+            return ""
+        lo, hi = layer.contrast_limits
+        what = legend_text(self.last.method, self.last.params, self.last.voxel_spacing)
+        return f"colours: {what}; transparent at {lo:.3g} and below, brightest at {hi:.3g}"
+
+    def show_prediction(self, labels: np.ndarray) -> None:
+        """Put the model's own segmentation (from before the run) into its Labels layer."""
+        self._labels(np.asarray(labels), {**self._key("prediction"), "partial": False})
+
+    def outline(self, layer: Layer | None) -> None:
+        """Draw a reference Labels layer as an outline, so that it hides no anatomy."""
+        if isinstance(layer, Labels):
+            self._outlined = layer
+            if layer.contour == 0:
+                layer.contour = CONTOUR
+
+    def _outlines_on_top(self) -> None:
+        """Put the prediction's and the reference's outlines above the new map."""
+        for layer in (self.layers.get("prediction"), self._outlined):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
+
+    def _hide_others(self) -> None:
+        """Hide the image's maps from earlier runs of other methods: the new one shows alone."""
+        for layer in self.viewer.layers:
+            meta = layer.metadata.get(META_KEY)
+            if not isinstance(meta, dict) or meta.get("role") == "prediction":
+                continue
+            if meta.get("source") == self.source and not self._matches(layer):
+                layer.visible = False
 
     def _drop_stale(self, roles: set[str]) -> None:
         for layer in list(self.viewer.layers):
@@ -210,37 +269,46 @@ class OutputLayers:
     def _set_image(self, role: str, data: np.ndarray, snap: Explanation, visible: bool) -> None:
         placed = self.frame.place(data)
         lo, hi = _limits(data)
+        shown = robust_limits(data)
         partial = not snap.done
         layer = self.find(role)
         if layer is not None and (not isinstance(layer, Image) or layer.ndim != placed.ndim):
             self.viewer.layers.remove(layer)
             layer = None
+        meta = {**self.frame.source_meta, META_KEY: self._meta(role, snap, partial)}
         if layer is None:
             layer = self.viewer.add_image(
                 placed,
                 name=self.name(role),
-                colormap=EXTRA_COLORMAPS.get(role, self.colormap),
-                blending="additive",
+                colormap=overlay_colormap(EXTRA_COLORMAPS.get(role, self.colormap)),
+                blending="translucent",
                 opacity=self.opacity,
-                contrast_limits=(lo, hi),
+                contrast_limits=shown,
                 visible=visible,
-                metadata={META_KEY: self._meta(role, snap, partial)},
+                metadata=meta,
                 **self.frame.layer_kwargs(),
             )
+            if role == "map":
+                show_colorbar(layer)
+                self._outlines_on_top()
         else:
             if role not in self.layers:  # a layer of an earlier run: take it over
                 self.frame.apply(layer)
                 layer.name = self.name(role)
+                layer.visible = visible
             layer.data = placed
             layer.contrast_limits_range = (lo, hi)
-            layer.contrast_limits = (lo, hi)
-            layer.metadata[META_KEY] = self._meta(role, snap, partial)
+            layer.contrast_limits = shown
+            layer.metadata.update(meta)
         self.layers[role] = layer
 
     def _set_labels(self, snap: Explanation, partial: bool) -> None:
         assert snap.prediction is not None
-        data = self.frame.place(np.asarray(snap.prediction, dtype=np.int32))
-        meta = {META_KEY: self._meta("prediction", snap, partial)}
+        self._labels(np.asarray(snap.prediction), self._meta("prediction", snap, partial))
+
+    def _labels(self, labels: np.ndarray, entry: dict[str, Any]) -> None:
+        data = self.frame.place(labels.astype(np.int32, copy=False))
+        meta = {**self.frame.source_meta, META_KEY: entry}
         layer = self.find("prediction")
         if layer is not None and (not isinstance(layer, Labels) or layer.ndim != data.ndim):
             self.viewer.layers.remove(layer)
@@ -249,10 +317,11 @@ class OutputLayers:
             layer = self.viewer.add_labels(
                 data,
                 name=self.name("prediction"),
-                opacity=0.4,
+                opacity=0.8,
                 metadata=meta,
                 **self.frame.layer_kwargs(),
             )
+            layer.contour = CONTOUR
         else:
             self.frame.apply(layer)
             layer.data = data

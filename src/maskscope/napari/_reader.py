@@ -1,10 +1,16 @@
-"""A napari reader for NIfTI volumes (``.nii``, ``.nii.gz``) that keeps the voxel spacing.
+"""napari reader and writer for NIfTI volumes (``.nii``, ``.nii.gz``).
 
-The array is shown with its axes reversed, ``(z, y, x)`` (slices along the first axis, as
-napari expects), the voxel spacing as the layer's ``scale`` and, when the volume's axes are
-aligned with the scanner's (only flips), its orientation and origin as the layer's
-``affine``. An oblique volume keeps its voxel grid on screen; its full affine is in the
-layer's metadata. Small non-negative integer volumes open as Labels layers.
+The reader is :func:`maskscope.io.read_image`, the one the command line and the API use.
+Opened from napari, a layer holds the file's own ``(i, j, k)`` order (nibabel's and
+MONAI's); :func:`read_nifti` with ``axes="kji"`` gives SimpleITK's and nnU-Net's
+``(k, j, i)`` (``viewer.add_layer(Layer.create(*read_nifti(path, axes="kji")[0]))``), and
+the widget's "array order" field feeds the model either order whatever the layer's.
+Either way the volume is placed right in world space: the voxel spacing is the layer's
+``scale`` and, when the volume's axes are aligned with the scanner's (only flips), its
+orientation and origin are the layer's ``affine``. An oblique volume keeps its voxel grid
+on screen. The file's affine and the array order are kept in the layer's metadata
+(``nifti_affine``, ``nifti_axes``), so that :func:`write_nifti` saves a map computed on the
+layer back in the file's space. Small non-negative integer volumes open as Labels layers.
 """
 
 from __future__ import annotations
@@ -15,7 +21,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["get_reader", "read_nifti"]
+from ..io import check_axes, nifti_image, read_image
+
+__all__ = [
+    "AFFINE_KEY",
+    "AXES_KEY",
+    "get_reader",
+    "layer_affine",
+    "read_nifti",
+    "write_nifti",
+]
+
+#: Layer metadata keys holding the source file's 4×4 affine and the layer's array order.
+AFFINE_KEY = "nifti_affine"
+AXES_KEY = "nifti_axes"
 
 _SUFFIXES = (".nii", ".nii.gz")
 _MAX_LABELS = 64
@@ -27,7 +46,7 @@ def _is_nifti(path: Any) -> bool:
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return :func:`read_nifti` when every path is a NIfTI file, else None."""
+    """Return :func:`read_nifti` (``(i, j, k)`` arrays) when every path is NIfTI, else None."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if paths and all(_is_nifti(p) for p in paths):
         return read_nifti
@@ -42,57 +61,50 @@ def _looks_like_labels(data: np.ndarray) -> bool:
     return np.unique(data).size <= _MAX_LABELS
 
 
-def _orientation_affine(affine: np.ndarray, spacing: np.ndarray, ndim: int) -> np.ndarray | None:
-    """The affine in napari's reversed axis order without the scale, if it is only flips."""
-    rotation = affine[:3, :3] / spacing[None, :3]
+def layer_affine(affine: np.ndarray, axes: str, ndim: int) -> np.ndarray | None:
+    """The layer affine (without the scale) placing an array of ``axes`` order in the world.
+
+    World axes are the scanner's ``(x, y, z)`` for ``"ijk"`` and ``(z, y, x)`` for
+    ``"kji"``. Returns None when the affine is more than flips (an oblique or permuted
+    grid: napari slices those poorly, the grid is kept) or nothing but the identity.
+    """
+    affine = np.asarray(affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = np.where(spacing > 0, spacing, 1.0)
+    rotation = affine[:3, :3] / spacing[None, :]
     if not np.allclose(np.abs(rotation), np.eye(3), atol=1e-4):
-        return None  # oblique or permuted axes: napari slices those poorly
+        return None
+    flips, origin = np.sign(np.diag(rotation)), affine[:3, 3]
+    if axes == "kji":
+        flips, origin = flips[::-1], origin[::-1]
     out = np.eye(ndim + 1)
-    flips = np.sign(np.diag(rotation))[::-1]
-    origin = affine[:3, 3][::-1]
     out[ndim - 3 : ndim, ndim - 3 : ndim] = np.diag(flips)
     out[ndim - 3 : ndim, ndim] = origin
-    if np.allclose(out, np.eye(ndim + 1)):
-        return None
-    return out
+    return None if np.allclose(out, np.eye(ndim + 1)) else out
 
 
-def _read_one(path: str | Path) -> LayerData:
-    try:
-        import nibabel as nib
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading NIfTI files needs nibabel: pip install 'maskscope[medical]'"
-        ) from None
-    path = Path(path)
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
-    zooms = np.asarray(img.header.get_zooms()[: data.ndim], dtype=float)
-    zooms = np.where(zooms > 0, zooms, 1.0)
-    if data.ndim > 3:
-        # (x, y, z, t/channel, ...) → (..., t/channel, z, y, x): extra axes in front.
-        extra = list(range(data.ndim - 1, 2, -1))
-        order = [*extra, 2, 1, 0]
-        data = np.transpose(data, order)
-        zooms = np.concatenate([np.ones(len(extra)), zooms[:3][::-1]])
-    else:
-        data = np.transpose(data, tuple(range(data.ndim))[::-1])
-        zooms = zooms[::-1]
+def _name(path: Path) -> str:
     name = path.name
     for suffix in _SUFFIXES:
         if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    full_affine = np.asarray(img.affine, dtype=float)
+            return name[: -len(suffix)]
+    return name
+
+
+def _read_one(path: str | Path, axes: str) -> LayerData:
+    path = Path(path)
+    vol = read_image(path, axes=axes)
+    data = vol.data
+    n_extra = data.ndim - len(vol.voxel_spacing or ())
+    scale = (1.0,) * n_extra + tuple(vol.voxel_spacing or ())
+    full_affine = vol.meta["affine"]
     kwargs: dict[str, Any] = {
-        "name": name,
-        "scale": tuple(float(z) for z in zooms),
-        "metadata": {"nifti_affine": full_affine.tolist(), "path": str(path)},
+        "name": _name(path),
+        "scale": scale,
+        "metadata": {AFFINE_KEY: full_affine.tolist(), AXES_KEY: axes, "path": str(path)},
     }
-    if data.ndim >= 3:
-        spacing = np.asarray(img.header.get_zooms()[:3], dtype=float)
-        spacing = np.where(spacing > 0, spacing, 1.0)
-        affine = _orientation_affine(full_affine, spacing, data.ndim)
+    if data.ndim >= 3 and len(vol.voxel_spacing or ()) == 3:
+        affine = layer_affine(full_affine, axes, data.ndim)
         if affine is not None:
             kwargs["affine"] = affine
     if _looks_like_labels(data):
@@ -100,18 +112,50 @@ def _read_one(path: str | Path) -> LayerData:
     return np.ascontiguousarray(data), kwargs, "image"
 
 
-def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
+def read_nifti(path: str | Sequence[str], axes: str = "ijk") -> list[LayerData]:
     """Read one or more NIfTI files as napari layer data.
 
     Parameters
     ----------
     path
         A ``.nii`` / ``.nii.gz`` path, or a list of them.
+    axes
+        The layers' array order: ``"ijk"`` (nibabel, MONAI) or ``"kji"`` (SimpleITK,
+        nnU-Net).
 
     Returns
     -------
     list of (data, kwargs, layer_type)
-        One layer per file: ``scale`` holds the voxel spacing in the reversed axis order.
+        One layer per file: ``scale`` holds the voxel spacing in the array's order.
     """
+    check_axes(axes)
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    return [_read_one(p) for p in paths]
+    return [_read_one(p, axes) for p in paths]
+
+
+def write_nifti(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Save an Image layer (a saliency map) as NIfTI in its source file's space.
+
+    The affine and array order come from the layer's metadata (``nifti_affine``,
+    ``nifti_axes``: set by this plugin's reader and copied onto maskscope's output
+    layers). A layer without them is written as an ``(i, j, k)`` array with its
+    ``scale`` as the voxel size.
+
+    Returns
+    -------
+    list of str
+        The written path.
+    """
+    if not str(path).lower().endswith(_SUFFIXES):
+        path = f"{path}.nii.gz"
+    metadata = meta.get("metadata") or {}
+    arr = np.asarray(data, dtype=np.float32)
+    affine = metadata.get(AFFINE_KEY)
+    axes = metadata.get(AXES_KEY, "ijk")
+    if affine is None:
+        scale = [abs(float(s)) for s in list(meta.get("scale") or [1.0] * arr.ndim)[-3:]]
+        affine = np.diag([*scale, *[1.0] * (4 - len(scale))])
+    import nibabel as nib
+
+    nib.save(nifti_image(arr, affine, axes), str(path))
+    return [str(path)]

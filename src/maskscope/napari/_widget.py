@@ -26,13 +26,15 @@ from .._gui_common import error_line, progress_text
 from ..engine.cancel import CancelToken
 from ..engine.inputs import model_layout
 from ..explanation import Explanation
-from ..frontend import device_choices, normalize_image, start_run
+from ..frontend import device_choices, method_class, start_run
 from ..methods import METHODS
+from ..prediction import check_prediction
 from ._evaluate import EvaluatePanel
 from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
 from ._model_picker import LoadedModel, ModelPicker
+from ._prediction import PredictionLabel, PredictionReady, prediction_first
 from ._registry import ModelEntry
 from ._worker import RunFailure, start_worker
 
@@ -118,8 +120,15 @@ class ExplainWidget(QWidget):
         self.method.setToolTip("The perturbation method")
         self.form = ParamForm(self.method.currentText())
         self.add_prediction = QCheckBox("add prediction layer")
-        self.add_prediction.setToolTip("Also add the model's segmentation as a Labels layer")
+        self.add_prediction.setToolTip(
+            "Add the model's segmentation as a Labels layer (outlined) before the run"
+        )
         self.add_prediction.setObjectName("add_prediction")
+        self.add_prediction.setChecked(True)
+        self.prediction = PredictionLabel()
+        self.legend = QLabel("")
+        self.legend.setObjectName("legend")
+        self.legend.setWordWrap(True)
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("run")
         self.cancel_button = QPushButton("Cancel")
@@ -158,6 +167,8 @@ class ExplainWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         column.addLayout(buttons)
         column.addWidget(self.progress)
+        column.addWidget(self.prediction)
+        column.addWidget(self.legend)
         column.addWidget(self.status)
         self.evaluation = EvaluatePanel(self)
         column.addWidget(_section("evaluate"))
@@ -283,12 +294,23 @@ class ExplainWidget(QWidget):
         given = self.inputs.gather()
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
-        image = normalize_image(given.array.image, given.normalization, channel_axis=0)
         method = self.method.currentText()
+        explainer = method_class(method)(
+            loaded.model, spatial_dims=spatial_dims, **loaded.method_kwargs()
+        )
+        check = partial(
+            check_prediction,
+            explainer,
+            given.array.image,
+            reference=given.reference,
+            target=given.target,
+            normalize=given.normalization,
+            slices=slices,
+        )
         snapshots = start_run(
             loaded.model,
             method,
-            image,
+            given.array.image,
             values=self.form.values(),
             target=given.target,
             reference=given.reference,
@@ -297,12 +319,15 @@ class ExplainWidget(QWidget):
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
             cancel=token,
+            normalize=given.normalization,
             **loaded.method_kwargs(),
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
         )
-        return _Job(snapshots, output, loaded)
+        output.outline(given.reference_layer)
+        self.prediction.show_summary(None)
+        return _Job(prediction_first(check, snapshots), output, loaded)
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
@@ -339,11 +364,19 @@ class ExplainWidget(QWidget):
         return dims, "all"
 
     # ------------------------------------------------------------------ worker events
-    def _on_snapshot(self, snap: Explanation) -> None:
+    def _on_snapshot(self, snap: Explanation | PredictionReady) -> None:
+        if isinstance(snap, PredictionReady):  # before the first snapshot
+            self.prediction.show_summary(snap.summary)
+            if snap.summary is not None and self.add_prediction.isChecked():
+                assert self._output is not None
+                self._output.show_prediction(snap.summary.prediction)
+            return
         self.n_updates += 1
         self.last_snapshot = snap
         assert self._output is not None
         self._output.show(snap)
+        if self.n_updates == 1:
+            self.legend.setText(self._output.legend())
         self.progress.setValue(round(snap.progress * _PROGRESS_STEPS))
         if not self._cancelled:
             self.status.setText(progress_text(snap))
@@ -356,7 +389,7 @@ class ExplainWidget(QWidget):
         snap = self.last_snapshot
         partial = snap is None or not snap.done
         if self._output is not None and snap is not None:
-            self._output.finish(partial=partial, prediction=self.add_prediction.isChecked())
+            self._output.finish(partial=partial)
         if self._failure is not None:
             self._report(self._failure.error, partial_kept=snap is not None)
         elif snap is None:

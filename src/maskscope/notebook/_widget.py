@@ -14,6 +14,7 @@ from ..explanation import Explanation
 from ..frontend import method_class, start_run
 from ..methods import METHODS
 from . import _status as st
+from ._checks import data_controls, resolve_normalization, show_prediction
 from ._evaluate import EvaluatePanel
 from ._form import FIELD_STYLE, FIELD_WIDTH, ParamForm
 from ._runner import BackgroundRun
@@ -59,6 +60,10 @@ class ExplainWidget(widgets.VBox):
         2 or 3, when the model's dimensionality cannot be inferred.
     cmap, opacity
         Initial colormap and overlay opacity.
+    normalize
+        Intensity normalisation before the model (:data:`maskscope.intensity.NORMALIZATIONS`),
+        or ``"auto"``: none for values already in [0, 1], else percentile. The choice is
+        shown and can be changed in the widget.
     max_rate
         Maximum display updates per second while running.
     **params
@@ -80,6 +85,13 @@ class ExplainWidget(widgets.VBox):
         Run controls and feedback (``run_button.click()`` works from code).
     method_dropdown, target_text, slices_dropdown : ipywidgets.Widget
         What to explain (``slices_dropdown`` shows for a 2D model on a volume).
+    normalize_dropdown, normalization_label : ipywidgets.Widget
+        The normalisation used before the model, and what it does to this image.
+    prediction_label : ipywidgets.HTML
+        The model's own prediction, shown before each run (voxels per class, Dice against
+        the reference, a warning when it looks failed).
+    prediction_summary : maskscope.prediction.PredictionSummary or None
+        The same, as data.
     view_dropdown, cmap_dropdown, opacity_slider, outline_checkbox, channel_slider
         Display controls: which map (``"map"``, ``"stderr"``, the extras), colours,
         opacity, the reference outline, and the image channel drawn underneath.
@@ -113,12 +125,14 @@ class ExplainWidget(widgets.VBox):
         spatial_dims: int | None = None,
         cmap: str = "inferno",
         opacity: float = 0.6,
+        normalize: str = "auto",
         max_rate: float = 5.0,
         **params: Any,
     ) -> None:
         if max_rate <= 0:
             raise ValueError(f"max_rate must be > 0 updates per second, got {max_rate!r}")
         method = _method_name(method)
+        mode = resolve_normalization(normalize, image)
         # the method's own view of the model (dimensionality, channels), as used by the runs
         explainer = method_class(method)(model, outputs=outputs, spatial_dims=spatial_dims)
         layout = prepare_image(image, explainer.spatial_dims, explainer.in_channels)
@@ -128,6 +142,7 @@ class ExplainWidget(widgets.VBox):
         self.max_rate = float(max_rate)
         self.explanation: Explanation | None = None
         self.error: BaseException | None = None
+        self.prediction_summary = None
         self._spatial = layout.spatial
         self._sliced = layout.slice_by_slice
         self._lock = threading.RLock()
@@ -147,6 +162,10 @@ class ExplainWidget(widgets.VBox):
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
         self.slicer = Slicer(self._spatial, self._redraw, reference)
         self._build_controls(method, target, cmap, opacity, pixels.shape[0])
+        self.normalize_dropdown, self.normalization_label, self.prediction_label, row = (
+            data_controls(mode, pixels, auto=normalize == "auto")
+        )
+        self.children = [*self.children[:-1], row, self.prediction_label, self.children[-1]]
         self.evaluation = EvaluatePanel(self)
         self.children = (*self.children, self.evaluation)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
@@ -218,6 +237,7 @@ class ExplainWidget(widgets.VBox):
         self.time_label.value = ""
         token = CancelToken()
         try:
+            self._check_prediction(method)
             snapshots = start_run(
                 self.model,
                 method,
@@ -231,6 +251,7 @@ class ExplainWidget(widgets.VBox):
                 spatial_dims=self.spatial_dims,
                 yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
                 cancel=token,
+                normalize=self.normalize_dropdown.value,
             )
         except Exception as exc:
             self.error = exc
@@ -284,6 +305,21 @@ class ExplainWidget(widgets.VBox):
     def show_slice(self, index: int, axis: int = 0) -> None:
         """Show slice ``index`` along spatial ``axis`` (0, 1 or 2) of a volume."""
         self.slicer.show(index, axis)
+
+    def _check_prediction(self, method: str) -> None:
+        """Run the model once and show what it segments (a warning if it looks failed)."""
+        explainer = method_class(method)(
+            self.model, outputs=self.outputs, spatial_dims=self.spatial_dims
+        )
+        self.prediction_summary = show_prediction(
+            self.prediction_label,
+            explainer,
+            self.image,
+            reference=self.reference,
+            target=self._target(),
+            normalize=self.normalize_dropdown.value,
+            slices=self._slices(),
+        )
 
     # ------------------------------------------------------------------ run callbacks
     def _update(self, run_id: int, snap: Explanation) -> None:

@@ -1,0 +1,141 @@
+"""A readable PNG figure of an explanation: enlarged slice, colour bar, method and slice.
+
+``maskscope explain --png`` writes this. The slice is enlarged with nearest-neighbour
+sampling until its short side is at least ``min_size`` pixels (voxels stay square blocks,
+nothing is invented between them); the map is drawn over the image with the overlay
+colormap (transparent low end, robust limits, as in napari), the reference outlined; a
+title names the method and the slice, and a colour bar gives the values with their units.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .render import colorize, legend_text, normalize, overlay_lut, png_bytes, robust_limits
+
+__all__ = ["figure_png", "figure_rgb"]
+
+_BAR_WIDTH = 22
+_MARGIN = 10
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizes: the bitmap font
+        return ImageFont.load_default()
+
+
+def _blend(saliency: np.ndarray, image: np.ndarray | None, cmap: str, limits, opacity: float):
+    lo, hi = limits
+    t = normalize(saliency, lo, hi)
+    table = overlay_lut(cmap)
+    idx = np.round(t * (len(table) - 1)).astype(np.intp)
+    colours = table[idx, :3] * 255.0
+    alpha = table[idx, 3:] * opacity
+    if image is None:
+        base = np.zeros_like(colours)
+    else:
+        g = normalize(image, *robust_limits(image, (0.5, 99.5))) * 255.0
+        base = np.repeat(g[..., None], 3, axis=-1)
+    return np.clip((1.0 - alpha) * base + alpha * colours + 0.5, 0, 255).astype(np.uint8)
+
+
+def _outline(rgb: np.ndarray, contour: np.ndarray, colour=(0, 255, 255)) -> None:
+    from scipy import ndimage
+
+    fg = np.asarray(contour) > 0
+    rgb[fg & ~ndimage.binary_erosion(fg)] = colour
+
+
+def _colour_bar(canvas, draw, x: int, top: int, height: int, cmap: str, limits, font) -> None:
+    from PIL import Image
+
+    ramp = np.linspace(1.0, 0.0, height)[:, None].repeat(_BAR_WIDTH, axis=1)
+    canvas.paste(Image.fromarray(colorize(ramp, cmap, 0.0, 1.0)), (x, top))
+    draw.rectangle((x, top, x + _BAR_WIDTH - 1, top + height - 1), outline="black")
+    lo, hi = limits
+    for frac in (0.0, 0.5, 1.0):
+        y = top + round((1.0 - frac) * (height - 1))
+        draw.line((x + _BAR_WIDTH, y, x + _BAR_WIDTH + 4, y), fill="black")
+        draw.text(
+            (x + _BAR_WIDTH + 7, y),
+            f"{lo + frac * (hi - lo):.3g}",
+            fill="black",
+            font=font,
+            anchor="lm",
+        )
+
+
+def figure_rgb(
+    expl: Any,
+    *,
+    view: str = "map",
+    slice_index: int | None = None,
+    cmap: str = "inferno",
+    opacity: float = 0.8,
+    min_size: int = 512,
+) -> np.ndarray:
+    """The figure as an ``(H, W, 3)`` uint8 array (see :func:`figure_png`)."""
+    from PIL import Image, ImageDraw
+
+    arr = expl.extras.get(view) if view in expl.extras else getattr(expl, view, None)
+    if not isinstance(arr, np.ndarray):
+        valid = ["map", *(["stderr"] if expl.stderr is not None else []), *expl.extras]
+        raise ValueError(f"view must be one of {valid}, got {view!r}")
+    z = slice_index if slice_index is not None else expl.default_slice()
+    pick = (lambda a: a) if z is None else (lambda a: a[z])
+    image = None if expl.image is None else pick(expl.image[0])
+    limits = robust_limits(arr)
+    rgb = _blend(pick(arr), image, cmap, limits, opacity)
+    factor = max(1, math.ceil(min_size / min(rgb.shape[:2])))
+    rgb = rgb.repeat(factor, axis=0).repeat(factor, axis=1)  # nearest neighbour
+    if expl.reference is not None:
+        ref = np.asarray(pick(expl.reference))
+        _outline(rgb, ref.repeat(factor, axis=0).repeat(factor, axis=1))
+    panel = Image.fromarray(np.ascontiguousarray(rgb))
+    font, small = _font(18), _font(14)
+    head = 56
+    width = panel.width + 2 * _MARGIN + _BAR_WIDTH + 70
+    canvas = Image.new("RGB", (width, panel.height + head + _MARGIN), "white")
+    canvas.paste(panel, (_MARGIN, head))
+    draw = ImageDraw.Draw(canvas)
+    where = "" if z is None else f" · slice {z} of {arr.shape[0]} (first axis)"
+    draw.text((_MARGIN, 6), f"{expl.method}{where}", fill="black", font=font)
+    legend = legend_text(expl.method, expl.params, expl.voxel_spacing)
+    draw.text(
+        (_MARGIN, 32), f"{legend}; transparent below {limits[0]:.3g}", fill="black", font=small
+    )
+    _colour_bar(canvas, draw, _MARGIN * 2 + panel.width, head, panel.height, cmap, limits, small)
+    return np.asarray(canvas)
+
+
+def figure_png(expl: Any, path: str | Path | None = None, **kwargs: Any) -> bytes:
+    """A readable PNG of one slice of an explanation.
+
+    Parameters
+    ----------
+    expl
+        An :class:`~maskscope.explanation.Explanation`.
+    path
+        Also write the PNG here.
+    **kwargs
+        ``view`` (``"map"``, ``"stderr"`` or an extra map), ``slice_index`` (3D: along the
+        first axis; default the reference's centre), ``cmap``, ``opacity`` and
+        ``min_size`` (the short side of the enlarged slice, pixels; default 512).
+
+    Returns
+    -------
+    bytes
+        The PNG file's content.
+    """
+    data = png_bytes(figure_rgb(expl, **kwargs))
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
