@@ -17,6 +17,9 @@ from tests.crafted import crafted_pt2
 
 from .faults import BOUND, Faulty, Gated
 
+#: Model calls a GUI makes before a run: the prediction it shows first.
+CHECK = 1
+
 WAIT_MS = int(BOUND * 1000)
 PARAMS = {"method": "SegRISE", "n_masks": 40, "grid": 4, "batch_size": 4}
 
@@ -50,7 +53,7 @@ def run_again_succeeds(qtbot, widget) -> None:
 def test_run_twice_and_cancel_then_run(make_napari_viewer, qtbot) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(square(), name="sq")
-    model = Gated(free_calls=2)
+    model = Gated(free_calls=CHECK + 2)
     widget = explain_in_viewer(viewer, model, **PARAMS)
     widget.yield_every = 0.0
     assert widget.run() is not None
@@ -61,14 +64,14 @@ def test_run_twice_and_cancel_then_run(make_napari_viewer, qtbot) -> None:
     finish(qtbot, widget)
     assert widget.last_snapshot.cancelled and widget.last_snapshot.n_done == 8
     assert widget.status.text().startswith("cancelled at 8/40")
-    assert model.calls == 3  # no chunk after the cancel
+    assert model.calls == CHECK + 3  # no chunk after the cancel
     run_again_succeeds(qtbot, widget)
 
 
 def test_layer_removed_mid_run(make_napari_viewer, qtbot) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(square(), name="sq")
-    model = Gated(free_calls=2)
+    model = Gated(free_calls=CHECK + 2)
     widget = explain_in_viewer(viewer, model, **PARAMS)
     widget.yield_every = 0.0
     widget.run()
@@ -85,7 +88,7 @@ def test_layer_removed_mid_run(make_napari_viewer, qtbot) -> None:
 def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot, how) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(square(), name="sq")
-    model = Gated(free_calls=2)
+    model = Gated(free_calls=CHECK + 2)
     widget = explain_in_viewer(viewer, model, **PARAMS)
     widget.run()
     assert model.entered.wait(BOUND)
@@ -98,7 +101,7 @@ def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot, how) -> N
     qtbot.waitUntil(lambda: token.cancelled, timeout=WAIT_MS)
     model.gate.set()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=WAIT_MS)
-    assert model.calls == 3
+    assert model.calls == CHECK + 3
 
 
 def test_a_failing_model_keeps_the_partial_and_the_next_run_works(
@@ -106,13 +109,13 @@ def test_a_failing_model_keeps_the_partial_and_the_next_run_works(
 ) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(square(), name="sq")
-    model = Faulty("raise", n=4)
+    model = Faulty("raise", n=CHECK + 4)
     widget = explain_in_viewer(viewer, model, **PARAMS)
     widget.yield_every = 0.0
     widget.run()
     finish(qtbot, widget)
     (message,) = errors()
-    assert "broke down at call 4" in message and "(the partial map is kept)" in message
+    assert f"broke down at call {CHECK + 4}" in message and "(the partial map is kept)" in message
     assert widget.last_snapshot.n_done == 8
     model.fault = "none"
     run_again_succeeds(qtbot, widget)

@@ -13,6 +13,9 @@ from maskscope.notebook import ExplainWidget
 
 from .faults import BOUND, Faulty, Gated
 
+#: Model calls a GUI makes before a run: the prediction it shows first.
+CHECK = 1
+
 
 def image() -> np.ndarray:
     img = np.zeros((24, 24), np.float32)
@@ -28,7 +31,7 @@ def status(w: ExplainWidget) -> str:
 
 
 def test_run_during_a_running_chunk_returns_at_once_and_replaces_the_run() -> None:
-    model = Gated(free_calls=2)  # unperturbed pass and one chunk, then blocked
+    model = Gated(free_calls=CHECK + 2)  # unperturbed pass and one chunk, then blocked
     w = ExplainWidget(model, image(), **PARAMS)
     first = w.run()._run
     assert model.entered.wait(BOUND)
@@ -43,7 +46,7 @@ def test_run_during_a_running_chunk_returns_at_once_and_replaces_the_run() -> No
 
 
 def test_cancel_then_run() -> None:
-    model = Gated(free_calls=2)
+    model = Gated(free_calls=CHECK + 2)
     w = ExplainWidget(model, image(), **PARAMS)
     w.run()
     assert model.entered.wait(BOUND)
@@ -54,7 +57,7 @@ def test_cancel_then_run() -> None:
 
 
 def test_close_cancels_the_run() -> None:
-    model = Gated(free_calls=2)
+    model = Gated(free_calls=CHECK + 2)
     w = ExplainWidget(model, image(), **PARAMS)
     run = w.run()._run
     assert model.entered.wait(BOUND)
@@ -62,14 +65,14 @@ def test_close_cancels_the_run() -> None:
     model.gate.set()
     assert run.wait(BOUND) and run.cancelled
     assert run.latest.cancelled and run.latest.n_done == 8
-    assert model.calls == 3  # the chunk running at close, and no other
+    assert model.calls == CHECK + 3  # the chunk running at close, and no other
 
 
 def test_model_error_keeps_the_partial_and_the_widget_runs_again() -> None:
-    model = Faulty("raise", n=4)
+    model = Faulty("raise", n=CHECK + 4)
     w = ExplainWidget(model, image(), **PARAMS)
     partial = w.run().wait(BOUND)
-    assert isinstance(w.error, RuntimeError) and "broke down at call 4" in str(w.error)
+    assert isinstance(w.error, RuntimeError) and f"broke down at call {CHECK + 4}" in str(w.error)
     assert partial is not None and partial.n_done == 8 and "broke down" in w.status.value
     model.fault = "none"
     assert w.run().wait(BOUND).done and w.error is None

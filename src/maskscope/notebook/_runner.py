@@ -48,6 +48,9 @@ class BackgroundRun:
         A previous run whose thread must end before this one starts calling the model (a
         new run never waits on the caller's thread, and never runs the model at the same
         time as the run it replaces).
+    before
+        Called in the run's thread before the first snapshot (e.g. a check that runs the
+        model once); an exception it raises ends the run as the generator's would.
 
     Attributes
     ----------
@@ -75,6 +78,7 @@ class BackgroundRun:
         clock: Callable[[], float] = time.monotonic,
         token: CancelToken | None = None,
         after: BackgroundRun | None = None,
+        before: Callable[[], None] | None = None,
     ) -> None:
         if max_rate <= 0:
             raise ValueError(f"max_rate must be > 0 updates per second, got {max_rate!r}")
@@ -89,6 +93,7 @@ class BackgroundRun:
         self._cancel = threading.Event()
         self._token = token
         self._after = after
+        self._before = before
         self._done = threading.Event()
         self.latest: Explanation | None = None
         self.error: BaseException | None = None
@@ -138,6 +143,8 @@ class BackgroundRun:
                 self._after = None
             if self._cancel.is_set():
                 return  # cancelled before it started: the model is never called
+            if self._before is not None:
+                self._before()
             for snap in self._gen:
                 with self._cond:
                     self.latest = snap

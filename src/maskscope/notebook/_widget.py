@@ -237,7 +237,7 @@ class ExplainWidget(widgets.VBox):
         self.time_label.value = ""
         token = CancelToken()
         try:
-            self._check_prediction(method)
+            check = self._prediction_check(method)  # runs the model: in the run's thread
             snapshots = start_run(
                 self.model,
                 method,
@@ -267,6 +267,7 @@ class ExplainWidget(widgets.VBox):
             max_rate=self.max_rate,
             token=token,
             after=old,
+            before=check,
         ).start()
         return self
 
@@ -306,20 +307,30 @@ class ExplainWidget(widgets.VBox):
         """Show slice ``index`` along spatial ``axis`` (0, 1 or 2) of a volume."""
         self.slicer.show(index, axis)
 
-    def _check_prediction(self, method: str) -> None:
-        """Run the model once and show what it segments (a warning if it looks failed)."""
+    def _prediction_check(self, method: str) -> Callable[[], None]:
+        """What shows the model's segmentation (a warning if it looks failed), to run later.
+
+        The form's values are read now; the model runs when the returned function is
+        called, in the run's own thread, so that the kernel never waits on the model.
+        """
         explainer = method_class(method)(
             self.model, outputs=self.outputs, spatial_dims=self.spatial_dims
         )
-        self.prediction_summary = show_prediction(
-            self.prediction_label,
-            explainer,
-            self.image,
-            reference=self.reference,
-            target=self._target(),
-            normalize=self.normalize_dropdown.value,
-            slices=self._slices(),
-        )
+        target, slices = self._target(), self._slices()
+        normalize = self.normalize_dropdown.value
+
+        def check() -> None:
+            self.prediction_summary = show_prediction(
+                self.prediction_label,
+                explainer,
+                self.image,
+                reference=self.reference,
+                target=target,
+                normalize=normalize,
+                slices=slices,
+            )
+
+        return check
 
     # ------------------------------------------------------------------ run callbacks
     def _update(self, run_id: int, snap: Explanation) -> None:
