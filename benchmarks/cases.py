@@ -11,6 +11,7 @@ The model sees the z-scored volume in nibabel's (i, j, k) order, as a MONAI pipe
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 from dataclasses import dataclass
@@ -82,18 +83,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
+def mri_model() -> PadToMultiple:
+    """The (untrained) MONAI U-Net of :func:`mri_case`, padded to a multiple of 4."""
+    from monai.networks.nets import UNet
+
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2))
+    return PadToMultiple(net, 4)
+
+
 @functools.lru_cache(maxsize=1)
 def mri_case(steps: int = 300, seed: int = 0) -> Case:
     """The real MRI volume with a trained MONAI U-Net (Dice printed by ``__main__``)."""
     from monai.losses import DiceCELoss
-    from monai.networks.nets import UNet
 
     raw, label, spacing = anatomical()
     x = torch.from_numpy(zscore(raw))[None, None]
     y = torch.from_numpy(label)[None, None]
     torch.manual_seed(seed)
-    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(8, 16, 32), strides=(2, 2))
-    model = PadToMultiple(net, 4)
+    model = mri_model()
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -116,6 +123,25 @@ def shapes_case() -> Case:
     return Case(
         "shapes2d", load_model("shapes2d"), sample.image, sample.label, (1.0, 1.0), decisive
     )
+
+
+#: The cases by name.
+CASES = {"shapes2d": shapes_case, "mri3d": mri_case}
+
+
+def case_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every quality script shares: cases, threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def cases_of(args: argparse.Namespace) -> list[Case]:
+    """Set the torch threads, print the set-up, and build the cases asked for."""
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s)", flush=True)
+    return [CASES[name]() for name in args.cases]
 
 
 def main() -> None:

@@ -13,18 +13,16 @@ share of the top-5 % voxels that lie on or within two voxels of the segment.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case
+from cases import case_parser, cases_of
 
 from maskscope import HDM, PixelRISE, SegRISE
 from maskscope.evaluate import faithfulness
@@ -111,20 +109,15 @@ def hdm_rows(case, steps: int, diameter: float, stride: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["shapes2d", "mri3d"])
+    parser = case_parser(__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None, help="masks (default 500 2D, 1000 3D)")
     parser.add_argument("--grids", nargs="+", type=int, default=[4, 6, 8, 12])
     parser.add_argument("--p-keep", nargs="+", type=float, default=[0.5, 0.25])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--no-hdm", action="store_true")
     parser.add_argument("--no-rise", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
-    for name in args.cases:
-        case = shapes_case() if name == "shapes2d" else mri_case()
+    for case in cases_of(args):
         n = args.n or (500 if case.image.ndim == 3 else 1000)
         grids = [g for g in args.grids if g <= min(case.image.shape[1:])]
         if not args.no_rise:

@@ -13,17 +13,15 @@ their difference.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case
+from cases import case_parser, cases_of
 
 from maskscope import PixelRISE, SegRISE
 
@@ -88,18 +86,13 @@ def run_case(case, ns, configs, grid, pairs: int = 1) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["shapes2d", "mri3d"])
+    parser = case_parser(__doc__.splitlines()[0])
     parser.add_argument("--n", nargs="+", type=int, default=[250, 500, 1000, 2000])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--grid", type=int, default=6)
     parser.add_argument("--pairs", type=int, default=1, help="seed pairs averaged")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
-    for name in args.cases:
-        case = shapes_case() if name == "shapes2d" else mri_case()
+    for case in cases_of(args):
         run_case(case, args.n, args.configs, args.grid, args.pairs)
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import overhead  # noqa: E402  (benchmarks/overhead.py)
+import peers  # noqa: E402  (benchmarks/peers.py)
 
 
 def peak_mb() -> float:
@@ -61,47 +61,6 @@ class Counting(torch.nn.Module):
         self.calls += 1
         self.images += int(x.shape[0])
         return self.model(x)
-
-
-class TargetProbability(torch.nn.Module):
-    """``(B, K, H, W)`` logits → ``(B, H, W)`` probability of the target class.
-
-    interpret-segmentation's RISE indexes ``output[0][x][y]`` and thresholds
-    ``output > output.mean()``: it expects one probability map per image.
-    """
-
-    def __init__(self, model: torch.nn.Module, target: int = 1) -> None:
-        super().__init__()
-        self.model, self.target = model, target
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)[:, self.target]
-
-
-class TargetSegmentation(TargetProbability):
-    """``(B, K, H, W)`` logits → ``(B, H, W)`` hard 0/1 segmentation of the target class."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.model(x).argmax(dim=1) == self.target).float()
-
-
-class SegmentScore(torch.nn.Module):
-    """``(B, K, *sp)`` logits → ``(B, 1)`` mean target probability over a fixed segment.
-
-    The scalar score that captum's Occlusion, captum-rise and MONAI need (they explain
-    classifier-style outputs); maskscope's RISE uses the same score for a segmentation.
-    """
-
-    def __init__(self, model: torch.nn.Module, region: torch.Tensor, target: int = 1) -> None:
-        super().__init__()
-        self.model, self.target = model, target
-        self.register_buffer("index", region.flatten().nonzero().squeeze(1))
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.model(x), dim=1)[:, self.target].flatten(1)
-        return p.index_select(1, self.index).mean(dim=1, keepdim=True)
 
 
 def _model_image(model: str, device: str):
@@ -155,86 +114,29 @@ def run_side(cfg: dict) -> dict:
         region = base(x).argmax(dim=1)[0] == 1
     _warm(base, image, device, batch)
     before, peak_before = rss_mb(), peak_mb()
-    extra: dict = {}
-    t0 = time.perf_counter()
+    method = None
     if tool.startswith("maskscope:"):
         label = tool.split(":", 1)[1]
         if label.endswith("@1"):  # one image per model call, like the peers that do not batch
             label, batch = label[:-2], 1
-        cls, kw = overhead.method_kwargs(
+        method = overhead.method_kwargs(
             label, n_masks=n, stride=offset, batch_size=batch, dims=dims
         )
         if label == "HDM":
-            kw["diameter"] = diameter
-        expl = cls(counted).explain(image, **kw)
-        result = expl.map
-    elif tool == "interpret-segmentation:RISE":
-        from interpret_segmentation.rise import SegmentationRISE
-
-        explainer = SegmentationRISE(TargetProbability(counted), tuple(image.shape[1:]), device)
-        with tempfile.TemporaryDirectory() as tmp:
-            explainer.generate_masks(N=n, s=grid, p1=0.5, savepath=os.path.join(tmp, "m.npy"))
-        extra["mask_generation_s"] = time.perf_counter() - t0
-        with torch.no_grad():
-            res = explainer(x)
-            result = (res.mean(), res.max())
-        extra["pixels"] = int(res.saliencies.shape[0])
-    elif tool == "interpret-segmentation:HDM":
-        from interpret_segmentation import hdm
-
-        h, w = image.shape[-2:]
-        explainer = hdm.HausdorffDistanceMasks(w, h)
-        explainer.generate_masks(circle_size=diameter, offset=offset)
-        extra["mask_generation_s"] = time.perf_counter() - t0
-        with torch.no_grad():
-            res = explainer.explain(
-                TargetSegmentation(counted), torch.as_tensor(image), region.float(), device
-            )
-        result = res.distances(hdm.RAW)
-    elif tool == "muppet:SegRISE":
-        from muppet.explainers.segrise import SegRISEExplainer
-
-        explainer = SegRISEExplainer(counted, nmasks=n, mask_dim=grid, mask_proba=0.5, seed=0)
-        with torch.no_grad():
-            result = explainer(x)
-    elif tool == "captum:Occlusion":
-        from captum.attr import Occlusion
-
-        with torch.no_grad():
-            result = Occlusion(SegmentScore(counted, region)).attribute(
-                x,
-                sliding_window_shapes=(1,) + (diameter,) * dims,
-                strides=(1,) + (offset,) * dims,
-                baselines=0.0,
-                target=0,
-                perturbations_per_eval=batch,
-            )
-    elif tool == "captum-rise":
-        from rise import RISE as CaptumRISE
-
-        with torch.no_grad():
-            result = CaptumRISE(SegmentScore(counted, region)).attribute(
-                x, n_masks=n, initial_mask_shapes=((grid,) * dims,), target=0
-            )
-    elif tool == "monai:OcclusionSensitivity":
-        from monai.visualize import OcclusionSensitivity
-
-        # MONAI steps by int(roi * (1 - overlap)): nudge so that 1 - overlap is not 0.19999…
-        overlap = max(0.0, (diameter - offset) / diameter - 1e-9)
-        occ = OcclusionSensitivity(
-            SegmentScore(counted, region),
-            mask_size=diameter,
-            n_batch=batch,
-            mode=0.0,
-            overlap=overlap,
-            activate=False,
-            verbose=False,
-        )
-        with torch.no_grad():
-            result = occ(x)[0]
-        extra["overlap"] = overlap
-    else:
-        raise ValueError(f"unknown tool {tool!r}")
+            method[1]["diameter"] = diameter
+    t0 = time.perf_counter()
+    result, extra = peers.run_tool(
+        tool,
+        counted,
+        image,
+        region,
+        n=n,
+        grid=grid,
+        diameter=diameter,
+        offset=offset,
+        batch=batch,
+        method=method,
+    )
     overhead.sync(device)
     wall = time.perf_counter() - t0
     del result

@@ -14,16 +14,14 @@ For each case (``cases.py``):
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import mri_case, shapes_case
+from cases import case_parser, cases_of
 
 from maskscope import PixelRISE, SegRISE
 from maskscope.evaluate import randomization_check
@@ -56,17 +54,12 @@ def randomisation(case, n_masks: int, steps: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["shapes2d", "mri3d"])
+    parser = case_parser(__doc__.splitlines()[0])
     parser.add_argument("--tol", type=float, default=0.1)
     parser.add_argument("--cap", type=int, default=8000)
     parser.add_argument("--steps", type=int, default=3, help="randomisation cascade steps")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
-    for name in args.cases:
-        case = shapes_case() if name == "shapes2d" else mri_case()
+    for case in cases_of(args):
         early_stopping(case, args.tol, args.cap)
         randomisation(case, 500, args.steps)
 

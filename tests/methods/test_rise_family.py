@@ -113,13 +113,21 @@ def test_pixelrise_max_matches_brute_force(net2d, square2d, max_memory_mb, monke
     np.testing.assert_allclose(expl.extras["mean"], mean, rtol=1e-5)
 
 
-def test_pixelrise_max_pixel_subset_is_seeded(net2d, square2d):
-    a = PixelRISE(net2d).explain(square2d, n_masks=10, grid=4, merge="max", max_pixels=5)
-    b = PixelRISE(net2d).explain(square2d, n_masks=10, grid=4, merge="max", max_pixels=5)
-    c = PixelRISE(net2d).explain(square2d, n_masks=10, grid=4, merge="max", max_pixels=None)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pixelrise_max_pixel_subset_is_spread_and_the_same_for_every_seed(net2d, square2d, seed):
+    kw = {"n_masks": 10, "grid": 4, "merge": "max", "seed": seed}
+    a = PixelRISE(net2d).explain(square2d, max_pixels=5, **kw)
+    b = PixelRISE(net2d).explain(square2d, max_pixels=5, **kw)
+    c = PixelRISE(net2d).explain(square2d, max_pixels=None, **kw)
     np.testing.assert_array_equal(a.map, b.map)
     assert np.all(a.map <= c.map + 1e-12)
     assert not np.allclose(a.map, c.map)
+    # the subset: 5 pixels evenly spread over the segment in raster order, whatever the seed
+    region = list(zip(*np.nonzero(_ref_labels(net2d, square2d) == 1), strict=True))
+    keep = np.unique(np.linspace(0, len(region) - 1, 5).round()).astype(int)
+    masks = masks_np((16, 16), 4, 0.5, seed, 10)
+    want = pixel_max_np(net2d, square2d[None], masks, 0.5, [region[i] for i in keep], 1)
+    np.testing.assert_allclose(a.map, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", [RISE, PixelRISE, SegRISE])

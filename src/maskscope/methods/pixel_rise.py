@@ -28,8 +28,8 @@ class PixelRISEParams(RISEParams):
     )
     max_pixels: int | None = param(
         4096,
-        help="Segment pixels explained with merge='max' (a seeded random subset when the "
-        "segment is larger; None = all).",
+        help="Segment pixels explained with merge='max' (evenly spread over the segment "
+        "when it is larger, the same for every seed; None = all).",
         min=1,
     )
     max_memory_mb: int = param(
@@ -64,9 +64,10 @@ class PixelRISE(Method):
 
             return rise_task(ctx, params, score)
         if params.max_pixels is not None and index.numel() > params.max_pixels:
-            rng = np.random.default_rng(ctx.seed)
-            keep = np.sort(rng.choice(index.numel(), params.max_pixels, replace=False))
-            index = index[torch.from_numpy(keep).to(index.device)]
+            # the same pixels for every seed: another seed changes the masks only, so that
+            # seed agreement (and the split-half reliability) measure the masks' noise
+            keep = np.unique(np.linspace(0, index.numel() - 1, params.max_pixels).round())
+            index = index[torch.from_numpy(keep.astype(np.int64)).to(index.device)]
 
         def pixel_scores(out: torch.Tensor) -> torch.Tensor:
             return pixel_probabilities(out, index, target, kind)
