@@ -8,7 +8,7 @@ Quick start::
 """
 
 from . import evaluate
-from .engine import RunOptions, describe_params
+from .engine import CancelToken, RunOptions, describe_params
 from .evaluate import (
     FaithfulnessResult,
     faithfulness,
@@ -37,6 +37,7 @@ __all__ = [
     "HDM",
     "METHODS",
     "RISE",
+    "CancelToken",
     "Explanation",
     "FaithfulnessResult",
     "HDMParams",

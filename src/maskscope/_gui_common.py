@@ -87,6 +87,10 @@ class FormField:
             Naming the parameter, what it takes and what was typed.
         """
         numbers = self.types & {"int", "float", "tuple", "list", "Sequence"}
+        if value is None and not self.optional:
+            many = " or numbers separated by commas" if self.types & {"tuple", "list"} else ""
+            takes = "a number" + many if numbers else "a value"
+            raise ValueError(f"{self.spec.label} is empty: it takes {takes}")
         if "str" in self.types or not numbers:
             return value
         items = value if isinstance(value, tuple) else (value,)

@@ -134,6 +134,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="explain one image with a model")
     ex.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
+    ex.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
+        "any code (use only for files you trust)",
+    )
     ex.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
     ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
     ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
@@ -173,6 +179,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spacing_for(explainer, data, spacing, *, given: bool) -> tuple[float, ...]:
+    """One spacing per spatial axis: ``--spacing`` must fit, a file's may have extra axes."""
+    n_spatial = len(prepare_image(data, explainer.spatial_dims, explainer.in_channels).spatial)
+    if given and len(spacing) not in (1, n_spatial):
+        raise ValueError(
+            f"--spacing needs {n_spatial} values (one per spatial axis of the image) or "
+            f"one for all, got {len(spacing)}: {', '.join(f'{v:g}' for v in spacing)}"
+        )
+    if len(spacing) == 1:
+        spacing = tuple(spacing) * n_spatial
+    return tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else tuple(spacing)
+
+
 def _report_prediction(explainer, image, reference, args, normalize, slices) -> None:
     """Print what the model segments before explaining it; warn when it looks failed."""
     from .prediction import CLI_FIELDS, check_prediction
@@ -194,8 +213,9 @@ def _report_prediction(explainer, image, reference, args, normalize, slices) -> 
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from ._outpaths import check_format, cli_outputs
     from .io import read_image, write_map
-    from .models import load_model
+    from .models import UntrustedModelError, load_model
     from .wording import load_for_frontend
 
     method_name, fixed = CLI_METHODS[args.method]
@@ -205,18 +225,25 @@ def _explain(args: argparse.Namespace) -> int:
     }
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values.update(fixed)
+    out, png = cli_outputs(args.out, args.png, args.image, args.reference)
     image = read_image(args.image, axes=args.axes)
     reference = read_image(args.reference, axes=args.axes).data if args.reference else None
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
-    out = Path(args.out)
-    if out.suffix == "" or (image.format.startswith(".nii") and ".nii" not in out.name):
-        raise ValueError(f"--out needs a file name ending in {image.format}, got {out.name}")
+    check_format(out, image.format)
     slices = "all"
     if args.slices and args.slices != "all":
-        slices = [int(s) for s in args.slices.replace(",", " ").split()]
-    model = load_for_frontend(load_model, args.model)
+        try:
+            slices = [int(s) for s in args.slices.replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(
+                f"--slices must be 'all' or slice indices like 10,11,12, got {args.slices!r}"
+            ) from None
+    try:
+        model = load_for_frontend(load_model, args.model, trusted=args.trust_model)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(exc.path, "--trust-model") from None
     explainer = cls(
         model,
         outputs=args.outputs,
@@ -226,10 +253,7 @@ def _explain(args: argparse.Namespace) -> int:
         pad_mode=args.pad_mode,
     )
     if spacing is not None:
-        n_spatial = len(
-            prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
-        )
-        spacing = tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else spacing
+        spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
@@ -245,8 +269,7 @@ def _explain(args: argparse.Namespace) -> int:
     write_map(out, expl.map, like=image)
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     print(f"  {expl.reliability_text()}")
-    if args.png:
-        png = out.with_name(out.name.split(".")[0] + ".png")
+    if png is not None:
         from .figure import figure_png
 
         figure_png(expl, png)

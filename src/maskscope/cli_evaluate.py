@@ -26,6 +26,12 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
         "the areas under the Dice and probability curves.",
     )
     ev.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
+    ev.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
+        "any code (use only for files you trust)",
+    )
     ev.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
     ev.add_argument("--reference", help="reference segmentation file (default: the prediction)")
     add_data_flags(ev)
@@ -66,6 +72,15 @@ def _check_args(args: argparse.Namespace) -> None:
         suffix = {"--png": ".png", "--json": ".json"}[flag]
         if value is not None and Path(value).suffix.lower() != suffix:
             raise ValueError(f"{flag} needs a file name ending in {suffix}, got {value}")
+    from ._outpaths import check_outputs
+
+    inputs = [
+        (f, Path(v))
+        for f, v in (("--image", args.image), ("--reference", args.reference), ("--map", args.map))
+        if v
+    ]
+    outputs = [(f, Path(v)) for f, v in (("--png", args.png), ("--json", args.json)) if v]
+    check_outputs(outputs, inputs)  # before the run: no input overwritten, folders exist
 
 
 def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
@@ -135,12 +150,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
     from .evaluate import iter_faithfulness
     from .io import read_image
-    from .models import load_model
+    from .models import UntrustedModelError, load_model
 
     _check_args(args)
     image = read_image(args.image, axes=args.axes).data
     reference = read_image(args.reference, axes=args.axes).data if args.reference else None
-    model = load_model(args.model)
+    try:
+        model = load_model(args.model, trusted=args.trust_model)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(exc.path, "--trust-model") from None
     spatial = _spatial(model, image, args.spatial_dims)
     image = _normalized(image, spatial, args)
     if reference is not None and tuple(reference.shape) != spatial:

@@ -52,6 +52,9 @@ class Explanation:
         Images passed through the model so far (perturbed inputs + unperturbed ones).
     done
         True for the last snapshot of a run that was not interrupted.
+    cancelled
+        True for the last snapshot of a run stopped by a
+        :class:`~maskscope.engine.cancel.CancelToken` (``done`` is then False).
     stopped_early
         True when the run stopped because the standard error reached the tolerance.
     rel_error
@@ -80,6 +83,7 @@ class Explanation:
     slices: tuple[int, ...] | None = None
     n_forward: int = 0
     done: bool = False
+    cancelled: bool = False
     stopped_early: bool = False
     rel_error: float | None = None
     reliability: float | None = None
@@ -146,13 +150,15 @@ class Explanation:
 
     @classmethod
     def load(cls, path: str | Path) -> Explanation:
-        """Load an explanation written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            if "meta" not in data or "map" not in data:
-                raise ValueError(f"{path} is not a maskscope explanation (no 'meta'/'map' entries)")
-            meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in _ARRAYS if name in data}
-            extras = {k[len("extra__") :]: data[k] for k in data.files if k.startswith("extra__")}
+        """Load an explanation written by :meth:`save`.
+
+        The file is read with ``allow_pickle=False`` and every entry is checked for its
+        type and shape; a damaged or tampered file raises a ``ValueError`` naming the file
+        and the entry.
+        """
+        from ._saved import read_saved
+
+        meta, arrays, extras = read_saved(path)
         meta["voxel_spacing"] = tuple(meta.get("voxel_spacing") or ())
         if meta.get("slices") is not None:
             meta["slices"] = tuple(meta["slices"])
@@ -230,7 +236,7 @@ class Explanation:
         return self.to_png()
 
     def __repr__(self) -> str:
-        state = "done" if self.done else "partial"
+        state = "done" if self.done else ("cancelled" if self.cancelled else "partial")
         if self.stopped_early:
             state += ", stopped early"
         rel = "" if self.reliability is None else f", reliability {self.reliability:.2f}"

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .engine.cancel import CancelToken
 from .engine.loop import RunOptions
 from .engine.params import ParamSpec, describe_params, validate_params
 from .explanation import Explanation
@@ -98,14 +99,16 @@ def start_run(
     outputs: str = "logits",
     spatial_dims: int | None = None,
     yield_every: float = 0.2,
+    cancel: CancelToken | None = None,
     normalize: str = "none",
     **model_options: Any,
 ) -> Iterator[Explanation]:
     """Validate everything and return the run's snapshot generator.
 
     Errors in the inputs are raised here, before any work starts; errors of the model
-    surface from the generator. ``model_options`` go to the method's constructor
-    (``output_key``, ``output``, ``pad_multiple``, ``pad_mode``).
+    surface from the generator. ``cancel`` stops the run from any thread after the chunk
+    in progress (its last snapshot is then marked ``cancelled``). ``model_options`` go to
+    the method's constructor (``output_key``, ``output``, ``pad_multiple``, ``pad_mode``).
     """
     params, options = split_values(method, values or {})
     options = dataclasses.replace(options, yield_every=yield_every)
@@ -120,5 +123,6 @@ def start_run(
         options=options,
         slices=slices,
         voxel_spacing=voxel_spacing,
+        cancel=cancel,
         normalize=normalize,
     )

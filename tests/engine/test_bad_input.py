@@ -140,7 +140,7 @@ def test_bad_method_arguments(net2d):
         SegRISE("model.pt")
     with pytest.raises(ValueError, match="outputs must be one of"):
         SegRISE(net2d, outputs="probs")
-    with pytest.raises(ValueError, match="model is on cpu but device='meta'"):
+    with pytest.raises(ValueError, match="device='meta' holds no data"):
         SegRISE(net2d, device="meta")
     with pytest.raises(ValueError, match="voxel_spacing must be 2 positive numbers"):
         SegRISE(net2d).explain(sq(), n_masks=2, voxel_spacing=(1.0, -1.0))

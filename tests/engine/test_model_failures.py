@@ -104,7 +104,7 @@ def _export(model: nn.Module, path, batch: int, dynamic: bool = False):
     example = (torch.zeros(batch, 1, 16, 16),)
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
     torch.export.save(torch.export.export(model, example, dynamic_shapes=shapes), str(path))
-    return load_model(str(path))
+    return load_model(str(path), trusted=True)  # a file this test just exported
 
 
 def test_a_pt2_exported_at_batch_1_falls_back_to_one_input_per_call(tmp_path, square2d):

@@ -79,10 +79,17 @@ def model_device_dtype(model: Callable) -> tuple[torch.device | None, torch.dtyp
     return None, None
 
 
-def _as_tensor(image: Any, name: str) -> torch.Tensor:
+def _as_tensor(image: Any, name: str, *, allow_bool: bool = False) -> torch.Tensor:
     if torch.is_tensor(image):
         t = image.detach()
+        if t.device.type == "meta":
+            raise ValueError(
+                f"{name} is a tensor on the meta device (a shape without values): give a "
+                "tensor holding data (on the CPU or a GPU)"
+            )
     elif isinstance(image, np.ndarray):
+        if image.dtype.kind == "O":
+            raise TypeError(f"{name} must hold numbers, got an object array")
         arr = np.ascontiguousarray(image)
         if not arr.dtype.isnative:  # e.g. big-endian NIfTI data: torch takes native only
             arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -91,8 +98,10 @@ def _as_tensor(image: Any, name: str) -> torch.Tensor:
         raise TypeError(
             f"{name} must be a numpy array or a torch tensor, got {type(image).__name__}"
         )
-    if t.dtype == torch.bool or t.is_complex():
+    if (t.dtype == torch.bool and not allow_bool) or t.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty: got an array of shape {tuple(t.shape)}")
     return t
 
 
@@ -124,6 +133,8 @@ def prepare_image(
     image: Any,
     spatial_dims: int | None,
     in_channels: int | None,
+    *,
+    declared_channels: int | None = None,
 ) -> InputLayout:
     """Bring an image to ``(C, *spatial)`` and decide whether to go slice by slice.
 
@@ -134,7 +145,11 @@ def prepare_image(
     spatial_dims
         The model's spatial dimensionality when known (2 or 3).
     in_channels
-        The model's input channels when known.
+        The model's input channels when known (declared or read from its first convolution).
+    declared_channels
+        The input channels the model declares itself (its ``in_channels`` attribute): an
+        image with another channel count is refused here, before the model runs. A first
+        convolution is only a guess (it may come after a concatenation), so it is not used.
     """
     t = _as_tensor(image, "image")
     if not t.is_floating_point():
@@ -149,6 +164,8 @@ def prepare_image(
     if spatial_dims not in (None, 2, 3):
         raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}")
     shape = tuple(t.shape)
+    _check_colours_last(shape, spatial_dims, in_channels)
+    _check_channels(shape, spatial_dims, declared_channels)
     if t.ndim == 2:
         if spatial_dims == 3:
             raise ValueError(f"a 3D model needs a (D, H, W) volume, got a 2D image {shape}")
@@ -171,6 +188,37 @@ def prepare_image(
         f"cannot tell whether an image of shape {shape} is (C, H, W) for a 2D model or "
         "(D, H, W) for a 3D model: pass spatial_dims=2 or spatial_dims=3"
     )
+
+
+def _check_colours_last(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
+    """Refuse an (H, W, 3) picture for a 2D model: maskscope takes channels first."""
+    if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4 and dims != 3:
+        if in_ch not in (None, 1) or dims == 2:
+            kind = "RGB" if shape[-1] == 3 else "RGBA"
+            raise ValueError(
+                f"an image of shape {shape} looks like {kind} with its colours last; "
+                f"maskscope takes channels first: give np.moveaxis(image, -1, 0) "
+                f"({(shape[-1], *shape[:2])}) for a model taking {shape[-1]} channels, or one "
+                "channel (e.g. image.mean(-1)) for a one-channel model"
+            )
+
+
+def _check_channels(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
+    """Refuse a channel count the model declares it cannot take, before torch does."""
+    if in_ch is None:
+        return
+    got = None
+    if len(shape) == 2 and in_ch != 1:
+        got = 1  # (H, W): one channel
+    elif len(shape) == 4 and shape[0] != in_ch:
+        got = shape[0]  # (C, D, H, W)
+    elif len(shape) == 3 and dims == 3 and in_ch != 1:
+        got = 1  # (D, H, W): one channel
+    if got is not None:
+        raise ValueError(
+            f"the model takes {in_ch} input channel(s), the image has {got}: give an image "
+            f"with {in_ch} channel(s) as (C, *spatial), or another model (image shape {shape})"
+        )
 
 
 def resolve_slices(slices: Any, depth: int) -> list[int]:
@@ -196,9 +244,15 @@ def normalize_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     """Voxel spacing as ``ndim`` positive floats (default 1.0 per axis)."""
     if spacing is None:
         return (1.0,) * ndim
-    if np.isscalar(spacing):
-        spacing = (float(spacing),) * ndim
-    vals = tuple(float(s) for s in spacing)
+    given = spacing
+    try:
+        if np.ndim(spacing) == 0:
+            spacing = (float(spacing),) * ndim
+        vals = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"voxel_spacing must be {ndim} positive numbers (one per spatial axis), got {given!r}"
+        ) from None
     if len(vals) != ndim or not all(np.isfinite(v) and v > 0 for v in vals):
         raise ValueError(
             f"voxel_spacing must be {ndim} positive numbers (one per spatial axis), got {spacing!r}"
@@ -206,23 +260,39 @@ def normalize_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     return vals
 
 
-def prepare_reference(reference: Any, spatial: Sequence[int], n_classes: int) -> torch.Tensor:
+def prepare_reference(
+    reference: Any, spatial: Sequence[int], n_classes: int | None
+) -> torch.Tensor:
     """A reference segmentation as an int64 label image of shape ``spatial``.
 
     Accepts booleans or integer labels in ``[0, K)`` (``[0, 1]`` for a one-channel model).
+    With ``n_classes=None`` (the model's classes are not known yet) labels must be >= 0;
+    the upper bound is checked once the model has run.
     """
-    t = _as_tensor(reference, "reference")
+    t = _as_tensor(reference, "reference", allow_bool=True)
     spatial = tuple(spatial)
     if tuple(t.shape) != spatial:
         raise ValueError(
             f"reference must have the image's spatial shape {spatial}, got {tuple(t.shape)}"
         )
     if t.is_floating_point():
+        n_bad = int((~torch.isfinite(t)).sum())
+        if n_bad:
+            raise ValueError(
+                f"reference contains NaN or infinite values ({n_bad} voxels): it must hold "
+                "integer class labels"
+            )
         if not torch.equal(t, t.round()):
             raise ValueError("reference must hold integer class labels, got fractional values")
     t = t.long()
-    k = max(n_classes, 2)
     lo, hi = int(t.min()), int(t.max())
+    if n_classes is None:
+        if lo < 0:
+            raise ValueError(
+                f"reference labels must be class indices >= 0, got values in [{lo}, {hi}]"
+            )
+        return t
+    k = max(n_classes, 2)
     if lo < 0 or hi >= k:
         raise ValueError(f"reference labels must be in [0, {k - 1}], got values in [{lo}, {hi}]")
     return t

@@ -1,8 +1,11 @@
 """The one loop: masks → perturb → model → score → accumulate → snapshot, chunk by chunk.
 
 Every method and both GUIs go through :func:`run_parts`, a generator of
-:class:`~maskscope.explanation.Explanation` snapshots. Closing the generator cancels the run
-at the next chunk boundary; nothing already yielded changes afterwards.
+:class:`~maskscope.explanation.Explanation` snapshots. A :class:`~.cancel.CancelToken`
+stops the run from any thread after the chunk in progress (the last snapshot is then marked
+``cancelled``); closing the generator cancels it from the thread that advances it. Nothing
+already yielded changes afterwards. An exception leaving the loop carries the snapshot of
+the finished chunks as ``exc.partial`` (None when nothing was finished).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from ..explanation import Explanation
 from .accumulate import Partial
+from .cancel import CancelToken
 from .inputs import check_output
 from .params import param, validate_params
 from .perturb import Perturbation
@@ -40,7 +44,10 @@ class RunOptions:
 
     seed: int = param(0, help="Seed of the random masks: same seed, same map.", min=0)
     batch_size: int = param(
-        16, help="Perturbed inputs per model call (the map does not depend on it).", min=1
+        16,
+        help="Perturbed inputs per model call (same masks for any value; the map changes "
+        "by float rounding at most).",
+        min=1,
     )
     max_chunk_voxels: int | None = param(
         None,
@@ -183,7 +190,8 @@ def _back_off(size: int, exc: BaseException) -> int:
         torch.cuda.empty_cache()
     warnings.warn(
         f"out of memory with a batch of {size} ({str(exc).splitlines()[0][:120]}); "
-        f"continuing with batches of {new}: the map does not change",
+        f"continuing with batches of {new}: the same masks, so the map changes by float "
+        "rounding at most",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -268,11 +276,15 @@ def run_parts(
     voxel_spacing: tuple[float, ...],
     target_of: Callable[[], int | None],
     progress: bool | Callable[[Explanation], None] = False,
+    cancel: CancelToken | None = None,
 ) -> Iterator[Explanation]:
     """Run the parts chunk by chunk and yield snapshots.
 
     A snapshot is yielded after the first chunk, then after each chunk (or at most every
-    ``options.yield_every`` seconds), and once more at the end with ``done=True``.
+    ``options.yield_every`` seconds), and once more at the end with ``done=True``. When
+    ``cancel`` is set (checked before each part and each chunk), the last snapshot has
+    ``cancelled=True`` instead. An exception is re-raised with ``exc.partial``, the
+    snapshot of the chunks finished before it (or None).
     """
     t0 = time.perf_counter()
     n_total = sum(p.n_total for p in parts)
@@ -292,7 +304,7 @@ def run_parts(
     n_yields = 0
     batch_size = options.batch_size
 
-    def snapshot(current, *, done: bool = False) -> Explanation:
+    def snapshot(current, *, done: bool = False, cancelled: bool = False, notify: bool = True):
         arrays = canvas.assemble(current)
         extras = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
         run_params = dict(params)
@@ -318,20 +330,39 @@ def run_parts(
             slices=computed if sliced else None,
             n_forward=runner.n_forward,
             done=done,
+            cancelled=cancelled,
             stopped_early=stopped_early,
             rel_error=rel_err,
             reliability=reliability,
             target=target_of(),
         )
-        if callback is not None:
+        if callback is not None and notify:
             callback(snap)
         return snap
+
+    def live_part() -> tuple[int | None, dict[str, np.ndarray]] | None:
+        if task is None or part_done == 0:
+            return None
+        return (part.index, canvas.collect(task, task.accumulator.partial()))
+
+    def finished_work() -> Explanation | None:
+        cur = live_part()
+        return None if cur is None and not canvas.done else snapshot(cur, notify=False)
+
+    def stop_requested() -> bool:
+        return cancel is not None and cancel.cancelled
 
     def due() -> bool:
         return n_yields == 0 or time.perf_counter() - last_yield >= options.yield_every
 
+    task: Task | None = None
+    part_done = 0
     try:
         for part in parts:
+            task, part_done = None, 0
+            if stop_requested():
+                yield snapshot(None, cancelled=True)
+                return
             task = part.prepare()
             if task is None:
                 skipped.append(part.index)
@@ -341,6 +372,9 @@ def run_parts(
             start = 0
             batch_size = min(batch_size, chunk_limit(options, task.x))
             while start < task.n_total:
+                if stop_requested():
+                    yield snapshot(live_part(), cancelled=True)
+                    return
                 stop = min(start + batch_size, task.n_total)
                 masks = task.masks(start, stop)
                 try:
@@ -375,6 +409,9 @@ def run_parts(
             finish = getattr(task.accumulator, "finish", None)
             if finish is not None:
                 for _ in finish():
+                    if stop_requested():
+                        yield snapshot(live_part(), cancelled=True)
+                        return
                     if due():
                         current = canvas.collect(task, task.accumulator.partial())
                         yield snapshot((part.index, current))
@@ -391,6 +428,24 @@ def run_parts(
                 f"in every slice ({len(skipped)} slices)"
             )
         yield snapshot(None, done=True)
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            _attach_partial(exc, lambda: finished_work())
+        raise
     finally:
         if bar is not None:
             bar.close()
+
+
+def _attach_partial(exc: BaseException, build: Callable[[], Explanation | None]) -> None:
+    """Set ``exc.partial`` to the snapshot of the finished work (None if it cannot be built)."""
+    if getattr(exc, "partial", None) is not None:
+        return
+    try:
+        snap = build()
+    except Exception:  # the state the failure left cannot be assembled: report none
+        snap = None
+    try:
+        exc.partial = snap  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type without a __dict__
+        pass

@@ -63,7 +63,12 @@ def interpolation_matrix(n_in: int, n_out: int, *, dtype=torch.float64) -> torch
 
 
 def _block_generator(seed: int, block: int, device: torch.device) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(block)]).generate_state(2)
+    # the high words of a seed >= 2**32 go in the spawn key: seed 2**32 is not seed 0, nor
+    # [2**32, b] the same entropy as [0, 1 + b]; seeds below 2**32 keep their masks
+    high = () if int(seed) >> 32 == 0 else (int(seed) >> 32,)
+    state = np.random.SeedSequence(
+        [int(seed) & 0xFFFFFFFF, int(block)], spawn_key=high
+    ).generate_state(2)
     gen = torch.Generator(device=device)
     gen.manual_seed(int(state[0]) << 32 | int(state[1]))
     return gen

@@ -121,7 +121,7 @@ class ModelCall:
         warnings.warn(
             f"the model failed on a batch of {batch.shape[0]} ({real_message(first, 160)}) "
             "but runs on each input alone: continuing with one input per call (batch_size=1); "
-            "the map does not change, only the speed",
+            "the same masks, so the map changes by float rounding at most",
             RuntimeWarning,
             stacklevel=4,
         )

@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = ["ParamSpec", "describe_params", "param", "replace_params", "validate_params"]
 
 
@@ -101,9 +103,88 @@ def describe_params(cls_or_obj: Any) -> list[ParamSpec]:
     return out
 
 
+#: Fields whose value may also be a function (a custom score or distance).
+CALLABLE_FIELDS = frozenset({"score", "distance"})
+#: Fields whose value may also be an array (a baseline or fill per channel, or an image).
+ARRAY_FIELDS = frozenset({"baseline", "fill"})
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers (``np.int64(5)`` → 5); lists as tuples."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _kinds(annotation: Any) -> list[str]:
+    """The accepted kinds of a field, from its annotation: int, float, str, tuple[...], None."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return [t.strip() for t in text.split("|") if t.strip()]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expected(kinds: list[str], choices: tuple | None, name: str) -> str:
+    words = {
+        "int": "an int",
+        "float": "a number",
+        "tuple[int, ...]": "a tuple of ints",
+        "tuple[float, ...]": "a tuple of numbers",
+        "None": "None",
+    }
+    out = []
+    for k in kinds:
+        if k == "str":
+            out.append("one of " + ", ".join(map(repr, choices)) if choices else "a string")
+        else:
+            out.append(words.get(k, k))
+    if name in CALLABLE_FIELDS:
+        out.append("a function")
+    if name in ARRAY_FIELDS:
+        out.append("an array")
+    return " or ".join(out)
+
+
+def _type_ok(value: Any, kinds: list[str], name: str) -> bool:
+    for k in kinds:
+        if k == "None" and value is None:
+            return True
+        if k == "int" and _is_int(value):
+            return True
+        if k == "float" and _is_number(value):
+            return True
+        if k == "str" and isinstance(value, str):
+            return True
+        if k.startswith("tuple[") and isinstance(value, tuple) and value:
+            item = _is_int if k == "tuple[int, ...]" else _is_number
+            if all(item(v) for v in value):
+                return True
+    if name in ARRAY_FIELDS and (
+        _is_array(value) or (isinstance(value, tuple) and all(map(_is_number, value)))
+    ):
+        return True
+    return name in CALLABLE_FIELDS and callable(value)
+
+
 def _check_number(owner: str, name: str, value: Any, spec: dict) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
     lo, hi = spec.get("min"), spec.get("max")
@@ -116,8 +197,38 @@ def _check_number(owner: str, name: str, value: Any, spec: dict) -> None:
         raise ValueError(f"{owner}.{name} must be in {left}{lo_s}, {hi_s}], got {value!r}")
 
 
+def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
+    spec = f.metadata
+    kinds = _kinds(f.type)
+    choices = spec.get("choices")
+    if kinds and not _type_ok(value, kinds, f.name):
+        plain = isinstance(value, (int, float, str, tuple, type(None)))
+        shown = repr(value) if plain else f"{type(value).__name__} {value!r}"
+        raise TypeError(
+            f"{owner}.{f.name} must be {_expected(kinds, choices, f.name)}, got {shown}"
+        )
+    if _is_array(value):
+        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        if arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+            raise ValueError(f"{owner}.{f.name} must be an array of finite numbers, got {arr!r}")
+        return
+    if isinstance(value, str):
+        if choices is not None and value not in choices:
+            valid = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"{owner}.{f.name} must be one of {valid}, got {value!r}")
+        return
+    numbers = value if isinstance(value, tuple) else (value,)
+    for v in numbers:
+        if _is_number(v):
+            _check_number(owner, f.name, v, spec)
+
+
 def validate_params(obj: Any) -> None:
-    """Check every field of a parameter dataclass against its declared bounds and choices.
+    """Check every field of a parameter dataclass: type, None, bounds and choices.
+
+    numpy scalars are accepted and stored as Python numbers (``np.int64(5)`` → ``5``), and
+    lists as tuples. An int field refuses floats (``grid=(4.5, 4)``), a field that is not
+    optional refuses None, and every number must be finite.
 
     Raises
     ------
@@ -127,24 +238,10 @@ def validate_params(obj: Any) -> None:
     owner = type(obj).__name__
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        spec = f.metadata
-        if value is None:
-            continue
-        declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        if declared.split("|")[0].strip() == "int" and isinstance(value, float):
-            raise TypeError(f"{owner}.{f.name} must be an int, got {value!r}")
-        if spec.get("choices") is not None and isinstance(value, str):
-            if value not in spec["choices"]:
-                valid = ", ".join(repr(c) for c in spec["choices"])
-                raise ValueError(f"{owner}.{f.name} must be one of {valid}, got {value!r}")
-            continue
-        if spec.get("min") is None and spec.get("max") is None:
-            continue
-        if isinstance(value, (tuple, list)):
-            for v in value:
-                _check_number(owner, f.name, v, spec)
-        else:
-            _check_number(owner, f.name, value, spec)
+        plain = _plain(value)
+        if plain is not value:
+            object.__setattr__(obj, f.name, plain)
+        _check_field(owner, f, plain)
 
 
 def replace_params(obj: Any, **changes: Any) -> Any:

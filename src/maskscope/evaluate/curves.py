@@ -228,7 +228,8 @@ def iter_faithfulness(
     kinds
         ``"deletion"``, ``"insertion"`` or both.
     batch_size
-        Perturbed inputs per model call (the curves do not depend on it).
+        Perturbed inputs per model call (the curves change by the float rounding of the
+        model's batched forward pass at most).
     outputs, spatial_dims
         ``"logits"`` or ``"probabilities"``; 2 or 3 when the model does not tell.
     cancel

@@ -10,6 +10,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..engine.cancel import CancelToken
+from ..engine.custom import checked_fill, checked_score, function_name
+from ..engine.devices import check_device
 from ..engine.inputs import (
     model_device_dtype,
     model_layout,
@@ -169,6 +172,8 @@ class Method:
         self.spatial_dims = spatial_dims or dims
         self.in_channels = in_ch
         mdev, mdtype = model_device_dtype(model)
+        if device is not None:
+            device = check_device(device)
         if device is not None and mdev is not None and torch.device(device).type != mdev.type:
             raise ValueError(
                 f"the model is on {mdev} but device={str(device)!r} was asked: move the model "
@@ -208,6 +213,7 @@ class Method:
         slices: str | int | list[int] = "all",
         voxel_spacing: Any = None,
         progress: bool | Callable[[Explanation], None] = False,
+        cancel: CancelToken | None = None,
         normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
         **overrides: Any,
     ) -> Iterator[Explanation]:
@@ -234,6 +240,11 @@ class Method:
             Physical voxel size per spatial axis (kept in the result; used by HDM).
         progress
             True for a tqdm progress bar, or a callable receiving every snapshot.
+        cancel
+            A :class:`~maskscope.engine.cancel.CancelToken`: ``cancel.cancel()`` from any
+            thread stops the run once the chunk in progress is done; the generator then
+            yields a last snapshot with ``cancelled=True`` (the map of the finished chunks)
+            and ends.
         normalize
             Intensity normalisation per channel before the model, one of
             :data:`maskscope.intensity.NORMALIZATIONS` (``"zscore"``, ``"percentile"``, ...),
@@ -247,13 +258,28 @@ class Method:
         -------
         Iterator[Explanation]
             A generator of snapshots: after the first chunk, then after each chunk (or
-            every ``yield_every`` s), and a last one with ``done=True``. Close it to cancel.
+            every ``yield_every`` s), and a last one with ``done=True``. Close it to cancel
+            from the thread that advances it, or use ``cancel`` from any thread.
             Parameters, image, reference and slices are checked before it is returned; the
-            model first runs when the generator is first advanced.
+            model first runs when the generator is first advanced. An exception raised by
+            the model (or a ``KeyboardInterrupt``) leaves the generator with
+            ``exc.partial``: the snapshot of the chunks finished before it, or None.
+
+        Notes
+        -----
+        The model gets its own copy of the input: a model that works in place changes
+        neither the caller's array nor :attr:`Explanation.image`.
         """
+        if cancel is not None and not isinstance(cancel, CancelToken):
+            raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
-        layout = prepare_image(image, self.spatial_dims, self.in_channels)
+        declared = getattr(self.model, "in_channels", None)
+        if isinstance(declared, bool) or not isinstance(declared, int):
+            declared = None  # only a declared count is refused at the door, not a guess
+        layout = prepare_image(
+            image, self.spatial_dims, self.in_channels, declared_channels=declared
+        )
         if callable(normalize) or normalize != "none":
             normed = apply_normalization(normalize, layout.image)
             layout = dataclasses.replace(layout, image=torch.from_numpy(normed))
@@ -266,8 +292,9 @@ class Method:
         spacing = normalize_spacing(voxel_spacing, len(spatial))
         ref_full = None
         if reference is not None:
-            ref_full = prepare_reference(reference, spatial, n_classes=2**31 - 1)
-        img = layout.image.to(self.dtype)
+            ref_full = prepare_reference(reference, spatial, n_classes=None)
+        owned = layout.image.clone()  # never a view of the caller's memory
+        img = owned.to(self.dtype)
         part_spacing = spacing[1:] if layout.slice_by_slice else spacing
         part_spatial = spatial[1:] if layout.slice_by_slice else spatial
         runner = ModelRunner(self.model_call, part_spatial)
@@ -288,7 +315,7 @@ class Method:
                         f"the reference segmentation has no voxel of {what}: nothing to "
                         "explain (give another target, or a reference that contains it)"
                     )
-                return self.make_task(ctx, params)
+                return self._checked(self.make_task(ctx, params), params)
 
             return prepare
 
@@ -316,10 +343,11 @@ class Method:
             params=_jsonable(record),
             spatial=spatial,
             sliced=layout.slice_by_slice,
-            image=layout.image.numpy(),
+            image=owned.numpy(),
             voxel_spacing=spacing,
             target_of=lambda: state["target"],
             progress=progress,
+            cancel=cancel,
         )
 
     def explain(self, image: Any, **kwargs: Any) -> Explanation:
@@ -327,6 +355,16 @@ class Method:
 
         Takes the same arguments. Intermediate snapshots are only built when a progress
         callback asks for them (or ``yield_every`` / ``options`` are given).
+
+        Returns the snapshot marked ``cancelled=True`` when a ``cancel`` token stopped the
+        run. When the run fails (the model raises, or ``KeyboardInterrupt``), the exception
+        is re-raised with ``exc.partial`` set to the snapshot of the chunks finished before
+        it (None when none was), so the work done is not lost::
+
+            try:
+                expl = SegRISE(model).explain(image, n_masks=4000)
+            except Exception as exc:
+                expl = exc.partial  # the map of the finished masks, or None
         """
         if not callable(kwargs.get("progress")) and not {"yield_every", "options"} & set(kwargs):
             kwargs["yield_every"] = 1e9
@@ -335,6 +373,26 @@ class Method:
             pass
         assert last is not None
         return last
+
+    def _checked(self, task: Task, params: Any) -> Task:
+        """Check the outputs of user-given score, distance and fill functions."""
+        custom = [
+            (name, fn)
+            for name, fn in (
+                ("score_fn", getattr(self, "score_fn", None)),
+                ("distance_fn", getattr(self, "distance_fn", None)),
+                ("score", getattr(params, "score", None)),
+                ("distance", getattr(params, "distance", None)),
+            )
+            if callable(fn)
+        ]
+        if custom:
+            name, fn = custom[0]
+            task.score = checked_score(task.score, f"the {name} function {function_name(fn)}")
+        fill = getattr(self, "fill_fn", None)
+        if callable(fill):
+            task.perturb = checked_fill(task.perturb, f"the fill_fn {function_name(fill)}")
+        return task
 
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""
@@ -366,7 +424,7 @@ class Method:
         return params, options
 
     def _context(self, x, runner, ref, state, seed, spacing) -> Context:
-        out = runner(x)
+        out = runner(x.clone())  # the model's own copy: an in-place model changes nothing
         is_seg = out.ndim > 2
         if self.needs_segmentation and not is_seg:
             raise ValueError(

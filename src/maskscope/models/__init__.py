@@ -1,6 +1,11 @@
 """Demo segmentation models and a loader for user models."""
 
-from maskscope.models.loading import BundledModel, bundled_models, load_model
+from maskscope.models.loading import (
+    BundledModel,
+    UntrustedModelError,
+    bundled_models,
+    load_model,
+)
 from maskscope.models.unet import UNet
 
-__all__ = ["BundledModel", "UNet", "bundled_models", "load_model"]
+__all__ = ["BundledModel", "UNet", "UntrustedModelError", "bundled_models", "load_model"]

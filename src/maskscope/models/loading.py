@@ -1,6 +1,12 @@
 """Load a segmentation model from a bundled name, a saved file or a factory function.
 
 Nothing here touches the network: bundled weights ship inside the package.
+
+What runs code (see docs/models-and-trust.md): a ``package.module:factory`` spec is an
+import; a TorchScript file is a program (its unpickler refuses Python globals, but its
+TorchScript code runs when loaded and called, with every torch operator at hand); a
+``torch.export`` file (``.pt2``) is unpickled in part by ``torch.export.load``, which can run
+any Python code, so it is refused unless the caller trusts it (``trusted=True``).
 """
 
 from __future__ import annotations
@@ -15,15 +21,46 @@ from typing import Any
 import torch
 from torch import nn
 
+from maskscope.engine.devices import check_device
 from maskscope.models.unet import UNet
 
-__all__ = ["WEIGHTS_DIR", "BundledModel", "build_bundled", "bundled_models", "load_model"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "BundledModel",
+    "UntrustedModelError",
+    "build_bundled",
+    "bundled_models",
+    "load_model",
+]
 
 #: Folder holding the bundled weights, ``<name>.pt`` state dicts.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
 _EXPORT_SUFFIXES = (".pt2",)
+
+
+class UntrustedModelError(ValueError):
+    """A model file that can run arbitrary code was given without the trust switch.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The refused file.
+    """
+
+    def __init__(self, path: Path, switch: str = "load_model(..., trusted=True)") -> None:
+        self.path = Path(path)
+        self.switch = switch
+        super().__init__(self.message(switch))
+
+    def message(self, switch: str) -> str:
+        """The refusal, naming the frontend's own trust switch (a flag, a field)."""
+        return (
+            f"refusing to load {str(self.path)!r}: torch.export.load unpickles parts of a "
+            f".pt2 file, which can run any Python code; if you trust its source, allow it "
+            f"with {switch} (TorchScript files need no switch)"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +175,7 @@ def _load_bundled(name: str, device: torch.device | None) -> nn.Module:
     return model.eval()
 
 
-def _load_file(path: Path, device: torch.device | None) -> nn.Module:
+def _load_file(path: Path, device: torch.device | None, trusted: bool) -> nn.Module:
     suffix = path.suffix.lower()
     accepted = _TORCHSCRIPT_SUFFIXES + _EXPORT_SUFFIXES
     if suffix not in accepted:
@@ -150,6 +187,8 @@ def _load_file(path: Path, device: torch.device | None) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {str(path)!r}")
     if suffix in _EXPORT_SUFFIXES:
+        if not trusted:
+            raise UntrustedModelError(path)
         try:
             program = torch.export.load(str(path))
         except RuntimeError as err:
@@ -166,9 +205,10 @@ def _load_file(path: Path, device: torch.device | None) -> nn.Module:
             module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
         raise ValueError(
-            f"{str(path)!r} is not a TorchScript archive (torch.jit.save); a state_dict or a "
-            "pickled model cannot be loaded safely from a file: save it with torch.export.save "
-            "(.pt2) or torch.jit.save, or give 'package.module:factory'"
+            f"{str(path)!r} is not a TorchScript archive (torch.jit.save): maskscope does not "
+            "unpickle state dicts or pickled models, as unpickling can run any code. Save the "
+            "model with torch.jit.save, or give 'package.module:factory' returning the model "
+            "(load its weights there with torch.load(..., weights_only=True))"
         ) from err
     return module.eval()
 
@@ -203,7 +243,10 @@ def _load_factory(spec: str, device: torch.device | None) -> nn.Module:
 
 
 def load_model(
-    spec: str | os.PathLike[str], *, device: str | torch.device | None = None
+    spec: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    trusted: bool = False,
 ) -> nn.Module:
     """Load a segmentation model, in eval mode.
 
@@ -214,11 +257,17 @@ def load_model(
 
         - a bundled model name, see :func:`bundled_models` (``"shapes2d"``, ``"phantom3d"``);
         - a TorchScript file saved with ``torch.jit.save`` (``.pt``, ``.pth``, ``.ts``, ...);
-        - a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``);
+        - a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), only with
+          ``trusted=True``;
         - ``"package.module:factory"``: the module is imported and ``factory()`` called with no
           arguments; it must return a ``torch.nn.Module`` (a module attribute is used as is).
     device : str or torch.device, optional
         Where to put the model; by default it stays where it was loaded (the CPU for files).
+    trusted : bool
+        Allow a ``.pt2`` file. ``torch.export.load`` unpickles parts of the archive (in torch
+        2.13: the sample inputs and constants or weights marked for pickling), and a crafted
+        archive runs any Python code while it loads. Set this only for files whose source
+        you trust.
 
     Returns
     -------
@@ -229,11 +278,19 @@ def load_model(
     ------
     FileNotFoundError
         If a model file or bundled weights are missing.
+    UntrustedModelError
+        A ``.pt2`` file without ``trusted=True`` (a ``ValueError``).
     ValueError
         If ``spec`` matches none of the accepted kinds, or the file or factory is unusable.
 
     Notes
     -----
+    Every kind of model is code: a factory spec imports a module (which runs it), a
+    TorchScript file holds TorchScript code that runs when it is loaded and called (torch's
+    TorchScript unpickler refuses Python globals, so it cannot call arbitrary Python, but the
+    code can call any torch operator, ``aten::save`` writing files included), and a ``.pt2``
+    file can run any Python code while it is unpickled. Load models you trust.
+
     The explainers call the model on batches of perturbed inputs: export a model with a dynamic
     batch dimension, e.g. ``torch.export.export(model, (x,), dynamic_shapes=({0: Dim("batch")},))``,
     or it will only accept the batch size it was exported with. Loading a TorchScript file silences
@@ -245,9 +302,11 @@ def load_model(
     >>> model(torch.zeros(1, 1, 240, 240)).shape
     torch.Size([1, 2, 240, 240])
     """
-    dev = torch.device(device) if device is not None else None
+    if not isinstance(trusted, bool):
+        raise TypeError(f"trusted must be True or False, got {trusted!r}")
+    dev = check_device(device) if device is not None else None
     if isinstance(spec, os.PathLike):
-        return _load_file(Path(spec), dev)
+        return _load_file(Path(spec), dev, trusted)
     if not isinstance(spec, str):
         raise ValueError(
             f"expected a bundled name, a file path or 'package.module:factory', got "
@@ -259,5 +318,5 @@ def load_model(
     if ":" in spec and suffix not in _TORCHSCRIPT_SUFFIXES + _EXPORT_SUFFIXES:
         return _load_factory(spec, dev)
     if suffix or "/" in spec or "\\" in spec:
-        return _load_file(Path(spec), dev)
+        return _load_file(Path(spec), dev, trusted)
     return _load_bundled(spec, dev)  # raises, listing the bundled names

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -23,7 +24,7 @@ from ..engine.inputs import model_device_dtype
 from ..engine.outputs import parse_output_key
 from ..engine.padding import PAD_MODES, normalize_multiple
 from ..frontend import resolve_device
-from ..models import bundled_models, load_model
+from ..models import UntrustedModelError, bundled_models, load_model
 from ..wording import load_for_frontend
 from ._registry import ModelEntry, registry
 
@@ -34,6 +35,9 @@ FROM_SPEC = "file or factory…"
 
 _FILE_FILTER = "Models (*.pt2 *.pt *.pth *.ts *.torchscript *.jit);;All files (*)"
 _DIMS = {"auto": None, "2D": 2, "3D": 3}
+
+#: Text of the checkbox that allows model files able to run code (``.pt2``).
+TRUST_LABEL = "trust this model file (it can run code)"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,12 @@ class ModelPicker(QWidget):
             "A TorchScript file (torch.jit.save), a torch.export program (.pt2) or "
             "'package.module:factory' returning a torch.nn.Module"
         )
+        self.trust = QCheckBox(TRUST_LABEL)
+        self.trust.setObjectName("trust_model")
+        self.trust.setToolTip(
+            "Needed for .pt2 files: torch.export.load unpickles parts of them, and a crafted "
+            "file runs any Python code while it loads. Tick only for files you trust."
+        )
         self.browse = QPushButton("…")
         self.browse.setToolTip("Choose a model file")
         self.browse.setMaximumWidth(32)
@@ -146,6 +156,7 @@ class ModelPicker(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addRow("model", self.combo)
         layout.addRow("file / factory", self._spec_row)
+        layout.addRow("", self.trust)
         layout.addRow("model outputs", self.outputs)
         layout.addRow("model input", self.dims)
         layout.addRow("output key", self.output_key)
@@ -210,7 +221,7 @@ class ModelPicker(QWidget):
 
     def _update_visibility(self) -> None:
         from_spec = (self.combo.currentData() or ("spec",))[0] == "spec"
-        for widget in (self._spec_row, self.outputs, self.dims):
+        for widget in (self._spec_row, self.trust, self.outputs, self.dims):
             widget.setVisible(from_spec)
             label = self._layout.labelForField(widget)
             if label is not None:
@@ -255,7 +266,12 @@ class ModelPicker(QWidget):
                 "no model given: choose a model, or type a model file or "
                 "'package.module:factory' in the file / factory field"
             )
-        model = load_for_frontend(load_model, spec, device=resolve_device(device))
+        try:
+            model = load_for_frontend(
+                load_model, spec, device=resolve_device(device), trusted=self.trust.isChecked()
+            )
+        except UntrustedModelError as exc:
+            raise UntrustedModelError(exc.path, f"the checkbox {TRUST_LABEL!r}") from None
         dims = _DIMS[self.dims.currentText()]
         return LoadedModel(model, self.outputs.currentText(), dims, spec, **extra)
 

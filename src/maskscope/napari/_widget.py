@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._gui_common import error_line, progress_text
+from ..engine.cancel import CancelToken
 from ..engine.inputs import model_layout
 from ..explanation import Explanation
 from ..frontend import device_choices, method_class, start_run
@@ -42,7 +43,10 @@ __all__ = ["ExplainWidget"]
 _PROGRESS_STEPS = 1000
 
 
-def _quit(running: dict[str, GeneratorWorker | None], *_: Any) -> None:
+def _quit(running: dict[str, Any], *_: Any) -> None:
+    token = running.get("token")
+    if token is not None:
+        token.cancel()  # stops the run after its chunk, even between two snapshots
     worker = running.get("worker")
     if worker is not None:
         worker.quit()
@@ -181,7 +185,7 @@ class ExplainWidget(QWidget):
         outer.addWidget(scroll)
 
         # Closing the widget cancels its run (a holder, as the widget is gone by then).
-        self._running: dict[str, GeneratorWorker | None] = {"worker": None}
+        self._running: dict[str, Any] = {"worker": None, "token": None}
         self.destroyed.connect(partial(_quit, self._running))
         self.method.currentTextChanged.connect(self._method_changed)
         self.run_button.clicked.connect(self.run)
@@ -253,8 +257,9 @@ class ExplainWidget(QWidget):
         """
         if self.worker is not None:
             return None
+        token = CancelToken()
         try:
-            job = self._prepare()
+            job = self._prepare(token)
         except Exception as exc:  # shown to the user; the widget stays usable
             self._report(exc)
             return None
@@ -273,17 +278,19 @@ class ExplainWidget(QWidget):
             on_returned=self._on_returned,
             on_finished=self._on_finished,
         )
-        self._running["worker"] = self.worker
+        self._running["worker"], self._running["token"] = self.worker, token
         return self.worker
 
     def cancel(self) -> None:
-        """Stop the run at the next snapshot; the map computed so far is kept."""
+        """Stop the run after the chunk in progress; the map computed so far is kept."""
         if self.worker is not None:
             self._cancelled = True
             self.status.setText("cancelling…")
-            self.worker.quit()
+            token = self._running.get("token")
+            if token is not None:
+                token.cancel()  # the run ends after its chunk with a cancelled snapshot
 
-    def _prepare(self) -> _Job:
+    def _prepare(self, token: CancelToken) -> _Job:
         given = self.inputs.gather()
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
@@ -311,6 +318,7 @@ class ExplainWidget(QWidget):
             voxel_spacing=given.voxel_spacing,
             spatial_dims=spatial_dims,
             yield_every=self.yield_every,
+            cancel=token,
             normalize=given.normalization,
             **loaded.method_kwargs(),
         )
@@ -324,7 +332,19 @@ class ExplainWidget(QWidget):
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
         n_spatial = len(given.array.spatial)
-        dims = loaded.spatial_dims or model_layout(loaded.model)[0]
+        layout_dims, _ = model_layout(loaded.model)
+        in_channels = getattr(loaded.model, "in_channels", None)  # declared, not guessed
+        in_channels = in_channels if isinstance(in_channels, int) else None
+        dims = loaded.spatial_dims or layout_dims
+        channels = given.array.image.shape[0]
+        has_channels = given.array.channel_axis is not None or given.layer.rgb
+        if has_channels and in_channels is not None and channels != in_channels:
+            what = "RGB colours" if given.layer.rgb else "channels along the channel axis"
+            raise ValueError(
+                f"{loaded.label} takes {in_channels} input channel(s), but the image layer "
+                f"{given.layer.name!r} has {channels} ({what}): choose an image with "
+                f"{in_channels} channel(s), or another channel setting"
+            )
         if n_spatial == 2:
             if dims == 3:
                 raise ValueError(
@@ -376,7 +396,7 @@ class ExplainWidget(QWidget):
             self.status.setText("cancelled before the first result")
         else:
             self.status.setText(progress_text(snap, cancelled=self._cancelled and partial))
-        self.worker = self._running["worker"] = None
+        self.worker = self._running["worker"] = self._running["token"] = None
         self._set_running(False)
         self.run_finished.emit(snap)
 

@@ -97,6 +97,10 @@ class Field:
         raw = self.widget.value.strip()
         if raw.lower() in ("", "none") and "None" in self.types:
             return None
+        if not raw:
+            many = " or numbers separated by commas" if "tuple" in self.types else ""
+            takes = "a number" + many if self.types & {"int", "float", "tuple"} else "a value"
+            raise ValueError(f"{self.spec.label} is empty: it takes {takes}")
         if self.spec.choices and raw in self.spec.choices:
             return raw
         try:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..engine.cancel import CancelToken
 from ..explanation import Explanation
 
 __all__ = ["BackgroundRun"]
@@ -39,6 +40,17 @@ class BackgroundRun:
         top).
     clock
         Monotonic clock in seconds (for tests).
+    token
+        The :class:`~maskscope.engine.cancel.CancelToken` the generator was made with
+        (``iter_explain(..., cancel=token)``): :meth:`cancel` sets it, so the engine stops
+        after the chunk in progress even when no snapshot is due.
+    after
+        A previous run whose thread must end before this one starts calling the model (a
+        new run never waits on the caller's thread, and never runs the model at the same
+        time as the run it replaces).
+    before
+        Called in the run's thread before the first snapshot (e.g. a check that runs the
+        model once); an exception it raises ends the run as the generator's would.
 
     Attributes
     ----------
@@ -64,6 +76,9 @@ class BackgroundRun:
         *,
         max_rate: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        token: CancelToken | None = None,
+        after: BackgroundRun | None = None,
+        before: Callable[[], None] | None = None,
     ) -> None:
         if max_rate <= 0:
             raise ValueError(f"max_rate must be > 0 updates per second, got {max_rate!r}")
@@ -76,6 +91,9 @@ class BackgroundRun:
         self._fresh = False
         self._ended = False
         self._cancel = threading.Event()
+        self._token = token
+        self._after = after
+        self._before = before
         self._done = threading.Event()
         self.latest: Explanation | None = None
         self.error: BaseException | None = None
@@ -94,8 +112,13 @@ class BackgroundRun:
         return self
 
     def cancel(self) -> None:
-        """Ask the run to stop after the chunk in progress (the partial map is kept)."""
+        """Ask the run to stop after the chunk in progress (the partial map is kept).
+
+        Returns at once, from any thread: the run ends in its own thread.
+        """
         self._cancel.set()
+        if self._token is not None:
+            self._token.cancel()
 
     @property
     def running(self) -> bool:
@@ -115,13 +138,23 @@ class BackgroundRun:
     # ------------------------------------------------------------------ threads
     def _produce(self) -> None:
         try:
+            if self._after is not None:
+                self._after._producer.join()  # the replaced run ends after its chunk
+                self._after = None
+            if self._cancel.is_set():
+                return  # cancelled before it started: the model is never called
+            if self._before is not None:
+                self._before()
             for snap in self._gen:
                 with self._cond:
                     self.latest = snap
                     self.n_received += 1
                     self._fresh = True
                     self._cond.notify_all()
-                if self._cancel.is_set():
+                # with a token the engine ends the run itself, with a cancelled snapshot
+                if getattr(snap, "cancelled", False) or (
+                    self._cancel.is_set() and self._token is None
+                ):
                     self.cancelled = not snap.done
                     break
         except Exception as exc:

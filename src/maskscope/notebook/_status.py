@@ -6,6 +6,7 @@ import html
 from dataclasses import dataclass
 
 from ..explanation import Explanation
+from ..wording import for_gui
 from ._runner import BackgroundRun
 
 __all__ = [
@@ -58,7 +59,9 @@ def running(snap: Explanation) -> Status:
 
 def cannot_start(method: str, exc: BaseException) -> Status:
     """Bad parameters or inputs, found before the run started."""
-    return Status(f"Cannot start {method}: {type(exc).__name__}: {exc}", RED, "danger")
+    return Status(
+        f"Cannot start {method}: {type(exc).__name__}: {for_gui(str(exc))}", RED, "danger"
+    )
 
 
 def finished(method: str, run: BackgroundRun) -> Status:

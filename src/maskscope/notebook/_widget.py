@@ -8,6 +8,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..engine.cancel import CancelToken
 from ..engine.inputs import normalize_spacing, prepare_image
 from ..explanation import Explanation
 from ..frontend import method_class, start_run
@@ -204,8 +205,10 @@ class ExplainWidget(widgets.VBox):
     def run(self, **values: Any) -> ExplainWidget:
         """Start a run with the form's values (what the Run button does).
 
-        A run in progress is cancelled first; the new run replaces :attr:`explanation`.
-        Bad values or inputs do not raise: they show in the status line and are kept in
+        A run in progress is cancelled first, without waiting for it: the new run starts
+        calling the model once the old one has finished its chunk, in the background, so
+        the kernel is never blocked. The new run replaces :attr:`explanation`. Bad values
+        or inputs do not raise: they show in the status line and are kept in
         :attr:`error`.
 
         Parameters
@@ -222,8 +225,9 @@ class ExplainWidget(widgets.VBox):
             self.form.set(**values)
         old = self._run
         if old is not None and old.running:
-            old.cancel()
-            old.wait()
+            old.cancel()  # returns at once; the new run's thread waits for it
+        else:
+            old = None
         with self._lock:
             self._run_id += 1
             run_id, method = self._run_id, self.method
@@ -231,8 +235,9 @@ class ExplainWidget(widgets.VBox):
             self.error = None
         self.progress.value = 0.0
         self.time_label.value = ""
+        token = CancelToken()
         try:
-            self._check_prediction(method)
+            check = self._prediction_check(method)  # runs the model: in the run's thread
             snapshots = start_run(
                 self.model,
                 method,
@@ -245,6 +250,7 @@ class ExplainWidget(widgets.VBox):
                 outputs=self.outputs,
                 spatial_dims=self.spatial_dims,
                 yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
+                cancel=token,
                 normalize=self.normalize_dropdown.value,
             )
         except Exception as exc:
@@ -259,6 +265,9 @@ class ExplainWidget(widgets.VBox):
             lambda snap: self._update(run_id, snap),
             lambda run: self._finish(run_id, method, run),
             max_rate=self.max_rate,
+            token=token,
+            after=old,
+            before=check,
         ).start()
         return self
 
@@ -267,6 +276,13 @@ class ExplainWidget(widgets.VBox):
         if self.running:
             self._run.cancel()
             self._set_status(st.Status(f"{self.method}: cancelling after this chunk…"))
+
+    def close(self) -> None:
+        """Close the widget; a run in progress is cancelled (it ends after its chunk)."""
+        run = getattr(self, "_run", None)  # also called by __del__, maybe half-built
+        if run is not None:
+            run.cancel()
+        super().close()
 
     def wait(self, timeout: float | None = None) -> Explanation | None:
         """Block until the run ended and the widget shows its final state.
@@ -291,20 +307,30 @@ class ExplainWidget(widgets.VBox):
         """Show slice ``index`` along spatial ``axis`` (0, 1 or 2) of a volume."""
         self.slicer.show(index, axis)
 
-    def _check_prediction(self, method: str) -> None:
-        """Run the model once and show what it segments (a warning if it looks failed)."""
+    def _prediction_check(self, method: str) -> Callable[[], None]:
+        """What shows the model's segmentation (a warning if it looks failed), to run later.
+
+        The form's values are read now; the model runs when the returned function is
+        called, in the run's own thread, so that the kernel never waits on the model.
+        """
         explainer = method_class(method)(
             self.model, outputs=self.outputs, spatial_dims=self.spatial_dims
         )
-        self.prediction_summary = show_prediction(
-            self.prediction_label,
-            explainer,
-            self.image,
-            reference=self.reference,
-            target=self._target(),
-            normalize=self.normalize_dropdown.value,
-            slices=self._slices(),
-        )
+        target, slices = self._target(), self._slices()
+        normalize = self.normalize_dropdown.value
+
+        def check() -> None:
+            self.prediction_summary = show_prediction(
+                self.prediction_label,
+                explainer,
+                self.image,
+                reference=self.reference,
+                target=target,
+                normalize=normalize,
+                slices=slices,
+            )
+
+        return check
 
     # ------------------------------------------------------------------ run callbacks
     def _update(self, run_id: int, snap: Explanation) -> None:

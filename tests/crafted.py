@@ -1,0 +1,58 @@
+"""Crafted model files whose pickled parts run code when unpickled (for the trust tests)."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+
+class _WritesMarker:
+    """Unpickles to a call of ``Path.write_text(marker, "ran")``: code run from a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path(self.marker), "ran"))
+
+
+def _rewrite(src: Path, dst: Path, suffix: str, payload: bytes) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        hits = 0
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith(suffix):
+                data, hits = payload, hits + 1
+            zout.writestr(info, data)
+    assert hits == 1, f"{src} has no single {suffix} entry"
+
+
+def crafted_pt2(tmp: Path, marker: Path) -> Path:
+    """A working ``.pt2`` whose pickled sample inputs write ``marker`` when loaded."""
+    model = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
+    dims = ({0: torch.export.Dim("batch")},)
+    program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=dims)
+    clean = tmp / "clean.pt2"
+    torch.export.save(program, str(clean))
+    buf = io.BytesIO()
+    torch.save(((_WritesMarker(marker),), {}), buf)
+    evil = tmp / "crafted.pt2"
+    _rewrite(clean, evil, "sample_inputs/model.pt", buf.getvalue())
+    return evil
+
+
+def crafted_torchscript(tmp: Path, marker: Path) -> Path:
+    """A TorchScript archive whose ``data.pkl`` asks for a Python function (protocol 2)."""
+    clean = tmp / "clean.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Conv2d(1, 2, 3, padding=1)), str(clean))
+    evil = tmp / "crafted.pt"
+    _rewrite(clean, evil, "/data.pkl", pickle.dumps(_WritesMarker(marker), protocol=2))
+    return evil
