@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from napari.utils.notifications import NotificationSeverity, notification_manager
 from npe2 import PluginManager, PluginManifest
 from torch import nn
 
@@ -111,3 +112,18 @@ def square_image(size: int = 48) -> np.ndarray:
     img = np.zeros((size, size), np.float32)
     img[10:22, 26:40] = 1.0
     return img
+
+
+@pytest.fixture
+def errors():
+    """Error notifications shown during the test."""
+    start = len(notification_manager.records)
+
+    def new() -> list[str]:
+        return [
+            str(n.message)
+            for n in notification_manager.records[start:]
+            if n.severity == NotificationSeverity.ERROR
+        ]
+
+    return new

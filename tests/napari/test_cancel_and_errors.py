@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from maskscope.napari import explain_in_viewer
 
 from .conftest import FailsAfter, Slow, run_to_end, saliency_layers, square_image
-
-
-@pytest.fixture
-def errors():
-    """Error notifications shown during the test."""
-    start = len(notification_manager.records)
-
-    def new() -> list[str]:
-        return [
-            str(n.message)
-            for n in notification_manager.records[start:]
-            if n.severity == NotificationSeverity.ERROR
-        ]
-
-    return new
 
 
 def test_cancel_stops_the_worker_and_keeps_the_partial_map(make_napari_viewer, qtbot, model2d):

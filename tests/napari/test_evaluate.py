@@ -5,28 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from maskscope.evaluate import faithfulness
 from maskscope.napari import explain_in_viewer
 
 from .conftest import Slow, Threshold, run_to_end, square_image
-
-
-@pytest.fixture
-def errors():
-    """Error notifications shown during the test."""
-    start = len(notification_manager.records)
-
-    def new() -> list[str]:
-        return [
-            str(n.message)
-            for n in notification_manager.records[start:]
-            if n.severity == NotificationSeverity.ERROR
-        ]
-
-    return new
 
 
 def evaluate_to_end(qtbot, panel, timeout: int = 30_000):

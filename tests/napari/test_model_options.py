@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from napari.utils.notifications import NotificationSeverity, notification_manager
 from torch import nn
 
 from maskscope import SegRISE
@@ -17,21 +16,6 @@ from maskscope.wording import failure_line
 from .conftest import Threshold, run_to_end, saliency_layers, square_image
 
 RUN = {"n_masks": 12, "grid": 4, "batch_size": 4, "seed": 2}
-
-
-@pytest.fixture
-def errors():
-    """Error notifications shown during the test."""
-    start = len(notification_manager.records)
-
-    def new() -> list[str]:
-        return [
-            str(n.message)
-            for n in notification_manager.records[start:]
-            if n.severity == NotificationSeverity.ERROR
-        ]
-
-    return new
 
 
 class Picky(nn.Module):
