@@ -88,6 +88,21 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def add_input_flags(parser: argparse.ArgumentParser) -> None:
+    """The model and image flags of every subcommand that runs a model on a file."""
+    parser.add_argument(
+        "--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory"
+    )
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
+        "any code (use only for files you trust)",
+    )
+    parser.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
+    parser.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """``--axes``, ``--normalize`` and ``--percentiles``: the data as the model was trained."""
     parser.add_argument(
@@ -133,15 +148,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--napari", action="store_true", help="open the results in napari")
 
     ex = sub.add_parser("explain", help="explain one image with a model")
-    ex.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
-    ex.add_argument(
-        "--trust-model",
-        action="store_true",
-        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
-        "any code (use only for files you trust)",
-    )
-    ex.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
-    ex.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+    add_input_flags(ex)
     ex.add_argument("--method", default="segrise", choices=list(CLI_METHODS))
     ex.add_argument("--out", required=True, help="output map; same format as the image")
     ex.add_argument(

@@ -15,7 +15,7 @@ __all__ = ["add_evaluate_parser", "run_evaluate"]
 
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
-    from .cli import CLI_METHODS, _add_params, add_data_flags
+    from .cli import CLI_METHODS, _add_params, add_data_flags, add_input_flags
     from .evaluate.substrates import SUBSTRATES
 
     ev = sub.add_parser(
@@ -25,15 +25,7 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
         "(insertion) the image's voxels in saliency order and in random order, and compare "
         "the areas under the Dice and probability curves.",
     )
-    ev.add_argument("--model", required=True, help="bundled name, .pt/.pt2 file or pkg.mod:factory")
-    ev.add_argument(
-        "--trust-model",
-        action="store_true",
-        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
-        "any code (use only for files you trust)",
-    )
-    ev.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
-    ev.add_argument("--reference", help="reference segmentation file (default: the prediction)")
+    add_input_flags(ev)
     add_data_flags(ev)
     ev.add_argument("--map", help="saliency map file, e.g. written by 'maskscope explain --out'")
     ev.add_argument(

@@ -176,9 +176,9 @@ class PixelMax:
         n_e, n_o = self._counts()
         sums_e, sums_o = halves
         width = sums_e.shape[1]
-        cov_all = self.mean_acc._sums()[0]
-        cov_e = cov_all[3][lo : lo + width]
-        cov = cov_all[1][lo : lo + width]
+        cov_all, cov_even = self.mean_acc.coverage()
+        cov_e = cov_even[lo : lo + width]
+        cov = cov_all[lo : lo + width]
         score = self.score_sums if pixels is None else self.score_sums[:, pixels]
         best = [None, None, None]
         for i in range(0, sums_e.shape[0], self.REDUCE_PIXELS):

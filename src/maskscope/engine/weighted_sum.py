@@ -214,6 +214,11 @@ class WeightedSum:
         self.s2.add_(p2)
         self._pending_n = 0
 
+    def coverage(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Σ mᵢ`` per voxel, flat: over all masks and over the even-indexed ones."""
+        s1 = self._sums()[0]
+        return s1[1], s1[3]
+
     def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
         # what waits is added to copies: when snapshots are taken never changes the sums
         s1, s2 = self.s1, self.s2
