@@ -83,7 +83,7 @@ def positions(tool: str, spatial: tuple[int, ...], diameter: int, stride: float)
         return math.prod(math.ceil((n - diameter) / int(stride)) + 1 for n in spatial)
     if tool == "interpret-segmentation:HDM":  # int(width / offset) per axis
         return math.prod(int(n / int(stride)) for n in spatial)
-    from maskscope.engine.occlusion import CentreGrid
+    from maskscope._engine.occlusion import CentreGrid
 
     return CentreGrid(spatial, float(diameter), float(stride), (1.0,) * len(spatial)).n_centres
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from maskscope.engine.failures import ModelError
+from maskscope._engine.failures import ModelError
 from maskscope.wording import ModelLoadError, failure_line, for_cli, for_gui, names
 
 

@@ -8,7 +8,7 @@ Quick start::
 """
 
 from . import evaluate
-from .engine import CancelToken, RunOptions, describe_params
+from ._engine import CancelToken, RunOptions, describe_params
 from .evaluate import (
     FaithfulnessResult,
     faithfulness,

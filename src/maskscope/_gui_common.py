@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine.loop import RunOptions
-from .engine.params import ParamSpec
+from ._engine.loop import RunOptions
+from ._engine.params import ParamSpec
 from .explanation import Explanation
 from .frontend import form_fields, method_class
 

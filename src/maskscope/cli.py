@@ -10,11 +10,11 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from .engine.inputs import prepare_image
-from .engine.loop import RunOptions
-from .engine.outputs import parse_output_key
-from .engine.padding import PAD_MODES
-from .engine.params import describe_params
+from ._engine.inputs import prepare_image
+from ._engine.loop import RunOptions
+from ._engine.outputs import parse_output_key
+from ._engine.padding import PAD_MODES
+from ._engine.params import describe_params
 from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
 from .io import AXES
 from .methods import METHODS

@@ -76,8 +76,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
+    from ._engine.loop import RunOptions
     from .cli import CLI_METHODS
-    from .engine.loop import RunOptions
     from .methods import METHODS
 
     method_name, fixed = CLI_METHODS[args.method]
@@ -116,7 +116,7 @@ def _normalized(image: np.ndarray, spatial: tuple[int, ...], args: argparse.Name
 
 
 def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[int, ...]:
-    from .engine.inputs import model_layout, prepare_image
+    from ._engine.inputs import model_layout, prepare_image
 
     dims, in_ch = model_layout(model)
     layout = prepare_image(image, spatial_dims or dims, in_ch)

@@ -54,7 +54,7 @@ class Explanation:
         True for the last snapshot of a run that was not interrupted.
     cancelled
         True for the last snapshot of a run stopped by a
-        :class:`~maskscope.engine.cancel.CancelToken` (``done`` is then False).
+        :class:`~maskscope._engine.cancel.CancelToken` (``done`` is then False).
     stopped_early
         True when the run stopped because the standard error reached the tolerance.
     rel_error

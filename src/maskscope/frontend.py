@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .engine.cancel import CancelToken
-from .engine.loop import RunOptions
-from .engine.params import ParamSpec, describe_params, validate_params
+from ._engine.cancel import CancelToken
+from ._engine.loop import RunOptions
+from ._engine.params import ParamSpec, describe_params, validate_params
 from .explanation import Explanation
 from .intensity import NORMALIZATIONS
 from .methods import METHODS, Method

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine.inputs import prepare_image, prepare_reference, resolve_slices
-from .engine.loop import ModelRunner
-from .engine.scores import segmentation
+from ._engine.inputs import prepare_image, prepare_reference, resolve_slices
+from ._engine.loop import ModelRunner
+from ._engine.scores import segmentation
 from .intensity import apply_normalization
 
 __all__ = [

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .engine.failures import ModelError, real_message
+from ._engine.failures import ModelError, real_message
 
 __all__ = [
     "ModelLoadError",
@@ -56,8 +56,8 @@ class ModelLoadError(ValueError):
 @functools.cache
 def names() -> dict[str, tuple[str, str]]:
     """API parameter name → (command-line flag, GUI field label)."""
-    from .engine.loop import RunOptions
-    from .engine.params import describe_params
+    from ._engine.loop import RunOptions
+    from ._engine.params import describe_params
     from .methods import METHODS
 
     out: dict[str, tuple[str, str]] = {}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from maskscope._engine.failures import ModelError
 from maskscope.cli import main
-from maskscope.engine.failures import ModelError
 
 F = "tests.cli.model_factories:"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskscope.engine.masks import BLOCK, RiseMasks, interpolation_matrix
+from maskscope._engine.masks import BLOCK, RiseMasks, interpolation_matrix
 
 
 def reference_masks(gen: RiseMasks, start: int, stop: int) -> torch.Tensor:

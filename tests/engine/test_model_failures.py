@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from maskscope import SegRISE
-from maskscope.engine.failures import ModelError, failure_hint, real_message
+from maskscope._engine.failures import ModelError, failure_hint, real_message
 from maskscope.models import load_model
 from tests.conftest import ThresholdNet
 

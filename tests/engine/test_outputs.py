@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from maskscope import SegRISE
-from maskscope.engine.outputs import (
+from maskscope._engine.outputs import (
     OutputAdapter,
     OutputChoiceError,
     adapt_output,

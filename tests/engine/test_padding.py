@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from maskscope import RISE, SegRISE
-from maskscope.engine.failures import ModelError
-from maskscope.engine.padding import PadToMultiple, normalize_multiple, pad_amounts
+from maskscope._engine.failures import ModelError
+from maskscope._engine.padding import PadToMultiple, normalize_multiple, pad_amounts
 from tests.conftest import Spy, ThresholdNet
 
 RUN = {"n_masks": 24, "grid": 4, "batch_size": 6, "seed": 1}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskscope.engine.masks import RiseMasks
-from maskscope.engine.pixel_max import PixelMax
+from maskscope._engine.masks import RiseMasks
+from maskscope._engine.pixel_max import PixelMax
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskscope.engine.scores import (
+from maskscope._engine.scores import (
     PreparedReference,
     dice,
     iou,
@@ -87,7 +87,7 @@ def test_prepared_reference_gives_the_same_overlap(score):
 @pytest.mark.parametrize("v", [7, 8, 2040, 2048, 4000, 4003, 589824])
 @pytest.mark.parametrize("fill", ["random", "ones", "zeros"])
 def test_count_of_flags_is_exact(v, fill):
-    from maskscope.engine.scores import _count
+    from maskscope._engine.scores import _count
 
     g = torch.Generator().manual_seed(v)
     if fill == "random":

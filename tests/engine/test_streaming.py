@@ -162,7 +162,7 @@ def test_max_merge_reports_the_mean_merge_and_a_reliability(net2d, square2d):
 
 def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
     """Memory does not grow with N: no step ever holds more than batch_size masks."""
-    import maskscope.engine.masks as masks_mod
+    import maskscope._engine.masks as masks_mod
 
     largest = []
     render = masks_mod.RiseMasks.render
@@ -228,7 +228,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_map(net2d, square2d):
 
 
 def test_other_errors_and_oom_at_batch_one_are_not_swallowed(net2d, square2d):
-    from maskscope.engine.loop import is_out_of_memory
+    from maskscope._engine.loop import is_out_of_memory
 
     calls = []
 
@@ -259,7 +259,7 @@ def test_snapshot_timing_never_changes_the_sums(method, net2d, square2d):
 
 
 def test_automatic_chunk_limit_on_large_images():
-    from maskscope.engine.loop import AUTO_CHUNK_VOXELS, chunk_limit
+    from maskscope._engine.loop import AUTO_CHUNK_VOXELS, chunk_limit
 
     img = np.zeros((1024, 1024), np.float32)  # twice the CPU's automatic limit
     img[300:700, 300:700] = 1

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskscope.engine.accumulate import WeightedSum
-from maskscope.engine.masks import RiseMasks
+from maskscope._engine.accumulate import WeightedSum
+from maskscope._engine.masks import RiseMasks
 from tests.methods.reference import estimate_np, reliability_np
 
 CPU = torch.device("cpu")

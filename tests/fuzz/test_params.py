@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskscope import HDM, METHODS, RISE, RunOptions, SegRISE
-from maskscope.engine.masks import BLOCK, RiseMasks
+from maskscope._engine.masks import BLOCK, RiseMasks
 from maskscope.models import load_model
 from tests.conftest import ThresholdNet
 
@@ -37,7 +37,7 @@ def test_none_is_refused_unless_the_field_is_optional(method, owner, field) -> N
 
 
 def _validate(owner, name) -> None:
-    from maskscope.engine.params import validate_params
+    from maskscope._engine.params import validate_params
 
     validate_params(owner(**{name: None}))
 

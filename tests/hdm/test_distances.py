@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.distance import directed_hausdorff
 
-from maskscope.engine.distances import diagonal, make_distance, surface
+from maskscope._engine.distances import diagonal, make_distance, surface
 
 
 def disk(shape, centre, r):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from maskscope import HDM
-from maskscope.engine.distances import SkipUnchanged, _rows_differ, make_distance, surface
-from maskscope.engine.occlusion import CentreGrid
-from maskscope.engine.perturb import make_perturbation
+from maskscope._engine.distances import SkipUnchanged, _rows_differ, make_distance, surface
+from maskscope._engine.occlusion import CentreGrid
+from maskscope._engine.perturb import make_perturbation
 from maskscope.methods import hdm as hdm_module
 from maskscope.methods.hdm import _StampedFill
 

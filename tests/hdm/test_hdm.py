@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.distance import directed_hausdorff
 
 from maskscope import HDM
-from maskscope.engine.occlusion import CentreGrid, coarse_to_fine_order
+from maskscope._engine.occlusion import CentreGrid, coarse_to_fine_order
 from tests.conftest import Spy, ThresholdNet
 
 

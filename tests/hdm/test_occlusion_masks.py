@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskscope.engine.occlusion import CentreGrid
+from maskscope._engine.occlusion import CentreGrid
 
 
 def slow_occluders(grid: CentreGrid, flat: torch.Tensor) -> torch.Tensor:

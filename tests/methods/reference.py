@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maskscope.engine.masks import RiseMasks
+from maskscope._engine.masks import RiseMasks
 
 
 def masks_np(shape, grid, p_keep, seed, n) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskscope import PixelRISE, SegRISE
-from maskscope.engine.masks import BLOCK, RiseMasks
+from maskscope._engine.masks import BLOCK, RiseMasks
 from tests.conftest import ThresholdNet
 
 from .reference import dice_np, masks_np, model_np, reliability_np, rise_np

@@ -92,7 +92,7 @@ def test_pixelrise_max_matches_brute_force(net2d, square2d, max_memory_mb, monke
     kwargs = {"n_masks": N, "grid": 4, "merge": "max", "seed": 6, "batch_size": 7}
     if max_memory_mb is None:
         # force several pixel tiles: 16·16 voxels · 4 bytes = 1 KiB per pixel
-        import maskscope.engine.pixel_max as acc
+        import maskscope._engine.pixel_max as acc
 
         original = acc.PixelMax.__init__
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from maskscope import SegRISE
+from maskscope._engine.failures import ModelError
 from maskscope._gui_common import error_line
-from maskscope.engine.failures import ModelError
 from maskscope.napari import explain_in_viewer
 from maskscope.wording import failure_line
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.inputs import model_device_dtype, model_layout, prepare_image, prepare_reference
-from ..engine.loop import ModelRunner, RunOptions, chunk_limit
-from ..engine.scores import (
+from .._engine.inputs import model_device_dtype, model_layout, prepare_image, prepare_reference
+from .._engine.loop import ModelRunner, RunOptions, chunk_limit
+from .._engine.scores import (
     OUTPUT_KINDS,
     PreparedReference,
     dice,

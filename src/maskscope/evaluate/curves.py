@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.loop import is_out_of_memory
+from .._engine.loop import is_out_of_memory
 from ._setup import SCORES, Problem, prepare_problem
 from .result import Curve, FaithfulnessResult
 from .substrates import substrate_name

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..engine.cancel import CancelToken
-from ..engine.custom import checked_fill, checked_score, function_name
-from ..engine.devices import check_device
-from ..engine.inputs import (
+from .._engine.cancel import CancelToken
+from .._engine.custom import checked_fill, checked_score, function_name
+from .._engine.devices import check_device
+from .._engine.inputs import (
     model_device_dtype,
     model_layout,
     normalize_spacing,
@@ -21,10 +21,10 @@ from ..engine.inputs import (
     prepare_reference,
     resolve_slices,
 )
-from ..engine.loop import ModelRunner, Part, RunOptions, Task, run_parts
-from ..engine.model_call import ModelCall, is_exported_module
-from ..engine.params import replace_params, validate_params
-from ..engine.scores import OUTPUT_KINDS, segmentation
+from .._engine.loop import ModelRunner, Part, RunOptions, Task, run_parts
+from .._engine.model_call import ModelCall, is_exported_module
+from .._engine.params import replace_params, validate_params
+from .._engine.scores import OUTPUT_KINDS, segmentation
 from ..explanation import Explanation
 from ..intensity import apply_normalization
 
@@ -241,7 +241,7 @@ class Method:
         progress
             True for a tqdm progress bar, or a callable receiving every snapshot.
         cancel
-            A :class:`~maskscope.engine.cancel.CancelToken`: ``cancel.cancel()`` from any
+            A :class:`~maskscope._engine.cancel.CancelToken`: ``cancel.cancel()`` from any
             thread stops the run once the chunk in progress is done; the generator then
             yields a last snapshot with ``cancelled=True`` (the map of the finished chunks)
             and ends.

@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from ..engine.accumulate import DistanceGrid
-from ..engine.distances import DISTANCES, SkipUnchanged, make_distance
-from ..engine.loop import RunOptions, Task
-from ..engine.occlusion import CentreGrid
-from ..engine.params import param
-from ..engine.perturb import Perturbation, make_perturbation
-from ..engine.scores import segmentation
+from .._engine.accumulate import DistanceGrid
+from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
+from .._engine.loop import RunOptions, Task
+from .._engine.occlusion import CentreGrid
+from .._engine.params import param
+from .._engine.perturb import Perturbation, make_perturbation
+from .._engine.scores import segmentation
 from .base import Context, Method
 from .hdm_circles import circle_map
 
@@ -65,7 +65,7 @@ class HDM(Method):
     A disk (ball in 3D) is occluded at every centre of a regular grid; the model segments
     each occluded input and the result is scored by its distance to the reference
     segmentation: by default the true geometric Hausdorff distance between the foreground
-    voxel sets, in physical units (see :mod:`maskscope.engine.distances`). The map shows the
+    voxel sets, in physical units (see :mod:`maskscope._engine.distances`). The map shows the
     distance obtained by occluding around each voxel (linear interpolation between centres);
     ``extras`` holds the ``better_only`` and ``worse_only`` views relative to the baseline
     distance of the unperturbed output, the per-centre grids (``grid_raw``, ...), and the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..engine.occlusion import CentreGrid
+from .._engine.occlusion import CentreGrid
 from ..explanation import Explanation
 from ..render import colorize, normalize
 

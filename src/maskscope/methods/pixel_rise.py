@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.loop import Task
-from ..engine.params import param
-from ..engine.pixel_max import PixelMax
-from ..engine.scores import pixel_probabilities
+from .._engine.loop import Task
+from .._engine.params import param
+from .._engine.pixel_max import PixelMax
+from .._engine.scores import pixel_probabilities
 from .base import Context, Method
 from .rise import RISEParams, rise_task
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
-from ..engine.accumulate import WeightedSum
-from ..engine.loop import Task
-from ..engine.masks import SAMPLINGS, RiseMasks
-from ..engine.params import param
-from ..engine.perturb import make_perturbation
-from ..engine.scores import class_probability, region_index, region_mean_probability
-from ..engine.weighted_sum import ESTIMATORS
+from .._engine.accumulate import WeightedSum
+from .._engine.loop import Task
+from .._engine.masks import SAMPLINGS, RiseMasks
+from .._engine.params import param
+from .._engine.perturb import make_perturbation
+from .._engine.scores import class_probability, region_index, region_mean_probability
+from .._engine.weighted_sum import ESTIMATORS
 from .base import Context, Method
 
 __all__ = ["RISE", "RISEParams", "rise_task"]

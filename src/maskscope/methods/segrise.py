@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.loop import Task
-from ..engine.params import param
-from ..engine.scores import (
+from .._engine.loop import Task
+from .._engine.params import param
+from .._engine.scores import (
     OVERLAP_SCORES,
     PreparedReference,
     get_overlap_score,
@@ -39,7 +39,7 @@ class SegRISE(Method):
     foreground classes (``target=None``). Regions whose presence keeps the segmentation
     intact get high saliency. Classes empty in both segmentations are left out of the
     average, and a mask whose segmentation matches an all-empty reference scores 1: Dice
-    is never NaN (see :mod:`maskscope.engine.scores`).
+    is never NaN (see :mod:`maskscope._engine.scores`).
     """
 
     name = "SegRISE"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from maskscope.engine.devices import check_device
+from maskscope._engine.devices import check_device
 from maskscope.models.unet import UNet
 
 __all__ = [

@@ -19,10 +19,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._engine.inputs import model_device_dtype
+from .._engine.outputs import parse_output_key
+from .._engine.padding import PAD_MODES, normalize_multiple
 from .._gui_common import format_value, parse_text
-from ..engine.inputs import model_device_dtype
-from ..engine.outputs import parse_output_key
-from ..engine.padding import PAD_MODES, normalize_multiple
 from ..frontend import resolve_device
 from ..models import UntrustedModelError, bundled_models, load_model
 from ..wording import load_for_frontend

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from psygnal import Signal
 
-from ..engine.scores import OUTPUT_KINDS
+from .._engine.scores import OUTPUT_KINDS
 
 __all__ = ["ModelEntry", "ModelRegistry", "registry"]
 

@@ -22,9 +22,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._engine.cancel import CancelToken
+from .._engine.inputs import model_layout
 from .._gui_common import error_line, progress_text
-from ..engine.cancel import CancelToken
-from ..engine.inputs import model_layout
 from ..explanation import Explanation
 from ..frontend import device_choices, method_class, start_run
 from ..methods import METHODS

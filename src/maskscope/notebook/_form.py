@@ -9,8 +9,8 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import TraitError
 
-from ..engine.loop import RunOptions
-from ..engine.params import ParamSpec
+from .._engine.loop import RunOptions
+from .._engine.params import ParamSpec
 from ..frontend import form_fields, method_class
 
 __all__ = ["FIELD_STYLE", "FIELD_WIDTH", "Field", "ParamForm"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..engine.cancel import CancelToken
+from .._engine.cancel import CancelToken
 from ..explanation import Explanation
 
 __all__ = ["BackgroundRun"]
@@ -41,7 +41,7 @@ class BackgroundRun:
     clock
         Monotonic clock in seconds (for tests).
     token
-        The :class:`~maskscope.engine.cancel.CancelToken` the generator was made with
+        The :class:`~maskscope._engine.cancel.CancelToken` the generator was made with
         (``iter_explain(..., cancel=token)``): :meth:`cancel` sets it, so the engine stops
         after the chunk in progress even when no snapshot is due.
     after

@@ -8,8 +8,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..engine.cancel import CancelToken
-from ..engine.inputs import normalize_spacing, prepare_image
+from .._engine.cancel import CancelToken
+from .._engine.inputs import normalize_spacing, prepare_image
 from ..explanation import Explanation
 from ..frontend import method_class, start_run
 from ..methods import METHODS

@@ -27,7 +27,7 @@ class PixelMax:
     """Max-merge of per-pixel RISE maps over P pixels.
 
     Each pixel's map uses the RISE family's estimator (see
-    :mod:`~maskscope.engine.weighted_sum`): centred, ``s̄_j + Σᵢ (s_ij − s̄_j) mᵢ / (n p)``
+    :mod:`~maskscope._engine.weighted_sum`): centred, ``s̄_j + Σᵢ (s_ij − s̄_j) mᵢ / (n p)``
     with ``s̄_j`` the pixel's mean score, or the paper's ``Σᵢ s_ij mᵢ / (n p)``. The
     centring needs only the masks' coverage ``Σᵢ mᵢ`` (kept by the mean-merge's sums) and
     the per-pixel score sums, and is applied when a map is asked for.
@@ -49,7 +49,7 @@ class PixelMax:
 
     The sums are kept in two halves, the even- and the odd-indexed masks (the same products,
     each over half the masks), so that the max-merged maps of the two halves give the map's
-    split-half reliability (see :mod:`~maskscope.engine.weighted_sum`).
+    split-half reliability (see :mod:`~maskscope._engine.weighted_sum`).
 
     Parameters
     ----------
@@ -63,7 +63,7 @@ class PixelMax:
         Number of masks that will be added.
     masks
         ``(start, stop, rows=(lo, hi)) -> (b, 1, hi - lo, *spatial[1:])``: regenerates a slab
-        of masks ``start .. stop-1`` (e.g. a :class:`~maskscope.engine.masks.RiseMasks`).
+        of masks ``start .. stop-1`` (e.g. a :class:`~maskscope._engine.masks.RiseMasks`).
     device
         Where the sums live.
     max_bytes

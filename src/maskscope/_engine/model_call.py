@@ -2,9 +2,9 @@
 
 :class:`ModelCall` composes, around the user's model,
 
-1. :class:`~maskscope.engine.padding.PadToMultiple` when ``pad_multiple`` is set (pad the
+1. :class:`~maskscope._engine.padding.PadToMultiple` when ``pad_multiple`` is set (pad the
    input, crop the outputs back);
-2. the output adapter (:mod:`maskscope.engine.outputs`): the raw return value → one
+2. the output adapter (:mod:`maskscope._engine.outputs`): the raw return value → one
    tensor;
 3. a fallback for models that only take a batch of 1 (a ``.pt2`` exported at batch 1, a
    model traced with a hard-coded batch): when the first batched call fails, every input
@@ -12,7 +12,7 @@
    from then on, with a warning. The map does not depend on the batch size, so this
    changes nothing but the speed. If an input fails alone too, its error is raised;
 4. errors: anything the model raises (but running out of memory, which the loop handles
-   by halving the batch) becomes a :class:`~maskscope.engine.failures.ModelError` with the
+   by halving the batch) becomes a :class:`~maskscope._engine.failures.ModelError` with the
    model's real message and, for the known failures, a hint.
 
 Every method and the unperturbed pass go through one :class:`ModelCall`.
@@ -43,13 +43,13 @@ class ModelCall:
         The user's model.
     output_key
         A dict key or tuple index choosing the output (see
-        :func:`~maskscope.engine.outputs.adapt_output`), or None for the default.
+        :func:`~maskscope._engine.outputs.adapt_output`), or None for the default.
     output
         Or a callable ``output(raw) -> tensor``.
     pad_multiple
         None, or pad every input to a multiple of this (one int, or one per axis).
     pad_mode
-        One of :data:`~maskscope.engine.padding.PAD_MODES`.
+        One of :data:`~maskscope._engine.padding.PAD_MODES`.
 
     Attributes
     ----------

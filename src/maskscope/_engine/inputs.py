@@ -302,7 +302,7 @@ def check_output(out: Any, batch: int, spatial: Sequence[int], *, expect_k: int 
     """Check a model output: ``(B, K, *spatial)`` or ``(B, K)``, finite.
 
     A dict, tuple, list or object with ``.logits`` goes through the default output choice
-    first (:func:`maskscope.engine.outputs.adapt_output`). Returns the output as a tensor.
+    first (:func:`maskscope._engine.outputs.adapt_output`). Returns the output as a tensor.
     """
     out = adapt_output(out)
     spatial = tuple(spatial)

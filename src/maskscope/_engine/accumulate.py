@@ -3,7 +3,7 @@
 An accumulator receives chunks of ``(start, masks (B, 1, *sp), scores)`` and can be asked
 for a :class:`Partial` at any time: the map estimated from the masks seen so far, its
 per-voxel standard error and reliability where they are defined, and named extra maps.
-The RISE family's sums are in :mod:`maskscope.engine.weighted_sum`.
+The RISE family's sums are in :mod:`maskscope._engine.weighted_sum`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class DistanceGrid:
     Parameters
     ----------
     grid
-        The sweep's :class:`~maskscope.engine.occlusion.CentreGrid`.
+        The sweep's :class:`~maskscope._engine.occlusion.CentreGrid`.
     baseline
         Distance of the unperturbed output to the reference.
     """

@@ -126,7 +126,7 @@ def adapt_output(out: Any, key: str | int | None = None) -> torch.Tensor:
     -------
     torch.Tensor
         The selected tensor (its shape is checked later, by
-        :func:`maskscope.engine.inputs.check_output`).
+        :func:`maskscope._engine.inputs.check_output`).
 
     Raises
     ------

@@ -69,7 +69,7 @@ class WeightedSum:
         Where the sums live.
     factors
         Optional ``masks -> (L, Y) | None`` giving the masks as products of two small
-        factors (see :meth:`~maskscope.engine.masks.RiseMasks.factors`). The sums are then
+        factors (see :meth:`~maskscope._engine.masks.RiseMasks.factors`). The sums are then
         products of the factors, and the full-size masks are not read again: with
         ``m = L @ Y`` and at most two adjacent weights per row of ``L``,
         ``m² = L² @ Y² + 2 (L₀ L₁) @ (Y₀ Y₁)`` over neighbouring rows of ``Y``.
