@@ -7,8 +7,10 @@ Quick start::
     expl.to_png("segrise.png")
 """
 
-from . import evaluate
+from . import evaluate, roi
 from ._engine import CancelToken, RunOptions, describe_params
+from ._engine.crop import receptive_field
+from ._engine.sliding import SlidingWindow
 from .evaluate import (
     FaithfulnessResult,
     faithfulness,
@@ -30,6 +32,7 @@ from .methods import (
     SegRISEParams,
 )
 from .prediction import check_prediction
+from .roi import ROI, component_at, inner_border, outer_border
 
 __version__ = "0.1.0"
 
@@ -37,6 +40,7 @@ __all__ = [
     "HDM",
     "METHODS",
     "RISE",
+    "ROI",
     "CancelToken",
     "Explanation",
     "FaithfulnessResult",
@@ -48,12 +52,18 @@ __all__ = [
     "RunOptions",
     "SegRISE",
     "SegRISEParams",
+    "SlidingWindow",
     "__version__",
     "check_prediction",
+    "component_at",
     "describe_params",
     "evaluate",
     "faithfulness",
+    "inner_border",
     "normalize",
+    "outer_border",
     "randomization_check",
+    "receptive_field",
+    "roi",
     "seed_agreement",
 ]

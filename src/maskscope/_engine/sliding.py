@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .outputs import OutputAdapter
+
 __all__ = ["BLEND_MODES", "SlidingWindow"]
 
 #: Blending of overlapping patches: a plain average, or a Gaussian weight that trusts the
@@ -64,6 +66,9 @@ class SlidingWindow:
         Patches per model call (of any volumes of the batch).
     sigma_scale
         Width of the Gaussian weight as a fraction of the patch (``blend="gaussian"``).
+    output_key, output
+        Which part of the patch model's return value is its output (as for
+        :class:`~maskscope.Method`): applied to every patch before blending.
 
     Attributes
     ----------
@@ -82,6 +87,8 @@ class SlidingWindow:
         blend: str = "constant",
         patch_batch: int = 4,
         sigma_scale: float = 0.125,
+        output_key: str | int | None = None,
+        output: Callable[[Any], torch.Tensor] | None = None,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -100,6 +107,7 @@ class SlidingWindow:
             ) from exc
         self._infer = sliding_window_inference
         self.model = model
+        self._adapted = OutputAdapter(model, output_key, output)
         self.overlap = float(overlap)
         self.blend = blend
         self.patch_batch = int(patch_batch)
@@ -116,13 +124,30 @@ class SlidingWindow:
     def _predict(self, patches: torch.Tensor) -> torch.Tensor:
         self.n_calls += 1
         self.max_patches = max(self.max_patches, int(patches.shape[0]))
-        out = self.model(patches)
-        if not torch.is_tensor(out):
-            raise TypeError(
-                f"the patch model must return one tensor (b, K, *patch), got {type(out).__name__}"
-                " (choose the output with output_key)"
-            )
-        return out
+        return self._adapted(patches)
+
+    # the wrapped model's layout, device, dtype and mode, for the engine's checks
+    def modules(self):
+        """The wrapped model's modules (none for a plain callable)."""
+        return self.model.modules() if hasattr(self.model, "modules") else iter(())
+
+    def parameters(self):
+        """The wrapped model's parameters (none for a plain callable)."""
+        return self.model.parameters() if hasattr(self.model, "parameters") else iter(())
+
+    def buffers(self):
+        """The wrapped model's buffers (none for a plain callable)."""
+        return self.model.buffers() if hasattr(self.model, "buffers") else iter(())
+
+    @property
+    def training(self) -> bool:
+        """Whether the wrapped model is in training mode."""
+        return bool(getattr(self.model, "training", False))
+
+    @property
+    def in_channels(self) -> int | None:
+        """The wrapped model's declared input channels, if it declares them."""
+        return getattr(self.model, "in_channels", None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs ``(B, K, *spatial)`` of the model run patch by patch on ``x``."""
