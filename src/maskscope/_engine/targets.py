@@ -1,0 +1,134 @@
+"""Several targets from one run, and one map per input channel.
+
+Both are sums over the same perturbed inputs, so they cost the forward passes of one run:
+
+* :func:`combine_tasks`: the tasks of several targets (classes, or ROIs) built by a
+  method for the same image, seed and parameters share their masks and perturbation; one
+  task runs the model once per mask and hands each target's accumulator its own score.
+  Each target's map is the one its own run gives: the same masks, the same outputs.
+* :class:`ChannelMasks` and :class:`PerChannel`: RISE masks drawn independently for each
+  input channel (channel ``c`` from the seed stream ``(seed, c)``), and one weighted sum per
+  channel of that channel's masks. A channel the model ignores gets a map of noise around
+  0; :func:`channel_importance` ranks the channels by their map's mean over the explained
+  segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .accumulate import Partial
+from .masks import RiseMasks
+
+__all__ = ["ChannelMasks", "PerChannel", "PerTarget", "channel_importance", "combine_tasks"]
+
+
+class PerTarget:
+    """The accumulators of several targets, fed from the same masks.
+
+    ``update`` receives a tuple with one score per target. ``partial`` gives the first
+    target's map (its standard error and reliability) and every target's map as the
+    extra ``"target_<name>"``.
+    """
+
+    def __init__(self, accumulators: Sequence[Any], names: Sequence[str]) -> None:
+        self.accumulators = list(accumulators)
+        self.names = [str(n) for n in names]
+
+    def update(self, start: int, masks: torch.Tensor, scores: Sequence[torch.Tensor]) -> None:
+        """Add a chunk to every target's accumulator with its own score."""
+        for acc, s in zip(self.accumulators, scores, strict=True):
+            acc.update(start, masks, s)
+
+    def partial(self) -> Partial:
+        """The first target's partial, with every target's map among the extras."""
+        parts = [acc.partial() for acc in self.accumulators]
+        first = parts[0]
+        extras = dict(first.extras)
+        for name, p in zip(self.names, parts, strict=True):
+            extras[f"target_{name}"] = p.map
+        return dataclasses.replace(first, extras=extras)
+
+
+def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
+    """One task scoring every target of ``tasks`` (same image, masks, perturbation).
+
+    The first task's masks and perturbation are used; every accumulator reads the
+    factors of those masks, as the first one does.
+    """
+    first = tasks[0]
+    scores = [t.score for t in tasks]
+    for t in tasks[1:]:
+        if hasattr(t.accumulator, "factors") and hasattr(first.accumulator, "factors"):
+            t.accumulator.factors = first.accumulator.factors
+
+    def score(out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(s(out) for s in scores)
+
+    refs = [t.reference for t in tasks if t.reference is not None]
+    preds = [t.prediction for t in tasks if t.prediction is not None]
+    info: dict[str, Any] = {}
+    for t in tasks:
+        info.update(t.info)
+    return dataclasses.replace(
+        first,
+        score=score,
+        accumulator=PerTarget([t.accumulator for t in tasks], names),
+        reference=torch.stack(refs).amax(0) if refs else None,
+        prediction=torch.stack(preds).amax(0) if preds else None,
+        info=info,
+    )
+
+
+class ChannelMasks:
+    """Independent RISE masks per input channel: ``(b, C, *spatial)`` per chunk.
+
+    Channel ``c``'s masks are the :class:`RiseMasks` of seed stream ``(seed, c)``, built
+    by ``make(seed)`` (so a crop window's masks are drawn the same way).
+    """
+
+    def __init__(self, make: Callable[[int], RiseMasks], n_channels: int, seed: int) -> None:
+        seeds = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 7919]).spawn(n_channels)
+        self.streams = [make(int(s.generate_state(1)[0])) for s in seeds]
+        self.spatial = self.streams[0].spatial
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        """Masks ``start .. stop-1`` of every channel, ``(stop - start, C, *spatial)``."""
+        return torch.cat([m(start, stop).clone() for m in self.streams], dim=1)
+
+
+class PerChannel:
+    """One accumulator per input channel, each fed that channel's masks.
+
+    ``partial`` gives the mean of the channel maps as the map, and each channel's map as
+    the extra ``"channel_<c>"``.
+    """
+
+    def __init__(self, accumulators: Sequence[Any]) -> None:
+        self.accumulators = list(accumulators)
+
+    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
+        """Add a chunk: channel ``c``'s accumulator gets ``masks[:, c:c+1]``."""
+        for c, acc in enumerate(self.accumulators):
+            acc.update(start, masks[:, c : c + 1], scores)
+
+    def partial(self) -> Partial:
+        """The mean channel map, the channel maps as extras, the worst reliability."""
+        parts = [acc.partial() for acc in self.accumulators]
+        maps = torch.stack([p.map for p in parts])
+        extras = {f"channel_{c}": p.map for c, p in enumerate(parts)}
+        rel = [p.reliability for p in parts]
+        reliability = None if any(r is None for r in rel) else min(rel)
+        return Partial(map=maps.mean(0), extras=extras, reliability=reliability)
+
+
+def channel_importance(extras: dict[str, np.ndarray], region: np.ndarray) -> np.ndarray:
+    """Mean of each ``"channel_<c>"`` map over ``region`` (the explained segment), per channel."""
+    n = sum(1 for k in extras if k.startswith("channel_") and k[8:].isdigit())
+    region = np.asarray(region, dtype=bool)
+    return np.array([float(np.asarray(extras[f"channel_{c}"])[region].mean()) for c in range(n)])
