@@ -56,8 +56,9 @@ def ball(shape: tuple[int, ...], centre: tuple[float, ...], radius: float) -> np
 def two_lesions(shape=(48, 64, 64), seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A noisy volume with two bright balls; returns the image and the two lesion masks."""
     rng = np.random.default_rng(seed)
-    a = ball(shape, (24, 20, 18), 6)
-    b = ball(shape, (24, 44, 46), 6)
+    d, h, w = shape
+    a = ball(shape, (d / 2, 0.3 * h, 0.3 * w), 6)
+    b = ball(shape, (d / 2, 0.7 * h, 0.7 * w), 6)
     img = 0.05 * rng.standard_normal(shape) + 0.9 * (a | b)
     return img.astype(np.float32), a, b
 

@@ -279,3 +279,155 @@ def iter_crop(
     )
     record = {"roi": roi.describe(), **plan.record()}
     return paste_all(run, window, spatial, img.numpy(), record, extra)
+
+
+def restrict_context(ctx: Any, region: torch.Tensor) -> Any:
+    """A method's context with its reference and prediction cut to ``region``."""
+    region = region.to(ctx.x.device)
+
+    def cut(labels: torch.Tensor | None) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        zero = torch.zeros((), dtype=labels.dtype, device=region.device)
+        return torch.where(region, labels, zero)
+
+    return dataclasses.replace(ctx, reference=cut(ctx.reference), prediction=cut(ctx.prediction))
+
+
+def _largest_class(reference: torch.Tensor, k: int) -> int:
+    counts = torch.bincount(reference.flatten().long(), minlength=max(k, 2))[1:]
+    return int(counts.argmax()) + 1
+
+
+def build_tasks(
+    method: Any,
+    ctx: Any,
+    params: Any,
+    *,
+    regions: Sequence[torch.Tensor] | None,
+    targets: Sequence[int] | None,
+    target_given: bool,
+) -> tuple[Any, int | None] | None:
+    """The task of one image or slice with ROIs and several targets; None: nothing here.
+
+    One target and no ROI: the method's own task. Otherwise one task per target (or per
+    ROI) combined by :func:`~maskscope._engine.targets.combine_tasks`: they share the
+    forward passes. Returns the task and the explained target (the largest class inside
+    the ROI when no target was given and the method explains one class).
+    """
+    from .targets import combine_tasks
+
+    if regions is not None and ctx.prediction is None:
+        raise ValueError("an ROI needs a segmentation model (outputs of shape (B, K, *spatial))")
+    if regions is not None and all(not bool(r.any()) for r in regions):
+        return None
+    jobs: list[tuple[str, Any, torch.Tensor | None]] = []
+    if targets is not None:
+        region = regions[0] if regions else None
+        jobs = [(str(t), dataclasses.replace(ctx, target=int(t)), region) for t in targets]
+    elif regions is not None:
+        jobs = [(str(i), ctx, r) for i, r in enumerate(regions)]
+    tasks, explained = [], []
+    for _name, c, region in jobs:
+        if region is not None:
+            c = restrict_context(c, region)
+            if not target_given and targets is None and not method.target_none_means_all:
+                c = dataclasses.replace(c, target=_largest_class(c.reference, c.n_classes))
+        explained.append(c.target)
+        if c.reference is not None and not c.region().any():
+            what = "any foreground class" if c.target is None else f"class {c.target}"
+            where = " inside the ROI" if region is not None else ""
+            raise ValueError(
+                f"the reference segmentation has no voxel of {what}{where}: nothing to explain"
+            )
+        task = method._checked(method.make_task(c, params), params)
+        if region is not None:
+            task = restrict_task(task, region, c.kind, c.target)
+        tasks.append(task)
+    if len(tasks) == 1:
+        return tasks[0], explained[0]
+    return combine_tasks(tasks, [j[0] for j in jobs]), explained[0]
+
+
+def roi_list(roi: Any) -> list[ROI] | None:
+    """``roi=`` as a list of :class:`ROI` (a list gives several), or None."""
+    from ..roi import as_roi
+
+    if roi is None:
+        return None
+    if isinstance(roi, list):
+        if not roi:
+            raise ValueError("roi is an empty list: give at least one region")
+        return [as_roi(r) for r in roi]
+    return [as_roi(roi)]
+
+
+def roi_record(
+    rois: list[ROI] | None, targets: Sequence[int] | None, per_channel: bool
+) -> dict[str, Any]:
+    """What a run's params record of its ROIs, targets and channels."""
+    out: dict[str, Any] = {}
+    if rois is not None:
+        out["roi"] = rois[0].describe() if len(rois) == 1 else [r.describe() for r in rois]
+    if targets is not None:
+        out["targets"] = [int(t) for t in targets]
+    if per_channel:
+        out["per_channel"] = True
+    return out
+
+
+def _check_targets(targets: Any) -> None:
+    if targets is None:
+        return
+    if (
+        not isinstance(targets, (list, tuple))
+        or not targets
+        or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in targets)
+    ):
+        raise TypeError(f"targets must be a non-empty list of class indices, got {targets!r}")
+
+
+def resolve_rois(
+    method: Any,
+    rois: list[ROI] | None,
+    img: torch.Tensor,
+    sliced: bool,
+    targets: Sequence[int] | None,
+    per_channel: bool,
+) -> list[Callable[[Any], torch.Tensor]] | None:
+    """Per ROI, a function giving its region for one part: ``f(prediction)`` or ``f(z)``.
+
+    Masks, boxes and labels are resolved (and checked) at once; a point without labels
+    needs the prediction: for a whole image it is found in the part's own unperturbed
+    pass, for a 2D model on a volume in one pass per slice first.
+    """
+    _check_targets(targets)
+    if per_channel and not isinstance(per_channel, bool):
+        raise TypeError(f"per_channel must be True or False, got {per_channel!r}")
+    if rois is None:
+        return None
+    if len(rois) > 1 and targets is not None:
+        raise ValueError("give several ROIs or several targets, not both")
+    if len(rois) > 1 and sliced:
+        raise ValueError("several ROIs are explained in one run for a whole image, not by slices")
+    spatial = tuple(img.shape[1:])
+    device = method.device
+    getters: list[Callable[[Any], torch.Tensor]] = []
+    prediction = None
+    for roi in rois:
+        if roi.kind == "point" and roi.labels is None and not sliced:
+
+            def lazy(pred: torch.Tensor, roi: ROI = roi) -> torch.Tensor:
+                region = roi.resolve(spatial, pred.to("cpu").numpy())
+                return torch.from_numpy(region).to(device)
+
+            getters.append(lazy)
+            continue
+        if roi.kind == "point" and roi.labels is None and prediction is None:
+            prediction = full_prediction(method, img, sliced)[0]
+        region = torch.from_numpy(roi.resolve(spatial, prediction)).to(device)
+        if sliced:
+            getters.append(lambda z, region=region: region[z])
+        else:
+            getters.append(lambda pred, region=region: region)
+    return getters

@@ -9,8 +9,7 @@ Both are sums over the same perturbed inputs, so they cost the forward passes of
 * :class:`ChannelMasks` and :class:`PerChannel`: RISE masks drawn independently for each
   input channel (channel ``c`` from the seed stream ``(seed, c)``), and one weighted sum per
   channel of that channel's masks. A channel the model ignores gets a map of noise around
-  0; :func:`channel_importance` ranks the channels by their map's mean over the explained
-  segment.
+  0; the channels are ranked by their map's mean over the explained segment.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch
 from .accumulate import Partial
 from .masks import RiseMasks
 
-__all__ = ["ChannelMasks", "PerChannel", "PerTarget", "channel_importance", "combine_tasks"]
+__all__ = ["ChannelMasks", "PerChannel", "PerTarget", "combine_tasks"]
 
 
 class PerTarget:
@@ -105,12 +104,15 @@ class ChannelMasks:
 class PerChannel:
     """One accumulator per input channel, each fed that channel's masks.
 
-    ``partial`` gives the mean of the channel maps as the map, and each channel's map as
-    the extra ``"channel_<c>"``.
+    ``partial`` gives the mean of the channel maps as the map, each channel's map as the
+    extra ``"channel_<c>"``, and ``"channel_importance"``: each channel map's mean over
+    ``region`` (the explained segment) minus its mean over the image (the level where
+    hiding changes nothing), one value per channel.
     """
 
-    def __init__(self, accumulators: Sequence[Any]) -> None:
+    def __init__(self, accumulators: Sequence[Any], region: torch.Tensor | None) -> None:
         self.accumulators = list(accumulators)
+        self.region = None if region is None else region.reshape(-1)
 
     def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
         """Add a chunk: channel ``c``'s accumulator gets ``masks[:, c:c+1]``."""
@@ -118,17 +120,15 @@ class PerChannel:
             acc.update(start, masks[:, c : c + 1], scores)
 
     def partial(self) -> Partial:
-        """The mean channel map, the channel maps as extras, the worst reliability."""
+        """The mean channel map, the channel maps and their importance, the worst reliability."""
         parts = [acc.partial() for acc in self.accumulators]
-        maps = torch.stack([p.map for p in parts])
+        maps = torch.stack([p.map.reshape(-1) for p in parts])
         extras = {f"channel_{c}": p.map for c, p in enumerate(parts)}
+        if self.region is not None and bool(self.region.any()):
+            inside = maps[:, self.region.to(maps.device)].mean(1)
+            extras["channel_importance"] = inside - maps.mean(1)
         rel = [p.reliability for p in parts]
         reliability = None if any(r is None for r in rel) else min(rel)
-        return Partial(map=maps.mean(0), extras=extras, reliability=reliability)
-
-
-def channel_importance(extras: dict[str, np.ndarray], region: np.ndarray) -> np.ndarray:
-    """Mean of each ``"channel_<c>"`` map over ``region`` (the explained segment), per channel."""
-    n = sum(1 for k in extras if k.startswith("channel_") and k[8:].isdigit())
-    region = np.asarray(region, dtype=bool)
-    return np.array([float(np.asarray(extras[f"channel_{c}"])[region].mean()) for c in range(n)])
+        return Partial(
+            map=maps.mean(0).reshape(parts[0].map.shape), extras=extras, reliability=reliability
+        )
