@@ -14,7 +14,7 @@ This module is the public face: the methods and their parameters, :class:`RunOpt
 from . import evaluate
 from ._engine import CancelToken, RunOptions, describe_params
 from ._engine.failures import ModelError
-from ._engine.padding import PadToMultiple, PaddingError
+from ._engine.padding import PaddingError, PadToMultiple
 from .evaluate import (
     FaithfulnessResult,
     faithfulness,
