@@ -5,11 +5,17 @@ Quick start::
     from maskscope import SegRISE
     expl = SegRISE(model).explain(image, n_masks=1000)
     expl.to_png("segrise.png")
+
+This module is the public face: the methods and their parameters, :class:`RunOptions`,
+:class:`Explanation`, model loading, evaluation, and the readers and writers. The engine
+(``maskscope._engine``) is internal and may change between releases.
 """
 
 from . import evaluate, roi
 from ._engine import CancelToken, RunOptions, describe_params
 from ._engine.crop import receptive_field
+from ._engine.failures import ModelError
+from ._engine.padding import PaddingError, PadToMultiple
 from ._engine.sliding import SlidingWindow
 from .evaluate import (
     FaithfulnessResult,
@@ -19,6 +25,7 @@ from .evaluate import (
 )
 from .explanation import Explanation
 from .intensity import normalize
+from .io import read_image, write_map
 from .methods import (
     HDM,
     METHODS,
@@ -31,6 +38,8 @@ from .methods import (
     SegRISE,
     SegRISEParams,
 )
+from .methods.hdm import circle_map
+from .models import UntrustedModelError, bundled_models, load_model
 from .prediction import check_prediction
 from .roi import ROI, component_at, inner_border, outer_border
 
@@ -46,6 +55,9 @@ __all__ = [
     "FaithfulnessResult",
     "HDMParams",
     "Method",
+    "ModelError",
+    "PadToMultiple",
+    "PaddingError",
     "PixelRISE",
     "PixelRISEParams",
     "RISEParams",
@@ -53,17 +65,23 @@ __all__ = [
     "SegRISE",
     "SegRISEParams",
     "SlidingWindow",
+    "UntrustedModelError",
     "__version__",
+    "bundled_models",
     "check_prediction",
+    "circle_map",
     "component_at",
     "describe_params",
     "evaluate",
     "faithfulness",
     "inner_border",
+    "load_model",
     "normalize",
     "outer_border",
     "randomization_check",
+    "read_image",
     "receptive_field",
     "roi",
     "seed_agreement",
+    "write_map",
 ]
