@@ -32,7 +32,6 @@ What holds (see the guide "Explain one lesion in a large volume"):
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -175,8 +174,8 @@ class WindowMasks(RiseMasks):
         self.origin = tuple(int(s.start) for s in window)
         self.spatial = tuple(int(s.stop) - int(s.start) for s in window)
 
-    def render(self, grids, shifts, rows=None):
-        """Upsample and crop to the window, ``(n, 1, *window)`` (see :class:`RiseMasks`)."""
+    def _render(self, grids, shifts, rows):
+        """The window's masks ``(n, 1, *window)`` and their factors (see :class:`RiseMasks`)."""
         n = grids.shape[0]
         x = grids.to(self.dtype)
         lo, hi = (0, self.spatial[0]) if rows is None else rows
@@ -198,5 +197,4 @@ class WindowMasks(RiseMasks):
             x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))
             y = x.reshape(n, self.grid[0], -1)
         masks = torch.bmm(mats[0], y, out=out).reshape(shape)
-        self._last = (weakref.ref(masks), mats[0], y) if rows is None else None
-        return masks
+        return masks, mats[0], y

@@ -223,12 +223,14 @@ def iter_crop(
     reference: Any = None,
     slices: Any = "all",
     normalize: Any = "none",
+    stream: bool = True,
     **kwargs: Any,
 ) -> Iterator[Explanation]:
     """Explain ``roi`` of ``image`` on its crop window and paste the snapshots back.
 
-    ``method.iter_explain`` runs on the window with the ROI as a mask and the full
-    image's masks seen through the window (``_frame``); everything else is as given.
+    The method runs on the window with the ROI as a mask and the full image's masks seen
+    through the window (``_frame``); everything else is as given. ``stream=False``: no
+    intermediate snapshots (what ``explain`` asks for).
     """
     from ..intensity import apply_normalization
     from .inputs import prepare_image, prepare_reference
@@ -269,7 +271,7 @@ def iter_crop(
                 f"none of the slices {picked} meets the ROI's window (slices {z0}..{z1 - 1})"
             )
     sub_ref = None if ref is None else ref[window].numpy()
-    run = method.iter_explain(
+    run = method._prepare(
         img[(slice(None), *window)].numpy(),
         roi=ROI.from_mask(region[window]),
         reference=sub_ref,
@@ -277,8 +279,10 @@ def iter_crop(
         _frame=(spatial[len(spatial) - model_dims :], window[len(spatial) - model_dims :]),
         **kwargs,
     )
+    if not stream:
+        run = dataclasses.replace(run, yield_every=None)
     record = {"roi": roi.describe(), **plan.record()}
-    return paste_all(run, window, spatial, img.numpy(), record, extra)
+    return paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
 
 
 def restrict_context(ctx: Any, region: torch.Tensor) -> Any:
@@ -302,7 +306,7 @@ def _largest_class(reference: torch.Tensor, k: int) -> int:
 def build_tasks(
     method: Any,
     ctx: Any,
-    params: Any,
+    make: Callable[[Any], Any],
     *,
     regions: Sequence[torch.Tensor] | None,
     targets: Sequence[int] | None,
@@ -310,10 +314,11 @@ def build_tasks(
 ) -> tuple[Any, int | None] | None:
     """The task of one image or slice with ROIs and several targets; None: nothing here.
 
-    One target and no ROI: the method's own task. Otherwise one task per target (or per
-    ROI) combined by :func:`~maskscope._engine.targets.combine_tasks`: they share the
-    forward passes. Returns the task and the explained target (the largest class inside
-    the ROI when no target was given and the method explains one class).
+    ``make(ctx)`` is the method's (checked) task of a context. One target and no ROI:
+    that task. Otherwise one task per target (or per ROI) combined by
+    :func:`~maskscope._engine.targets.combine_tasks`: they share the forward passes.
+    Returns the task and the explained target (the largest class inside the ROI when no
+    target was given and the method explains one class).
     """
     from .targets import combine_tasks
 
@@ -340,13 +345,16 @@ def build_tasks(
             raise ValueError(
                 f"the reference segmentation has no voxel of {what}{where}: nothing to explain"
             )
-        task = method._checked(method.make_task(c, params), params)
+        task = make(c)
+        task.target = c.target
         if region is not None:
             task = restrict_task(task, region, c.kind, c.target)
         tasks.append(task)
     if len(tasks) == 1:
         return tasks[0], explained[0]
-    return combine_tasks(tasks, [j[0] for j in jobs]), explained[0]
+    combined = combine_tasks(tasks, [j[0] for j in jobs])
+    combined.target = explained[0]
+    return combined, explained[0]
 
 
 def roi_list(roi: Any) -> list[ROI] | None:
@@ -431,3 +439,79 @@ def resolve_rois(
         else:
             getters.append(lambda pred, region=region: region)
     return getters
+
+
+@dataclasses.dataclass(frozen=True)
+class Focus:
+    """What a run explains beyond one class of the whole image.
+
+    Attributes
+    ----------
+    regions
+        Per ROI, its region for one task: ``f(prediction)`` (a whole image) or ``f(z)``
+        (a slice); None without an ROI.
+    targets
+        Several classes from one run, or None.
+    per_channel
+        RISE masks drawn per input channel.
+    frame
+        Crop mode: the full image's spatial shape and the window.
+    target_given
+        Whether the caller named the target (else it is the largest class in the ROI).
+    """
+
+    regions: list[Callable[[Any], torch.Tensor]] | None
+    targets: list[int] | None
+    per_channel: bool
+    frame: Any
+    target_given: bool
+
+    def task(self, method: Any, ctx: Any, index: int | None, make: Callable[[Any], Any]):
+        """The task of one image or slice, or ``(None, target)`` with nothing to explain."""
+        ctx.frame, ctx.per_channel = self.frame, self.per_channel
+        if self.regions is None and self.targets is None:
+            task = make(ctx)
+            task.target = ctx.target
+            return task, ctx.target
+        here = None
+        if self.regions is not None:
+            here = [r(ctx.prediction) if index is None else r(index) for r in self.regions]
+        built = build_tasks(
+            method, ctx, make, regions=here, targets=self.targets, target_given=self.target_given
+        )
+        return (None, ctx.target) if built is None else built
+
+
+def make_focus(
+    method: Any,
+    inp: Any,
+    *,
+    roi: Any,
+    targets: Any,
+    per_channel: Any,
+    frame: Any,
+    target: Any,
+) -> tuple[Focus | None, dict[str, Any]]:
+    """Check ``roi``, ``targets`` and ``per_channel``; the run's focus and its record."""
+    rois = roi_list(roi)
+    if rois is None and targets is None and not per_channel and frame is None:
+        return None, {}
+    regions = resolve_rois(method, rois, inp.image, inp.sliced, targets, per_channel)
+    focus = Focus(
+        regions=regions,
+        targets=None if targets is None else [int(t) for t in targets],
+        per_channel=bool(per_channel),
+        frame=frame,
+        target_given=target is not None,
+    )
+    return focus, roi_record(rois, targets, per_channel)
+
+
+def crop_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``explain``'s keyword arguments for :func:`iter_crop`, checked: one ROI, a crop."""
+    args = dict(kwargs)
+    crop = check_crop(args.pop("crop"))
+    rois = roi_list(args.pop("roi", None))
+    if rois is None or len(rois) != 1:
+        raise ValueError("crop needs one roi (the region whose box is cropped)")
+    return {**args, "roi": rois[0], "crop": crop}

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .accumulate import Partial
+from .mask_batch import MaskBatch
 from .masks import RiseMasks
 
 __all__ = ["ChannelMasks", "PerChannel", "PerTarget", "combine_tasks"]
@@ -39,10 +40,15 @@ class PerTarget:
         self.accumulators = list(accumulators)
         self.names = [str(n) for n in names]
 
-    def update(self, start: int, masks: torch.Tensor, scores: Sequence[torch.Tensor]) -> None:
+    @property
+    def has_stderr(self) -> bool:
+        """Whether the first target's map has a standard error."""
+        return bool(getattr(self.accumulators[0], "has_stderr", False))
+
+    def update(self, batch: MaskBatch, scores: Sequence[torch.Tensor]) -> None:
         """Add a chunk to every target's accumulator with its own score."""
         for acc, s in zip(self.accumulators, scores, strict=True):
-            acc.update(start, masks, s)
+            acc.update(batch, s)
 
     def partial(self) -> Partial:
         """The first target's partial, with every target's map among the extras."""
@@ -57,14 +63,11 @@ class PerTarget:
 def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
     """One task scoring every target of ``tasks`` (same image, masks, perturbation).
 
-    The first task's masks and perturbation are used; every accumulator reads the
-    factors of those masks, as the first one does.
+    The first task's masks and perturbation are used: every accumulator receives the
+    same mask batches (and their factors), as in its own run.
     """
     first = tasks[0]
     scores = [t.score for t in tasks]
-    for t in tasks[1:]:
-        if hasattr(t.accumulator, "factors") and hasattr(first.accumulator, "factors"):
-            t.accumulator.factors = first.accumulator.factors
 
     def score(out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(s(out) for s in scores)
@@ -96,9 +99,9 @@ class ChannelMasks:
         self.streams = [make(int(s.generate_state(1)[0])) for s in seeds]
         self.spatial = self.streams[0].spatial
 
-    def __call__(self, start: int, stop: int) -> torch.Tensor:
+    def batch(self, start: int, stop: int) -> MaskBatch:
         """Masks ``start .. stop-1`` of every channel, ``(stop - start, C, *spatial)``."""
-        return torch.cat([m(start, stop).clone() for m in self.streams], dim=1)
+        return MaskBatch(start, torch.cat([m(start, stop).clone() for m in self.streams], 1))
 
 
 class PerChannel:
@@ -114,10 +117,12 @@ class PerChannel:
         self.accumulators = list(accumulators)
         self.region = None if region is None else region.reshape(-1)
 
-    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
+    has_stderr = False
+
+    def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:
         """Add a chunk: channel ``c``'s accumulator gets ``masks[:, c:c+1]``."""
         for c, acc in enumerate(self.accumulators):
-            acc.update(start, masks[:, c : c + 1], scores)
+            acc.update(MaskBatch(batch.start, batch.masks[:, c : c + 1]), scores)
 
     def partial(self) -> Partial:
         """The mean channel map, the channel maps and their importance, the worst reliability."""

@@ -16,6 +16,7 @@ from .._engine.inputs import model_device_dtype, model_layout
 from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.params import replace_params, validate_params
+from .._engine.roi_run import crop_arguments, iter_crop, make_focus
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
 from ._prepare import Prepared, prepare_input
@@ -161,6 +162,25 @@ class Method:
             ``maskscope.intensity.NORMALIZATIONS`` (``"zscore"``, ``"percentile"``, ...) or
             a callable on the ``(C, *spatial)`` array; the explanation's ``image`` is the
             normalised input.
+        roi
+            Explain only a region of interest (:mod:`maskscope.roi`): an
+            :class:`~maskscope.ROI`, a box (``"z0:z1,y0:y1,x0:x1"`` or a tuple of slices)
+            or a boolean mask. The scores see the ROI only: the reference is cut to it and
+            outside it every output is a sure background. A list of them explains each
+            from the same forward passes (maps in ``extras["target_<i>"]``).
+        crop
+            With one ``roi``: run the model on the ROI's box plus a margin only: True (the
+            margin is the model's receptive field, estimated by probing), or a margin in
+            voxels (an int, or one per axis). The map is 0 outside that window; the guide
+            "Explain one lesion in a large volume" says when it equals the full run's.
+        targets
+            Several classes from the same forward passes: one map per class in
+            ``extras["target_<class>"]`` (``map`` is the first class's).
+        per_channel
+            RISE family: masks drawn independently per input channel; one map per
+            channel in ``extras["channel_<c>"]`` (``map`` is their mean) and
+            ``extras["channel_importance"]``: each channel map's mean over the explained
+            segment minus its mean over the image.
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -176,6 +196,8 @@ class Method:
             model gets its own copy of the input: a model that works in place changes
             neither the caller's array nor :attr:`Explanation.image`.
         """
+        if kwargs.get("crop", False) is not False:
+            return iter_crop(self, image, **crop_arguments(kwargs))
         return self._snapshots(self._prepare(image, **kwargs))
 
     def explain(self, image: Any, **kwargs: Any) -> Explanation:
@@ -195,6 +217,11 @@ class Method:
                 expl = exc.partial  # the map of the finished masks, or None
         """
         streamed = callable(kwargs.get("progress")) or {"yield_every", "options"} & set(kwargs)
+        if kwargs.get("crop", False) is not False:
+            last = None
+            for last in iter_crop(self, image, stream=bool(streamed), **crop_arguments(kwargs)):  # noqa: B007
+                pass
+            return last
         run = self._prepare(image, **kwargs)
         if not streamed:
             run = dataclasses.replace(run, yield_every=None)
@@ -218,6 +245,10 @@ class Method:
         progress: bool | Callable[[Explanation], None] = False,
         cancel: CancelToken | None = None,
         normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
+        roi: Any = None,
+        targets: list[int] | None = None,
+        per_channel: bool = False,
+        _frame: Any = None,
         **overrides: Any,
     ) -> Prepared:
         """Check everything at the door; what the run needs, before the model runs."""
@@ -227,10 +258,14 @@ class Method:
         self.check_params(params, options)
         inp = prepare_input(self, image, reference, slices, voxel_spacing, normalize, options.seed)
         self._warn_training()
+        focus, focus_record = make_focus(
+            self, inp, roi=roi, targets=targets, per_channel=per_channel, frame=_frame,
+            target=target,
+        )  # fmt: skip
         n = self.n_perturbations(params, inp.part_spatial, inp.part_spacing)
         record = RunRecord(
             method=self.name,
-            params=run_record(self, params, options, inp, normalize),
+            params={**run_record(self, params, options, inp, normalize), **focus_record},
             spatial=inp.spatial,
             sliced=inp.sliced,
             image=inp.owned.numpy(),
@@ -247,6 +282,7 @@ class Method:
             progress=progress,
             cancel=cancel,
             yield_every=options.yield_every,
+            focus=focus,
         )
 
     def _snapshots(self, run: Prepared) -> Iterator[Explanation]:
@@ -311,9 +347,15 @@ class Method:
                 f"the reference segmentation has no voxel of {what}: nothing to "
                 "explain (give another target, or a reference that contains it)"
             )
-        task = checked_task(self, self.make_task(ctx, run.params), run.params)
-        task.target = ctx.target
-        return task, ctx.target
+
+        def make(c: Context) -> Task:
+            return checked_task(self, self.make_task(c, run.params), run.params)
+
+        if run.focus is None:
+            task = make(ctx)
+            task.target = ctx.target
+            return task, ctx.target
+        return run.focus.task(self, ctx, index, make)
 
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""
