@@ -111,7 +111,136 @@ def case_sliding(quick: bool) -> None:
     )
 
 
-CASES = {"sliding": case_sliding}
+def positive_mass(expl, region: np.ndarray) -> float:
+    """Share of the positive saliency (the map minus its median) that lies in ``region``."""
+    s = np.clip(expl.map - np.median(expl.map), 0, None)
+    return float(s[region].sum() / max(s.sum(), 1e-300))
+
+
+def case_lesion(quick: bool) -> None:
+    """Two lesions; a point on one, grown by 2 voxels, explained; mass on each lesion."""
+    from scipy import ndimage
+
+    img, a, b = two_lesions()
+    model = LocalMean()
+    point = tuple(int(v) for v in np.argwhere(a).mean(0))
+    roi = ROI.from_point(point, grow=2)
+    near_a = ndimage.binary_dilation(a, iterations=4)
+    near_b = ndimage.binary_dilation(b, iterations=4)
+    n = 300 if quick else 1000
+    for crop in (True, False):
+        expl, t = timed(
+            lambda crop=crop: SegRISE(model).explain(
+                img, roi=roi, crop=crop, n_masks=n, grid=8, batch_size=8
+            )
+        )
+        on_a, on_b = positive_mass(expl, near_a), positive_mass(expl, near_b)
+        mode = f"crop {expl.params['crop_window']}" if crop else "whole volume"
+        ok = on_a >= 0.9 and on_b <= 0.01
+        print(
+            f"lesion: SegRISE N={n}, {mode}: {on_a:.1%} of the positive mass within 4 voxels "
+            f"of the explained lesion, {on_b:.1%} of the other; {t:.1f} s -> "
+            f"{'OK' if ok else 'below target' if crop else 'noise of the whole volume'}"
+        )
+
+
+def case_crop(quick: bool) -> None:
+    """A 3D U-Net on 256×256×128 (or smaller), a 32³ ROI: crop mode vs the whole volume."""
+    from monai.networks.nets import UNet
+
+    shape = (128, 128, 64) if quick else (256, 256, 128)
+    torch.manual_seed(0)
+    net = UNet(3, 1, 2, channels=(8, 16, 32), strides=(2, 2), norm="batch").eval()
+    rng = np.random.default_rng(2)
+    img = rng.standard_normal(shape).astype(np.float32)
+    c = tuple(n // 2 for n in shape)
+    box = ",".join(f"{m - 16}:{m + 16}" for m in c)
+    margin = receptive_field(net, 1, 3, probe=64)
+    n = 8 if quick else 16
+    kw = dict(roi=box, n_masks=n, grid=8, batch_size=2, target=1)
+    crop, t_crop = timed(lambda: SegRISE(net, pad_multiple=4).explain(img, crop=True, **kw))
+    full, t_full = timed(lambda: SegRISE(net, pad_multiple=4).explain(img, **kw))
+    win = tuple(slice(a, b) for a, b in crop.params["crop_window"])
+    diff = float(np.abs(crop.map[win] - full.map[win]).max())
+    speed = t_full / t_crop
+    print(
+        f"crop: MONAI UNet(8,16,32) on {shape}, ROI {box}, receptive field {margin}, window "
+        f"{crop.params['crop_window']}, N={n}: whole volume {t_full:.1f} s, crop {t_crop:.1f} s "
+        f"({speed:.1f}x); max |map difference| in the window {diff:.1e} -> "
+        f"{'OK' if speed >= 5 and diff < 1e-6 else 'FAIL'}"
+    )
+
+
+def case_channels(quick: bool) -> None:
+    """A 4-channel phantom with the signal in channel 2 only: per-channel importance."""
+    img0, _, _ = two_lesions((32, 48, 48))
+    rng = np.random.default_rng(5)
+    img = np.stack([img0 if c == 2 else rng.permutation(img0.ravel()).reshape(img0.shape)
+                    for c in range(4)])  # fmt: skip
+    model = LocalMean(in_channels=4)
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.weight[:, 2] = 1 / 125
+    n = 200 if quick else 500
+    expl, t = timed(
+        lambda: SegRISE(model).explain(img, per_channel=True, n_masks=n, grid=6, batch_size=8)
+    )
+    imp = expl.extras["channel_importance"]
+    order = [int(i) for i in np.argsort(-imp)]
+    print(
+        f"channels: SegRISE N={n} per channel, importance {np.round(imp, 4).tolist()}, ranked "
+        f"{order}; {t:.1f} s -> {'OK' if order[0] == 2 else 'FAIL'}"
+    )
+
+
+class ThreeBalls(nn.Module):
+    """Four classes by the local mean: ~0.3, ~0.6, ~0.9 (three lesions of three classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.fill_(1 / 27)
+        self.register_buffer("centres", torch.tensor([0.0, 0.3, 0.6, 0.9]).reshape(1, 4, 1, 1, 1))
+        self.calls = 0
+        self.eval()
+
+    def forward(self, x):
+        self.calls += x.shape[0]
+        return -((self.conv(x) - self.centres) ** 2) * 60.0
+
+
+def case_targets(quick: bool) -> None:
+    """Three classes from one run: forwards, and equality with three single-target runs."""
+    shape = (32, 48, 48)
+    img = np.zeros(shape, np.float32)
+    for k, (y, x) in enumerate([(12, 12), (24, 36), (36, 20)], start=1):
+        img[ball(shape, (16, y, x), 6)] = 0.3 * k
+    model = ThreeBalls()
+    n = 100 if quick else 300
+    kw = dict(n_masks=n, grid=6, batch_size=8)
+    expl, t_all = timed(lambda: SegRISE(model).explain(img, targets=[1, 2, 3], **kw))
+    calls_all = model.calls
+    same, t_single = True, 0.0
+    for k in (1, 2, 3):
+        single, t = timed(lambda k=k: SegRISE(model).explain(img, target=k, **kw))
+        t_single += t
+        same &= bool(np.array_equal(single.map, expl.extras[f"target_{k}"]))
+    print(
+        f"targets: SegRISE N={n}, classes 1, 2, 3 in one run: {calls_all} forwards "
+        f"({t_all:.1f} s) vs {model.calls - calls_all} for three runs ({t_single:.1f} s); "
+        f"maps equal to the single-target runs: {same} -> "
+        f"{'OK' if same and calls_all == n + 1 else 'FAIL'}"
+    )
+
+
+CASES = {
+    "lesion": case_lesion,
+    "crop": case_crop,
+    "sliding": case_sliding,
+    "channels": case_channels,
+    "targets": case_targets,
+}
 
 
 def main(argv=None) -> None:

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from .._engine.cancel import CancelToken
+from .._engine.crop_run import crop_arguments, iter_crop
 from .._engine.devices import check_device
+from .._engine.focus import make_focus
 from .._engine.inputs import model_device_dtype, model_layout
 from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.params import replace_params, validate_params
-from .._engine.roi_run import crop_arguments, iter_crop, make_focus
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
 from ._prepare import Prepared, prepare_input
@@ -246,12 +247,16 @@ class Method:
         cancel: CancelToken | None = None,
         normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
         roi: Any = None,
+        crop: Any = False,
         targets: list[int] | None = None,
         per_channel: bool = False,
         _frame: Any = None,
         **overrides: Any,
     ) -> Prepared:
-        """Check everything at the door; what the run needs, before the model runs."""
+        """Check everything at the door; what the run needs, before the model runs.
+
+        ``crop`` is handled before (see :func:`~maskscope._engine.crop_run.iter_crop`).
+        """
         if cancel is not None and not isinstance(cancel, CancelToken):
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")
         params, options = self._resolve(params, options, overrides)
