@@ -15,6 +15,7 @@ from ._engine.loop import RunOptions
 from ._engine.outputs import parse_output_key
 from ._engine.padding import PAD_MODES
 from ._engine.params import describe_params
+from .cli_roi import add_roi_flags, roi_kwargs, wrap_patch_model
 from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
 from .io import AXES
 from .methods import METHODS
@@ -179,6 +180,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
     ex.add_argument("--debug", action="store_true", help="show the traceback of an error")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_roi_flags(ex)
     _add_params(ex)
     from .cli_evaluate import add_evaluate_parser
 
@@ -252,7 +254,7 @@ def _explain(args: argparse.Namespace) -> int:
     except UntrustedModelError as exc:
         raise UntrustedModelError(exc.path, "--trust-model") from None
     explainer = cls(
-        model,
+        wrap_patch_model(model, args),
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
         output_key=parse_output_key(args.output_key),
@@ -262,6 +264,8 @@ def _explain(args: argparse.Namespace) -> int:
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
+    spatial = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
+    values.update(roi_kwargs(args, spatial))
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,
