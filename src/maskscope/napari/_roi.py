@@ -1,0 +1,79 @@
+"""What to explain, from napari layers: a Shapes layer's shapes or a Labels layer's label.
+
+* A **Shapes** layer: its shapes, rasterised on the image's grid (``layer.to_masks``). A
+  shape drawn on one slice of a volume selects a block around that slice: as many slices
+  on each side as half the shape's larger in-plane side (in physical units, with the
+  image's voxel spacing), so a square drawn around a lesion on its middle slice selects
+  a cube around it.
+* A **Labels** layer (the prediction layer included): the voxels of its selected label
+  (``layer.selected_label``, set by napari's picker tool: click a lesion to pick it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..roi import ROI
+
+__all__ = ["ROI_NONE", "roi_from_layer"]
+
+#: The choice that explains the whole image.
+ROI_NONE = "(whole image)"
+
+
+def _extend_through_depth(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """A mask on one slice of a volume, extended to a block around that slice."""
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    if len(slices) != 1:
+        return mask
+    z = int(slices[0])
+    plane = mask[z]
+    ys, xs = np.nonzero(plane)
+    side = max((np.ptp(ys) + 1) * spacing[1], (np.ptp(xs) + 1) * spacing[2])
+    half = round(float(side) / 2 / spacing[0])
+    out = np.zeros_like(mask)
+    out[max(0, z - half) : z + half + 1] = plane
+    return out
+
+
+def roi_from_layer(layer: Any, spatial: tuple[int, ...], spacing: Any = None) -> ROI:
+    """The ROI a Shapes or Labels layer selects on an image of ``spatial`` shape.
+
+    Raises
+    ------
+    ValueError
+        For a layer of another kind, a Shapes layer with no shape, a label image of
+        another shape, or the background label (0) selected.
+    """
+    kind = type(layer).__name__
+    spatial = tuple(int(s) for s in spatial)
+    if kind == "Shapes":
+        if len(layer.data) == 0:
+            raise ValueError(f"ROI: the Shapes layer {layer.name!r} has no shape: draw a box first")
+        if layer.ndim != len(spatial):
+            raise ValueError(
+                f"ROI: the Shapes layer {layer.name!r} has {layer.ndim} dimensions, the image "
+                f"{len(spatial)} (spatial shape {spatial})"
+            )
+        mask = np.asarray(layer.to_masks(mask_shape=spatial)).any(axis=0)
+        if mask.ndim == 3:
+            sp = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+            mask = _extend_through_depth(mask, sp)
+        return ROI.from_mask(mask)
+    if kind == "Labels":
+        data = np.asarray(layer.data)
+        if data.shape != spatial:
+            raise ValueError(
+                f"ROI: the Labels layer {layer.name!r} has shape {data.shape}, the image's "
+                f"spatial shape is {spatial}"
+            )
+        label = int(layer.selected_label)
+        if label == 0:
+            raise ValueError(
+                f"ROI: the Labels layer {layer.name!r} has the background (0) selected: pick a "
+                "label (the picker tool, then click a lesion)"
+            )
+        return ROI.from_label(data, label)
+    raise ValueError(f"ROI: choose a Shapes or Labels layer, got the {kind} layer {layer.name!r}")
