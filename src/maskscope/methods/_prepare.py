@@ -90,7 +90,7 @@ class Prepared:
     #: Seconds between streamed snapshots; None streams none (only the last).
     yield_every: float | None
     #: Regions of interest, several targets, per-channel masks, crop frame
-    #: (:class:`maskscope._engine.focus.Focus`), or None.
+    #: (:class:`maskscope.methods._focus.Focus`), or None.
     focus: Any = None
 
 

@@ -11,15 +11,15 @@ import numpy as np
 import torch
 
 from .._engine.cancel import CancelToken
-from .._engine.crop_run import crop_arguments, iter_crop
 from .._engine.devices import check_device
-from .._engine.focus import make_focus
 from .._engine.inputs import model_device_dtype, model_layout
 from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.params import replace_params, validate_params
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
+from ._crop import crop_arguments, iter_crop
+from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
 from ._record import checked_task, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
@@ -164,24 +164,18 @@ class Method:
             a callable on the ``(C, *spatial)`` array; the explanation's ``image`` is the
             normalised input.
         roi
-            Explain only a region of interest (:mod:`maskscope.roi`): an
-            :class:`~maskscope.ROI`, a box (``"z0:z1,y0:y1,x0:x1"`` or a tuple of slices)
-            or a boolean mask. The scores see the ROI only: the reference is cut to it and
-            outside it every output is a sure background. A list of them explains each
-            from the same forward passes (maps in ``extras["target_<i>"]``).
+            Explain only a region of interest: an :class:`~maskscope.ROI`, a box
+            (``"z0:z1,y0:y1,x0:x1"``, a tuple of slices) or a boolean mask; the scores
+            see the ROI only. A list explains each from the same forward passes
+            (``extras["target_<i>"]``). See the guide "Explain one lesion in a large volume".
         crop
-            With one ``roi``: run the model on the ROI's box plus a margin only: True (the
-            margin is the model's receptive field, estimated by probing), or a margin in
-            voxels (an int, or one per axis). The map is 0 outside that window; the guide
-            "Explain one lesion in a large volume" says when it equals the full run's.
+            With one ``roi``: run the model on the ROI's box plus a margin only (True:
+            the receptive field, estimated; or a margin in voxels, one or per axis).
         targets
-            Several classes from the same forward passes: one map per class in
-            ``extras["target_<class>"]`` (``map`` is the first class's).
+            Several classes from the same forward passes (``extras["target_<class>"]``).
         per_channel
-            RISE family: masks drawn independently per input channel; one map per
-            channel in ``extras["channel_<c>"]`` (``map`` is their mean) and
-            ``extras["channel_importance"]``: each channel map's mean over the explained
-            segment minus its mean over the image.
+            RISE family: masks drawn per input channel (``extras["channel_<c>"]`` and
+            ``extras["channel_importance"]``).
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -255,7 +249,7 @@ class Method:
     ) -> Prepared:
         """Check everything at the door; what the run needs, before the model runs.
 
-        ``crop`` is handled before (see :func:`~maskscope._engine.crop_run.iter_crop`).
+        ``crop`` is handled before (see :func:`~maskscope.methods._crop.iter_crop`).
         """
         if cancel is not None and not isinstance(cancel, CancelToken):
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")

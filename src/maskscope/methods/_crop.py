@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._engine.crop import ReceptiveFieldError, crop_window, receptive_field
 from ..explanation import Explanation
 from ..roi import ROI
-from .crop import ReceptiveFieldError, crop_window, receptive_field
-from .focus import full_prediction, roi_list
+from ._focus import full_prediction, roi_list
 
 __all__ = ["CropPlan", "check_crop", "crop_arguments", "iter_crop", "paste", "plan_crop"]
 
@@ -175,6 +175,20 @@ def paste_all(
         run.close()
 
 
+def _window_slices(slices: Any, depth: slice) -> Any:
+    """Slices of a 2D model on a volume, as indices into the window's slices."""
+    if isinstance(slices, str) and slices == "all":
+        return slices
+    picked = [slices] if np.isscalar(slices) else list(slices)
+    inside = [int(z) - depth.start for z in picked if depth.start <= int(z) < depth.stop]
+    if not inside:
+        raise ValueError(
+            f"none of the slices {picked} meets the ROI's window "
+            f"(slices {depth.start}..{depth.stop - 1})"
+        )
+    return inside
+
+
 def iter_crop(
     method: Any,
     image: Any,
@@ -193,8 +207,8 @@ def iter_crop(
     through the window (``_frame``); everything else is as given. ``stream=False``: no
     intermediate snapshots (what ``explain`` asks for).
     """
+    from .._engine.inputs import prepare_image, prepare_reference
     from ..intensity import apply_normalization
-    from .inputs import prepare_image, prepare_reference
 
     declared = getattr(method.model, "in_channels", None)
     if isinstance(declared, bool) or not isinstance(declared, int):
@@ -223,14 +237,8 @@ def iter_crop(
         dtype=method.dtype,
     )
     window = plan.window
-    if layout.slice_by_slice and not (isinstance(slices, str) and slices == "all"):
-        z0, z1 = window[0].start, window[0].stop
-        picked = [slices] if np.isscalar(slices) else list(slices)
-        slices = [int(z) - z0 for z in picked if z0 <= int(z) < z1]
-        if not slices:
-            raise ValueError(
-                f"none of the slices {picked} meets the ROI's window (slices {z0}..{z1 - 1})"
-            )
+    if layout.slice_by_slice:
+        slices = _window_slices(slices, window[0])
     sub_ref = None if ref is None else ref[window].numpy()
     run = method._prepare(
         img[(slice(None), *window)].numpy(),

@@ -82,7 +82,7 @@ def build_tasks(
     Returns the task and the explained target (the largest class inside the ROI when no
     target was given and the method explains one class).
     """
-    from .targets import combine_tasks
+    from .._engine.targets import combine_tasks
 
     if regions is not None and ctx.prediction is None:
         raise ValueError("an ROI needs a segmentation model (outputs of shape (B, K, *spatial))")
@@ -281,7 +281,7 @@ def make_focus(
 
 def full_prediction(method: Any, img: torch.Tensor, sliced: bool) -> tuple[np.ndarray, int]:
     """The model's segmentation of the whole image ``(C, *spatial)``, and the forwards made."""
-    from .scores import segmentation
+    from .._engine.scores import segmentation
 
     def predict(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
