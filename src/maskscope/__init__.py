@@ -38,6 +38,7 @@ from .methods import (
     SegRISE,
     SegRISEParams,
 )
+from .methods._channels import explain_channels
 from .methods.hdm import circle_map
 from .models import UntrustedModelError, bundled_models, load_model
 from .prediction import check_prediction
@@ -73,6 +74,7 @@ __all__ = [
     "component_at",
     "describe_params",
     "evaluate",
+    "explain_channels",
     "faithfulness",
     "inner_border",
     "load_model",

@@ -129,3 +129,30 @@ def test_per_channel_is_for_the_rise_family():
     img[:, 2:6, 2:6] = 1
     with pytest.raises(ValueError, match="per_channel applies to RISE, SegRISE and PixelRISE"):
         PixelRISE(OneChannel(0)).explain(img, per_channel=True, merge="max", n_masks=4)
+
+
+def test_hdm_occludes_one_channel_at_a_time():
+    from maskscope import explain_channels
+
+    img = np.zeros((4, 16, 16), np.float32)
+    img[:, 4:12, 5:11] = 1.0
+    spy = Spy(OneChannel(3))
+    got = explain_channels(HDM(spy), img, diameter=4, stride=3)
+    for c in range(4):
+        single = HDM(OneChannel(3)).explain(img, channel=c, diameter=4, stride=3)
+        np.testing.assert_array_equal(got.extras[f"channel_{c}"], single.map)
+    assert int(np.argmax(got.extras["channel_importance"])) == 3
+    assert spy.images == got.n_forward == 4 * (single.n_total + 1)
+    with pytest.raises(ValueError, match="HDM occludes one channel per run with channel=c"):
+        HDM(OneChannel(3)).explain(img, per_channel=True)
+
+
+def test_explain_channels_of_the_rise_family_is_one_run():
+    from maskscope import explain_channels
+
+    rng = np.random.default_rng(3)
+    img = rng.random((4, 12, 12)).astype(np.float32)
+    got = explain_channels(RISE(OneChannel(1)), img, n_masks=16, grid=3)
+    want = RISE(OneChannel(1)).explain(img, per_channel=True, n_masks=16, grid=3)
+    key = "channel_importance"
+    np.testing.assert_array_equal(got.extras[key], want.extras[key])

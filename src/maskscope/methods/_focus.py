@@ -268,6 +268,12 @@ def make_focus(
     rois = roi_list(roi)
     if rois is None and targets is None and not per_channel and frame is None:
         return None, {}
+    if per_channel and not method.stochastic:
+        raise ValueError(
+            f"per_channel draws random masks per channel (RISE family); {method.name} "
+            "occludes one channel per run with channel=c: maskscope.explain_channels runs "
+            "it for every channel"
+        )
     regions = resolve_rois(method, rois, inp.image, inp.sliced, targets, per_channel)
     focus = Focus(
         regions=regions,
