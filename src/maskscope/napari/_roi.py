@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
+from napari.layers import Labels, Shapes
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QWidget
 
 from ..roi import ROI
 
-__all__ = ["ROI_NONE", "roi_from_layer"]
+__all__ = ["ROI_NONE", "RoiPanel", "roi_from_layer"]
 
 #: The choice that explains the whole image.
 ROI_NONE = "(whole image)"
@@ -77,3 +80,63 @@ def roi_from_layer(layer: Any, spatial: tuple[int, ...], spacing: Any = None) ->
             )
         return ROI.from_label(data, label)
     raise ValueError(f"ROI: choose a Shapes or Labels layer, got the {kind} layer {layer.name!r}")
+
+
+def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
+    events = viewer.layers.events
+    for emitter in (events.inserted, events.removed, events.reordered):
+        try:
+            emitter.disconnect(callback)
+        except (TypeError, ValueError, RuntimeError):  # already gone
+            pass
+
+
+class RoiPanel(QWidget):
+    """The "region of interest" rows: a layer to explain within, and crop mode.
+
+    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; the checkbox
+    asks for crop mode (the model runs on the ROI's box plus its receptive field).
+    """
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer = QComboBox()
+        self.layer.setObjectName("roi")
+        self.layer.setToolTip(
+            "Explain only a region: the shapes of a Shapes layer (a box drawn on a slice "
+            "selects a block around it), or the selected label of a Labels layer (pick a "
+            "lesion with the picker tool)"
+        )
+        self.crop = QCheckBox("crop to the region (plus the model's receptive field)")
+        self.crop.setObjectName("roi_crop")
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("region of interest", self.layer)
+        form.addRow("", self.crop)
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.reordered):
+            emitter.connect(self.refresh)
+        self.destroyed.connect(partial(_disconnect, viewer, self.refresh))
+        self.refresh()
+
+    def refresh(self, event: Any = None) -> None:
+        """Re-list the Shapes and Labels layers, keeping the choice when it remains."""
+        chosen = self.layer.currentData()
+        layers = [ly for ly in self.viewer.layers if isinstance(ly, (Shapes, Labels))]
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItem(ROI_NONE, None)
+        for ly in layers:
+            self.layer.addItem(ly.name, ly)
+        self.layer.setCurrentIndex(layers.index(chosen) + 1 if chosen in layers else 0)
+        self.layer.blockSignals(False)
+
+    def choice(self, spatial: tuple[int, ...], spacing: Any) -> tuple[ROI | None, bool]:
+        """``(roi, crop)`` for the run: None and False for the whole image."""
+        layer = self.layer.currentData()
+        if layer is None:
+            if self.crop.isChecked():
+                raise ValueError("ROI: crop needs a region of interest: choose a layer")
+            return None, False
+        return roi_from_layer(layer, spatial, spacing), self.crop.isChecked()
