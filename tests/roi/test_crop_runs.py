@@ -128,3 +128,20 @@ def test_crop_errors(volume):
     norm = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.InstanceNorm3d(2)).eval()
     with pytest.raises(ReceptiveFieldError, match=re.escape("(crop=<margin in voxels>)")):
         SegRISE(norm).explain(volume, roi="0:2,0:2,0:2", crop=True, n_masks=4)
+
+
+def test_a_2d_model_on_a_volume_crops_in_plane_and_keeps_the_roi_slices():
+    from tests.conftest import ThresholdNet
+
+    vol = np.zeros((6, 30, 32), np.float32)
+    vol[:, 5:12, 5:12] = 1
+    vol[:, 18:26, 18:28] = 1
+    kw = dict(roi="1:4,17:27,17:29", n_masks=10, grid=4)
+    got = SegRISE(ThresholdNet(2)).explain(vol, crop=True, **kw)
+    full = SegRISE(ThresholdNet(2)).explain(vol, **kw)
+    win = _window(got)
+    assert win == (slice(1, 4), slice(16, 28), slice(16, 30))  # the 3×3 box filter: radius 1
+    assert got.slices == full.slices == (1, 2, 3)
+    np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
+    assert (got.map[0] == 0).all() and (got.map[4:] == 0).all()  # slices not computed
+    np.testing.assert_array_equal(got.map[2, :16], got.extras["outside_value"][2])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskscope import HDM, RISE, ROI, PixelRISE, SegRISE, component_at
-from tests.conftest import Spy, ThresholdNet
+from tests.conftest import Spy, ThresholdNet, TinyClassifier
 from tests.methods.reference import dice_np, masks_np, model_np, rise_np, softmax
 
 N, GRID, P = 24, 3, 0.5
@@ -131,6 +131,8 @@ def test_a_point_on_the_background_is_refused(two_squares):
 def test_background_target_and_classifiers_are_refused(two_squares):
     with pytest.raises(ValueError, match=re.escape("target=0 (the background) cannot be")):
         SegRISE(ThresholdNet(2)).explain(two_squares, roi="0:7,0:8", target=0, n_masks=4)
+    with pytest.raises(ValueError, match=re.escape("an ROI needs a segmentation model")):
+        RISE(TinyClassifier()).explain(two_squares[:, :16], roi="0:4,0:4", n_masks=4)
 
 
 def test_2d_model_on_a_volume_uses_each_slice_of_the_roi(two_squares):

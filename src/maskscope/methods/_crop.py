@@ -134,13 +134,19 @@ def paste(
     where hiding changes nothing) when the run gives one, else 0; other arrays are 0.
     """
     extras = {k: _paste_array(v, window, spatial) for k, v in snap.extras.items()}
-    fill = float(np.asarray(snap.extras.get("outside_value", 0.0)))
+    value = np.asarray(snap.extras.get("outside_value", 0.0), dtype=np.float64)
+    fill = float(value) if value.ndim == 0 else 0.0
     slices = None
     if snap.slices is not None:
         slices = tuple(int(z) + int(window[0].start) for z in snap.slices)
+    full_map = _paste_array(snap.map, window, spatial, fill)
+    if value.ndim == 1 and full_map is not snap.map:  # a 2D model by slices: one per slice
+        inside = full_map[window].copy()
+        full_map[window[0]] = value[:, None, None]  # the window's slices; the others are 0
+        full_map[window] = inside
     return dataclasses.replace(
         snap,
-        map=_paste_array(snap.map, window, spatial, fill),
+        map=full_map,
         stderr=_paste_array(snap.stderr, window, spatial),
         reference=_paste_array(snap.reference, window, spatial),
         prediction=_paste_array(snap.prediction, window, spatial),
