@@ -237,6 +237,20 @@ class ROI:
             connectivity=int(connectivity),
         )
 
+    def reversed_axes(self) -> ROI:
+        """The same region with the spatial axes in reverse order (``kji`` ↔ ``ijk``)."""
+
+        def flip(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(np.transpose(a))
+
+        return dataclasses.replace(
+            self,
+            mask=flip(self.mask),
+            labels=flip(self.labels),
+            box=None if self.box is None else tuple(reversed(self.box)),
+            point=None if self.point is None else tuple(reversed(self.point)),
+        )
+
     def describe(self) -> str:
         """A short text for records and messages."""
         if self.kind == "box":

@@ -164,3 +164,16 @@ def test_restricted_outputs_are_sure_background(k, kind):
     p = probabilities(got, kind)[:, :, outside]
     background = 1 - p[:, 0] if k == 1 else p[:, 0]
     assert (background == 1).all()
+
+
+def test_reversed_axes_selects_the_transposed_region(two_lesions):
+    spatial = two_lesions.shape
+    flipped = tuple(reversed(spatial))
+    for roi in (
+        ROI.from_box("1:3,2:5,0:7"),
+        ROI.from_mask(two_lesions == 2),
+        ROI.from_label(two_lesions, 1, grow=1),
+        ROI.from_point((4, 6, 7), two_lesions),
+    ):
+        want = roi.resolve(spatial).T
+        np.testing.assert_array_equal(roi.reversed_axes().resolve(flipped), want)

@@ -132,11 +132,21 @@ class RoiPanel(QWidget):
         self.layer.setCurrentIndex(layers.index(chosen) + 1 if chosen in layers else 0)
         self.layer.blockSignals(False)
 
-    def choice(self, spatial: tuple[int, ...], spacing: Any) -> tuple[ROI | None, bool]:
-        """``(roi, crop)`` for the run: None and False for the whole image."""
+    def choice(
+        self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
+    ) -> tuple[ROI | None, bool]:
+        """``(roi, crop)`` for the run: None and False for the whole image.
+
+        ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
+        layer's spatial axes in reverse order (the ROI is read in the layer's, then turned).
+        """
         layer = self.layer.currentData()
         if layer is None:
             if self.crop.isChecked():
                 raise ValueError("ROI: crop needs a region of interest: choose a layer")
             return None, False
-        return roi_from_layer(layer, spatial, spacing), self.crop.isChecked()
+        if reverse:
+            spatial = tuple(reversed(spatial))
+            spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
+        roi = roi_from_layer(layer, spatial, spacing)
+        return (roi.reversed_axes() if reverse else roi), self.crop.isChecked()
