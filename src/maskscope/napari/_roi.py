@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Labels, Shapes
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
 from ..roi import ROI
 
@@ -92,10 +92,11 @@ def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
 
 
 class RoiPanel(QWidget):
-    """The "region of interest" rows: a layer to explain within, and crop mode.
+    """The "region of interest" rows: a layer to explain within, crop mode, channels.
 
-    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; the checkbox
-    asks for crop mode (the model runs on the ROI's box plus its receptive field).
+    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a checkbox
+    asks for crop mode (the model runs on the ROI's box plus its receptive field), another
+    for a map per input channel, whose ranking :meth:`show_summary` lists.
     """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
@@ -110,10 +111,21 @@ class RoiPanel(QWidget):
         )
         self.crop = QCheckBox("crop to the region (plus the model's receptive field)")
         self.crop.setObjectName("roi_crop")
+        self.per_channel = QCheckBox("a map per input channel (RISE family)")
+        self.per_channel.setObjectName("per_channel")
+        self.per_channel.setToolTip(
+            "Masks drawn independently per channel: one map layer per channel (hidden at "
+            "first), and the channels ranked by their importance below"
+        )
+        self.summary = QLabel("")
+        self.summary.setObjectName("channel_summary")
+        self.summary.setWordWrap(True)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("region of interest", self.layer)
         form.addRow("", self.crop)
+        form.addRow("", self.per_channel)
+        form.addRow("", self.summary)
         events = viewer.layers.events
         for emitter in (events.inserted, events.removed, events.reordered):
             emitter.connect(self.refresh)
@@ -131,6 +143,17 @@ class RoiPanel(QWidget):
             self.layer.addItem(ly.name, ly)
         self.layer.setCurrentIndex(layers.index(chosen) + 1 if chosen in layers else 0)
         self.layer.blockSignals(False)
+
+    def show_summary(self, snap: Any) -> None:
+        """List the channels by importance when the snapshot has per-channel maps."""
+        importance = getattr(snap, "extras", {}).get("channel_importance")
+        if importance is None:
+            self.summary.setText("")
+            return
+        values = np.asarray(importance, dtype=float).reshape(-1)
+        order = np.argsort(-values)
+        ranked = ", ".join(f"{int(c)} ({values[c]:+.3g})" for c in order)
+        self.summary.setText(f"channels by importance: {ranked}")
 
     def choice(
         self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
