@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskscope._gui_common import (
+from maskscope.gui import (
     error_line,
     form,
     input_array,
@@ -20,7 +20,7 @@ from maskscope.methods import METHODS
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_has_a_form_whose_defaults_are_accepted(method):
-    from maskscope.frontend import split_values
+    from maskscope.gui import split_values
 
     fields = form(method)
     options = [f.name for f in fields if f.group == "options"]

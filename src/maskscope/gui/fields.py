@@ -91,7 +91,9 @@ class FormField:
             return value
         items = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, str | bool) for v in items):
-            raise ValueError(f"{self.spec.label} takes {self._takes()}, got {format_value(value)!r}")
+            raise ValueError(
+                f"{self.spec.label} takes {self._takes()}, got {format_value(value)!r}"
+            )
         return value
 
     def read(self, text: str) -> Any:

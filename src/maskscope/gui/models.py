@@ -23,6 +23,7 @@ from ..wording import load_for_frontend
 from .fields import format_value, parse_text
 
 __all__ = [
+    "MODEL_HELP",
     "OUTPUT_KINDS",
     "PAD_MODES",
     "LoadedModel",
@@ -32,6 +33,7 @@ __all__ = [
     "device_choices",
     "load_bundled",
     "load_spec",
+    "model_dims",
     "model_layout",
     "pad_multiple_text",
     "parse_output_key",
@@ -258,3 +260,77 @@ def pad_multiple_text(value: Any) -> str:
     """The text of the "pad multiple" field for a value (checked)."""
     multiple = normalize_multiple(value)
     return "" if multiple is None else format_value(multiple)
+
+
+def model_dims(
+    loaded: LoadedModel,
+    spatial: tuple[int, ...],
+    channels: int,
+    *,
+    source: str,
+    channel_text: str | None = None,
+) -> int | None:
+    """The spatial dims to run the model with on an image, after checking that it fits.
+
+    Parameters
+    ----------
+    loaded
+        The model.
+    spatial
+        The image's spatial shape.
+    channels
+        Its number of channels.
+    source
+        How to name the image in messages (``"the image layer 'scan'"``).
+    channel_text
+        How the image's channels were chosen (``"RGB colours"``, ...), or None when the
+        image has one channel by default (then the model's channel count is not checked).
+
+    Returns
+    -------
+    int or None
+        2 for a 2D image or a 2D model (slice by slice), else the model's dims (None:
+        inferred by the engine).
+
+    Raises
+    ------
+    ValueError
+        When the model declares another channel count, or is 3D on a 2D image.
+    """
+    layout_dims, _ = model_layout(loaded.model)
+    in_channels = getattr(loaded.model, "in_channels", None)  # declared, not guessed
+    in_channels = in_channels if isinstance(in_channels, int) else None
+    dims = loaded.spatial_dims or layout_dims
+    if channel_text is not None and in_channels is not None and channels != in_channels:
+        raise ValueError(
+            f"{loaded.label} takes {in_channels} input channel(s), but {source} has "
+            f"{channels} ({channel_text}): choose an image with {in_channels} channel(s), "
+            "or another channel setting"
+        )
+    if len(spatial) == 2:
+        if dims == 3:
+            raise ValueError(
+                f"{loaded.label} is a 3D model, but the image has 2 spatial axes "
+                f"{spatial}: choose a volume or a 2D model"
+            )
+        return 2
+    return dims
+
+
+#: Help text of the model fields that both forms show.
+MODEL_HELP = {
+    "outputs": "Whether the model returns logits or probabilities",
+    "output_key": (
+        "What to explain in the model's output: a dict key (logits) or a tuple index (0). "
+        "auto: the tensor, a dict's out / logits / pred, .logits, a tuple's first element"
+    ),
+    "pad_multiple": (
+        "Pad inputs to a multiple of this per axis (16, or 16, 16, 8) and crop the "
+        "outputs back: U-Nets need 2**levels"
+    ),
+    "pad_mode": "How the padding is filled",
+    "axes": (
+        "The array order the model was trained on: ijk (nibabel, MONAI LoadImage) or kji "
+        "(SimpleITK, nnU-Net). The image stays as it is on screen"
+    ),
+}

@@ -106,13 +106,23 @@ class Session:
         self.last: Explanation | None = None
         self.check: Callable[[], PredictionSummary | None] | None = None
 
-    def explainer(self, spatial_dims: int | None = None) -> Method:
-        """The method built for the model (``spatial_dims`` overrides the model's)."""
-        if self.model is None:
+    def explainer(
+        self,
+        spatial_dims: int | None = None,
+        *,
+        method: str | None = None,
+        model: LoadedModel | None = None,
+    ) -> Method:
+        """The method built for the model (``spatial_dims`` overrides the model's).
+
+        ``method`` and ``model`` default to the session's.
+        """
+        model = model or self.model
+        if model is None:
             raise ValueError("no model given: choose a model first")
-        dims = spatial_dims if spatial_dims is not None else self.model.spatial_dims
-        cls = method_class(self.method)
-        return cls(self.model.model, spatial_dims=dims, **self.model.method_kwargs())
+        dims = spatial_dims if spatial_dims is not None else model.spatial_dims
+        cls = method_class(method or self.method)
+        return cls(model.model, spatial_dims=dims, **model.method_kwargs())
 
     def start(
         self,
@@ -122,31 +132,32 @@ class Session:
         yield_every: float = 0.2,
         spatial_dims: int | None = None,
         prediction: bool = False,
+        method: str | None = None,
+        model: LoadedModel | None = None,
     ) -> Iterator[Any]:
         """Validate everything and return the run's snapshot generator.
 
         Parameters
         ----------
-        request
-            The image and how it is read.
-        values
-            The form's values by parameter name (method parameters and run options).
+        request, values
+            The image and how it is read; the form's values by parameter name.
         yield_every
             Seconds between snapshots (0: one per chunk, so a cancel acts at once).
         spatial_dims
             The model's dimensionality when the widget knows better than the model.
         prediction
             Yield a :class:`PredictionReady` (the prediction check) before the snapshots.
+        method, model
+            Switch to this method and model once the run starts (a run that cannot start
+            leaves the last run's state as it is).
 
-        Raises
-        ------
-        ValueError, TypeError
-            For bad values or inputs, before any work starts (errors of the model surface
-            from the generator).
+        Bad values or inputs raise ``ValueError`` / ``TypeError`` here, before any work;
+        errors of the model surface from the generator.
         """
-        params, options = split_values(self.method, values)
+        method = method or self.method
+        params, options = split_values(method, values)
         options = dataclasses.replace(options, yield_every=yield_every)
-        explainer = self.explainer(spatial_dims)
+        explainer = self.explainer(spatial_dims, method=method, model=model)
         token = CancelToken()
         snapshots = explainer.iter_explain(
             request.image,
@@ -159,7 +170,7 @@ class Session:
             cancel=token,
             normalize=request.normalize,
         )
-        self.check = partial(
+        check = partial(
             check_prediction,
             explainer,
             request.image,
@@ -168,8 +179,9 @@ class Session:
             normalize=request.normalize,
             slices=request.slices,
         )
-        self.token, self.last = token, None
-        self.snapshots = prediction_first(self.check, snapshots) if prediction else snapshots
+        self.method, self.model = method, model or self.model
+        self.token, self.last, self.check = token, None, check
+        self.snapshots = prediction_first(check, snapshots) if prediction else snapshots
         return self.snapshots
 
     def record(self, snap: Explanation) -> None:

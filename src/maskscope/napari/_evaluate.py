@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._gui_common import error_line
+from ..gui import error_line
 from ..evaluate.frontend import start_evaluation, summary_html
 from ..evaluate.result import FaithfulnessResult
 from ..evaluate.substrates import SUBSTRATES

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._gui_common import error_line
+from ..gui import error_line
 from ..evaluate.frontend import start_evaluation, summary_html
 from ..evaluate.result import FaithfulnessResult
 from ..evaluate.substrates import SUBSTRATES
