@@ -35,9 +35,16 @@ from .inputs import (
     input_array,
     resolve_normalization,
     reverse_axes,
+    reverse_explanation,
     scope_slices,
 )
-from .methods import STDERR_OPTIONS, has_standard_error, method_class, method_names
+from .methods import (
+    STDERR_OPTIONS,
+    has_standard_error,
+    method_class,
+    method_name,
+    method_names,
+)
 from .models import (
     PAD_MODES,
     LoadedModel,
@@ -75,6 +82,7 @@ __all__ = [
     "has_standard_error",
     "input_array",
     "method_class",
+    "method_name",
     "method_names",
     "parse_text",
     "prediction_first",
@@ -82,6 +90,7 @@ __all__ = [
     "resolve_device",
     "resolve_normalization",
     "reverse_axes",
+    "reverse_explanation",
     "scope_slices",
     "split_values",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "prepare_image",
     "resolve_normalization",
     "reverse_axes",
+    "reverse_explanation",
     "scope_slices",
     "suggest_normalization",
 ]
@@ -141,3 +142,27 @@ def normalization_status(mode: str, image: Any, auto: bool) -> str:
     """``"normalisation: percentile: clip ... (input range ...), chosen for this image"``."""
     chosen = ", chosen for this image" if auto else ""
     return f"normalisation: {describe_normalization(mode, image)}{chosen}"
+
+
+def reverse_explanation(expl: Any, n_spatial: int) -> Any:
+    """An explanation made on reversed spatial axes, put back in the image's order.
+
+    The map, standard error, reference, prediction, image and every extra with at least
+    ``n_spatial`` axes have their last ``n_spatial`` axes reversed, and so has the voxel
+    spacing. None stays None.
+    """
+
+    def back(arr: Any) -> Any:
+        if arr is None or np.ndim(arr) < n_spatial:
+            return arr
+        return reverse_axes(arr, n_spatial)
+
+    return expl.with_status(
+        map=back(expl.map),
+        stderr=back(expl.stderr),
+        reference=back(expl.reference),
+        prediction=back(expl.prediction),
+        image=back(expl.image),
+        extras={name: back(arr) for name, arr in expl.extras.items()},
+        voxel_spacing=tuple(expl.voxel_spacing)[::-1],
+    )

@@ -6,7 +6,13 @@ from typing import Any
 
 from ..methods import METHODS, Method
 
-__all__ = ["STDERR_OPTIONS", "has_standard_error", "method_class", "method_names"]
+__all__ = [
+    "STDERR_OPTIONS",
+    "has_standard_error",
+    "method_class",
+    "method_name",
+    "method_names",
+]
 
 #: Run options that only make sense for a method with a standard error (random masks):
 #: the seed, and stopping early once the standard error is small enough.
@@ -16,6 +22,18 @@ STDERR_OPTIONS = frozenset({"seed", "tol", "min_masks"})
 def method_names() -> list[str]:
     """The methods the GUIs list, in :data:`maskscope.METHODS` order."""
     return list(METHODS)
+
+
+def method_name(name: str, *, any_case: bool = False) -> str:
+    """The name of a method as :data:`maskscope.METHODS` lists it (see :func:`method_class`)."""
+    if name in METHODS:
+        return name
+    if any_case:
+        for key in METHODS:
+            if key.lower() == str(name).lower():
+                return key
+    valid = ", ".join(repr(k) for k in METHODS)
+    raise ValueError(f"method must be one of {valid}, got {name!r}")
 
 
 def method_class(name: str, *, any_case: bool = False) -> type[Method]:
@@ -33,14 +51,7 @@ def method_class(name: str, *, any_case: bool = False) -> type[Method]:
     ValueError
         Listing the valid names.
     """
-    if name in METHODS:
-        return METHODS[name]
-    if any_case:
-        for key, cls in METHODS.items():
-            if key.lower() == str(name).lower():
-                return cls
-    valid = ", ".join(repr(k) for k in METHODS)
-    raise ValueError(f"method must be one of {valid}, got {name!r}")
+    return METHODS[method_name(name, any_case=any_case)]
 
 
 def has_standard_error(method: str | type[Method] | Any) -> bool:
