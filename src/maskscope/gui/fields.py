@@ -21,6 +21,7 @@ __all__ = [
     "FormField",
     "ParamSpec",
     "field_kind",
+    "field_kinds",
     "field_types",
     "form",
     "form_fields",
@@ -33,11 +34,16 @@ _NUMBERS = frozenset({"int", "float", "tuple", "list", "Sequence"})
 _MANY = frozenset({"tuple", "list", "Sequence"})
 
 
+def field_kinds(cls: type) -> dict[str, tuple[str, ...]]:
+    """The kinds each field of a dataclass accepts: ``grid`` → ("int", "tuple[int, ...]")."""
+    return {f.name: annotation_kinds(f.type) for f in dataclasses.fields(cls)}
+
+
 def field_types(cls: type) -> dict[str, frozenset[str]]:
     """Base type names each field of a dataclass accepts: ``grid`` → {"int", "tuple"}."""
     return {
-        f.name: frozenset(k.split("[")[0].strip() for k in annotation_kinds(f.type))
-        for f in dataclasses.fields(cls)
+        name: frozenset(k.split("[")[0].strip() for k in kinds)
+        for name, kinds in field_kinds(cls).items()
     }
 
 
