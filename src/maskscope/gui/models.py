@@ -119,8 +119,11 @@ class ModelRegistry:
         return ModelEntry(shell.name, model, shell.outputs, shell.spatial_dims)
 
     def names(self) -> list[str]:
-        """Names of the models still alive, in registration order."""
-        return [name for name, (ref, _) in self._entries.items() if ref() is not None]
+        """Names of the models still alive, in registration order (the others are dropped)."""
+        dead = [name for name, (ref, _) in self._entries.items() if ref() is None]
+        for name in dead:
+            del self._entries[name]
+        return list(self._entries)
 
     def connect(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` after every change."""

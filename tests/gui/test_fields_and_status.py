@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskscope.explanation import Explanation
 from maskscope.gui import (
     error_line,
     form,
@@ -14,7 +15,6 @@ from maskscope.gui import (
     progress_text,
     scope_slices,
 )
-from maskscope.explanation import Explanation
 from maskscope.methods import METHODS
 
 
