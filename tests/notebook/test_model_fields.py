@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("ipywidgets")
 
 from maskscope import SegRISE
+from maskscope.gui import device_choices
 from maskscope.notebook import ExplainWidget
 from tests.conftest import ThresholdNet
 
@@ -68,6 +69,8 @@ def test_pad_multiple_field_pads_and_a_bad_one_is_named(image2d):
 
     w.pad_multiple_text.value = "16"
     w.pad_mode_dropdown.value = "replicate"
+    assert list(w.device_dropdown.options) == device_choices()
+    w.device_dropdown.value = "cpu"
     expl = w.run().wait(timeout=30)
     assert w.error is None and expl.map.shape == image2d.shape
     expected = SegRISE(model, pad_multiple=16, pad_mode="replicate").explain(image2d, n_masks=8)

@@ -22,7 +22,7 @@ from .fields import split_values
 from .methods import method_class
 from .models import LoadedModel
 
-__all__ = ["PredictionReady", "RunRequest", "Session", "prediction_first"]
+__all__ = ["PredictionReady", "PredictionSummary", "RunRequest", "Session", "prediction_first"]
 
 
 @dataclass(frozen=True)

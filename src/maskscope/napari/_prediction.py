@@ -5,7 +5,7 @@ from __future__ import annotations
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QLabel
 
-from ..prediction import PredictionSummary
+from ..gui.session import PredictionSummary
 
 __all__ = ["PredictionLabel"]
 

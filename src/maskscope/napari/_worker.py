@@ -8,7 +8,7 @@ from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 
-from ..explanation import Explanation
+from .. import Explanation
 
 __all__ = ["RunFailure", "start_worker"]
 

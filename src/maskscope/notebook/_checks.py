@@ -8,8 +8,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..gui.inputs import NORMALIZATIONS, normalization_status, resolve_normalization
+from ..gui.session import PredictionSummary
 from ..gui.status import ORANGE, Status, status_html
-from ..prediction import PredictionSummary
 
 __all__ = [
     "data_controls",

@@ -6,7 +6,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..gui import PAD_MODES, format_value, method_names
+from ..gui import PAD_MODES, device_choices, format_value, method_names
 from ..gui.models import MODEL_HELP, pad_multiple_text
 from ._form import FIELD_STYLE, FIELD_WIDTH
 from ._view import COLORMAPS
@@ -54,8 +54,15 @@ def run_controls(method: str, target: int | None, sliced: bool) -> dict[str, wid
 def model_controls(
     output_key: Any, pad_multiple: Any, pad_mode: str, axes: str
 ) -> dict[str, widgets.Widget]:
-    """The model's fields: output key, pad multiple, pad mode and array order."""
+    """The model's fields: device, output key, pad multiple, pad mode and array order."""
     return {
+        "device_dropdown": widgets.Dropdown(
+            options=device_choices(),
+            value="auto",
+            description="device",
+            tooltip="Where the model runs (auto: where it is; cpu / cuda / mps move it there)",
+            **_ROW,
+        ),
         "output_key_text": widgets.Text(
             value=format_value(output_key, none=""),
             placeholder="auto",

@@ -113,6 +113,7 @@ class Display:
         left = [self.view.widget, self.slicer.axis_buttons, self.slicer.slider]
         model = [
             widgets.HTML("<b>model</b>"),
+            self.device_dropdown,
             self.output_key_text,
             self.pad_multiple_text,
             self.pad_mode_dropdown,

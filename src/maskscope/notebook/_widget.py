@@ -12,7 +12,7 @@ from .. import Explanation
 from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes
 from ..gui import status as st
 from ..gui.inputs import normalize_spacing, prepare_image
-from ..gui.models import parse_output_key, parse_pad_multiple
+from ..gui.models import parse_output_key, parse_pad_multiple, to_device
 from ._checks import data_controls, resolve_normalization, show_prediction
 from ._controls import display_controls, feedback, model_controls, run_controls
 from ._display import Display
@@ -86,8 +86,8 @@ class ExplainWidget(Display, widgets.VBox):
         Run controls and feedback (``run_button.click()`` works from code).
     method_dropdown, target_text, slices_dropdown : ipywidgets.Widget
         What to explain (``slices_dropdown`` shows for a 2D model on a volume).
-    output_key_text, pad_multiple_text, pad_mode_dropdown, axes_dropdown : ipywidgets.Widget
-        The model's fields (the same as napari's).
+    device_dropdown, output_key_text, pad_multiple_text, pad_mode_dropdown, axes_dropdown
+        The model's fields (the same as napari's; ``"auto"`` leaves the model where it is).
     session : maskscope.gui.Session
         The model, the method and the run's cancel token and last snapshot.
     normalize_dropdown, normalization_label : ipywidgets.Widget
@@ -308,7 +308,7 @@ class ExplainWidget(Display, widgets.VBox):
     def _loaded(self) -> LoadedModel:
         """The model with the model fields' values, checked."""
         return LoadedModel(
-            self.model,
+            to_device(self.model, self.device_dropdown.value),
             self.outputs,
             self.spatial_dims,
             type(self.model).__name__,
