@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,11 +160,18 @@ def form_fields(method: str) -> tuple[list[ParamSpec], list[ParamSpec]]:
 def form(method: str) -> list[FormField]:
     """The form of a method: its parameters, then the run options (seed, batch size, ...).
 
+    Resolved once per method (the dataclasses do not change while Python runs).
+
     Parameters
     ----------
     method
         A name in :data:`maskscope.METHODS`.
     """
+    return list(_form(method))
+
+
+@functools.cache
+def _form(method: str) -> tuple[FormField, ...]:
     param_specs, option_specs = form_fields(method)
     out = []
     for group, cls, specs in (
@@ -175,7 +183,7 @@ def form(method: str) -> list[FormField]:
             names = types.get(spec.name, frozenset({type(spec.default).__name__}))
             kind, optional = field_kind(spec, names)
             out.append(FormField(spec, kind, optional, group, names))
-    return out
+    return tuple(out)
 
 
 def split_values(method: str, values: dict[str, Any]) -> tuple[Any, RunOptions]:
