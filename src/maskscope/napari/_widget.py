@@ -68,6 +68,9 @@ class ExplainWidget(QWidget):
 
     Attributes
     ----------
+    session
+        The :class:`maskscope.gui.Session`: the run's model, method, cancel token and last
+        snapshot.
     worker
         The running worker, or None.
     last_snapshot
