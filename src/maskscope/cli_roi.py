@@ -106,7 +106,7 @@ def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
     """The model run by sliding window when ``--patch-size`` is given."""
     if args.patch_size is None:
         return model
-    from ._engine.sliding import SlidingWindow
+    from . import SlidingWindow
 
     try:
         size = _int_list(args.patch_size)
