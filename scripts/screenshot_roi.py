@@ -4,9 +4,9 @@ Needs a display; on a machine without one run it under Xvfb::
 
     xvfb-run -a -s "-screen 0 1280x1024x24" python scripts/screenshot_roi.py
 
-It builds the two-lesion phantom of ``benchmarks/roi.py``, explains the lesion under a box
-drawn in a Shapes layer with SegRISE in crop mode, shows the volume, the prediction
-(outlined), the box and the map, and saves ``docs/images/roi-lesion.png``.
+It builds the two-lesion phantom of ``benchmarks/roi.py`` with a box drawn around one
+lesion in a Shapes layer, chooses that layer as the dock widget's region of interest with
+crop mode, explains it with SegRISE and saves the window to ``docs/images/roi-lesion.png``.
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Explain, show and save the screenshot; returns the exit status."""
+    """Explain in the dock widget, show and save the screenshot; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "roi-lesion.png")
     parser.add_argument("--n-masks", type=int, default=1000)
-    parser.add_argument("--size", type=int, nargs=2, default=(1100, 760), metavar=("W", "H"))
+    parser.add_argument("--size", type=int, nargs=2, default=(1280, 860), metavar=("W", "H"))
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
     args = parser.parse_args(argv)
 
     import napari
+    from qtpy.QtCore import QEventLoop, QTimer
 
-    from maskscope import SegRISE
-    from maskscope.napari._roi import roi_from_layer
+    from maskscope.napari import explain_in_viewer
     from roi import LocalMean, two_lesions
 
     img, a, _ = two_lesions()
@@ -43,26 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(show=True, title="maskscope: one lesion")
     viewer.window._qt_window.resize(*args.size)
     viewer.add_image(img, name="phantom", colormap="gray")
-    model = LocalMean()
-    box = viewer.add_shapes(
-        [corners],
-        shape_type="rectangle",
-        edge_color="yellow",
-        face_color="transparent",
-        edge_width=1,
-        name="box",
-    )
-    roi = roi_from_layer(box, img.shape)
-    expl = SegRISE(model).explain(img, roi=roi, crop=True, n_masks=args.n_masks, grid=8)
-    pred = viewer.add_labels(expl.prediction.astype(np.int32), name="explained lesion")
-    pred.contour = 1
-    viewer.add_image(
-        expl.map, name="SegRISE (crop)", colormap="inferno", opacity=0.6, blending="additive"
-    )
-    viewer.dims.set_point(0, z)
+    viewer.add_shapes(
+        [corners], shape_type="rectangle", edge_color="yellow", face_color="transparent",
+        edge_width=1, name="box",
+    )  # fmt: skip
+    widget = explain_in_viewer(viewer, LocalMean(), method="SegRISE", n_masks=args.n_masks, grid=8)
+    widget.inputs.set_normalization("none")  # the phantom is the model's input as it is
+    widget.roi_panel.layer.setCurrentText("box")
+    widget.roi_panel.crop.setChecked(True)
+    loop = QEventLoop()
+    widget.run_finished.connect(lambda *_: loop.quit())
+    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
+    if widget.run() is None:
+        print(f"screenshot: the run did not start: {widget.status.text()}", file=sys.stderr)
+        viewer.close()
+        return 1
+    loop.exec()
+    snap = widget.last_snapshot
+    if snap is None or not snap.done:
+        print(f"screenshot: the run did not finish: {widget.status.text()}", file=sys.stderr)
+        viewer.close()
+        return 1
     viewer.reset_view()
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
-    print(f"wrote {args.out}; window {expl.params['crop_window']}")
+    viewer.dims.set_point(0, z)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.window.screenshot(str(args.out), canvas_only=False, flash=False)
+    print(f"wrote {args.out}; window {snap.params['crop_window']}")
     viewer.close()
     return 0
 
