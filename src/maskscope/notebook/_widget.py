@@ -168,15 +168,7 @@ class ExplainWidget(Display, widgets.VBox):
         #: crop mode, used by every run.
         self.roi, self.crop = (None if roi is None else as_roi(roi)), crop
         self.per_channel = per_channel
-        self.explanation: Explanation | None = None
-        self.error: BaseException | None = None
-        self.prediction_summary = None
-        self._spatial = layout.spatial
-        self._sliced = layout.slice_by_slice
-        self._lock = threading.RLock()
-        self._run: BackgroundRun | None = None
-        self._run_id = self._followed = 0  # the current run, and the last one followed
-        self._syncing = False
+        self._init_run_state(layout)
         self.form = ParamForm(method, params, strict=True)
         pixels = layout.image.numpy()
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
@@ -196,6 +188,18 @@ class ExplainWidget(Display, widgets.VBox):
         self._lay_out(row)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
         self._redraw()
+
+    def _init_run_state(self, layout) -> None:
+        """No run yet: no explanation, error or prediction summary; the input's layout."""
+        self.explanation: Explanation | None = None
+        self.error: BaseException | None = None
+        self.prediction_summary = None
+        self._spatial = layout.spatial
+        self._sliced = layout.slice_by_slice
+        self._lock = threading.RLock()
+        self._run: BackgroundRun | None = None
+        self._run_id = self._followed = 0  # the current run, and the last one followed
+        self._syncing = False
 
     # ------------------------------------------------------------------ public API
     @property
