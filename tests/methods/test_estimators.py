@@ -114,3 +114,16 @@ def test_pixelrise_max_reliability_and_early_stop(net2d):
         img, n_masks=4000, grid=4, merge="max", tol=0.1, min_masks=40, batch_size=20
     )
     assert early.stopped_early and early.reliability >= 0.9 and early.n_done < 4000
+
+
+def test_every_slice_that_stops_early_shrinks_the_planned_total(net2d):
+    """Slice by slice, each slice stops on its own; n_total ends as the masks evaluated."""
+    vol = np.stack([_square(), _square(), _square()])
+    seen = []
+    expl = SegRISE(net2d).explain(
+        vol, n_masks=4000, grid=4, tol=0.2, min_masks=40, batch_size=20, progress=seen.append
+    )
+    assert expl.stopped_early and expl.n_done < 3 * 4000
+    assert expl.n_total == expl.n_done
+    # each slice stopped early: every slice's planned masks were cut to what it used
+    assert len(expl.slices) == 3 and all(s.n_total >= s.n_done for s in seen)

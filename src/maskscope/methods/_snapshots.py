@@ -132,6 +132,7 @@ class Snapshots:
         self.task: Task | None = None
         self.index: int | None = None
         self.task_done = 0
+        self.task_stopped = False
 
     # ------------------------------------------------------------------ tasks
     def skip(self, index: int, n_total: int) -> None:
@@ -142,6 +143,7 @@ class Snapshots:
     def begin(self, index: int | None, task: Task) -> None:
         """The next task starts."""
         self.task, self.index, self.task_done = task, index, 0
+        self.task_stopped = False
         self.target = task.target
 
     def step(self, step: Step, *, last_task: bool) -> Explanation | None:
@@ -153,8 +155,8 @@ class Snapshots:
             self.bar.update(step.n_done - self.task_done)
         self.n_done += step.n_done - self.task_done
         self.task_done = step.n_done
-        if step.stopped_early and not self.stopped_early:
-            self.stopped_early = True
+        if step.stopped_early and not self.task_stopped:
+            self.stopped_early = self.task_stopped = True
             self.n_total -= task.n_total - step.n_done
             if self.bar is not None:
                 self.bar.total = self.n_total
