@@ -160,7 +160,7 @@ def _expand(item: str | Path) -> list[dict[str, Path | str]]:
 
 def _unique_names(images: Sequence[Path]) -> list[str]:
     """File names without suffix; folders in front where two would be the same."""
-    parts = [list(p.resolve().parts[:-1]) + [_strip(p.name)] for p in images]
+    parts = [[*p.resolve().parts[:-1], _strip(p.name)] for p in images]
     depth = [1] * len(parts)
     while True:
         names = ["_".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
