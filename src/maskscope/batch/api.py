@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -161,13 +162,15 @@ def explain_dataset(
     result = BatchResult(out=Path(out), cases=cases, skipped=done)
     source = ModelSource(model, trusted=trusted, device=device, threads=threads)
     bar = _progress(len(cases), len(done), progress)
+    rows = _rows(
+        todo, job, store, source, scheduler, n_workers, num_parts, part_id, retries, not progress
+    )
     try:
-        for row in _rows(
-            todo, job, store, source, scheduler, n_workers, num_parts, part_id, retries, progress
-        ):
-            _note(result, row, bar)
-            if on_case is not None:
-                on_case(row)
+        with contextlib.closing(rows):  # an interruption stops the workers' cases at once
+            for row in rows:
+                _note(result, row, bar)
+                if on_case is not None:
+                    on_case(row)
     finally:
         if bar is not None:
             bar.close()
@@ -184,19 +187,21 @@ def _job(method: str, settings: dict[str, Any]) -> Job:
     return Job(method=_method_name(method), values=values, **own)
 
 
-def _rows(todo, job, store, source, scheduler, n_workers, num_parts, part_id, retries, progress):
+def _rows(todo, job, store, source, scheduler, n_workers, num_parts, part_id, retries, quiet):
+    """The records of the cases as they end, from the engine chosen (a generator)."""
     if num_parts is not None:
         worker = f"part {part_id}/{num_parts}"
-        return run_serial(todo, job, store, source, retries=retries, worker=worker)
+        yield from run_serial(todo, job, store, source, retries=retries, worker=worker)
+        return
     if not todo:
-        return iter(())
+        return
     from .dask_engine import run_on_dask
 
     def started(link: str, n: int) -> None:
-        if progress:
+        if not quiet:
             print(f"maskscope: {n} Dask worker(s); dashboard: {link}", file=sys.stderr)
 
-    return run_on_dask(
+    yield from run_on_dask(
         todo,
         job,
         store,
