@@ -133,3 +133,24 @@ def test_interrupted_run_restarts_with_the_unfinished_cases_only(tmp_path, addre
     assert {n: (out / "cases" / f"{n}.json").stat().st_mtime_ns for n in records} == stamps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"ok": 6, "failed": 0, "pending": 0}
+
+
+@pytest.mark.slow
+def test_the_default_engine_runs_its_own_local_cluster_and_closes_it(tmp_path, capsys):
+    import multiprocessing
+
+    write_2d(tmp_path / "data", 2)
+    before = set(multiprocessing.active_children())
+    result = explain_dataset(
+        tmp_path / "data",
+        model="tests.cli.threshold_factory:make",
+        out=tmp_path / "out",
+        n_workers=2,
+        **SETTINGS,
+    )
+    assert sorted(result.computed) == ["img00", "img01"]
+    err = capsys.readouterr().err
+    assert "maskscope: 2 Dask worker(s); dashboard: http://" in err
+    assert "cases: 100%" in err and "2/2" in err
+    assert {r["worker"] for r in result.rows} <= {"0", "1"}
+    assert set(multiprocessing.active_children()) <= before  # the workers are gone

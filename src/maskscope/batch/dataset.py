@@ -173,7 +173,7 @@ def _unique_names(images: Sequence[Path]) -> list[str]:
                 depth[i] += 1
                 grown = True
         if not grown:
-            dup = sorted(clashes)[0]
+            dup = next(p for p, n in zip(images, names, strict=True) if n in clashes)
             raise ValueError(f"INPUTS: the image {dup} is listed twice")
 
 

@@ -85,8 +85,9 @@ class Job:
             raise ValueError(f"eval_steps must be at least 1, got {self.eval_steps}")
 
     def settings(self) -> dict[str, Any]:
-        """The settings as JSON-ready values (recorded in ``batch.json``)."""
-        return {k: v for k, v in dataclasses.asdict(self).items()}
+        """The settings by name, the method's parameters among them (for ``batch.json``)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "values"}
+        return {**out, **self.values}
 
     def explainer(self, model: Callable) -> Any:
         """The method built around ``model``."""
