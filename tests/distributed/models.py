@@ -8,6 +8,7 @@ test can count how often each worker built its model.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import torch
@@ -31,6 +32,35 @@ class Slow(ThresholdNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.05)
         return super().forward(x)
+
+
+#: Most forward calls seen at once, per model made by :func:`concurrent2d`.
+CONCURRENCY: dict[int, int] = {}
+
+
+class Concurrent(ThresholdNet):
+    """ThresholdNet that records how many of its forward calls overlap (each takes 50 ms)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.active = 0
+        self.lock = threading.Lock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            self.active += 1
+            CONCURRENCY[id(self)] = max(CONCURRENCY.get(id(self), 0), self.active)
+        try:
+            time.sleep(0.05)
+            return super().forward(x)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def concurrent2d() -> ThresholdNet:
+    """A 2D ThresholdNet recording its overlapping calls in :data:`CONCURRENCY`."""
+    return Concurrent()
 
 
 def counted2d() -> ThresholdNet:

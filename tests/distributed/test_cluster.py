@@ -154,3 +154,47 @@ def test_the_default_engine_runs_its_own_local_cluster_and_closes_it(tmp_path, c
     assert "cases: 100%" in err and "2/2" in err
     assert {r["worker"] for r in result.rows} <= {"0", "1"}
     assert set(multiprocessing.active_children()) <= before  # the workers are gone
+
+
+def test_a_model_object_travels_once_and_gives_the_same_maps(tmp_path, address):
+    (path,) = write_2d(tmp_path / "data", 1)
+    result = explain_dataset(
+        tmp_path / "data",
+        model=ThresholdNet(2),
+        out=tmp_path / "out",
+        scheduler=address,
+        progress=False,
+        **SETTINGS,
+    )
+    assert result.computed == ["img00"]
+    saved = Explanation.load(tmp_path / "out" / "explanations" / "img00.npz")
+    assert np.array_equal(saved.map, _reference(path, 2).map)
+
+
+def test_workers_with_a_gpu_resource_run_one_case_at_a_time(tmp_path):
+    """Workers owning GPU=1 with 2 threads each: the cases ask for GPU=1, so never overlap."""
+    from tests.distributed import models
+
+    write_2d(tmp_path / "data", 6)
+    models.CONCURRENCY.clear()
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=False,
+            resources={"GPU": 1},
+            dashboard_address=":0",
+        ) as lc,
+        distributed.Client(lc) as client,
+    ):
+        result = explain_dataset(
+            tmp_path / "data",
+            model="tests.distributed.models:concurrent2d",
+            out=tmp_path / "out",
+            scheduler=client,
+            progress=False,
+            **SETTINGS,
+        )
+    assert len(result.computed) == 6
+    assert len(models.CONCURRENCY) == 2  # one model per worker
+    assert set(models.CONCURRENCY.values()) == {1}

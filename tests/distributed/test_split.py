@@ -110,3 +110,11 @@ def test_what_cannot_be_split_says_why(cls, dims, kw, message):
     assert message in str(err.value)
     with pytest.raises(ValueError, match="must start at a multiple of 256"):
         run_range(SegRISE(ThresholdNet(2)), _image(), (100, 300), n_masks=300)
+
+
+def test_no_model_call_straddles_a_block_of_256_masks():
+    from tests.conftest import Spy
+
+    spy = Spy(ThresholdNet(2))
+    SegRISE(spy).explain(_image(), n_masks=600, grid=4, batch_size=100)
+    assert spy.batch_sizes == [1, 100, 100, 56, 100, 100, 56, 88]  # 1: the unperturbed pass
