@@ -127,8 +127,6 @@ def run_batch(args: argparse.Namespace) -> int:
     for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    if args.scheduler and args.num_parts is not None:
-        raise ValueError("--scheduler and --num-parts exclude each other: choose one")
     result = explain_dataset(
         args.inputs,
         model=args.model,

@@ -148,12 +148,14 @@ def explain_dataset(
     job.check()
     retries = _check_retries(retries)
     cases = load_cases(inputs)
+    if scheduler is not None and num_parts is not None:
+        raise ValueError("--scheduler and --num-parts exclude each other: choose one")
     if (num_parts is None) != (part_id is None):
         raise ValueError("--num-parts and --part-id go together: give both or neither")
     if num_parts is not None:
         check_part(num_parts, part_id)
         cases = part_of(cases, num_parts, part_id)
-    store = BatchStore(out)
+    store = BatchStore(Path(out).absolute())
     label = model if isinstance(model, str) else f"<{type(model).__name__}>"
     batch_settings = {"model": label, **job.settings()}
     store.check_settings(batch_settings, overwrite=overwrite)

@@ -195,7 +195,8 @@ def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
     Returns
     -------
     list of Case
-        Named after their images (unique; a CSV's ``name`` column wins).
+        Named after their images (unique; a CSV's ``name`` column wins), with absolute
+        paths.
 
     Raises
     ------
@@ -218,12 +219,12 @@ def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
                 "distinct names in a CSV 'name' column"
             )
         seen[name] = image
-    return [
+    return [  # absolute paths: workers may run in another folder
         Case(
             name=name,
-            image=Path(e["image"]),
-            reference=Path(e["reference"]) if "reference" in e else None,
-            roi=Path(e["roi"]) if "roi" in e else None,
+            image=Path(e["image"]).absolute(),
+            reference=Path(e["reference"]).absolute() if "reference" in e else None,
+            roi=Path(e["roi"]).absolute() if "roi" in e else None,
         )
         for name, e in zip(names, entries, strict=True)
     ]
