@@ -76,3 +76,15 @@ def test_bad_flags_give_status_2_and_the_flag(tmp_path, capsys, extra, message):
     argv = ["batch", str(tmp_path / "data"), "--model", "shapes2d", "--out", str(tmp_path / "o")]
     assert main([*argv, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_model_that_loads_on_no_worker_is_one_error_before_any_case(tmp_path, address, capsys):
+    write_2d(tmp_path / "data", 2)
+    argv = ["batch", str(tmp_path / "data"), "--model", "tests.cli.model_factories:broken"]
+    argv += ["--out", str(tmp_path / "out"), "--scheduler", address, *FLAGS]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "maskscope: error: the model did not load on worker " in err
+    assert "no GPU here" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "failed": 0, "pending": 2}

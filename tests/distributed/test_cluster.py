@@ -97,6 +97,18 @@ def test_broken_file_is_reported_and_the_others_go_on(tmp_path, address):
     assert rows["broken"]["status"] == "failed"
     assert [rows[n]["status"] for n in ("img00", "img01", "img02")] == ["ok"] * 3
     assert "broken,failed," in (out / "summary.csv").read_text()
+    again = explain_dataset(
+        tmp_path / "data",
+        model="tests.distributed.models:counted2d",
+        out=out,
+        scheduler=address,
+        retries=0,
+        progress=False,
+        **SETTINGS,
+    )  # a failed case is not finished: a restart tries it again, alone
+    assert again.skipped == ["img00", "img01", "img02"] and not again.computed
+    assert list(again.failed) == ["broken"]
+    assert json.loads((out / "cases" / "broken.json").read_text())["attempts"] == 1
 
 
 def test_interrupted_run_restarts_with_the_unfinished_cases_only(tmp_path, address):
