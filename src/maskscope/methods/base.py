@@ -11,16 +11,15 @@ import numpy as np
 import torch
 
 from .._engine.cancel import CancelToken
-from .._engine.custom import checked_fill, checked_score, function_name
 from .._engine.devices import check_device
 from .._engine.inputs import model_device_dtype, model_layout
 from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.params import replace_params, validate_params
-from .._engine.perturb import bind
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
 from ._prepare import Prepared, prepare_input
+from ._record import checked_task, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
 from .context import Context, build_context
 
@@ -231,7 +230,7 @@ class Method:
         n = self.n_perturbations(params, inp.part_spatial, inp.part_spacing)
         record = RunRecord(
             method=self.name,
-            params=_jsonable(self._record(params, options, inp, normalize)),
+            params=run_record(self, params, options, inp, normalize),
             spatial=inp.spatial,
             sliced=inp.sliced,
             image=inp.owned.numpy(),
@@ -312,29 +311,9 @@ class Method:
                 f"the reference segmentation has no voxel of {what}: nothing to "
                 "explain (give another target, or a reference that contains it)"
             )
-        task = self._checked(self.make_task(ctx, run.params), run.params)
+        task = checked_task(self, self.make_task(ctx, run.params), run.params)
         task.target = ctx.target
         return task, ctx.target
-
-    def _checked(self, task: Task, params: Any) -> Task:
-        """Check the outputs of user-given score, distance and fill functions."""
-        custom = [
-            (name, fn)
-            for name, fn in (
-                ("score_fn", getattr(self, "score_fn", None)),
-                ("distance_fn", getattr(self, "distance_fn", None)),
-                ("score", getattr(params, "score", None)),
-                ("distance", getattr(params, "distance", None)),
-            )
-            if callable(fn)
-        ]
-        if custom:
-            name, fn = custom[0]
-            task.score = checked_score(task.score, f"the {name} function {function_name(fn)}")
-        fill = getattr(self, "fill_fn", None)
-        if callable(fill):
-            task.perturb = bind(task.x, checked_fill(fill, f"the fill_fn {function_name(fill)}"))
-        return task
 
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""
@@ -365,31 +344,6 @@ class Method:
         validate_params(options)
         return params, options
 
-    def _record(self, params, options, inp, normalize) -> dict[str, Any]:
-        """The parameters a snapshot records (JSON-able after :func:`_jsonable`)."""
-        return {
-            **dataclasses.asdict(params),
-            **dataclasses.asdict(options),
-            "outputs": self.outputs,
-            "device": str(self.device),
-            "spatial_dims": inp.spatial_dims,
-            "slice_by_slice": inp.sliced,
-            "normalize": str(normalize),
-            **self._model_record(),
-        }
-
-    def _model_record(self) -> dict[str, Any]:
-        call = self.model_call
-        out: dict[str, Any] = {}
-        if call.output_key is not None:
-            out["output_key"] = call.output_key
-        if call.output is not None:
-            out["output"] = call.output
-        if call.pad_multiple is not None:
-            out["pad_multiple"] = call.pad_multiple
-            out["pad_mode"] = call.pad_mode
-        return out
-
     def _warn_training(self) -> None:
         # an exported program's module has a training flag, but its mode was fixed at export
         if getattr(self.model, "training", False) and not is_exported_module(self.model):
@@ -399,19 +353,3 @@ class Method:
                 UserWarning,
                 stacklevel=4,
             )
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, (tuple, list)) and all(isinstance(i, (int, float, str)) for i in v):
-            out[k] = list(v)
-        elif callable(v):
-            out[k] = getattr(v, "__name__", repr(v))
-        elif isinstance(v, (np.ndarray, torch.Tensor)):
-            out[k] = f"array{tuple(v.shape)}"
-        else:
-            out[k] = repr(v)
-    return out
