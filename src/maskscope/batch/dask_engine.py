@@ -182,6 +182,7 @@ def _register(client: Any, source: ModelSource) -> str:
     status = client.run(_plugin_status, name)
     errors = [e for e in status.values() if e]
     if status and len(errors) == len(status):
+        client.unregister_worker_plugin(name)
         raise ValueError(errors[0])
     return name
 
