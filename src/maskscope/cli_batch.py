@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -31,6 +30,7 @@ class _ModelFlags:
 def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``batch`` subcommand to the ``maskscope`` parser's subparsers."""
     from .cli import CLI_METHODS, _add_params, _number_list, add_data_flags, add_input_flags
+    from .gui import PAD_MODES
     from .io import FORMATS
 
     ba = sub.add_parser(
@@ -51,7 +51,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     ba.add_argument("--spatial-dims", type=int, choices=[2, 3])
     ba.add_argument("--output-key", metavar="KEY|INDEX", help="as for 'maskscope explain'")
     ba.add_argument("--pad-multiple", metavar="K", type=_number_list(int))
-    ba.add_argument("--pad-mode", default="zeros")
+    ba.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
     add_data_flags(ba)
     ba.add_argument("--map-format", choices=list(FORMATS), help="default: the input's format")
     ba.add_argument("--evaluate", action="store_true", help="deletion / insertion AUC of every map")
@@ -71,29 +71,12 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     return ba
 
 
-def _slices(text: str | None) -> str | list[int]:
-    if not text or text == "all":
-        return "all"
-    try:
-        return [int(s) for s in text.replace(",", " ").split()]
-    except ValueError:
-        raise ValueError(
-            f"--slices must be 'all' or slice indices like 10,11,12, got {text!r}"
-        ) from None
-
-
 def _job(args: argparse.Namespace):
-    from ._engine.loop import RunOptions
-    from ._engine.outputs import parse_output_key
     from .batch import Job
-    from .cli import CLI_METHODS
-    from .methods import METHODS
+    from .cli import CLI_METHODS, _slices, method_values
+    from .gui.models import parse_output_key
 
-    method, fixed = CLI_METHODS[args.method]
-    names = {f.name for f in dataclasses.fields(METHODS[method].Params)}
-    names |= {f.name for f in dataclasses.fields(RunOptions)}
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    values.update(fixed)
+    method, values = CLI_METHODS[args.method], method_values(args)
     options = {"pad_mode": args.pad_mode}
     if args.output_key is not None:
         options["output_key"] = parse_output_key(args.output_key)

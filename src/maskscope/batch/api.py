@@ -50,7 +50,7 @@ class BatchResult:
 
 
 def _method_name(method: str) -> str:
-    from ..methods import METHODS
+    from .. import METHODS
 
     folded = {k.lower().replace("-", ""): k for k in METHODS}
     key = str(method).lower().replace("-", "").replace("_", "")

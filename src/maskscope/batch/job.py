@@ -67,7 +67,7 @@ class Job:
 
     def check(self) -> None:
         """Validate everything before any case runs (``ValueError`` / ``TypeError``)."""
-        from ..frontend import method_class, split_values
+        from ..gui import method_class, split_values
         from ..intensity import Normalizer
         from ..io import FORMATS, check_axes
 
@@ -91,7 +91,7 @@ class Job:
 
     def explainer(self, model: Callable) -> Any:
         """The method built around ``model``."""
-        from ..frontend import method_class
+        from ..gui import method_class
 
         return method_class(self.method)(
             model, outputs=self.outputs, spatial_dims=self.spatial_dims, **self.model_options

@@ -25,7 +25,7 @@ def _range_task(method, options, image, mask_range, kwargs, plugin_name):
     """One range of masks on a worker, with the model its plugin loaded."""
     from distributed import get_worker
 
-    from ..frontend import method_class
+    from ..gui import method_class
     from ..methods._ranges import run_range
 
     plugin = get_worker().plugins[plugin_name]
@@ -78,7 +78,7 @@ def iter_explain_split(
     Iterator[Explanation]
         A snapshot after each range merged in order, the last one with ``done=True``.
     """
-    from ..frontend import method_class
+    from ..gui import method_class
     from ..methods._ranges import iter_merged, plan_ranges
 
     options = dict(method_options or {})
