@@ -22,6 +22,7 @@ FRONTENDS = [
     *sorted((PKG / "notebook").rglob("*.py")),
     PKG / "cli.py",
     PKG / "cli_evaluate.py",
+    PKG / "cli_batch.py",
 ]
 
 

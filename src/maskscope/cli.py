@@ -183,6 +183,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .cli_evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from .cli_batch import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -316,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .cli_evaluate import run_evaluate
 
             return run_evaluate(args)
+        if args.command == "batch":
+            from .cli_batch import run_batch
+
+            return run_batch(args)
         return _explain(args)
     except KeyboardInterrupt:
         print("maskscope: interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .blocks import GridBlock
 from .mask_batch import MaskBatch
 
 __all__ = ["DistanceGrid", "Partial", "WeightedSum", "accumulation_dtype"]
@@ -78,6 +79,18 @@ class DistanceGrid:
         self.values[idx] = scores.double()
         self.visited[idx] = True
         self.n += len(batch)
+
+    def take_blocks(self) -> list[GridBlock]:
+        """The distances of the centres visited so far (one block)."""
+        idx = torch.nonzero(self.visited).flatten()
+        return [GridBlock(idx, self.values[idx].clone())]
+
+    def add_block(self, block: GridBlock) -> None:
+        """Record the distances of another part of the same sweep (exactly as visited)."""
+        idx = block.indices.to(self.values.device)
+        self.values[idx] = block.values.to(self.values)
+        self.visited[idx] = True
+        self.n += int(idx.numel())
 
     def _filled(self) -> torch.Tensor:
         counts = self.grid.counts

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from .accumulate import Partial
+from .blocks import block_end
 from .cancel import CancelToken
 from .inputs import check_output
 from .mask_batch import MaskBatch
@@ -242,21 +243,25 @@ def run_task(
     *,
     batch_size: int,
     cancel: CancelToken | None = None,
+    mask_range: tuple[int, int] | None = None,
 ) -> Iterator[Step]:
     """Run one task chunk by chunk, yielding a :class:`Step` after each.
 
     ``batch_size`` is the largest batch to use (the caller carries the last step's value
     to the next task, so a back-off lasts). The last step has ``final=True``, or
     ``cancelled=True`` when ``cancel`` was set before a chunk. A model's exception
-    propagates: the chunks before it are in the accumulator.
+    propagates: the chunks before it are in the accumulator. ``mask_range = (start,
+    stop)`` runs only those masks (``start`` a multiple of
+    :data:`~.blocks.SUM_BLOCK`). No chunk straddles a multiple of
+    :data:`~.blocks.SUM_BLOCK`, so every block of masks is chunked alike in any run.
     """
     batch_size = min(batch_size, batch_limit(options, task.x))
-    done = 0
-    while done < task.n_total:
+    done, end = mask_range if mask_range is not None else (0, task.n_total)
+    while done < end:
         if cancel is not None and cancel.cancelled:
             yield Step(done, batch_size, cancelled=True)
             return
-        stop = min(done + batch_size, task.n_total)
+        stop = min(done + batch_size, end, block_end(done))
         batch = task.masks(done, stop)
         try:
             outputs = runner(task.perturb(batch))
@@ -276,7 +281,7 @@ def run_task(
             if reliability is not None and 1.0 - reliability <= options.tol:
                 yield from _finish(task, done, batch_size, cancel, stopped_early=True)
                 return
-        if done < task.n_total:
+        if done < end:
             yield Step(done, batch_size, partial)
     yield from _finish(task, done, batch_size, cancel)
 

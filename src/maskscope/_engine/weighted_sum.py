@@ -16,7 +16,9 @@ predicts the correlation between this map and one made with another seed and as 
 
 All sums are linear in per-mask coefficients, so they are kept as a few columns:
 ``Σ cᵢ mᵢ`` for ``c ∈ {w, 1, w·e, e}`` (``e`` = 1 for even mask indices) and ``Σ dᵢ mᵢ²`` for
-``d ∈ {w², w, 1}``, each a single matrix product per chunk.
+``d ∈ {w², w, 1}``, each a single matrix product per chunk. They are summed by blocks of
+:data:`~.blocks.SUM_BLOCK` masks, so that ranges of masks run apart merge to the same bits
+(:meth:`WeightedSum.take_blocks`, :meth:`WeightedSum.add_block`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import math
 import torch
 
 from .accumulate import Partial, accumulation_dtype
+from .blocks import SUM_BLOCK, SumBlock
 from .mask_batch import MaskBatch
 
 __all__ = ["ESTIMATORS", "WeightedSum", "split_half_reliability"]
@@ -104,8 +107,14 @@ class WeightedSum:
         self.s2 = torch.zeros(_R, self.n_vox, dtype=self.dtype, device=device)
         self.n = 0
         self.n_even = 0
-        self.w_sum = 0.0
-        self.w_even = 0.0
+        # the sums of the open block (see blocks.py): the totals are closed blocks only
+        self._b1 = torch.zeros_like(self.s1)
+        self._b2 = torch.zeros_like(self.s2)
+        self._closed_w = [0.0, 0.0]  # weights' sum and even-indexed sum, closed blocks
+        self._open_w = [0.0, 0.0]
+        self._open_n = [0, 0]
+        self.collect = False  # keep every closed block for take_blocks (split runs)
+        self._collected: list[SumBlock] = []
         self._stage: tuple[torch.Tensor, torch.Tensor] | None = None
         self._staged = 0
         self._square: torch.Tensor | None = None
@@ -125,8 +134,10 @@ class WeightedSum:
         w = weights.to(m.dtype)
         even = (torch.arange(start, start + b, device=w.device) % 2 == 0).to(w.dtype)
         wd = weights.double()
-        self.w_sum += float(wd.sum())
-        self.w_even += float((wd * even.double()).sum())
+        self._open_w[0] += float(wd.sum())
+        self._open_w[1] += float((wd * even.double()).sum())
+        self._open_n[0] += b
+        self._open_n[1] += int(even.sum())
         self.n_even += int(even.sum())
         self.n += b
         c1 = torch.stack([w, torch.ones_like(w), w * even, even], dim=1)  # (b, Q)
@@ -134,7 +145,13 @@ class WeightedSum:
         parts = batch.factors
         if parts is not None and parts[1].dtype == m.dtype:
             self._add_factors(*parts, c1, c2)
-            return
+        else:
+            self._add_masks(m, c1, c2)
+        if batch.stop // SUM_BLOCK > batch.start // SUM_BLOCK:  # the chunk ends a block
+            self._close_block(batch.start // SUM_BLOCK)
+
+    def _add_masks(self, m: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor) -> None:
+        """Add a chunk of flat masks ``(b, voxels)`` to the staging buffers."""
         if self._stage is None or self._stage[0].dtype != m.dtype:
             self._flush()
             self._stage = (
@@ -146,7 +163,7 @@ class WeightedSum:
         t1, t2 = self._stage
         t1.addmm_(c1.T, m)
         t2.addmm_(c2.T, torch.mul(m, m, out=self._square))
-        self._staged += b
+        self._staged += m.shape[0]
         if self._staged >= self.FLUSH_EVERY:
             self._flush()
 
@@ -154,8 +171,8 @@ class WeightedSum:
         if self._stage is None or self._staged == 0:
             return
         t1, t2 = self._stage
-        self.s1.add_(t1)
-        self.s2.add_(t2)
+        self._b1.add_(t1)
+        self._b2.add_(t2)
         t1.zero_()
         t2.zero_()
         self._staged = 0
@@ -213,9 +230,79 @@ class WeightedSum:
         if self._pending is None or self._pending_n == 0:
             return
         p1, p2 = self._pending_products()
-        self.s1.add_(p1)
-        self.s2.add_(p2)
+        self._b1.add_(p1)
+        self._b2.add_(p2)
         self._pending_n = 0
+
+    # ------------------------------------------------------------------ blocks
+    @property
+    def w_sum(self) -> float:
+        """Sum of the weights (closed blocks in order, then the open one)."""
+        return self._closed_w[0] + self._open_w[0]
+
+    @property
+    def w_even(self) -> float:
+        """Sum of the even-indexed masks' weights."""
+        return self._closed_w[1] + self._open_w[1]
+
+    def _open(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # the open block with what waits added to copies (snapshots never change the sums)
+        b1, b2 = self._b1, self._b2
+        if self._stage is not None and self._staged:
+            b1, b2 = b1 + self._stage[0], b2 + self._stage[1]
+        if self._pending is not None and self._pending_n:
+            p1, p2 = self._pending_products()
+            b1, b2 = b1 + p1, b2 + p2
+        return b1, b2
+
+    def _close_block(self, index: int) -> None:
+        self._flush()
+        self._flush_factors()
+        if self.collect:
+            self._collected.append(self._block(index, self._b1.clone(), self._b2.clone(), True))
+        self._add_block_sums(self._b1, self._b2, self._open_w)
+        self._b1.zero_()
+        self._b2.zero_()
+        self._open_w, self._open_n = [0.0, 0.0], [0, 0]
+
+    def _block(self, index: int, b1, b2, complete: bool) -> SumBlock:
+        n, n_even = self._open_n
+        return SumBlock(index, b1, b2, n, n_even, *self._open_w, complete=complete)
+
+    def _add_block_sums(self, b1: torch.Tensor, b2: torch.Tensor, w: list[float]) -> None:
+        self.s1.add_(b1)
+        self.s2.add_(b2)
+        self._closed_w = [self._closed_w[0] + w[0], self._closed_w[1] + w[1]]
+
+    def take_blocks(self) -> list[SumBlock]:
+        """The blocks closed since ``collect`` was set, then the open one (``complete=False``).
+
+        Adding them in order to an empty accumulator (:meth:`add_block`) reproduces this
+        one's sums bit for bit. Clears the collected blocks.
+        """
+        out, self._collected = self._collected, []
+        if self._open_n[0]:
+            b1, b2 = self._open()
+            out.append(self._block(-1, b1.clone(), b2.clone(), False))
+        return out
+
+    def add_block(self, block: SumBlock) -> None:
+        """Add a block taken from another accumulator of the same run, in mask order.
+
+        A complete block is added to the totals as closing it would; an open block (the
+        last of a run) becomes this accumulator's open block, which must be empty.
+        """
+        b1, b2 = block.s1.to(self.s1.device), block.s2.to(self.s2.device)
+        self.n += block.n
+        self.n_even += block.n_even
+        if block.complete:
+            self._add_block_sums(b1, b2, [block.w_sum, block.w_even])
+            return
+        if self._open_n[0] or self._staged or self._pending_n:
+            raise ValueError("an open block can only be added after every complete block")
+        self._b1.copy_(b1)
+        self._b2.copy_(b2)
+        self._open_w, self._open_n = [block.w_sum, block.w_even], [block.n, block.n_even]
 
     def coverage(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``Σ mᵢ`` per voxel, flat: over all masks and over the even-indexed ones."""
@@ -223,14 +310,11 @@ class WeightedSum:
         return s1[1], s1[3]
 
     def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # what waits is added to copies: when snapshots are taken never changes the sums
-        s1, s2 = self.s1, self.s2
-        if self._stage is not None and self._staged:
-            s1, s2 = s1 + self._stage[0], s2 + self._stage[1]
-        if self._pending is not None and self._pending_n:
-            p1, p2 = self._pending_products()
-            s1, s2 = s1 + p1, s2 + p2
-        return s1, s2
+        # the closed blocks' totals plus the open block, always in this order
+        if not self._open_n[0]:
+            return self.s1, self.s2
+        b1, b2 = self._open()
+        return self.s1 + b1, self.s2 + b2
 
     # ------------------------------------------------------------------ estimates
     def _map(self, s_w: torch.Tensor, s_1: torch.Tensor, n: int, w_sum: float) -> torch.Tensor:

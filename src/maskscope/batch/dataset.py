@@ -1,0 +1,230 @@
+"""A dataset of cases: a folder, a glob or a CSV of images, each case named after its input.
+
+A case is an image file, with optionally a reference (ground-truth label) file and a region
+of interest (ROI) file. Inputs are:
+
+- a folder: every image file in it (``.npy .npz .tif .tiff .nii .nii.gz``), sorted by name;
+- a glob such as ``"scans/*/t1.nii.gz"`` (``**`` searches sub-folders);
+- a CSV file with an ``image`` column and optionally ``reference`` (or ``label``), ``roi``
+  and ``name`` columns; relative paths are read from the CSV's folder;
+- a single image file.
+
+Cases are named after their image files without the format suffix (``case01.nii.gz`` →
+``case01``). Two images with the same file name in different folders get their folders in
+front (``sub-01/t1.nii.gz`` → ``sub-01_t1``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import FORMATS
+
+__all__ = ["CSV_COLUMNS", "Case", "load_cases"]
+
+#: Columns a dataset CSV may have (``image`` is required; ``label`` means ``reference``).
+CSV_COLUMNS = ("name", "image", "reference", "label", "roi")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input of a dataset.
+
+    Attributes
+    ----------
+    name
+        The case's name: its result files are called after it.
+    image
+        The image file.
+    reference
+        A reference segmentation file (a ground-truth label), or None: the model's own
+        prediction is the reference.
+    roi
+        A region-of-interest file (a mask), or None.
+    """
+
+    name: str
+    image: Path
+    reference: Path | None = None
+    roi: Path | None = None
+
+
+def _is_image(path: Path) -> bool:
+    name = path.name.lower()
+    return not name.startswith(".") and any(name.endswith(f) for f in FORMATS)
+
+
+def _strip(name: str) -> str:
+    lower = name.lower()
+    for fmt in sorted(FORMATS, key=len, reverse=True):
+        if lower.endswith(fmt):
+            return name[: -len(fmt)]
+    return name
+
+
+def _from_folder(folder: Path) -> list[dict[str, Path]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+    if not files:
+        raise ValueError(
+            f"INPUTS: the folder {folder} holds no image files; expected files ending in "
+            f"{', '.join(FORMATS)}"
+        )
+    return [{"image": p} for p in files]
+
+
+def _from_glob(pattern: str) -> list[dict[str, Path]]:
+    found = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+    files = [p for p in found if p.is_file() and _is_image(p)]
+    if not files:
+        what = f"only {len(found)} path(s) that are not image files" if found else "nothing"
+        raise ValueError(
+            f"INPUTS: the pattern {pattern!r} matched {what}; expected image files ending "
+            f"in {', '.join(FORMATS)}"
+        )
+    return [{"image": p} for p in files]
+
+
+def _cell(row: dict[str, str], key: str) -> str | None:
+    value = (row.get(key) or "").strip()
+    return value or None
+
+
+def _from_csv(path: Path) -> list[dict[str, Path | str]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "image" not in columns:
+            raise ValueError(
+                f"INPUTS: {path.name} needs an 'image' column (and optionally "
+                f"{', '.join(c for c in CSV_COLUMNS if c != 'image')}), got columns "
+                f"{', '.join(columns) or '(none)'}"
+            )
+        unknown = [c for c in columns if c not in CSV_COLUMNS]
+        if unknown:
+            raise ValueError(
+                f"INPUTS: {path.name} has unknown column(s) {', '.join(unknown)}; expected "
+                f"{', '.join(CSV_COLUMNS)}"
+            )
+        if "reference" in columns and "label" in columns:
+            raise ValueError(
+                f"INPUTS: {path.name} has both 'reference' and 'label' columns; give one"
+            )
+        rows = [{k.strip(): v for k, v in row.items() if k} for row in reader]
+    base = path.parent
+    out: list[dict[str, Path | str]] = []
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
+        image = _cell(row, "image")
+        if image is None:
+            raise ValueError(f"INPUTS: {path.name} line {i} has an empty 'image' cell")
+        entry: dict[str, Path | str] = {"image": base / image}
+        ref = _cell(row, "reference") or _cell(row, "label")
+        if ref is not None:
+            entry["reference"] = base / ref
+        roi = _cell(row, "roi")
+        if roi is not None:
+            entry["roi"] = base / roi
+        name = _cell(row, "name")
+        if name is not None:
+            entry["name"] = name
+        out.append(entry)
+    if not out:
+        raise ValueError(f"INPUTS: {path.name} lists no case (only a header)")
+    return out
+
+
+def _expand(item: str | Path) -> list[dict[str, Path | str]]:
+    text = str(item)
+    path = Path(text)
+    if path.is_dir():
+        return _from_folder(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _from_csv(path)
+    if path.is_file():
+        if not _is_image(path):
+            raise ValueError(
+                f"INPUTS: {path.name} is neither a folder, a .csv nor an image file "
+                f"({', '.join(FORMATS)})"
+            )
+        return [{"image": path}]
+    if glob.has_magic(text):
+        return _from_glob(text)
+    raise ValueError(f"INPUTS: {text} does not exist (expected a folder, a glob or a .csv file)")
+
+
+def _unique_names(images: Sequence[Path]) -> list[str]:
+    """File names without suffix; folders in front where two would be the same."""
+    parts = [[*p.resolve().parts[:-1], _strip(p.name)] for p in images]
+    depth = [1] * len(parts)
+    while True:
+        names = ["_".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clashes = {n for n in names if names.count(n) > 1}
+        if not clashes:
+            return names
+        grown = False
+        for i, n in enumerate(names):
+            if n in clashes and depth[i] < len(parts[i]):
+                depth[i] += 1
+                grown = True
+        if not grown:
+            dup = next(p for p, n in zip(images, names, strict=True) if n in clashes)
+            raise ValueError(f"INPUTS: the image {dup} is listed twice")
+
+
+def _safe(name: str) -> str:
+    cleaned = _UNSAFE.sub("_", name).strip("._")
+    if not cleaned:
+        raise ValueError(f"INPUTS: the case name {name!r} has no usable character")
+    return cleaned
+
+
+def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
+    """The cases of one or more inputs (folders, globs, CSV files, image files).
+
+    Parameters
+    ----------
+    inputs
+        One input or several; their cases are concatenated in the order given.
+
+    Returns
+    -------
+    list of Case
+        Named after their images (unique; a CSV's ``name`` column wins), with absolute
+        paths.
+
+    Raises
+    ------
+    ValueError
+        An input that does not exist, matches no image, a CSV without an ``image`` column,
+        or two cases with the same name.
+    """
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items:
+        raise ValueError("INPUTS: give at least one folder, glob, .csv or image file")
+    entries = [e for item in items for e in _expand(item)]
+    images = [Path(e["image"]) for e in entries]
+    auto = _unique_names(images)
+    names = [_safe(str(e.get("name", a))) for e, a in zip(entries, auto, strict=True)]
+    seen: dict[str, Path] = {}
+    for name, image in zip(names, images, strict=True):
+        if name in seen:
+            raise ValueError(
+                f"INPUTS: two cases are named {name!r} ({seen[name]} and {image}); give "
+                "distinct names in a CSV 'name' column"
+            )
+        seen[name] = image
+    return [  # absolute paths: workers may run in another folder
+        Case(
+            name=name,
+            image=Path(e["image"]).absolute(),
+            reference=Path(e["reference"]).absolute() if "reference" in e else None,
+            roi=Path(e["roi"]).absolute() if "roi" in e else None,
+        )
+        for name, e in zip(names, entries, strict=True)
+    ]

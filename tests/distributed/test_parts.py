@@ -1,0 +1,124 @@
+"""``num_parts`` / ``part_id``: every K-th case in this process, resumable, without Dask."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from maskscope import SegRISE
+from maskscope.batch import explain_dataset
+from maskscope.explanation import Explanation
+from maskscope.io import read_image
+from tests.conftest import ThresholdNet
+from tests.distributed.cases import write_2d, write_broken
+
+SETTINGS = {"n_masks": 16, "grid": 4, "seed": 1, "batch_size": 8}
+MODEL = "tests.cli.threshold_factory:make"
+
+
+def _run(data, out, **kw):
+    kw = {"model": MODEL, "out": out, "num_parts": 1, "part_id": 0, "progress": False, **kw}
+    return explain_dataset(data, **{**SETTINGS, **kw})
+
+
+def test_two_parts_share_the_cases_and_give_explains_maps(tmp_path):
+    paths = write_2d(tmp_path / "data", 5)
+    out = tmp_path / "out"
+    names = [p.stem for p in paths]
+    first = _run(tmp_path / "data", out, num_parts=2, part_id=0)
+    assert first.computed == names[0::2]
+    mid = json.loads((out / "summary.json").read_text())["counts"]
+    assert mid == {"ok": 3, "failed": 0, "pending": 2}
+    second = _run(tmp_path / "data", out, num_parts=2, part_id=1)
+    assert second.computed == names[1::2]
+    assert second.summary["counts"] == {"ok": 5, "failed": 0, "pending": 0}
+    for path in paths:
+        record = json.loads((out / "cases" / f"{path.stem}.json").read_text())
+        assert record["worker"] == f"part {names.index(path.stem) % 2}/2"
+        want = SegRISE(ThresholdNet(2)).explain(read_image(path).data, **SETTINGS)
+        got = Explanation.load(out / "explanations" / f"{path.stem}.npz")
+        assert np.array_equal(got.map, want.map)
+
+
+def test_interrupted_after_three_cases_the_restart_computes_the_other_three(tmp_path):
+    write_2d(tmp_path / "data", 6)
+    out = tmp_path / "out"
+    seen: list[str] = []
+
+    def stop_after_three(row):
+        seen.append(row["name"])
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "data", out, on_case=stop_after_three)
+    assert sorted(p.stem for p in (out / "cases").glob("*.json")) == seen
+    assert json.loads((out / "summary.json").read_text())["counts"]["pending"] == 3
+    again = _run(tmp_path / "data", out)
+    assert again.skipped == seen
+    assert again.computed == ["img03", "img04", "img05"]
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_a_restart_with_other_settings_is_refused_unless_overwrite(tmp_path):
+    write_2d(tmp_path / "data", 2)
+    out = tmp_path / "out"
+    _run(tmp_path / "data", out)
+    with pytest.raises(ValueError, match=r"holds results made with other settings \(n_masks "):
+        _run(tmp_path / "data", out, n_masks=8)
+    again = _run(tmp_path / "data", out, n_masks=8, overwrite=True)
+    assert again.computed == ["img00", "img01"] and not again.skipped
+    assert Explanation.load(out / "explanations" / "img00.npz").n_done == 8
+
+
+def test_a_failing_model_is_retried_then_recorded_and_every_case_reported(tmp_path):
+    write_2d(tmp_path / "data", 2)
+    write_broken(tmp_path / "data")
+    out = tmp_path / "out"
+    result = _run(tmp_path / "data", out, model="tests.cli.model_factories:raising", retries=2)
+    assert not result.computed
+    assert sorted(result.failed) == ["broken", "img00", "img01"]
+    assert "the weights are corrupt" in result.failed["img00"]
+    record = json.loads((out / "cases" / "img00.json").read_text())
+    assert record["status"] == "failed" and record["attempts"] == 3
+    assert not list((out / "maps").iterdir())
+
+
+def test_an_roi_column_is_passed_to_explain_or_refused_clearly(tmp_path):
+    (path,) = write_2d(tmp_path / "data", 1)
+    roi = np.zeros((16, 16), bool)
+    roi[3:10, 4:11] = True
+    np.save(tmp_path / "roi.npy", roi)
+    (tmp_path / "list.csv").write_text(f"image,roi\n{path},{tmp_path / 'roi.npy'}\n")
+    result = _run(tmp_path / "list.csv", tmp_path / "out")
+    if "roi" in inspect.signature(SegRISE.iter_explain).parameters:
+        want = SegRISE(ThresholdNet(2)).explain(np.load(path), roi=roi, **SETTINGS)
+        got = Explanation.load(tmp_path / "out" / "explanations" / "img00.npz")
+        assert np.array_equal(got.map, want.map)
+    else:
+        assert result.failed == {
+            "img00": "img00: an 'roi' is listed (roi.npy), but SegRISE.explain takes no roi= "
+            "in this version of maskscope; remove the roi column"
+        }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"method": "gradcam"}, ValueError, "method must be one of RISE, PixelRISE, SegRISE"),
+        ({"n_mask": 3}, TypeError, "unknown field(s) n_mask for SegRISE"),
+        ({"num_parts": 2, "part_id": None}, ValueError, "--num-parts and --part-id go together"),
+        ({"num_parts": 2, "part_id": 2}, ValueError, "--part-id must be in [0, 1]"),
+        ({"retries": -1}, ValueError, "retries must be an integer >= 0, got -1"),
+        ({"map_format": ".png"}, ValueError, "map_format must be one of .npy"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_case(tmp_path, kwargs, error, message):
+    write_2d(tmp_path / "data", 1)
+    with pytest.raises(error) as err:
+        _run(tmp_path / "data", tmp_path / "out", **kwargs)
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists()
