@@ -8,7 +8,6 @@ the map when asked, and write the case's record last.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import socket
 import time
@@ -104,15 +103,11 @@ def _read(path, axes: str):
     return read_image(path, axes=axes)
 
 
-def _roi_kwargs(explainer: Any, case: Case, axes: str) -> dict[str, Any]:
+def _roi_kwargs(case: Case, axes: str) -> dict[str, Any]:
+    """The case's ROI file as ``roi=``: its non-zero voxels, read in the image's order."""
     if case.roi is None:
         return {}
-    if "roi" not in inspect.signature(explainer.iter_explain).parameters:
-        raise ValueError(
-            f"{case.name}: an 'roi' is listed ({case.roi.name}), but {explainer.name}.explain "
-            "takes no roi= in this version of maskscope; remove the roi column"
-        )
-    return {"roi": np.asarray(_read(case.roi, "ijk").data) > 0}
+    return {"roi": np.asarray(_read(case.roi, axes).data) > 0}
 
 
 def _region(labels: np.ndarray, target: int | None) -> np.ndarray:
@@ -200,7 +195,7 @@ def run_case(
         slices=job.slices,
         voxel_spacing=image.voxel_spacing,
         normalize=Normalizer(job.normalize, job.percentiles),
-        **_roi_kwargs(explainer, case, job.axes),
+        **_roi_kwargs(case, job.axes),
         **job.values,
     )
     fmt = job.map_format or image.format
