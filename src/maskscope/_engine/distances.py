@@ -6,7 +6,7 @@ centres* of two segmentations, measured in physical units (``voxel_spacing``):
 ``HD(P, R) = max( max_{p∈P} d(p, R), max_{r∈R} d(r, P) )``
 
 * ``d(p, R)`` for every voxel comes from one exact Euclidean distance transform of the
-  reference (scipy), computed once per reference and kept on the device.
+  reference (scipy), computed once per reference.
 * ``d(r, P)`` only matters for ``r ∈ R \\ P`` (it is 0 elsewhere), and the nearest voxel of
   ``P`` to a voxel outside ``P`` is always a *surface* voxel of ``P`` (one with a face
   neighbour outside ``P``: a step towards the query point would otherwise be closer). Only

@@ -4,7 +4,7 @@
 centres of a prediction ``P`` and the reference ``R``, in physical units.
 
 * ``d(p, R)`` is a lookup: the exact Euclidean distance transform of the reference
-  (scipy, with the voxel spacing) is computed once and kept on the device. It is 0 on
+  (scipy, with the voxel spacing) is computed once per reference. It is 0 on
   ``R``, so only the voxels of ``P \\ R`` have a value to sort for a percentile.
 * ``d(r, P)`` is 0 on ``P`` and matters only for ``r ∈ R \\ P``, usually the few voxels an
   occluder removed from the segment. Only the queries' bounding box grown by a margin is
@@ -87,13 +87,12 @@ class Hausdorff:
         self.device = ref.device
         self.percentile = percentile
         self.spacing_list = [float(s) for s in spacing]
-        self.spacing = torch.tensor(self.spacing_list, dtype=torch.float64, device=self.device)
         self.ref_flat = ref.flatten()
         self.n_ref = int(self.ref_flat.sum())
         from scipy import ndimage  # imported when used: `import maskscope` stays light
 
         dt = ndimage.distance_transform_edt(~ref.cpu().numpy(), sampling=tuple(spacing))
-        self.dt_ref = torch.from_numpy(np.asarray(dt, dtype=np.float64)).to(self.device).flatten()
+        self.dt_np = np.asarray(dt, dtype=np.float64).ravel()
         self.empty_value = diagonal(self.spatial, spacing)
         self.n_searches = 0
 
@@ -101,38 +100,38 @@ class Hausdorff:
         """Distances ``(B,)`` float64 of a batch of predictions ``(B, *sp)``."""
         b = pred.shape[0]
         flat = pred.bool().reshape(b, -1)
-        out = torch.full((b,), self.empty_value, dtype=torch.float64, device=self.device)
+        values = np.full(b, self.empty_value, dtype=np.float64)
         rows = flat.any(dim=1).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return out
-        if rows.numel() < b:
-            flat = flat[rows]
-        missing = (self.ref_flat & ~flat).cpu().numpy()  # R and not P, per prediction
-        fgs = flat.reshape(-1, *self.spatial).cpu().numpy()
-        if self.percentile is None:
-            far = torch.where(flat, self.dt_ref, 0.0).amax(dim=1)
+        if rows.numel():
+            if rows.numel() < b:
+                flat = flat[rows]
+            ref = self.ref_flat
+            missing = (ref & ~flat).cpu().numpy()  # R and not P, per prediction
+            extra = (flat & ~ref).cpu().numpy()  # P and not R: the only positive d(p, R)
+            fgs = flat.reshape(-1, *self.spatial).cpu().numpy()
+            sizes = flat.sum(dim=1).tolist()
             for j, i in enumerate(rows.tolist()):
-                d = self._to_prediction(fgs[j], np.flatnonzero(missing[j]))
-                out[i] = torch.maximum(far[j], d.max()) if d.numel() else far[j]
-            return out
-        extra = flat & ~self.ref_flat  # P and not R: the only positive d(p, R)
-        sizes = flat.sum(dim=1).tolist()
-        q = self.percentile / 100.0
-        for j, i in enumerate(rows.tolist()):
-            d_pr = self.dt_ref[extra[j]]
-            d_rp = self._to_prediction(fgs[j], np.flatnonzero(missing[j]))
-            a = quantile_with_zeros(d_pr, sizes[j] - d_pr.numel(), q)
-            r = quantile_with_zeros(d_rp, self.n_ref - d_rp.numel(), q)
-            out[i] = torch.maximum(a, r)
-        return out
+                d_pr = self.dt_np[np.flatnonzero(extra[j])]
+                d_rp = self._to_prediction(fgs[j], np.flatnonzero(missing[j]))
+                values[i] = self._combine(d_pr, sizes[j] - d_pr.size, d_rp)
+        return torch.from_numpy(values).to(self.device)
 
-    def _to_prediction(self, fg: np.ndarray, q_idx: np.ndarray) -> torch.Tensor:
+    def _combine(self, d_pr: np.ndarray, n_shared: int, d_rp: np.ndarray) -> float:
+        """The distance from the positive directed distances (``n_shared`` = ``|P ∩ R|``)."""
+        if self.percentile is None:
+            return float(max(d_pr.max(initial=0.0), d_rp.max(initial=0.0)))
+        q = self.percentile / 100.0
+        a = quantile_with_zeros(d_pr, n_shared, q)
+        r = quantile_with_zeros(d_rp, self.n_ref - d_rp.size, q)
+        return max(a, r)
+
+    def _to_prediction(self, fg: np.ndarray, q_idx: np.ndarray) -> np.ndarray:
         """``d(r, P)`` for the reference voxels ``q_idx`` (flat) outside the prediction ``fg``.
 
         ``fg`` is the prediction ``(*sp)`` as a numpy bool array on the CPU.
         """
         if q_idx.size == 0:
-            return self.dt_ref.new_zeros(0)
+            return np.zeros(0)
         queries = np.stack(np.unravel_index(q_idx, self.spatial), axis=1)
         result = np.empty(queries.shape[0], dtype=np.float64)
         todo = np.arange(queries.shape[0])
@@ -150,7 +149,7 @@ class Hausdorff:
             ok = d <= _bound(q, blo, bhi, shape, spacing)
             result[todo[ok]] = d[ok]
             if ok.all():
-                return torch.from_numpy(result).to(self.device)
+                return result
             todo = todo[~ok]
             margin *= 2
 
@@ -188,20 +187,20 @@ def _bound(
     return np.minimum(low.min(axis=1), high.min(axis=1))
 
 
-def quantile_with_zeros(values: torch.Tensor, n_zeros: int, q: float) -> torch.Tensor:
+def quantile_with_zeros(values: np.ndarray, n_zeros: int, q: float) -> float:
     """Linear-interpolation quantile (numpy's default) of ``values`` and ``n_zeros`` zeros.
 
     ``values`` are all positive; only they are sorted.
     """
-    n = values.numel() + n_zeros
-    if values.numel() == 0:
-        return values.new_zeros(())
-    v = values.sort().values
+    n = values.size + n_zeros
+    if values.size == 0:
+        return 0.0
+    v = np.sort(values)
     pos = q * (n - 1)
     lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
 
-    def at(k: int) -> torch.Tensor:
-        return v[k - n_zeros] if k >= n_zeros else v.new_zeros(())
+    def at(k: int) -> float:
+        return float(v[k - n_zeros]) if k >= n_zeros else 0.0
 
     return at(lo) + (at(hi) - at(lo)) * (pos - lo)
