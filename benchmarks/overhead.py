@@ -135,7 +135,7 @@ def measure(case, repeats: int, device: str = "cpu") -> dict:
         sync(device)
         walls.append(time.perf_counter() - t0)
         n_fwd = expl.n_forward
-        chunk = int(expl.params.get("chunk_size", kw["batch_size"]))  # after the voxel limit
+        chunk = int(expl.params.get("batch_size_used", kw["batch_size"]))  # after the voxel limit
         floors.append(forward_floor(explainer.model, x, n_fwd, chunk))
     w, f = statistics.median(walls), statistics.median(floors)
     out = {

@@ -185,7 +185,7 @@ def run_size(cfg: dict) -> dict:
     wall = time.perf_counter() - t0
     peak = peak_mb()
     x = torch.as_tensor(image)[None].to(device)
-    chunk = int(expl.params["chunk_size"])  # the batch used, after the voxel limit
+    chunk = int(expl.params["batch_size_used"])  # the batch used, after the voxel limit
     floor = overhead.forward_floor(model, x, expl.n_forward, chunk)
     out = {
         "dims": dims,
@@ -216,7 +216,7 @@ def run_snapshot(cfg: dict) -> dict:
     first = next(gen)
     t_first = time.perf_counter() - t0
     gen.close()
-    bs = int(first.params["chunk_size"])
+    bs = int(first.params["batch_size_used"])
     # one chunk = the reference forward + one batch of perturbed inputs
     chunk = overhead.forward_floor(explainer.model, x, 1, 1) + overhead.forward_floor(
         explainer.model, x, bs, bs
@@ -284,7 +284,9 @@ def run_profile(cfg: dict) -> dict:
     prof.disable()
     wall = time.perf_counter() - t0
     x = torch.as_tensor(image)[None].to(cfg["device"])
-    floor = overhead.forward_floor(explainer.model, x, expl.n_forward, expl.params["chunk_size"])
+    floor = overhead.forward_floor(
+        explainer.model, x, expl.n_forward, expl.params["batch_size_used"]
+    )
     stats = pstats.Stats(prof).stats
     funcs, builtins = [], []
     for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():
