@@ -54,6 +54,13 @@ class Method:
         U-Nets need 2**levels) and crop the outputs back. None: no padding.
     pad_mode
         ``"zeros"``, ``"replicate"`` or ``"reflect"`` (with ``pad_multiple``).
+    precision
+        ``"float32"`` (default), or ``"bfloat16"`` / ``"float16"``: run the model's forward
+        under ``torch.autocast`` in that dtype (scores and sums stay in float32 / float64;
+        see the speed page of the docs for how much the map changes).
+    compile
+        Compile the model with ``torch.compile(dynamic=False)`` (each batch size compiles
+        once; a smaller last batch is padded to a compiled size).
     """
 
     #: Display name.
@@ -79,6 +86,8 @@ class Method:
         output: Callable[[Any], torch.Tensor] | None = None,
         pad_multiple: int | tuple[int, ...] | None = None,
         pad_mode: str = "zeros",
+        precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -92,6 +101,8 @@ class Method:
             output=output,
             pad_multiple=pad_multiple,
             pad_mode=pad_mode,
+            precision=precision,
+            compile=compile,
         )
         dims, in_ch = model_layout(model)
         if spatial_dims is not None and spatial_dims not in (2, 3):
