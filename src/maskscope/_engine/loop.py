@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from .accumulate import Partial
+from .batch_tuner import BatchTuner, device_clock
 from .cancel import CancelToken
 from .inputs import check_output
 from .mask_batch import MaskBatch
@@ -42,10 +43,11 @@ class RunOptions:
     """How a run is executed (shared by every method; not part of the method's maths)."""
 
     seed: int = param(0, help="Seed of the random masks: same seed, same map.", min=0)
-    batch_size: int = param(
-        16,
+    batch_size: int | None = param(
+        None,
         help="Perturbed inputs per model call (same masks for any value; the map changes "
-        "by float rounding at most).",
+        "by float rounding at most). None = measured: the first chunks are timed at "
+        "1, 2, 4, ... inputs and the fastest size is kept.",
         min=1,
     )
     max_batch_voxels: int | None = param(
@@ -189,6 +191,17 @@ class ModelRunner:
 AUTO_BATCH_VOXELS = {"cpu": 2**19}
 AUTO_BATCH_VOXELS_OTHER = 2**23
 
+#: The largest batch a measured batch size tries: inputs, and input voxels (a memory
+#: bound on any device; ``max_batch_voxels`` replaces it when set).
+TUNE_MAX_BATCH = 256
+TUNE_BATCH_VOXELS = 2**23
+
+
+def tune_limit(options: RunOptions, x: torch.Tensor) -> int:
+    """Largest batch a measured batch size tries for inputs like ``x (1, C, *spatial)``."""
+    voxels = options.max_batch_voxels or TUNE_BATCH_VOXELS
+    return max(1, min(TUNE_MAX_BATCH, voxels // x.numel()))
+
 
 def batch_limit(options: RunOptions, x: torch.Tensor) -> int:
     """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_batch_voxels``."""
@@ -240,23 +253,33 @@ def run_task(
     runner: ModelRunner,
     options: RunOptions,
     *,
-    batch_size: int,
+    batch_size: int | None,
     cancel: CancelToken | None = None,
+    tuner: BatchTuner | None = None,
 ) -> Iterator[Step]:
     """Run one task chunk by chunk, yielding a :class:`Step` after each.
 
     ``batch_size`` is the largest batch to use (the caller carries the last step's value
-    to the next task, so a back-off lasts). The last step has ``final=True``, or
+    to the next task, so a back-off lasts). With a ``tuner`` (and ``batch_size`` None)
+    the batch size is measured (see :mod:`~maskscope._engine.batch_tuner`); the tuner
+    carries what it measured to the next task. The last step has ``final=True``, or
     ``cancelled=True`` when ``cancel`` was set before a chunk. A model's exception
     propagates: the chunks before it are in the accumulator.
     """
-    batch_size = min(batch_size, batch_limit(options, task.x))
+    if tuner is not None:
+        tuner.clock = tuner.clock or device_clock(task.x.device)
+        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x))
+        batch_size = tuner.size()
+    else:
+        batch_size = min(batch_size or 1, batch_limit(options, task.x))
     done = 0
     while done < task.n_total:
         if cancel is not None and cancel.cancelled:
             yield Step(done, batch_size, cancelled=True)
             return
         stop = min(done + batch_size, task.n_total)
+        if tuner is not None:
+            tuner.start()
         batch = task.masks(done, stop)
         try:
             outputs = runner(task.perturb(batch))
@@ -265,9 +288,14 @@ def run_task(
                 raise
             del batch
             batch_size = _back_off(stop - done, exc)
+            if tuner is not None:
+                batch_size = tuner.out_of_memory(stop - done)
             continue
         task.accumulator.update(batch, task.score(outputs))
         del batch, outputs
+        if tuner is not None:
+            tuner.done(stop - done)
+            batch_size = tuner.size()
         done = stop
         partial = None
         if options.tol is not None and done >= options.min_masks:

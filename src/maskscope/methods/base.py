@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .._engine.batch_tuner import BatchTuner
 from .._engine.cancel import CancelToken
 from .._engine.devices import check_device
 from .._engine.inputs import model_device_dtype, model_layout
@@ -271,6 +272,8 @@ class Method:
             progress=run.progress,
         )
         target = run.target
+        tuner = BatchTuner() if run.options.batch_size is None else None
+        snaps.tuner = tuner
         try:
             for i, index in enumerate(run.inp.indices):
                 if run.cancel is not None and run.cancel.cancelled:
@@ -283,7 +286,12 @@ class Method:
                 snaps.begin(index, task)
                 last = i == len(run.inp.indices) - 1
                 for step in run_task(
-                    task, run.runner, run.options, batch_size=snaps.batch_size, cancel=run.cancel
+                    task,
+                    run.runner,
+                    run.options,
+                    batch_size=snaps.batch_size,
+                    cancel=run.cancel,
+                    tuner=tuner,
                 ):
                     snap = snaps.step(step, last_task=last)
                     if snap is not None:
