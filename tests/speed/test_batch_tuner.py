@@ -153,7 +153,7 @@ def test_slices_of_a_volume_share_one_measurement(monkeypatch, cube3d):
     # slice 2: 1, 1, 2, 2, 4 (untimed) and a short 2; slice 3 goes on where slice 2
     # stopped: 4 timed (slower than 2), then 2s; slice 4 uses 2 from its first chunk
     assert model.sizes.count(4) == 2 and expl.params["batch_size_measured"] == 2
-    assert model.sizes[-6:] == [1, 2, 2, 2, 2, 2]
+    assert model.sizes[-7:] == [1, 2, 2, 2, 2, 2, 2]
     assert sum(model.sizes) == expl.n_forward == 3 * 13
 
 
