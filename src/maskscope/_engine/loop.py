@@ -117,6 +117,10 @@ class Task:
         Label images ``(*spatial)`` (reference used by the scores, model's own prediction).
     info
         Scalars or arrays to report in the snapshot's extras (e.g. a baseline distance).
+    planned
+        For a sweep that plans as it goes (adaptive HDM): ``() -> int``, how many of the
+        ``n_total`` perturbations are known so far; the task ends when every planned one
+        is done. None: all ``n_total``.
     """
 
     x: torch.Tensor
@@ -129,6 +133,11 @@ class Task:
     reference: torch.Tensor | None = None
     prediction: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    planned: Callable[[], int] | None = None
+
+    def known(self) -> int:
+        """Perturbations known so far (``n_total`` unless the task plans as it goes)."""
+        return self.n_total if self.planned is None else min(self.n_total, self.planned())
 
     @property
     def has_stderr(self) -> bool:
@@ -273,11 +282,11 @@ def run_task(
     else:
         batch_size = min(batch_size or 1, batch_limit(options, task.x))
     done = 0
-    while done < task.n_total:
+    while done < task.known():
         if cancel is not None and cancel.cancelled:
             yield Step(done, batch_size, cancelled=True)
             return
-        stop = min(done + batch_size, task.n_total)
+        stop = min(done + batch_size, task.known())
         if tuner is not None:
             tuner.start()
         batch = task.masks(done, stop)
@@ -304,7 +313,7 @@ def run_task(
             if reliability is not None and 1.0 - reliability <= options.tol:
                 yield from _finish(task, done, batch_size, cancel, stopped_early=True)
                 return
-        if done < task.n_total:
+        if done < task.known():
             yield Step(done, batch_size, partial)
     yield from _finish(task, done, batch_size, cancel)
 

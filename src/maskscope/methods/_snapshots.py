@@ -160,6 +160,10 @@ class Snapshots:
             self.n_total -= task.n_total - step.n_done
             if self.bar is not None:
                 self.bar.total = self.n_total
+        elif step.final and step.n_done < task.n_total and not step.stopped_early:
+            self.n_total -= task.n_total - step.n_done  # an adaptive sweep needed fewer
+            if self.bar is not None:
+                self.bar.total = self.n_total
         if step.cancelled:
             return self.snapshot(self.live(), cancelled=True)
         if step.partial is not None:
