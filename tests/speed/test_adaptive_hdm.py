@@ -13,7 +13,7 @@ from maskscope._engine.cancel import CancelToken
 from tests.conftest import Spy, ThresholdNet
 
 
-def reference_plan(values: np.ndarray, baseline: float, h0: int, tol: float):
+def reference_plan(values: np.ndarray, baseline: float, h0: int, tol: float, reach: int):
     """Plain loops: which centres are evaluated, and the filled grid."""
     counts = values.shape
     known = {}
@@ -37,7 +37,14 @@ def reference_plan(values: np.ndarray, baseline: float, h0: int, tol: float):
                 all(0 <= p < c for p, c in zip(par, counts, strict=True)) and par in known
                 for par in parents
             )
-            if ok and all(abs(known[par] - baseline) <= tol for par in parents):
+            window = [
+                [i + s * (2 * k + 1) * h for k in range(reach) for s in (-1, 1)]
+                if i % (2 * h)
+                else [i + 2 * k * h for k in range(-(reach - 1), reach)]
+                for i in idx
+            ]
+            near = [w for w in itertools.product(*window) if w in known]
+            if ok and all(abs(known[w] - baseline) <= tol for w in near):
                 fills[idx] = float(np.mean([known[par] for par in parents]))
             else:
                 evaluated.append(idx)
@@ -50,8 +57,8 @@ def reference_plan(values: np.ndarray, baseline: float, h0: int, tol: float):
     return set(evaluated), grid
 
 
-def run_plan(values: np.ndarray, baseline: float, h0: int, tol: float, chunk: int):
-    plan = AdaptivePlan(values.shape, baseline, h0, tol)
+def run_plan(values, baseline: float, h0: int, tol: float, chunk: int, reach: int = 1):
+    plan = AdaptivePlan(values.shape, baseline, h0, tol, reach)
     done = 0
     while done < plan.n_planned:
         flat = np.asarray(plan.visits[done : min(done + chunk, plan.n_planned)])
@@ -67,17 +74,18 @@ def blob_values(counts, centre, radius, baseline=2.0):
     return np.where(d <= radius, baseline + 10.0 - d, baseline)
 
 
+@pytest.mark.parametrize("reach", [1, 2])
 @pytest.mark.parametrize(
     "counts,h0,tol",
     [((17, 17), 4, 0.0), ((13, 10), 2, 0.0), ((9, 11, 7), 2, 0.0), ((17, 13), 4, 0.5)],
 )
-def test_plan_equals_the_reference_for_any_chunking(counts, h0, tol):
+def test_plan_equals_the_reference_for_any_chunking(counts, h0, tol, reach):
     rng = np.random.default_rng(sum(counts))
     values = blob_values(counts, [c * 0.4 for c in counts], 3.0)
     values[tuple(rng.integers(0, c) for c in counts)] += 0.3  # a small change, under tol
-    want_eval, want_grid = reference_plan(values, 2.0, h0, tol)
+    want_eval, want_grid = reference_plan(values, 2.0, h0, tol, reach)
     for chunk in (1, 5, 1000):
-        plan = run_plan(values, 2.0, h0, tol, chunk)
+        plan = run_plan(values, 2.0, h0, tol, chunk, reach)
         got = {np.unravel_index(i, counts) for i in plan.visits}
         assert {tuple(int(v) for v in g) for g in got} == want_eval
         assert len(plan.visits) == len(want_eval)  # each centre once
@@ -136,3 +144,24 @@ def test_adaptive_sweep_streams_and_cancels():
         if len(seen) == 2:
             token.cancel()
     assert seen[-1].cancelled and seen[-1].n_done < snaps[-1].n_done
+
+
+def test_hiding_centres_are_those_whose_disk_covers_a_different_voxel():
+    import torch
+
+    from maskscope._engine.adaptive_sweep import hiding_centres
+    from maskscope._engine.occlusion import CentreGrid
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((2, 14, 17)) * 0.1)[None]
+    x[0, 1, 3, 12] = 1.0  # one bright voxel in the second channel
+    x[0, 0, 10, 4] = 0.6
+    hidden = torch.zeros_like(x)
+    grid = CentreGrid((14, 17), 5.0, 2.0, (1.0, 1.0))
+    got = hiding_centres(grid, x, hidden, 0.5)
+    disks = grid.occluders(torch.arange(grid.n_centres)).numpy().reshape(grid.n_centres, -1)
+    diff = (x - hidden).abs().amax(dim=1).flatten().numpy()
+    span = float(x.max() - x.min())
+    want = np.array([bool((diff[d] > 0.5 * span).any()) for d in disks])
+    np.testing.assert_array_equal(got, want)
+    assert 0 < want.sum() < grid.n_centres

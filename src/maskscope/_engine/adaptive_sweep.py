@@ -1,23 +1,30 @@
-"""Adaptive HDM: a coarse sweep, refined only where the occlusions changed something.
+"""Adaptive HDM: a coarse sweep, refined only where an occlusion can change something.
 
 Centres are visited level by level, as in the full sweep's coarse-to-fine order: first
-every ``h0``-th centre along each axis, then the centres halfway between, halving the
-step down to 1. A centre of a finer level lies halfway between 2, 4 or 8 centres of the
-coarser levels along its odd axes (its *parents*). It is evaluated unless every parent
-is known and every parent's distance equals the baseline within ``tol``: then occluding
-anywhere around it changed nothing, and it gets the mean of its parents (its multilinear
-interpolation, the value the full sweep's map would draw between them). Centres at the
-grid's edge whose parents fall outside the grid are always evaluated.
+every ``h0``-th centre along each axis (``h0`` = 8 by default), then the centres halfway
+between, halving the step down to 1. A centre of a finer level lies halfway between 2, 4
+or 8 centres of the coarser levels along its odd axes (its *parents*). It is evaluated
+
+* when its occluder hides something (``must``: the fill differs from the image by more
+  than a fraction of the image's range somewhere in the disk; see
+  :func:`hiding_centres`), or
+* when a parent is missing (the grid's edge) or a coarser centre within ``reach`` cells
+  changed the distance (differs from the baseline by more than ``tol``).
+
+Otherwise occluding around it hides only what the fill already is, and nothing near it
+changed the output: it gets the mean of its parents (its multilinear interpolation, the
+value the full sweep's map draws between them). On the bundled 2D sample this is the
+full sweep's map within 1 (Hausdorff units, of a range of 141) at 5 of 2304 centres, with
+3.1× fewer model calls (``benchmarks/hdm_adaptive.py``).
 
 A level is planned once the previous one is complete, so the centres evaluated, their
 order and the map do not depend on the batch size. The full sweep is the special case
-where nothing is skipped. ``h0`` defaults to the largest power of two whose step stays
-within the occluder's radius (so neighbouring coarse occluders overlap and a change
-cannot hide between them), at most 8.
+where nothing is skipped.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -26,16 +33,36 @@ import torch
 from .accumulate import DistanceGrid
 from .mask_batch import MaskBatch
 
-__all__ = ["AdaptivePlan", "AdaptiveSweep", "default_first_step"]
+__all__ = ["AdaptivePlan", "AdaptiveSweep", "default_first_step", "hiding_centres"]
 
 
 def default_first_step(grid) -> int:
-    """Largest power of two ``h`` with ``h`` centre steps ≤ the radius on every axis (≤ 8)."""
-    step_len = max(st * sp for st, sp in zip(grid.steps, grid.spacing, strict=True))
+    """Step of the first level: 8, or less on a grid with fewer than 17 centres per axis."""
     h = 1
-    while h < 8 and 2 * h * step_len <= grid.radius and 2 * h < max(grid.counts):
+    while h < 8 and 2 * h < max(grid.counts):
         h *= 2
     return h
+
+
+def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: float) -> np.ndarray:
+    """Centres whose occluder hides something: the fill differs from the image somewhere.
+
+    ``hidden`` is the fill's value at every voxel ``(1, C, *sp)``; a centre hides
+    something when, at some voxel of its disk and some channel, ``|x − hidden|`` exceeds
+    ``content_tol`` times the image's range. Returns a flat bool array over the centres.
+    """
+    diff = (x - hidden).abs().amax(dim=1).flatten()  # (V,)
+    span = float(x.max() - x.min())
+    big = diff > content_tol * span if span > 0 else diff > 0
+    out = torch.zeros(grid.n_centres, dtype=torch.bool, device=big.device)
+    chunk = 256
+    for start in range(0, grid.n_centres, chunk):
+        flat = torch.arange(start, min(start + chunk, grid.n_centres), device=grid.device)
+        rows, voxels = grid.occluded(flat)
+        hit = torch.zeros(flat.numel(), dtype=torch.bool, device=big.device)
+        hit[rows[big[voxels]]] = True
+        out[start : start + flat.numel()] = hit
+    return out.cpu().numpy()
 
 
 class AdaptivePlan:
@@ -53,8 +80,18 @@ class AdaptivePlan:
         A distance within ``tol`` of the baseline counts as "no change".
     """
 
-    def __init__(self, counts, baseline: float, first_step: int, tol: float = 0.0) -> None:
+    def __init__(
+        self,
+        counts,
+        baseline: float,
+        first_step: int,
+        tol: float = 0.0,
+        reach: int = 1,
+        must: np.ndarray | None = None,
+    ) -> None:
         self.counts = tuple(int(c) for c in counts)
+        self.reach = int(reach)
+        self.must = np.zeros(self.counts, bool) if must is None else must.reshape(self.counts)
         self.baseline, self.tol = float(baseline), float(tol)
         self.values = np.full(self.counts, np.nan)
         self.known = np.zeros(self.counts, bool)
@@ -109,27 +146,44 @@ class AdaptivePlan:
         """Fill the candidates that can be skipped; return the ones to evaluate."""
         coords = self._coords[:, cand]  # (nd, n)
         odd = coords % (2 * h) != 0
-        n_odd = odd.sum(axis=0)
+        counts = np.asarray(self.counts)[:, None]
         total = np.zeros(cand.size)
-        quiet = np.ones(cand.size, bool)
-        corners = np.array(np.meshgrid(*[[-1, 1]] * len(self.counts), indexing="ij"))
-        corners = corners.reshape(len(self.counts), -1)
-        for k in range(corners.shape[1]):
-            offs = corners[:, k : k + 1] * h * odd  # only odd axes move
+        quiet = ~self.must.flat[cand]
+        for offs in self._offsets(odd, h, 1):  # the parents: all must be known
             p = coords + offs
-            inside = np.all((p >= 0) & (p < np.asarray(self.counts)[:, None]), axis=0)
-            pc = np.clip(p, 0, np.asarray(self.counts)[:, None] - 1)
-            pf = np.ravel_multi_index(tuple(pc), self.counts)
-            known = inside & self.known.flat[pf]
+            inside = np.all((p >= 0) & (p < counts), axis=0)
+            pf = np.ravel_multi_index(tuple(np.clip(p, 0, counts - 1)), self.counts)
             vals = self.values.flat[pf]
-            quiet &= known & (np.abs(vals - self.baseline) <= self.tol)
-            total += np.where(known, vals, 0.0)
+            quiet &= inside & self.known.flat[pf]
+            total += np.where(inside, vals, 0.0)
+        for offs in self._offsets(odd, h, self.reach):  # the window: no change in it
+            p = coords + offs
+            inside = np.all((p >= 0) & (p < counts), axis=0)
+            pf = np.ravel_multi_index(tuple(np.clip(p, 0, counts - 1)), self.counts)
+            vals = self.values.flat[pf]
+            changed = inside & self.known.flat[pf] & (np.abs(vals - self.baseline) > self.tol)
+            quiet &= ~changed
         # each distinct parent appears 2**(nd - n_odd) times among the corners
         mean = total / (2.0 ** len(self.counts))
-        skip = quiet & (n_odd > 0)
-        self.values.flat[cand[skip]] = mean[skip]
-        self.known.flat[cand[skip]] = True
-        return cand[~skip]
+        self.values.flat[cand[quiet]] = mean[quiet]
+        self.known.flat[cand[quiet]] = True
+        return cand[~quiet]
+
+    def _offsets(self, odd: np.ndarray, h: int, reach: int):
+        """Offsets ``(nd, n)`` to the coarser centres within ``reach`` cells of each candidate.
+
+        Along an odd axis ``±h, ±3h, ... ±(2 reach − 1) h``; along the others
+        ``0, ±2h, ... ±2 (reach − 1) h`` (some combinations repeat). ``reach=1`` gives the
+        parents, each ``2**(nd − n_odd)`` times.
+        """
+        odd_offs = [s * (2 * k + 1) * h for k in range(reach) for s in (-1, 1)]
+        even_offs = [2 * k * h for k in range(-(reach - 1), reach)]
+        for combo in itertools.product(range(2 * reach), repeat=len(self.counts)):
+            rows = [
+                np.where(odd[ax], odd_offs[k], even_offs[min(k, len(even_offs) - 1)])
+                for ax, k in enumerate(combo)
+            ]
+            yield np.stack(rows)
 
     @property
     def finished(self) -> bool:
@@ -147,10 +201,18 @@ class AdaptiveSweep(DistanceGrid):
     model saw (1) and the skipped ones (0).
     """
 
-    def __init__(self, grid, baseline: float, tol: float = 0.0, first_step: int | None = None):
+    def __init__(
+        self,
+        grid,
+        baseline: float,
+        tol: float = 0.0,
+        first_step: int | None = None,
+        must: np.ndarray | None = None,
+        reach: int = 1,
+    ) -> None:
         super().__init__(grid, baseline)
         h = first_step or default_first_step(grid)
-        self.plan = AdaptivePlan(grid.counts, baseline, h, tol)
+        self.plan = AdaptivePlan(grid.counts, baseline, h, tol, reach=reach, must=must)
         self._sync()
 
     def planned(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._engine.accumulate import DistanceGrid
-from .._engine.adaptive_sweep import AdaptiveSweep
+from .._engine.adaptive_sweep import AdaptiveSweep, hiding_centres
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
 from .._engine.loop import RunOptions, Task
 from .._engine.mask_batch import MaskBatch
@@ -62,15 +62,23 @@ class HDMParams:
     )
     sweep: str = param(
         "full",
-        help="'full': every centre; 'adaptive': a coarse pass, then only the centres next to "
-        "an occlusion that changed the distance (within refine_tol); the others take their "
-        "neighbours' value.",
+        help="'full': every centre; 'adaptive': a coarse pass, then only the centres whose "
+        "occluder hides something or that lie next to an occlusion that changed the "
+        "distance; the others take their neighbours' value.",
         choices=("full", "adaptive"),
     )
     refine_tol: float = param(
         0.0,
         help="Adaptive sweep: a distance within this of the baseline counts as no change.",
         min=0.0,
+    )
+    content_tol: float = param(
+        0.2,
+        help="Adaptive sweep: an occluder hides something where the fill differs from the "
+        "image by more than this fraction of the image's range (such centres are always "
+        "evaluated).",
+        min=0.0,
+        max=1.0,
     )
 
 
@@ -162,7 +170,9 @@ class HDM(Method):
         acc = DistanceGrid(grid, baseline)
         source, planned = grid, None
         if params.sweep == "adaptive":
-            acc = AdaptiveSweep(grid, baseline, tol=params.refine_tol)
+            hidden = perturb(ctx.x, torch.zeros_like(ctx.x[:, :1]))
+            must = hiding_centres(grid, ctx.x, hidden, params.content_tol)
+            acc = AdaptiveSweep(grid, baseline, tol=params.refine_tol, must=must)
             source, planned = acc, acc.planned
         return Task(
             x=ctx.x,
