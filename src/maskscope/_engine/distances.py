@@ -43,6 +43,7 @@ Distance = Callable[[torch.Tensor], torch.Tensor]
 #: Names of the built-in distances, as listed by the GUIs.
 DISTANCES = ("hausdorff", "hd95", "dice")
 
+
 class _OneMinusDice:
     def __init__(self, reference: torch.Tensor) -> None:
         self.ref = reference.bool().flatten()
