@@ -132,7 +132,7 @@ def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, squ
     clock = FakeTime({1: 5.0, 2: 3.0, 4: 2.0, 8: 2.5})
     _patched_tuner(monkeypatch, clock)
     model = TimedNet(clock)
-    expl = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2)
+    expl = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
     assert model.sizes[0] == 1  # the unperturbed pass
     assert model.sizes[1:9] == [1, 1, 2, 2, 4, 4, 8, 8]
     assert set(model.sizes[9:-1]) == {4}
@@ -149,7 +149,9 @@ def test_slices_of_a_volume_share_one_measurement(monkeypatch, cube3d):
     clock = FakeTime({1: 5.0, 2: 1.0, 4: 3.0})
     _patched_tuner(monkeypatch, clock)
     model = TimedNet(clock)
-    expl = RISE(model).explain(cube3d, n_masks=12, grid=3, slices=[2, 3, 4], target=1)
+    expl = RISE(model).explain(
+        cube3d, n_masks=12, grid=3, slices=[2, 3, 4], target=1, batch_size=None
+    )
     # slice 2: 1, 1, 2, 2, 4 (untimed) and a short 2; slice 3 goes on where slice 2
     # stopped: 4 timed (slower than 2), then 2s; slice 4 uses 2 from its first chunk
     assert model.sizes.count(4) == 2 and expl.params["batch_size_measured"] == 2
@@ -163,7 +165,7 @@ def test_out_of_memory_in_a_measured_run_measures_again(monkeypatch, square2d):
     model = TimedNet(clock)
     model.fail_above = 4
     with pytest.warns(RuntimeWarning, match="out of memory with a batch of 8"):
-        expl = HDM(model).explain(square2d, diameter=4, stride=1)
+        expl = HDM(model).explain(square2d, diameter=4, stride=1, batch_size=None)
     assert max(model.sizes) == 4 and expl.params["batch_size_measured"] == 4
     assert sum(model.sizes) == expl.n_forward == 16 * 16 + 1
     fixed = HDM(ThresholdNet(2)).explain(square2d, diameter=4, stride=1, batch_size=5)
