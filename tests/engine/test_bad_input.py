@@ -148,4 +148,4 @@ def test_bad_method_arguments(net2d):
 
 def test_score_fn_must_return_one_weight_per_mask(net2d):
     with pytest.raises(ValueError, match=r"score_fn must return a \(2,\) tensor, got \(\)"):
-        RISE(net2d, score_fn=lambda out: out.mean()).explain(sq(), n_masks=2)
+        RISE(net2d, score_fn=lambda out: out.mean()).explain(sq(), n_masks=2, batch_size=2)

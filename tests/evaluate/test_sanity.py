@@ -54,7 +54,7 @@ def test_randomised_maps_change_and_the_users_model_is_untouched(trained_net):
     before = {k: v.clone() for k, v in trained_net.state_dict().items()}
     rng_state = torch.random.get_rng_state()
     method = SegRISE(trained_net)
-    kw = {"n_masks": 96, "grid": 4, "seed": 3}
+    kw = {"n_masks": 96, "grid": 4, "seed": 3, "batch_size": 16}
     res = randomization_check(method, image, keep_maps=True, **kw)
     assert res.layers == ["4", "2", "0"]  # output end first
     assert res.n_randomised == [1, 2, 3] and len(res.maps) == 3

@@ -81,8 +81,9 @@ def test_rise_classifier_matches_reference():
 
 
 def test_pixelrise_mean_equals_rise(net2d, square2d):
-    a = PixelRISE(net2d).explain(square2d, n_masks=N, grid=4, merge="mean", seed=5)
-    b = RISE(net2d).explain(square2d, n_masks=N, grid=4, seed=5)
+    kw = {"n_masks": N, "grid": 4, "seed": 5, "batch_size": 16}
+    a = PixelRISE(net2d).explain(square2d, merge="mean", **kw)
+    b = RISE(net2d).explain(square2d, **kw)
     np.testing.assert_allclose(a.map, b.map, rtol=1e-10)
     np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-8)
 
@@ -115,7 +116,7 @@ def test_pixelrise_max_matches_brute_force(net2d, square2d, max_memory_mb, monke
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pixelrise_max_pixel_subset_is_spread_and_the_same_for_every_seed(net2d, square2d, seed):
-    kw = {"n_masks": 10, "grid": 4, "merge": "max", "seed": seed}
+    kw = {"n_masks": 10, "grid": 4, "merge": "max", "seed": seed, "batch_size": 16}
     a = PixelRISE(net2d).explain(square2d, max_pixels=5, **kw)
     b = PixelRISE(net2d).explain(square2d, max_pixels=5, **kw)
     c = PixelRISE(net2d).explain(square2d, max_pixels=None, **kw)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from .accumulate import Partial
+from .batch_tuner import BatchTuner, device_clock
 from .blocks import block_end
 from .cancel import CancelToken
 from .inputs import check_output
@@ -43,10 +44,12 @@ class RunOptions:
     """How a run is executed (shared by every method; not part of the method's maths)."""
 
     seed: int = param(0, help="Seed of the random masks: same seed, same map.", min=0)
-    batch_size: int = param(
+    batch_size: int | None = param(
         16,
         help="Perturbed inputs per model call (same masks for any value; the map changes "
-        "by float rounding at most).",
+        "by float rounding at most). None = measured: the first chunks are timed at "
+        "1, 2, 4, ... inputs and the fastest size is kept (two runs then agree up to float "
+        "rounding, not bit for bit).",
         min=1,
     )
     max_batch_voxels: int | None = param(
@@ -116,6 +119,10 @@ class Task:
         Label images ``(*spatial)`` (reference used by the scores, model's own prediction).
     info
         Scalars or arrays to report in the snapshot's extras (e.g. a baseline distance).
+    planned
+        For a sweep that plans as it goes (adaptive HDM): ``() -> int``, how many of the
+        ``n_total`` perturbations are known so far; the task ends when every planned one
+        is done. None: all ``n_total``.
     """
 
     x: torch.Tensor
@@ -128,6 +135,11 @@ class Task:
     reference: torch.Tensor | None = None
     prediction: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    planned: Callable[[], int] | None = None
+
+    def known(self) -> int:
+        """Perturbations known so far (``n_total`` unless the task plans as it goes)."""
+        return self.n_total if self.planned is None else min(self.n_total, self.planned())
 
     @property
     def has_stderr(self) -> bool:
@@ -190,6 +202,17 @@ class ModelRunner:
 AUTO_BATCH_VOXELS = {"cpu": 2**19}
 AUTO_BATCH_VOXELS_OTHER = 2**23
 
+#: The largest batch a measured batch size tries: inputs, and input voxels (a memory
+#: bound on any device; ``max_batch_voxels`` replaces it when set).
+TUNE_MAX_BATCH = 256
+TUNE_BATCH_VOXELS = 2**23
+
+
+def tune_limit(options: RunOptions, x: torch.Tensor) -> int:
+    """Largest batch a measured batch size tries for inputs like ``x (1, C, *spatial)``."""
+    voxels = options.max_batch_voxels or TUNE_BATCH_VOXELS
+    return max(1, min(TUNE_MAX_BATCH, voxels // x.numel()))
+
 
 def batch_limit(options: RunOptions, x: torch.Tensor) -> int:
     """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_batch_voxels``."""
@@ -241,27 +264,41 @@ def run_task(
     runner: ModelRunner,
     options: RunOptions,
     *,
-    batch_size: int,
+    batch_size: int | None,
     cancel: CancelToken | None = None,
+    tuner: BatchTuner | None = None,
     mask_range: tuple[int, int] | None = None,
 ) -> Iterator[Step]:
     """Run one task chunk by chunk, yielding a :class:`Step` after each.
 
     ``batch_size`` is the largest batch to use (the caller carries the last step's value
-    to the next task, so a back-off lasts). The last step has ``final=True``, or
+    to the next task, so a back-off lasts). With a ``tuner`` (and ``batch_size`` None)
+    the batch size is measured (see :mod:`~maskscope._engine.batch_tuner`); the tuner
+    carries what it measured to the next task. The last step has ``final=True``, or
     ``cancelled=True`` when ``cancel`` was set before a chunk. A model's exception
     propagates: the chunks before it are in the accumulator. ``mask_range = (start,
     stop)`` runs only those masks (``start`` a multiple of
     :data:`~.blocks.SUM_BLOCK`). No chunk straddles a multiple of
     :data:`~.blocks.SUM_BLOCK`, so every block of masks is chunked alike in any run.
     """
-    batch_size = min(batch_size, batch_limit(options, task.x))
-    done, end = mask_range if mask_range is not None else (0, task.n_total)
-    while done < end:
+    if tuner is not None:
+        tuner.clock = tuner.clock or device_clock(task.x.device)
+        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x))
+        batch_size = tuner.size()
+    else:
+        batch_size = min(batch_size or 1, batch_limit(options, task.x))
+    done, end = mask_range if mask_range is not None else (0, None)
+
+    def known() -> int:  # the masks planned so far (an adaptive sweep plans as it goes)
+        return task.known() if end is None else min(end, task.known())
+
+    while done < known():
         if cancel is not None and cancel.cancelled:
             yield Step(done, batch_size, cancelled=True)
             return
-        stop = min(done + batch_size, end, block_end(done))
+        stop = min(done + batch_size, known(), block_end(done))
+        if tuner is not None:
+            tuner.start()
         batch = task.masks(done, stop)
         try:
             outputs = runner(task.perturb(batch))
@@ -270,9 +307,14 @@ def run_task(
                 raise
             del batch
             batch_size = _back_off(stop - done, exc)
+            if tuner is not None:
+                batch_size = tuner.out_of_memory(stop - done)
             continue
         task.accumulator.update(batch, task.score(outputs))
         del batch, outputs
+        if tuner is not None:
+            tuner.done(stop - done)
+            batch_size = tuner.size()
         done = stop
         partial = None
         if options.tol is not None and done >= options.min_masks:
@@ -281,7 +323,7 @@ def run_task(
             if reliability is not None and 1.0 - reliability <= options.tol:
                 yield from _finish(task, done, batch_size, cancel, stopped_early=True)
                 return
-        if done < end:
+        if done < known():
             yield Step(done, batch_size, partial)
     yield from _finish(task, done, batch_size, cancel)
 

@@ -6,12 +6,14 @@
    input, crop the outputs back);
 2. the output adapter (:mod:`maskscope._engine.outputs`): the raw return value → one
    tensor;
-3. a fallback for models that only take a batch of 1 (a ``.pt2`` exported at batch 1, a
+3. :class:`~maskscope._engine.fast_forward.FastForward`: the forward under autocast
+   (``precision``) and / or ``torch.compile`` (``compile``), both opt-in;
+4. a fallback for models that only take a batch of 1 (a ``.pt2`` exported at batch 1, a
    model traced with a hard-coded batch): when the first batched call fails, every input
    of that batch is run alone; if each succeeds, the model is called one input at a time
    from then on, with a warning. The map does not depend on the batch size, so this
    changes nothing but the speed. If an input fails alone too, its error is raised;
-4. errors: anything the model raises (but running out of memory, which the loop handles
+5. errors: anything the model raises (but running out of memory, which the loop handles
    by halving the batch) becomes a :class:`~maskscope._engine.failures.ModelError` with the
    model's real message and, for the known failures, a hint.
 
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 
 from .failures import ModelError, failure_hint, real_message
+from .fast_forward import FastForward, autocast_dtype
 from .loop import is_out_of_memory
 from .outputs import OutputAdapter, OutputChoiceError
 from .padding import PAD_MODES, PaddingError, PadToMultiple, normalize_multiple
@@ -50,6 +53,12 @@ class ModelCall:
         None, or pad every input to a multiple of this (one int, or one per axis).
     pad_mode
         One of :data:`~maskscope._engine.padding.PAD_MODES`.
+    precision
+        ``"float32"`` (no autocast), ``"bfloat16"`` or ``"float16"``: the forward's autocast
+        dtype (see :mod:`~maskscope._engine.fast_forward`).
+    compile
+        Whether to run ``torch.compile(model, dynamic=False)`` (batches padded to a
+        compiled size).
 
     Attributes
     ----------
@@ -65,29 +74,43 @@ class ModelCall:
         output: Callable[[Any], torch.Tensor] | None = None,
         pad_multiple: int | Sequence[int] | None = None,
         pad_mode: str = "zeros",
+        precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        autocast_dtype(precision)  # checks the name
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
         self.model = model
         self.output_key = output_key
         self.output = output
         self.pad_multiple = normalize_multiple(pad_multiple)
         self.pad_mode = pad_mode
-        inner: Callable = OutputAdapter(model, output_key, output)
-        if self.pad_multiple is not None:
-            inner = PadToMultiple(inner, self.pad_multiple, pad_mode)
-        self._inner = inner
+        self.precision = precision
+        self.compile = compile
+        compiled = self._chain(torch.compile(model, dynamic=False)) if compile else None
+        self._inner = FastForward(self._chain(model), compiled, precision=precision)
         self.single_only = False
         self._batched_ok = False
 
+    def _chain(self, model: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Output adapter, then padding, around ``model``."""
+        inner: Callable = OutputAdapter(model, self.output_key, self.output)
+        if self.pad_multiple is not None:
+            inner = PadToMultiple(inner, self.pad_multiple, self.pad_mode)
+        return inner
+
     def with_model(self, model: Callable) -> ModelCall:
-        """A new call of ``model`` with the same output choice and padding."""
+        """A new call of ``model`` with the same output choice, padding, precision, compile."""
         return ModelCall(
             model,
             output_key=self.output_key,
             output=self.output,
             pad_multiple=self.pad_multiple,
             pad_mode=self.pad_mode,
+            precision=self.precision,
+            compile=self.compile,
         )
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

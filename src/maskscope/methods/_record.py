@@ -47,6 +47,10 @@ def run_record(method, params: Any, options: RunOptions, inp, normalize) -> dict
     if call.pad_multiple is not None:
         model["pad_multiple"] = call.pad_multiple
         model["pad_mode"] = call.pad_mode
+    if call.precision != "float32":
+        model["precision"] = call.precision
+    if call.compile:
+        model["compile"] = True
     return jsonable(
         {
             **dataclasses.asdict(params),

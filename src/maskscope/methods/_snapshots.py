@@ -108,13 +108,15 @@ class Snapshots:
         record: RunRecord,
         runner: ModelRunner,
         n_total: int,
-        batch_size: int,
+        batch_size: int | None,
         yield_every: float | None,
         progress: bool | Callable[[Explanation], None] = False,
     ) -> None:
         self.record, self.runner = record, runner
         self.t0 = time.perf_counter()
         self.n_total, self.n_done, self.batch_size = n_total, 0, batch_size
+        #: A :class:`~maskscope._engine.batch_tuner.BatchTuner` measuring the batch size.
+        self.tuner = None
         self.canvas = Canvas(record.spatial, record.sliced)
         self.skipped: list[int] = []
         self.stopped_early = False
@@ -158,6 +160,10 @@ class Snapshots:
         if step.stopped_early and not self.task_stopped:
             self.stopped_early = self.task_stopped = True
             self.n_total -= task.n_total - step.n_done
+            if self.bar is not None:
+                self.bar.total = self.n_total
+        elif step.final and step.n_done < task.n_total and not step.stopped_early:
+            self.n_total -= task.n_total - step.n_done  # an adaptive sweep needed fewer
             if self.bar is not None:
                 self.bar.total = self.n_total
         if step.cancelled:
@@ -215,6 +221,8 @@ class Snapshots:
         extras = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
         params = dict(rec.params)
         params["batch_size_used"] = self.batch_size  # after the voxel limit and back-off
+        if self.tuner is not None:
+            params.update(self.tuner.record())
         if self.skipped:
             params["skipped_slices"] = list(self.skipped)
         computed = {z for z in self.canvas.done if z is not None}

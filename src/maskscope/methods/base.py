@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .._engine.batch_tuner import BatchTuner
 from .._engine.cancel import CancelToken
 from .._engine.devices import check_device
 from .._engine.inputs import model_device_dtype, model_layout
@@ -56,6 +57,13 @@ class Method:
         U-Nets need 2**levels) and crop the outputs back. None: no padding.
     pad_mode
         ``"zeros"``, ``"replicate"`` or ``"reflect"`` (with ``pad_multiple``).
+    precision
+        ``"float32"`` (default), or ``"bfloat16"`` / ``"float16"``: run the model's forward
+        under ``torch.autocast`` in that dtype (scores and sums stay in float32 / float64;
+        see the speed page of the docs for how much the map changes).
+    compile
+        Compile the model with ``torch.compile(dynamic=False)`` (each batch size compiles
+        once; a smaller last batch is padded to a compiled size).
     """
 
     #: Display name.
@@ -81,6 +89,8 @@ class Method:
         output: Callable[[Any], torch.Tensor] | None = None,
         pad_multiple: int | tuple[int, ...] | None = None,
         pad_mode: str = "zeros",
+        precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -94,6 +104,8 @@ class Method:
             output=output,
             pad_multiple=pad_multiple,
             pad_mode=pad_mode,
+            precision=precision,
+            compile=compile,
         )
         dims, in_ch = model_layout(model)
         if spatial_dims is not None and spatial_dims not in (2, 3):
@@ -295,6 +307,8 @@ class Method:
             progress=run.progress,
         )
         target = run.target
+        tuner = BatchTuner() if run.options.batch_size is None else None
+        snaps.tuner = tuner
         try:
             for i, index in enumerate(run.inp.indices):
                 if run.cancel is not None and run.cancel.cancelled:
@@ -307,7 +321,12 @@ class Method:
                 snaps.begin(index, task)
                 last = i == len(run.inp.indices) - 1
                 for step in run_task(
-                    task, run.runner, run.options, batch_size=snaps.batch_size, cancel=run.cancel
+                    task,
+                    run.runner,
+                    run.options,
+                    batch_size=snaps.batch_size,
+                    cancel=run.cancel,
+                    tuner=tuner,
                 ):
                     snap = snaps.step(step, last_task=last)
                     if snap is not None:

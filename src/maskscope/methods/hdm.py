@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .._engine.accumulate import DistanceGrid
+from .._engine.adaptive_sweep import AdaptiveSweep, hiding_centres
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
 from .._engine.loop import RunOptions, Task
 from .._engine.mask_batch import MaskBatch
@@ -58,6 +59,26 @@ class HDMParams:
         help="Distance between perturbed and reference segmentation: Hausdorff, its 95th "
         "percentile, or 1 − Dice.",
         choices=DISTANCES,
+    )
+    sweep: str = param(
+        "full",
+        help="'full': every centre; 'adaptive': a coarse pass, then only the centres whose "
+        "occluder hides something or that lie next to an occlusion that changed the "
+        "distance; the others take their neighbours' value.",
+        choices=("full", "adaptive"),
+    )
+    refine_tol: float = param(
+        0.0,
+        help="Adaptive sweep: a distance within this of the baseline counts as no change.",
+        min=0.0,
+    )
+    content_tol: float = param(
+        0.2,
+        help="Adaptive sweep: an occluder hides something where the fill differs from the "
+        "image by more than this fraction of the image's range (such centres are always "
+        "evaluated).",
+        min=0.0,
+        max=1.0,
     )
 
 
@@ -146,13 +167,21 @@ class HDM(Method):
             baseline = float(distance(unperturbed[None])[0])
         # a built-in fill is pointwise: stamping the disks gives its result (a user's fill
         # gets the masks, and is wrapped with its checks by the base class)
+        acc = DistanceGrid(grid, baseline)
+        source, planned = grid, None
+        if params.sweep == "adaptive":
+            hidden = perturb(ctx.x, torch.zeros_like(ctx.x[:, :1]))
+            must = hiding_centres(grid, ctx.x, hidden, params.content_tol)
+            acc = AdaptiveSweep(grid, baseline, tol=params.refine_tol, must=must)
+            source, planned = acc, acc.planned
         return Task(
             x=ctx.x,
             n_total=grid.n_centres,
-            masks=partial(grid.batch, dtype=ctx.x.dtype),
+            planned=planned,
+            masks=partial(source.batch, dtype=ctx.x.dtype),
             perturb=bind(ctx.x, perturb) if self.fill_fn else StampedFill(ctx.x, perturb),
             score=score,
-            accumulator=DistanceGrid(grid, baseline),
+            accumulator=acc,
             target=ctx.target,
             reference=ctx.reference,
             prediction=ctx.prediction,

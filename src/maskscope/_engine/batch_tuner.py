@@ -1,0 +1,167 @@
+"""A measured batch size: time the first chunks at a few sizes, keep the fastest.
+
+The map is the same for any batch size (within float rounding), so the batch size is
+only a matter of speed, and the fastest one depends on the processor, the model and the
+input size (on one CPU thread a small 2D U-Net at 240² runs fastest one image at a time,
+the bundled one at 8; a GPU wants far more). :class:`BatchTuner` measures it on the run
+itself: the first chunks of a run are run at candidate sizes 1, 2, 4, ... up to a limit,
+each once untimed (the first call at a new shape allocates and picks kernels) and once
+timed, the whole chunk (masks, perturbation, model, scores, sums) per input. Sizes are
+tried in increasing order until one is clearly slower per input than the best so far
+(``slower`` times), and the fastest is kept for the rest of the run. Every timed chunk
+is a real chunk of the run: no mask is evaluated twice.
+
+After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
+that failed and measures again among the smaller ones. A new input shape (another image
+size) is measured afresh.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["BatchTuner", "candidate_sizes"]
+
+
+def candidate_sizes(limit: int) -> list[int]:
+    """Powers of two up to ``limit``, and ``limit`` itself."""
+    limit = max(1, int(limit))
+    sizes = [1]
+    while sizes[-1] * 2 <= limit:
+        sizes.append(sizes[-1] * 2)
+    if sizes[-1] != limit:
+        sizes.append(limit)
+    return sizes
+
+
+def device_clock(device: torch.device) -> Callable[[], float]:
+    """``time.perf_counter`` after the device's queued work is done."""
+    if device.type == "cuda":
+
+        def clock() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+
+        return clock
+    return time.perf_counter
+
+
+class BatchTuner:
+    """Chooses the batch size of a run by timing its first chunks.
+
+    Parameters
+    ----------
+    clock
+        Seconds, monotonic; called before and after each chunk while measuring (the loop
+        passes :func:`device_clock` of the task's device).
+    warmup
+        Untimed chunks per candidate before the timed one.
+    slower
+        Stop trying larger sizes once one takes this many times the best time per input.
+
+    Attributes
+    ----------
+    chosen
+        The batch size kept, once measured (None while measuring).
+    timings
+        Seconds per input of each measured size (the latest measurement).
+    n_measures
+        How many times a measurement started (1, plus one per out-of-memory back-off or
+        new input shape).
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        *,
+        warmup: int = 1,
+        slower: float = 1.15,
+    ) -> None:
+        self.clock = clock
+        self.warmup = int(warmup)
+        self.slower = float(slower)
+        self.chosen: int | None = None
+        self.timings: dict[int, float] = {}
+        self.n_measures = 0
+        self._shape: tuple[int, ...] | None = None
+        self._limit = 1
+        self._todo: list[int] = []
+        self._seen = 0
+        self._t0: float | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def begin(self, shape: tuple[int, ...], limit: int) -> None:
+        """A task with inputs of ``shape`` and a largest batch of ``limit`` starts.
+
+        A task of the shape measured before (the next slice of a volume) keeps what was
+        measured, an out-of-memory bound included; a new shape is measured afresh.
+        """
+        shape = tuple(shape)
+        if shape == self._shape:
+            return
+        self._shape = shape
+        self._restart(max(1, int(limit)))
+
+    def _restart(self, limit: int) -> None:
+        self._limit = limit
+        self._todo = candidate_sizes(limit)
+        self.timings = {}
+        self.chosen = None
+        self._seen = 0
+        self.n_measures += 1
+
+    @property
+    def measuring(self) -> bool:
+        """Whether the next chunk is part of the measurement."""
+        return self.chosen is None
+
+    def size(self) -> int:
+        """The batch size of the next chunk."""
+        return self.chosen if self.chosen is not None else self._todo[0]
+
+    # ------------------------------------------------------------------ chunks
+    def start(self) -> None:
+        """A chunk starts (call before its masks are made)."""
+        if self.measuring and self._seen >= self.warmup:
+            self._t0 = self._now()
+
+    def done(self, n: int) -> None:
+        """The chunk of ``n`` inputs started last is done (its sums are updated)."""
+        if not self.measuring:
+            return
+        size = self._todo[0]
+        if n != size:  # a task's last, shorter chunk tells nothing about this size
+            self._t0 = None
+            return
+        if self._seen < self.warmup:
+            self._seen += 1
+            return
+        assert self._t0 is not None
+        self.timings[size] = (self._now() - self._t0) / n
+        self._t0 = None
+        self._seen = 0
+        self._todo.pop(0)
+        best = min(self.timings.values())
+        if not self._todo or self.timings[size] > self.slower * best:
+            self.chosen = min(self.timings, key=self.timings.__getitem__)
+
+    def out_of_memory(self, size: int) -> int:
+        """A chunk of ``size`` ran out of memory: measure again below it; the next size."""
+        self._t0 = None
+        self._restart(max(1, size // 2))
+        return self.size()
+
+    def record(self) -> dict[str, object]:
+        """What a run records in its ``params``: the size kept, the sizes timed, ms/input."""
+        sizes = sorted(self.timings)
+        return {
+            "batch_size_measured": self.chosen,
+            "batch_sizes_timed": sizes,
+            "batch_ms_per_input": [round(self.timings[k] * 1000, 4) for k in sizes],
+        }
+
+    def _now(self) -> float:
+        return (self.clock or time.perf_counter)()

@@ -1,0 +1,172 @@
+"""The measured batch size: which sizes are tried, what is kept, no mask evaluated twice."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import maskscope.methods.base as base
+from maskscope import HDM, RISE, SegRISE
+from maskscope._engine.batch_tuner import BatchTuner, candidate_sizes
+from tests.conftest import ThresholdNet
+
+
+class FakeTime:
+    """A clock that only moves when the model runs: ``cost(b)`` seconds per call of ``b``."""
+
+    def __init__(self, per_input: dict[int, float]) -> None:
+        self.per_input = per_input
+        self.t = 0.0
+
+    def cost(self, b: int) -> float:
+        known = [k for k in self.per_input if k <= b]
+        return b * self.per_input[max(known)]
+
+    def now(self) -> float:
+        return self.t
+
+
+class TimedNet(nn.Module):
+    """ThresholdNet that advances a fake clock and records its batch sizes."""
+
+    def __init__(self, clock: FakeTime, dims: int = 2) -> None:
+        super().__init__()
+        self.net = ThresholdNet(dims)
+        self.clock = clock
+        self.sizes: list[int] = []
+        self.fail_above: int | None = None
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        if self.fail_above is not None and b > self.fail_above:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.sizes.append(b)
+        self.clock.t += self.clock.cost(b)
+        return self.net(x)
+
+
+def drive(tuner: BatchTuner, clock: FakeTime, n: int) -> list[int]:
+    """Run ``n`` inputs through the tuner as the loop does; the chunk sizes used."""
+    sizes, done = [], 0
+    while done < n:
+        b = min(tuner.size(), n - done)
+        tuner.start()
+        clock.t += clock.cost(b)
+        tuner.done(b)
+        sizes.append(b)
+        done += b
+    return sizes
+
+
+def test_candidates_are_powers_of_two_and_the_limit():
+    assert candidate_sizes(1) == [1]
+    assert candidate_sizes(8) == [1, 2, 4, 8]
+    assert candidate_sizes(145) == [1, 2, 4, 8, 16, 32, 64, 128, 145]
+
+
+def test_sizes_are_tried_upwards_until_one_is_slower_and_the_fastest_is_kept():
+    clock = FakeTime({1: 10.0, 2: 6.0, 4: 4.0, 8: 4.2, 16: 7.0, 32: 9.0})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 8, 8), 32)
+    sizes = drive(tuner, clock, 100)
+    # each size once untimed, once timed; 16 is more than 1.15x the best: stop there
+    assert sizes[:10] == [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]
+    assert set(sizes[10:-1]) == {4} and sum(sizes) == 100
+    assert tuner.chosen == 4
+    assert tuner.timings == pytest.approx({1: 10.0, 2: 6.0, 4: 4.0, 8: 4.2, 16: 7.0})
+    rec = tuner.record()
+    assert rec["batch_size_measured"] == 4 and rec["batch_sizes_timed"] == [1, 2, 4, 8, 16]
+    assert rec["batch_ms_per_input"] == [10000.0, 6000.0, 4000.0, 4200.0, 7000.0]
+
+
+def test_batch_one_is_kept_when_it_is_fastest():
+    clock = FakeTime({1: 2.0, 2: 2.6})
+    tuner = BatchTuner(clock.now, warmup=0)
+    tuner.begin((1, 1, 8, 8), 64)
+    assert drive(tuner, clock, 5) == [1, 2, 1, 1]
+    assert tuner.chosen == 1
+
+
+def test_a_short_last_chunk_is_not_timed():
+    clock = FakeTime({1: 1.0, 2: 0.1, 4: 0.2})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 4, 4), 4)
+    assert drive(tuner, clock, 5) == [1, 1, 2, 1]
+    assert tuner.measuring and tuner.timings == {1: 1.0}
+
+
+def test_out_of_memory_measures_again_below_the_failed_size():
+    clock = FakeTime({1: 3.0, 2: 2.0, 4: 1.5, 8: 1.0})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 4, 4), 8)
+    drive(tuner, clock, 1 + 1 + 2 + 2)  # 1 and 2 measured; 4 is next
+    assert tuner.size() == 4
+    assert tuner.out_of_memory(4) == 1
+    assert tuner.n_measures == 2 and tuner.timings == {}
+    drive(tuner, clock, 6)
+    assert tuner.chosen == 2  # only 1 and 2 remain below the failed 4
+
+
+def test_the_same_shape_keeps_its_measurement_and_a_new_one_starts_again():
+    clock = FakeTime({1: 2.0, 2: 1.0})
+    tuner = BatchTuner(clock.now, warmup=0)
+    tuner.begin((1, 1, 4, 4), 2)
+    drive(tuner, clock, 3)
+    assert tuner.chosen == 2
+    tuner.begin((1, 1, 4, 4), 2)
+    assert (tuner.chosen, tuner.n_measures) == (2, 1)
+    tuner.begin((1, 1, 6, 6), 2)
+    assert tuner.chosen is None and tuner.n_measures == 2
+
+
+def _patched_tuner(monkeypatch, clock: FakeTime) -> None:
+    monkeypatch.setattr(base, "BatchTuner", functools.partial(BatchTuner, clock.now))
+
+
+def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, square2d):
+    clock = FakeTime({1: 5.0, 2: 3.0, 4: 2.0, 8: 2.5})
+    _patched_tuner(monkeypatch, clock)
+    model = TimedNet(clock)
+    expl = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
+    assert model.sizes[0] == 1  # the unperturbed pass
+    assert model.sizes[1:9] == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert set(model.sizes[9:-1]) == {4}
+    assert sum(model.sizes) == 61 == expl.n_forward  # every mask once, none twice
+    assert expl.params["batch_size"] is None
+    assert expl.params["batch_size_measured"] == 4 and expl.params["batch_size_used"] == 4
+    assert expl.params["batch_sizes_timed"] == [1, 2, 4, 8]
+    fixed = SegRISE(ThresholdNet(2)).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=7)
+    np.testing.assert_allclose(expl.map, fixed.map, rtol=1e-6, atol=1e-9)
+    assert "batch_size_measured" not in fixed.params
+
+
+def test_slices_of_a_volume_share_one_measurement(monkeypatch, cube3d):
+    clock = FakeTime({1: 5.0, 2: 1.0, 4: 3.0})
+    _patched_tuner(monkeypatch, clock)
+    model = TimedNet(clock)
+    expl = RISE(model).explain(
+        cube3d, n_masks=12, grid=3, slices=[2, 3, 4], target=1, batch_size=None
+    )
+    # slice 2: 1, 1, 2, 2, 4 (untimed) and a short 2; slice 3 goes on where slice 2
+    # stopped: 4 timed (slower than 2), then 2s; slice 4 uses 2 from its first chunk
+    assert model.sizes.count(4) == 2 and expl.params["batch_size_measured"] == 2
+    assert model.sizes[-7:] == [1, 2, 2, 2, 2, 2, 2]
+    assert sum(model.sizes) == expl.n_forward == 3 * 13
+
+
+def test_out_of_memory_in_a_measured_run_measures_again(monkeypatch, square2d):
+    clock = FakeTime({1: 4.0, 2: 3.0, 4: 2.0, 8: 1.0})
+    _patched_tuner(monkeypatch, clock)
+    model = TimedNet(clock)
+    model.fail_above = 4
+    with pytest.warns(RuntimeWarning, match="out of memory with a batch of 8"):
+        expl = HDM(model).explain(square2d, diameter=4, stride=1, batch_size=None)
+    assert max(model.sizes) == 4 and expl.params["batch_size_measured"] == 4
+    assert sum(model.sizes) == expl.n_forward == 16 * 16 + 1
+    fixed = HDM(ThresholdNet(2)).explain(square2d, diameter=4, stride=1, batch_size=5)
+    np.testing.assert_array_equal(expl.map, fixed.map)

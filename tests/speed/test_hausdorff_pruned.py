@@ -1,0 +1,81 @@
+"""The box-pruned Hausdorff search against brute force on small 2D and 3D inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskscope._engine.hausdorff import Hausdorff, quantile_with_zeros
+
+
+def brute(pred: np.ndarray, ref: np.ndarray, spacing, pct=None) -> float:
+    pa = np.argwhere(pred) * np.asarray(spacing)
+    pb = np.argwhere(ref) * np.asarray(spacing)
+    d = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+    ab, ba = d.min(1), d.min(0)
+    if pct is None:
+        return float(max(ab.max(), ba.max()))
+    return float(max(np.percentile(ab, pct), np.percentile(ba, pct)))
+
+
+def ball(shape, centre, r, spacing):
+    grids = np.indices(shape).astype(float)
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True))
+    return d2 <= r * r
+
+
+def occluded_cases(shape, spacing, seed):
+    """A reference, and predictions as occlusions make them: holes, stray voxels, erasures."""
+    rng = np.random.default_rng(seed)
+    ref = ball(shape, [n / 2 for n in shape], min(shape) * 0.35 * min(spacing), spacing)
+    ref |= ball(shape, [n * 0.15 for n in shape], 1.2 * max(spacing), spacing)  # far blob
+    preds = []
+    for _ in range(4):
+        centre = [rng.uniform(0, n - 1) for n in shape]
+        preds.append(ref & ~ball(shape, centre, rng.uniform(1, 4) * max(spacing), spacing))
+    stray = ref.copy()
+    stray[tuple(n - 1 for n in shape)] = True
+    preds.append(stray)
+    erased = ref & ~ball(shape, [n * 0.15 for n in shape], 2.5 * max(spacing), spacing)
+    preds.append(erased)  # the far blob is gone: its nearest voxel is the big ball
+    noisy = ref ^ (rng.random(shape) > 0.97)
+    preds.append(noisy)
+    return ref, [p for p in preds if p.any()]
+
+
+@pytest.mark.parametrize("pct", [None, 95.0, 50.0])
+@pytest.mark.parametrize(
+    "shape,spacing",
+    [((23, 31), (1.0, 1.0)), ((19, 26), (1.7, 0.6)), ((9, 13, 11), (2.0, 1.0, 1.0))],
+)
+def test_pruned_search_equals_brute_force(shape, spacing, pct):
+    for seed in range(2):
+        ref, preds = occluded_cases(shape, spacing, seed)
+        fn = Hausdorff(torch.from_numpy(ref), spacing, pct)
+        got = fn(torch.from_numpy(np.stack(preds)))
+        want = [brute(p, ref, spacing, pct) for p in preds]
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_far_nearest_voxel_grows_the_box_and_stays_exact():
+    shape, spacing = (12, 40, 14), (1.0, 1.0, 2.0)
+    ref = np.zeros(shape, bool)
+    ref[4:8, 2:5, 5:8] = True  # the part the occlusion erases
+    ref[3:9, 30:38, 4:10] = True  # the part that stays, far away
+    pred = ref.copy()
+    pred[:, :10] = False
+    fn = Hausdorff(torch.from_numpy(ref), spacing, None)
+    got = float(fn(torch.from_numpy(pred)[None])[0])
+    assert got == pytest.approx(brute(pred, ref, spacing), rel=1e-12)
+    assert fn.n_searches > 1  # the first box was too small to be sure
+
+
+@pytest.mark.parametrize("n_zeros", [0, 1, 7, 40])
+def test_quantile_with_zeros_is_numpys_percentile(n_zeros):
+    rng = np.random.default_rng(n_zeros)
+    values = rng.uniform(0.5, 9.0, 13)
+    for q in (0.0, 0.5, 0.95, 1.0):
+        got = quantile_with_zeros(values, n_zeros, q)
+        want = np.percentile(np.concatenate([values, np.zeros(n_zeros)]), 100 * q)
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
