@@ -17,7 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-LABELS = ("RISE", "SegRISE", "PixelRISE-mean", "PixelRISE-max", "HDM")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import LABELS
+
 OURS, THEIRS = "#1f77b4", "#d62728"
 
 

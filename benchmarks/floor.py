@@ -1,0 +1,230 @@
+"""Default batch and the floor: maskscope at default settings vs the best fixed batch.
+
+In one run, on this machine, with one torch thread (``--threads``), medians of ``--repeats``:
+
+1. the pure forward time per image of the bundled 2D and 3D U-Nets at fixed batch sizes
+   (1, 2, 4, 8, 16, …), each in its own process: the best batch's time per image is the
+   *floor*;
+2. every method's wall time per model evaluation at default settings (no ``batch_size``:
+   whatever the engine picks) beside that floor; the target is a ratio ≤ 1.05;
+3. each peer that calls the model one image at a time (muppet SegRISE, interpret-
+   segmentation HDM and RISE, captum-rise) and maskscope's equivalent on the same image
+   and number of masks: maskscope's speed-up, printed beside the bound
+   0.95 × (peer wall ÷ (peer evaluations × floor)). The peers need their venv
+   (``bash benchmarks/setup_peers.sh``); without it the rows say so.
+
+    python benchmarks/floor.py            # about 10 minutes on 2 cores
+    python benchmarks/floor.py --quick    # a few minutes
+    python benchmarks/run.py --parts floor
+
+The child kinds ``forwards`` and ``default`` run in ``parts.py`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import LABELS, NEEDS_STUBS, PEERS_PYTHON, machine_line, model_and_image, sync
+
+#: Peers compared at equal forwards, and maskscope's equivalents.
+FLOOR_PEERS = {
+    "muppet:SegRISE": ("SegRISE",),
+    "interpret-segmentation:HDM": ("HDM",),
+    "interpret-segmentation:RISE": ("PixelRISE-mean", "PixelRISE-max"),
+    "captum-rise": ("RISE",),
+}
+BOUND_SHARE = 0.95
+TARGET_RATIO = 1.05
+
+
+# ------------------------------------------------------------------------ child processes
+def _time_batch(model, x: torch.Tensor, batch: int, images: int) -> float:
+    """Seconds per image of ``model`` on at least ``images`` inputs in batches of ``batch``."""
+    xb = x.expand(batch, *x.shape[1:]).contiguous()
+    calls = max(2, -(-images // batch))
+    with torch.inference_mode():
+        model(xb)  # warm-up at this shape
+        sync(x.device)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            model(xb)
+        sync(x.device)
+    return (time.perf_counter() - t0) / (calls * batch)
+
+
+def run_forwards(cfg: dict) -> dict:
+    """Child kind ``forwards``: the model's time per image at each fixed batch size.
+
+    The batch sizes take turns in every repeat, so that drifts of a shared machine touch
+    them alike; the median of the repeats is kept.
+    """
+    model, image, _ = model_and_image(cfg["model"], cfg["device"])
+    x = torch.as_tensor(image)[None].to(cfg["device"])
+    times: dict[int, list[float]] = {int(b): [] for b in cfg["batches"]}
+    for _ in range(int(cfg["repeats"])):
+        for b in times:
+            times[b].append(_time_batch(model, x, b, int(cfg["images"])))
+    rows = [{"batch": b, "s_per_image": statistics.median(t), "runs": t} for b, t in times.items()]
+    return {"model": cfg["model"], "rows": rows}
+
+
+def default_kwargs(label: str, cfg: dict, dims: int, spacing: tuple) -> tuple[type, dict]:
+    """(method class, explain() keywords) at default settings: only the sizes are given."""
+    import overhead
+
+    cls, kw = overhead.method_kwargs(
+        label, n_masks=int(cfg["n"]), stride=float(cfg["stride"]), batch_size=None, dims=dims
+    )
+    if dims == 3:
+        kw["voxel_spacing"] = spacing
+    return cls, kw
+
+
+def run_default(cfg: dict) -> dict:
+    """Child kind ``default``: one method at default settings, wall medians of the repeats."""
+    model, image, spacing = model_and_image(cfg["model"], cfg["device"])
+    cls, kw = default_kwargs(cfg["method"], cfg, image.ndim - 1, spacing)
+    explainer = cls(model)
+    tiny = {"stride": 60.0} if cfg["method"] == "HDM" else {"n_masks": 8}
+    explainer.explain(image, **{**kw, **tiny})  # warm-up: allocator, kernels
+    walls, expl = [], None
+    for _ in range(int(cfg["repeats"])):
+        sync(cfg["device"])
+        t0 = time.perf_counter()
+        expl = explainer.explain(image, **kw)
+        sync(cfg["device"])
+        walls.append(time.perf_counter() - t0)
+    params = {k: v for k, v in expl.params.items() if "batch" in k or "chunk" in k}
+    wall = statistics.median(walls)
+    return {
+        "model": cfg["model"],
+        "method": cfg["method"],
+        "forwards": int(expl.n_forward),
+        "wall": wall,
+        "walls": walls,
+        "s_per_evaluation": wall / expl.n_forward,
+        "batch_params": {k: v for k, v in params.items() if isinstance(v, int | float | str)},
+    }
+
+
+# ---------------------------------------------------------------------------- orchestration
+def _forwards(r, c: dict) -> dict:
+    out = {}
+    for model, batches in c["batches"].items():
+        cfg = {"model": model, "batches": batches, "images": c["images"][model]}
+        res = r.child("forwards", {**cfg, "repeats": c["repeats"]})
+        if res:
+            best = min(res["rows"], key=lambda x: x["s_per_image"])
+            out[model] = {"rows": res["rows"], "best": best}
+    return out
+
+
+def _methods(r, c: dict, forwards: dict) -> list[dict]:
+    rows = []
+    for model in c["batches"]:
+        if model not in forwards:
+            continue
+        floor = forwards[model]["best"]["s_per_image"]
+        for label in LABELS:
+            cfg = {"model": model, "method": label, "n": c["n"][model], "repeats": c["repeats"]}
+            res = r.child("default", {**cfg, "stride": c["stride"][model]})
+            if res:
+                rows.append({**res, "floor_s": floor, "ratio": res["s_per_evaluation"] / floor})
+    return rows
+
+
+def _side_median(r, tool: str, c: dict, python: str) -> dict | None:
+    """Median wall of ``repeats`` side-by-side runs of one tool (2D U-Net, shapes2d)."""
+    runs = []
+    for _ in range(c["repeats"]):
+        cfg = {"tool": tool, "model": "unet2d", "n": c["peers_n"], "diameter": 25}
+        cfg = {**cfg, "offset": c["peers_offset"], "batch_size": None if "maskscope" in tool else 1}
+        res = r.child("side", cfg, python=python, stubs=tool in NEEDS_STUBS)
+        if res is None:
+            return None
+        runs.append(res)
+    walls = [x["wall"] for x in runs]
+    return {**runs[0], "wall": statistics.median(walls), "walls": walls}
+
+
+def _peers(r, c: dict, floor: float | None, peers_python: str | None) -> list[dict]:
+    rows = []
+    for peer, labels in FLOOR_PEERS.items():
+        theirs = _side_median(r, peer, c, peers_python) if peers_python else None
+        for label in labels:
+            row = {"peer": peer, "method": label, "speed_up": None, "bound": None}
+            if theirs is None or floor is None:
+                row["note"] = "peers' venv missing" if not peers_python else "did not run"
+                rows.append(row)
+                continue
+            ours = _side_median(r, f"maskscope:{label}", c, peers_python)
+            if ours is None:
+                rows.append({**row, "note": "maskscope did not run"})
+                continue
+            peer_floor = theirs["evaluations"] * floor
+            row.update(
+                peer_wall=theirs["wall"],
+                peer_evaluations=theirs["evaluations"],
+                peer_over_floor=theirs["wall"] / peer_floor,
+                wall=ours["wall"],
+                evaluations=ours["evaluations"],
+                speed_up=theirs["wall"] / ours["wall"],
+                bound=BOUND_SHARE * theirs["wall"] / peer_floor,
+            )
+            rows.append(row)
+    return rows
+
+
+def collect(r, c: dict, peers_python: str | None) -> dict:
+    """Measure all three tables through the runner ``r`` (one process per configuration)."""
+    t0 = time.perf_counter()
+    forwards = _forwards(r, c)
+    methods = _methods(r, c, forwards)
+    floor2d = forwards.get("unet2d", {}).get("best", {}).get("s_per_image")
+    peers = _peers(r, c, floor2d, peers_python)
+    return {
+        "machine": machine_line(r.args.device, r.args.threads),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "settings": c,
+        "forwards": forwards,
+        "methods": methods,
+        "peers": peers,
+        "minutes": (time.perf_counter() - t0) / 60,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print the three tables (markdown)."""
+    from report_floor import floor_report
+    from runner import Runner
+    from settings import settings
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer masks, a few minutes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--repeats", type=int, default=None, help="runs per median (default 3)")
+    p.add_argument("--timeout", type=float, default=1200, help="seconds per process")
+    p.add_argument("--peers-python", default=None, help=f"default {PEERS_PYTHON} if it exists")
+    args = p.parse_args(argv)
+    c = settings(args.quick)["floor"]
+    if args.repeats:
+        c = {**c, "repeats": args.repeats}
+    peers = args.peers_python or (str(PEERS_PYTHON) if PEERS_PYTHON.exists() else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = Runner(args, Path(tmp))
+        res = {"floor": [collect(r, c, peers)], "errors": r.results["errors"]}
+    print("\n".join(floor_report(res)))
+
+
+if __name__ == "__main__":
+    main()
