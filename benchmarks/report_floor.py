@@ -42,8 +42,16 @@ def _peers_table(run: dict) -> list[str]:
         peer = f"{x['peer_wall']:.2f} ({x['peer_evaluations']})"
         ours = f"{x['wall']:.2f} ({x['evaluations']})"
         rows.append(
-            [x["peer"], x["method"], peer, f"{x['peer_over_floor']:.2f}×", ours]
-            + [f"{x['speed_up']:.2f}×", f"{x['bound']:.2f}×", ok]
+            [
+                x["peer"],
+                x["method"],
+                peer,
+                f"{x['peer_over_floor']:.2f}×",
+                ours,
+                f"{x['speed_up']:.2f}×",
+                f"{x['bound']:.2f}×",
+                ok,
+            ]
         )
     header = ["peer", "maskscope", "peer wall s (evaluations)", "peer wall ÷ floor"]
     header += ["maskscope wall s (evaluations)", "speed-up", "bound", "speed-up ≥ bound"]
