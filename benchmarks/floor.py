@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LABELS, NEEDS_STUBS, PEERS_PYTHON, machine_line, model_and_image, sync
+from common import LABELS, NEEDS_STUBS, PEERS_PYTHON, ROOT, machine_line, model_and_image, sync
 
 #: Peers compared at equal forwards, and maskscope's equivalents.
 FLOOR_PEERS = {
@@ -204,7 +204,8 @@ def collect(r, c: dict, peers_python: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the three tables (markdown)."""
-    from report_floor import floor_report
+    from publish import write_section
+    from report_floor import DOCS_HEADING, floor_report
     from runner import Runner
     from settings import settings
 
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=None, help="runs per median (default 3)")
     p.add_argument("--timeout", type=float, default=1200, help="seconds per process")
     p.add_argument("--peers-python", default=None, help=f"default {PEERS_PYTHON} if it exists")
+    p.add_argument("--docs", action="store_true", help="also write it into docs/benchmarks.md")
     args = p.parse_args(argv)
     c = settings(args.quick)["floor"]
     if args.repeats:
@@ -224,6 +226,11 @@ def main(argv: list[str] | None = None) -> None:
         r = Runner(args, Path(tmp))
         res = {"floor": [collect(r, c, peers)], "errors": r.results["errors"]}
     print("\n".join(floor_report(res)))
+    for e in res["errors"]:
+        print(f"- did not run: `{e['kind']}` {e['cfg']}: {e['error']}")
+    if args.docs:
+        body = "\n".join(floor_report(res, DOCS_HEADING)[1:])
+        write_section(ROOT / "docs" / "benchmarks.md", DOCS_HEADING, body)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,24 @@ def write_docs(report_md: str, out: Path, docs: Path | None = None) -> None:
     print(f"wrote {docs} and {images}/bench-*.png")
 
 
+def write_section(path: Path, heading: str, body: str) -> None:
+    """Replace (or append) the section of a markdown page that starts with ``heading``.
+
+    The section runs to the next heading of the same level (or the end of the page).
+    """
+    level = heading.split(" ", 1)[0]
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if heading in text:
+        head, rest = text.split(heading, 1)
+        nxt = re.search(rf"^{level} ", rest, flags=re.M)
+        tail = rest[nxt.start() :] if nxt else ""
+    else:
+        head, tail = text.rstrip("\n") + "\n\n", ""
+    section = f"{heading}\n\n{body.strip()}\n"
+    path.write_text(head + section + ("\n" + tail if tail else ""))
+    print(f"wrote {path}")
+
+
 def plots(out: Path, peers_python: str | None) -> None:
     """Draw ``OUT/bench-*.png`` with matplotlib (the peers' venv's, or this one's)."""
     python = peers_python

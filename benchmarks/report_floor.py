@@ -58,7 +58,12 @@ def _peers_table(run: dict) -> list[str]:
     return [table(header, rows, "llrrrrrc"), ""]
 
 
-def floor_report(res: dict) -> list[str]:
+#: The section's heading in the report of ``run.py``; ``floor.py --docs`` uses ``DOCS_HEADING``.
+HEADING = "## 6. Default batch and the floor"
+DOCS_HEADING = "## Default batch and the floor"
+
+
+def floor_report(res: dict, heading: str = HEADING) -> list[str]:
     """Section 6 from ``res["floor"]`` (empty when the part did not run)."""
     runs = res.get("floor") or []
     if not runs:
@@ -66,7 +71,7 @@ def floor_report(res: dict) -> list[str]:
     run = runs[-1]
     c = run["settings"]
     out = [
-        "## 6. Default batch and the floor",
+        heading,
         "",
         f"{run['date']} · {run['machine']} · took {run['minutes']:.1f} min · medians of "
         f"{c['repeats']}, every configuration in its own process.",

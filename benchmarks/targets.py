@@ -261,5 +261,5 @@ def check_rows(res: dict, targets: list[Target] = TARGETS) -> list[list]:
     for t in targets:
         for fields, value, text in FIGURES[t.figure](res, **t.where):
             ok = None if value is None else COMPARE[t.comparison](value, t.bound)
-            rows.append(check(t.name.format(bound=t.bound, **fields), text, ok))
+            rows.append(check(t.name.format(**{**t.where, **fields, "bound": t.bound}), text, ok))
     return rows
