@@ -111,7 +111,7 @@ def model_and_image(name: str, device: str = "cpu"):
 def batch_used(expl, asked: int | None = None) -> int:
     """The batch size an explanation ran at (after the engine's limits), from its params."""
     params = expl.params
-    for key in ("chunk_size", "batch_size_used", "batch_size"):
+    for key in ("batch_size_used", "chunk_size"):
         value = params.get(key)
         if isinstance(value, int) and value > 0:
             return value

@@ -164,7 +164,7 @@ def summarize(
         How the frontend names the normalisation and axis-order settings in its warning.
     """
     pred = np.asarray(prediction)
-    ref = None if reference is None else prepare_reference(reference, pred.shape, 2**31 - 1)
+    ref = None if reference is None else prepare_reference(reference, pred.shape, None)
     ref = None if ref is None else ref.numpy()
     if predicted is not None and not np.all(predicted):
         pred = pred[predicted]

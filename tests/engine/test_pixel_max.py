@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskscope._engine.mask_batch import MaskBatch
 from maskscope._engine.masks import RiseMasks
 from maskscope._engine.pixel_max import PixelMax
 
@@ -42,7 +43,7 @@ def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False, 
     seen = []
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        acc.update(start, gen(start, stop), scores[start:stop])
+        acc.update(MaskBatch(start, gen(start, stop)), scores[start:stop])
         if snapshots:
             seen.append((stop, acc.partial().map.numpy().copy()))
     slabs = list(acc.finish())
@@ -99,7 +100,7 @@ def test_products_use_the_buffer():
 
     acc.acc = [Half(t) for t in acc.acc]
     for start in range(0, n, 4):
-        acc.update(start, gen(start, start + 4), torch.rand(4, 4))
+        acc.update(MaskBatch(start, gen(start, start + 4)), torch.rand(4, 4))
     acc._flush()
     assert calls == [16, 16, 16, 16]  # 16 chunks of 4 masks: two products per half
 
@@ -114,7 +115,7 @@ def test_halves_give_the_split_half_reliability():
     r = np.corrcoef(even.ravel(), odd.ravel())[0, 1]
     acc = PixelMax(spatial, 5, 0.5, n, gen, CPU, max_bytes=2**20)
     for start in range(0, n, 7):
-        acc.update(start, gen(start, min(start + 7, n)), scores[start : start + 7])
+        acc.update(MaskBatch(start, gen(start, min(start + 7, n))), scores[start : start + 7])
     assert acc.partial().reliability == pytest.approx(2 * r / (1 + r), rel=1e-5)
 
 

@@ -165,13 +165,13 @@ def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
     import maskscope._engine.masks as masks_mod
 
     largest = []
-    render = masks_mod.RiseMasks.render
+    render = masks_mod.RiseMasks._render
 
     def spy_render(self, grids, shifts, rows=None):
         largest.append(grids.shape[0])
-        return render(self, grids, shifts, rows=rows)
+        return render(self, grids, shifts, rows)
 
-    monkeypatch.setattr(masks_mod.RiseMasks, "render", spy_render)
+    monkeypatch.setattr(masks_mod.RiseMasks, "_render", spy_render)
     img = np.zeros((32, 32), np.float32)
     img[8:20, 8:20] = 1
     for n in (50, 1500):
@@ -265,7 +265,7 @@ def test_automatic_chunk_limit_on_large_images():
     img[300:700, 300:700] = 1
     spy = Spy(ThresholdNet())
     expl = RISE(spy).explain(img, n_masks=7, grid=4, batch_size=16)
-    assert spy.batch_sizes[1:] == [2, 2, 2, 1] and expl.params["chunk_size"] == 2
+    assert spy.batch_sizes[1:] == [2, 2, 2, 1] and expl.params["batch_size_used"] == 2
     small = torch.zeros(1, 1, 64, 64)
     assert chunk_limit(RunOptions(), small) == AUTO_CHUNK_VOXELS["cpu"] // 4096
     assert chunk_limit(RunOptions(max_chunk_voxels=5000), small) == 1

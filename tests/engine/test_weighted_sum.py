@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskscope._engine.accumulate import WeightedSum
+from maskscope._engine.mask_batch import MaskBatch
 from maskscope._engine.masks import RiseMasks
 from tests.methods.reference import estimate_np, reliability_np
 
@@ -19,32 +20,26 @@ CPU = torch.device("cpu")
 )
 def test_factored_sums_equal_full_mask_sums(spatial, grid, est):
     gen = RiseMasks(spatial, grid, 0.5, seed=3, dtype=torch.float64)
-    fast = WeightedSum(spatial, 0.5, CPU, factors=gen.factors, estimator=est)
+    fast = WeightedSum(spatial, 0.5, CPU, estimator=est)
     slow = WeightedSum(spatial, 0.5, CPU, estimator=est)
     used = []
-    real = gen.factors
-
-    def spy(masks):
-        parts = real(masks)
-        used.append(parts is not None)
-        return parts
-
-    fast.factors = spy
     weights = torch.rand(150, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     xs = []
     for start in range(0, 150, 7):
         stop = min(start + 7, 150)
-        masks = gen(start, stop)
+        batch = gen.batch(start, stop)
+        masks = batch.masks
+        used.append(batch.factors is not None)
         # L @ Y is the mask, and L has at most two adjacent non-zero weights per row
-        lmat, y = gen.factors(masks)
+        lmat, y = batch.factors
         torch.testing.assert_close(torch.bmm(lmat, y).reshape(masks.shape), masks)
         nz = lmat != 0
         assert int(nz.sum(-1).max()) <= 2
         first = nz.float().argmax(-1, keepdim=True)
         beyond = torch.arange(lmat.shape[-1]) > first + 1
         assert not bool((nz & beyond).any())
-        fast.update(start, masks, weights[start:stop])
-        slow.update(start, masks.clone(), weights[start:stop])
+        fast.update(batch, weights[start:stop])
+        slow.update(MaskBatch(start, masks.clone()), weights[start:stop])
         xs.append(masks.reshape(stop - start, -1).numpy())
     assert all(used) and len(used) == 22
     xs, w = np.concatenate(xs), weights.numpy()
@@ -60,25 +55,26 @@ def test_factored_sums_equal_full_mask_sums(spatial, grid, est):
 def test_factored_sums_with_growing_chunks():
     spatial = (12, 10)
     gen = RiseMasks(spatial, 3, 0.5, seed=5)
-    fast = WeightedSum(spatial, 0.5, CPU, factors=gen.factors)
+    fast = WeightedSum(spatial, 0.5, CPU)
     slow = WeightedSum(spatial, 0.5, CPU)
     start = 0
     for size in (1, 2, 5, 40, 3, 90):
-        masks = gen(start, start + size)
+        batch = gen.batch(start, start + size)
         w = torch.linspace(0.1, 1.0, size)
-        fast.update(start, masks, w)
-        slow.update(start, masks.clone(), w)
+        fast.update(batch, w)
+        slow.update(batch.without_fast_paths(), w)
         start += size
     torch.testing.assert_close(fast.mean(), slow.mean(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(fast.stderr(), slow.stderr(), rtol=1e-4, atol=1e-7)
 
 
-def test_factors_only_for_the_latest_full_render():
+def test_batches_carry_the_factors_of_their_own_masks():
     gen = RiseMasks((8, 9), 3, 0.5, seed=0)
-    a = gen(0, 4)
-    assert gen.factors(a) is not None
-    assert gen.factors(a.clone()) is None  # same values, another tensor
-    b = gen(4, 8)
-    assert gen.factors(a) is None and gen.factors(b) is not None
-    gen(0, 4, rows=(2, 5))  # a slab has no factors, and forgets the last ones
-    assert gen.factors(b) is None
+    a = gen.batch(0, 4)
+    a_masks = a.masks.clone()  # the next render may reuse no memory of a's
+    b = gen.batch(4, 8)
+    for batch, masks in ((a, a_masks), (b, b.masks)):
+        lmat, y = batch.factors
+        torch.testing.assert_close(torch.bmm(lmat, y).reshape(masks.shape), masks)
+    assert torch.equal(a_masks, gen(0, 4)) and (a.start, a.stop, b.start, b.stop) == (0, 4, 4, 8)
+    assert a.without_fast_paths().factors is None

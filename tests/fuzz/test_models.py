@@ -101,7 +101,7 @@ def test_simulated_oom_backs_off_with_an_honest_warning() -> None:
         got = PixelRISE(model).explain(image(), merge="max", **RUN)
     want = PixelRISE(ThresholdNet(2)).explain(image(), merge="max", **RUN)
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5)
-    assert got.params["chunk_size"] == 2 and got.n_done == 40
+    assert got.params["batch_size_used"] == 2 and got.n_done == 40
 
 
 def _run_in_thread(gen):

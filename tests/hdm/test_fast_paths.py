@@ -8,10 +8,11 @@ import torch
 
 from maskscope import HDM
 from maskscope._engine.distances import SkipUnchanged, _rows_differ, make_distance, surface
+from maskscope._engine.mask_batch import MaskBatch
 from maskscope._engine.occlusion import CentreGrid
 from maskscope._engine.perturb import make_perturbation
 from maskscope.methods import hdm as hdm_module
-from maskscope.methods.hdm import _StampedFill
+from maskscope.methods.hdm import StampedFill
 
 
 def slow_surface(fg: torch.Tensor) -> torch.Tensor:
@@ -116,14 +117,15 @@ def test_stamped_fill_equals_fill(fill, channel, channels):
         fill = torch.from_numpy(rng.normal(size=(channels, 13, 17)).astype(np.float32))
     grid = CentreGrid((13, 17), 5.0, 3.0, (1.3, 0.9))
     fn = make_perturbation(x, fill, channel=channel)
-    stamp = _StampedFill(grid, x, fn)
+    stamp = StampedFill(x, fn)
     for start, stop in ((0, 5), (5, grid.n_centres)):
-        masks = stamp.masks(start, stop)
-        got = stamp.perturb(x, masks)
-        want = fn(x, masks)
+        batch = grid.batch(start, stop, x.dtype)
+        got = stamp(batch)
+        want = fn(x, batch.masks)
+        assert batch.holes is not None
         assert got.dtype == want.dtype and torch.equal(got, want)
-    other = torch.ones_like(masks)  # not the sweep's own masks: the fill itself
-    assert torch.equal(stamp.perturb(x, other), fn(x, other))
+    other = torch.ones_like(batch.masks)  # a batch without holes: the fill itself
+    assert torch.equal(stamp(MaskBatch(0, other)), fn(x, other))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

@@ -1,6 +1,6 @@
 """Running sums that give an unbiased saliency map after every chunk.
 
-An accumulator receives chunks of ``(start, masks (B, 1, *sp), scores)`` and can be asked
+An accumulator receives chunks as ``(MaskBatch, scores)`` and can be asked
 for a :class:`Partial` at any time: the map estimated from the masks seen so far, its
 per-voxel standard error and reliability where they are defined, and named extra maps.
 The RISE family's sums are in :mod:`maskscope._engine.weighted_sum`.
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from .mask_batch import MaskBatch
 
 __all__ = ["DistanceGrid", "Partial", "WeightedSum", "accumulation_dtype"]
 
@@ -67,12 +69,15 @@ class DistanceGrid:
         self.mats = grid.interpolation_matrices()
         self.n = 0
 
-    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
-        """Record the distances of visits ``start .. start + B - 1``."""
-        idx = self.grid.order[start : start + masks.shape[0]]
+    #: A sweep visits every centre once: there is no standard error.
+    has_stderr = False
+
+    def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:
+        """Record the distances of the batch's visits."""
+        idx = self.grid.order[batch.start : batch.stop]
         self.values[idx] = scores.double()
         self.visited[idx] = True
-        self.n += masks.shape[0]
+        self.n += len(batch)
 
     def _filled(self) -> torch.Tensor:
         counts = self.grid.counts

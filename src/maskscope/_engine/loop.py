@@ -1,40 +1,39 @@
-"""The one loop: masks → perturb → model → score → accumulate → snapshot, chunk by chunk.
+"""The one loop: masks → perturb → model → score → accumulate, chunk by chunk.
 
-Every method and both GUIs go through :func:`run_parts`, a generator of
-:class:`~maskscope.explanation.Explanation` snapshots. A :class:`~.cancel.CancelToken`
-stops the run from any thread after the chunk in progress (the last snapshot is then marked
-``cancelled``); closing the generator cancels it from the thread that advances it. Nothing
-already yielded changes afterwards. An exception leaving the loop carries the snapshot of
-the finished chunks as ``exc.partial`` (None when nothing was finished).
+A method builds a complete :class:`Task` per image or slice (the unperturbed pass, the
+target and the reference are resolved before); :func:`run_task` runs it and yields a
+:class:`Step` after every chunk. The loop knows nothing of snapshots: the method asks the
+task's accumulator for its estimate and wraps it in an
+:class:`~maskscope.explanation.Explanation`. The loop stops after the chunk in progress
+when a :class:`~.cancel.CancelToken` is set (its last step is then marked ``cancelled``),
+or once the estimate is reliable enough (``RunOptions.tol``).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
-from ..explanation import Explanation
 from .accumulate import Partial
 from .cancel import CancelToken
 from .inputs import check_output
+from .mask_batch import MaskBatch
 from .params import param, validate_params
-from .perturb import Perturbation
+from .perturb import BatchPerturbation
 
 __all__ = [
     "ModelRunner",
-    "Part",
     "RunOptions",
+    "Step",
     "Task",
     "is_out_of_memory",
     "relative_error",
-    "run_parts",
+    "run_task",
 ]
 
 
@@ -84,14 +83,17 @@ class RunOptions:
 class Accumulator(Protocol):
     """What the loop needs of an accumulator."""
 
-    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None: ...
+    #: Whether :meth:`partial` gives a per-voxel standard error.
+    has_stderr: bool
+
+    def update(self, batch: MaskBatch, scores: torch.Tensor) -> None: ...
 
     def partial(self) -> Partial: ...
 
 
 @dataclass
 class Task:
-    """One image (or one slice of a volume) to explain.
+    """One image (or one slice of a volume) to explain, complete before the loop runs it.
 
     Attributes
     ----------
@@ -100,44 +102,65 @@ class Task:
     n_total
         Number of perturbed inputs.
     masks
-        ``(start, stop) -> (b, 1, *spatial)`` masks on the device.
+        ``(start, stop) -> MaskBatch`` of masks ``(b, 1, *spatial)`` on the device.
     perturb
-        ``(x, masks) -> (b, C, *spatial)``.
+        ``MaskBatch -> (b, C, *spatial)``: the perturbation bound to ``x``.
     score
         ``outputs -> (b,)`` or ``(b, P)`` scores.
     accumulator
-        Receives ``(start, masks, scores)``; gives :class:`Partial` maps.
+        Receives ``(MaskBatch, scores)``; gives :class:`Partial` maps.
+    target
+        The explained class (None: all foreground classes).
     reference, prediction
         Label images ``(*spatial)`` (reference used by the scores, model's own prediction).
     info
         Scalars or arrays to report in the snapshot's extras (e.g. a baseline distance).
-    has_stderr
-        Whether the accumulator gives a standard error (early stopping needs one).
     """
 
     x: torch.Tensor
     n_total: int
-    masks: Callable[[int, int], torch.Tensor]
-    perturb: Perturbation
+    masks: Callable[[int, int], MaskBatch]
+    perturb: BatchPerturbation
     score: Callable[[torch.Tensor], torch.Tensor]
     accumulator: Accumulator
+    target: int | None = None
     reference: torch.Tensor | None = None
     prediction: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    has_stderr: bool = True
+
+    @property
+    def has_stderr(self) -> bool:
+        """Whether the estimate has a standard error (the accumulator says)."""
+        return bool(getattr(self.accumulator, "has_stderr", False))
 
 
 @dataclass
-class Part:
-    """Where a task goes in the output, and how to build it (lazily, inside the loop).
+class Step:
+    """What the loop reports after a chunk of a task (or a step of its final pass).
 
-    ``prepare`` runs the unperturbed forward pass and returns the :class:`Task`, or None
-    when this slice has nothing to explain (it is then left at 0 and listed as skipped).
+    Attributes
+    ----------
+    n_done
+        Masks of the task evaluated so far.
+    batch_size
+        Inputs per model call now (after the voxel limit and any out-of-memory back-off).
+    partial
+        The estimate, when the loop computed it anyway (early stopping); else None and
+        the caller asks ``task.accumulator.partial()`` if it wants one.
+    final
+        The task is complete (all masks, or stopped early); ``partial`` is then set.
+    stopped_early
+        The estimate reached ``RunOptions.tol`` before all masks were used.
+    cancelled
+        The cancel token was set: the task stops here, with ``n_done`` masks.
     """
 
-    index: int | None
-    n_total: int
-    prepare: Callable[[], Task | None]
+    n_done: int
+    batch_size: int
+    partial: Partial | None = None
+    final: bool = False
+    stopped_early: bool = False
+    cancelled: bool = False
 
 
 class ModelRunner:
@@ -212,240 +235,60 @@ def relative_error(partial: Partial) -> float | None:
     return rms / spread
 
 
-def _trust(task: Task, partial: Partial) -> tuple[float | None, float | None]:
-    """The relative error (with a standard error) and the reliability of a partial map."""
-    return (relative_error(partial) if task.has_stderr else None), partial.reliability
-
-
-def _np(t: torch.Tensor | None, dtype: Any = None) -> np.ndarray | None:
-    if t is None:
-        return None
-    arr = t.detach().to("cpu").numpy()
-    return arr.astype(dtype) if dtype is not None else arr.copy()
-
-
-class _Canvas:
-    """Assembles per-part results into full-size arrays for a snapshot."""
-
-    def __init__(self, spatial: tuple[int, ...], sliced: bool) -> None:
-        self.spatial = spatial
-        self.sliced = sliced
-        self.done: dict[int | None, dict[str, np.ndarray]] = {}
-
-    @staticmethod
-    def collect(task: Task, partial: Partial) -> dict[str, np.ndarray]:
-        out = {"map": _np(partial.map, np.float64)}
-        if partial.stderr is not None:
-            out["stderr"] = _np(partial.stderr, np.float64)
-        for k, v in partial.extras.items():
-            out[f"extra__{k}"] = _np(v, np.float64)
-        for k, v in task.info.items():
-            out[f"extra__{k}"] = np.asarray(v, dtype=np.float64)
-        if task.reference is not None:
-            out["reference"] = _np(task.reference, np.int32)
-        if task.prediction is not None:
-            out["prediction"] = _np(task.prediction, np.int32)
-        return out
-
-    def assemble(self, current: tuple[int | None, dict[str, np.ndarray]] | None):
-        items = dict(self.done)
-        if current is not None:
-            items[current[0]] = current[1]
-        if not self.sliced:
-            return items.get(None, {})
-        merged: dict[str, np.ndarray] = {}
-        depth = self.spatial[0]
-        for z, arrays in items.items():
-            for name, arr in arrays.items():
-                if name not in merged:
-                    merged[name] = np.zeros((depth, *arr.shape), dtype=arr.dtype)
-                merged[name][z] = arr
-        return merged
-
-
-def run_parts(
-    parts: list[Part],
+def run_task(
+    task: Task,
     runner: ModelRunner,
     options: RunOptions,
     *,
-    method: str,
-    params: dict[str, Any],
-    spatial: tuple[int, ...],
-    sliced: bool,
-    image: np.ndarray,
-    voxel_spacing: tuple[float, ...],
-    target_of: Callable[[], int | None],
-    progress: bool | Callable[[Explanation], None] = False,
+    batch_size: int,
     cancel: CancelToken | None = None,
-) -> Iterator[Explanation]:
-    """Run the parts chunk by chunk and yield snapshots.
+) -> Iterator[Step]:
+    """Run one task chunk by chunk, yielding a :class:`Step` after each.
 
-    A snapshot is yielded after the first chunk, then after each chunk (or at most every
-    ``options.yield_every`` seconds), and once more at the end with ``done=True``. When
-    ``cancel`` is set (checked before each part and each chunk), the last snapshot has
-    ``cancelled=True`` instead. An exception is re-raised with ``exc.partial``, the
-    snapshot of the chunks finished before it (or None).
+    ``batch_size`` is the largest batch to use (the caller carries the last step's value
+    to the next task, so a back-off lasts). The last step has ``final=True``, or
+    ``cancelled=True`` when ``cancel`` was set before a chunk. A model's exception
+    propagates: the chunks before it are in the accumulator.
     """
-    t0 = time.perf_counter()
-    n_total = sum(p.n_total for p in parts)
-    n_done = 0
-    canvas = _Canvas(spatial, sliced)
-    skipped: list[int] = []
-    stopped_early = False
-    rel_err: float | None = None
-    reliability: float | None = None
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_total, desc=method, unit="mask", leave=True)
-    callback = progress if callable(progress) else None
-    last_yield = -math.inf
-    n_yields = 0
-    batch_size = options.batch_size
-
-    def snapshot(current, *, done: bool = False, cancelled: bool = False, notify: bool = True):
-        arrays = canvas.assemble(current)
-        extras = {k[len("extra__") :]: v for k, v in arrays.items() if k.startswith("extra__")}
-        run_params = dict(params)
-        run_params["chunk_size"] = batch_size  # the batch size used (after limits, back-off)
-        if skipped:
-            run_params["skipped_slices"] = list(skipped)
-        computed = tuple(sorted(z for z in canvas.done if z is not None))
-        if current is not None and current[0] is not None:
-            computed = tuple(sorted({*computed, current[0]}))
-        snap = Explanation(
-            method=method,
-            map=arrays.get("map", np.zeros(spatial)),
-            params=run_params,
-            n_done=n_done,
-            n_total=n_total,
-            elapsed=time.perf_counter() - t0,
-            stderr=arrays.get("stderr"),
-            extras=extras,
-            reference=arrays.get("reference"),
-            prediction=arrays.get("prediction"),
-            image=image,
-            voxel_spacing=voxel_spacing,
-            slices=computed if sliced else None,
-            n_forward=runner.n_forward,
-            done=done,
-            cancelled=cancelled,
-            stopped_early=stopped_early,
-            rel_error=rel_err,
-            reliability=reliability,
-            target=target_of(),
-        )
-        if callback is not None and notify:
-            callback(snap)
-        return snap
-
-    def live_part() -> tuple[int | None, dict[str, np.ndarray]] | None:
-        if task is None or part_done == 0:
-            return None
-        return (part.index, canvas.collect(task, task.accumulator.partial()))
-
-    def finished_work() -> Explanation | None:
-        cur = live_part()
-        return None if cur is None and not canvas.done else snapshot(cur, notify=False)
-
-    def stop_requested() -> bool:
-        return cancel is not None and cancel.cancelled
-
-    def due() -> bool:
-        return n_yields == 0 or time.perf_counter() - last_yield >= options.yield_every
-
-    task: Task | None = None
-    part_done = 0
-    try:
-        for part in parts:
-            task, part_done = None, 0
-            if stop_requested():
-                yield snapshot(None, cancelled=True)
+    batch_size = min(batch_size, chunk_limit(options, task.x))
+    done = 0
+    while done < task.n_total:
+        if cancel is not None and cancel.cancelled:
+            yield Step(done, batch_size, cancelled=True)
+            return
+        stop = min(done + batch_size, task.n_total)
+        batch = task.masks(done, stop)
+        try:
+            outputs = runner(task.perturb(batch))
+        except Exception as exc:
+            if not is_out_of_memory(exc) or stop - done == 1:
+                raise
+            del batch
+            batch_size = _back_off(stop - done, exc)
+            continue
+        task.accumulator.update(batch, task.score(outputs))
+        del batch, outputs
+        done = stop
+        partial = None
+        if options.tol is not None and done >= options.min_masks:
+            partial = task.accumulator.partial()
+            reliability = partial.reliability
+            if reliability is not None and 1.0 - reliability <= options.tol:
+                yield from _finish(task, done, batch_size, cancel, stopped_early=True)
                 return
-            task = part.prepare()
-            if task is None:
-                skipped.append(part.index)
-                n_total -= part.n_total
-                continue
-            part_done = 0
-            start = 0
-            batch_size = min(batch_size, chunk_limit(options, task.x))
-            while start < task.n_total:
-                if stop_requested():
-                    yield snapshot(live_part(), cancelled=True)
-                    return
-                stop = min(start + batch_size, task.n_total)
-                masks = task.masks(start, stop)
-                try:
-                    outputs = runner(task.perturb(task.x, masks))
-                except Exception as exc:
-                    if not is_out_of_memory(exc) or stop - start == 1:
-                        raise
-                    del masks
-                    batch_size = _back_off(stop - start, exc)
-                    continue
-                task.accumulator.update(start, masks, task.score(outputs))
-                n_done += stop - start
-                part_done = stop
-                if bar is not None:
-                    bar.update(stop - start)
-                partial = None
-                if options.tol is not None and part_done >= options.min_masks:
-                    partial = task.accumulator.partial()
-                    rel_err, reliability = _trust(task, partial)
-                    if reliability is not None and 1.0 - reliability <= options.tol:
-                        stopped_early = True
-                        n_total -= task.n_total - part_done
-                        if bar is not None:
-                            bar.total = n_total
-                        break
-                if stop < task.n_total and due():
-                    partial = partial or task.accumulator.partial()
-                    rel_err, reliability = _trust(task, partial)
-                    yield snapshot((part.index, canvas.collect(task, partial)))
-                    last_yield, n_yields = time.perf_counter(), n_yields + 1
-                start = stop
-            finish = getattr(task.accumulator, "finish", None)
-            if finish is not None:
-                for _ in finish():
-                    if stop_requested():
-                        yield snapshot(live_part(), cancelled=True)
-                        return
-                    if due():
-                        current = canvas.collect(task, task.accumulator.partial())
-                        yield snapshot((part.index, current))
-                        last_yield, n_yields = time.perf_counter(), n_yields + 1
-            final = task.accumulator.partial()
-            rel_err, reliability = _trust(task, final)
-            canvas.done[part.index] = canvas.collect(task, final)
-            if part is not parts[-1] and due():
-                yield snapshot(None)
-                last_yield, n_yields = time.perf_counter(), n_yields + 1
-        if not canvas.done:
-            raise ValueError(
-                "nothing to explain: the reference segmentation is empty for the target "
-                f"in every slice ({len(skipped)} slices)"
-            )
-        yield snapshot(None, done=True)
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            _attach_partial(exc, lambda: finished_work())
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+        if done < task.n_total:
+            yield Step(done, batch_size, partial)
+    yield from _finish(task, done, batch_size, cancel)
 
 
-def _attach_partial(exc: BaseException, build: Callable[[], Explanation | None]) -> None:
-    """Set ``exc.partial`` to the snapshot of the finished work (None if it cannot be built)."""
-    if getattr(exc, "partial", None) is not None:
-        return
-    try:
-        snap = build()
-    except Exception:  # the state the failure left cannot be assembled: report none
-        snap = None
-    try:
-        exc.partial = snap  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # an exception type without a __dict__
-        pass
+def _finish(task: Task, done: int, batch_size: int, cancel, *, stopped_early: bool = False):
+    """The accumulator's final pass (PixelRISE max over all pixels), then the final step."""
+    finish = getattr(task.accumulator, "finish", None)
+    if finish is not None:
+        for _ in finish():
+            if cancel is not None and cancel.cancelled:
+                yield Step(done, batch_size, cancelled=True, stopped_early=stopped_early)
+                return
+            yield Step(done, batch_size, stopped_early=stopped_early)
+    final = task.accumulator.partial()
+    yield Step(done, batch_size, final, final=True, stopped_early=stopped_early)

@@ -12,11 +12,12 @@ one small matrix product per axis instead of a full-size interpolation followed 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from .mask_batch import MaskBatch
 
 __all__ = ["BLOCK", "SAMPLINGS", "RiseMasks", "interpolation_matrix", "linear_weights"]
 
@@ -120,7 +121,6 @@ class RiseMasks:
         self.spatial = tuple(int(s) for s in spatial)
         self.reuse_output = bool(reuse_output)
         self._out: torch.Tensor | None = None
-        self._last: tuple[weakref.ref, torch.Tensor, torch.Tensor] | None = None
         nd = len(self.spatial)
         if nd not in (2, 3):
             raise ValueError(f"masks need 2 or 3 spatial axes, got shape {self.spatial}")
@@ -202,6 +202,10 @@ class RiseMasks:
         hi)`` renders only indices ``lo .. hi-1`` of the first spatial axis (a slab of the
         same masks, ``(n, 1, hi - lo, *spatial[1:])``).
         """
+        return self._render(grids, shifts, rows)[0]
+
+    def _render(self, grids, shifts, rows):
+        """The masks and their two factors ``(L, Y)`` (see :class:`MaskBatch`)."""
         n = grids.shape[0]
         x = grids.to(self.dtype)
         lo, hi = (0, self.spatial[0]) if rows is None else rows
@@ -222,22 +226,12 @@ class RiseMasks:
             x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
             y = x.reshape(n, self.grid[0], -1)  # (n, g0, H·W)
         masks = torch.bmm(mats[0], y, out=out).reshape(shape)  # (n, rows, rest) → masks
-        self._last = (weakref.ref(masks), mats[0], y) if rows is None else None
-        return masks
+        return masks, mats[0], y
 
-    def factors(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The two factors of the masks last rendered, when ``masks`` is that very result.
-
-        Returns ``(L, Y)`` with ``L (n, size0, g0)`` the rows of the first axis's
-        interpolation matrix and ``Y (n, g0, rest)`` the masks upsampled along the other
-        axes, so that ``masks[i]`` is ``L[i] @ Y[i]`` (flattened). Each row of ``L`` holds
-        at most two adjacent non-zero weights (linear interpolation). None for any other
-        tensor, so a caller can use the factors safely without knowing where masks came from.
-        """
-        last = self._last
-        if last is None or last[0]() is not masks:
-            return None
-        return last[1], last[2]
+    def batch(self, start: int, stop: int) -> MaskBatch:
+        """Masks ``start .. stop-1`` with their factors, as the loop's :class:`MaskBatch`."""
+        masks, lmat, y = self._render(*self.params(start, stop), None)
+        return MaskBatch(start, masks, factors=(lmat, y))
 
     def _output(self, shape: tuple[int, ...]) -> torch.Tensor | None:
         """The reused output array viewed as ``(n, rows, rest)`` for the last product."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .mask_batch import MaskBatch
 from .masks import linear_weights
 
 __all__ = ["CentreGrid", "coarse_to_fine_order"]
@@ -182,6 +183,11 @@ class CentreGrid:
         keep = torch.ones(n, math.prod(self.spatial), dtype=dtype, device=self.device)
         keep[rows, voxels] = 0
         return keep.reshape(n, 1, *self.spatial), rows, voxels
+
+    def batch(self, start: int, stop: int, dtype: torch.dtype) -> MaskBatch:
+        """:meth:`keep_masks` of visits ``start .. stop-1`` with their holes."""
+        masks, rows, voxels = self.keep_masks_and_holes(start, stop, dtype)
+        return MaskBatch(start, masks, holes=(rows, voxels))
 
     def interpolation_matrices(self) -> list[torch.Tensor]:
         """Per axis, the ``(size, count)`` linear interpolation from centres to voxels."""

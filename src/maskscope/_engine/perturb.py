@@ -1,7 +1,9 @@
 """Perturbations: plain functions ``(x, masks) -> perturbed batch``.
 
 ``x`` is one input ``(1, C, *spatial)`` and ``masks`` a chunk ``(B, 1, *spatial)`` with
-1 = keep the input and 0 = replace it. Every function returns ``(B, C, *spatial)``.
+1 = keep the input and 0 = replace it. Every function returns ``(B, C, *spatial)``. A task
+holds its perturbation bound to its own input (:func:`bind`, :func:`blend_into`): it takes
+the loop's :class:`~maskscope._engine.mask_batch.MaskBatch`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,23 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["Perturbation", "blend", "make_perturbation", "multiply", "resolve_fill"]
+from .mask_batch import MaskBatch
+
+__all__ = [
+    "BatchPerturbation",
+    "Perturbation",
+    "bind",
+    "blend",
+    "blend_into",
+    "make_perturbation",
+    "multiply",
+    "resolve_fill",
+]
 
 #: Signature of a perturbation: ``(x (1, C, *sp), masks (B, 1, *sp)) -> (B, C, *sp)``.
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: A perturbation bound to a task's input: ``MaskBatch -> (B, C, *sp)``.
+BatchPerturbation = Callable[[MaskBatch], torch.Tensor]
 
 
 def multiply(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -76,54 +91,69 @@ def make_perturbation(
     x: torch.Tensor,
     baseline: float | str | torch.Tensor | Sequence[float] = 0.0,
     channel: int | None = None,
-    reuse_output: bool = False,
 ) -> Perturbation:
-    """Build the perturbation for one input.
+    """Build the perturbation ``(x, masks) -> batch`` for inputs like ``x``.
 
     Parameters
     ----------
     x
-        The input ``(1, C, *spatial)``.
+        The input ``(1, C, *spatial)`` (``"min"`` and ``"mean"`` are taken from it).
     baseline
         What hidden voxels become: 0 (plain multiplication), a number, ``"min"``,
         ``"mean"`` or an array (see :func:`resolve_fill`).
     channel
         Perturb this input channel only; the others are left as they are.
-    reuse_output
-        Write every perturbed batch into the same array (reallocated when the batch's
-        shape changes), so that each call overwrites the previous result. For a loop
-        that runs the model on each batch before perturbing the next.
     """
     c = x.shape[1]
     if channel is not None and not 0 <= channel < c:
         raise ValueError(f"channel must be in [0, {c - 1}] for a {c}-channel input, got {channel}")
     value = resolve_fill(x, baseline)
     is_zero = isinstance(value, float) and value == 0.0
-    kept: dict[str, torch.Tensor] = {}
-
-    def output(masks: torch.Tensor) -> torch.Tensor:
-        shape = (masks.shape[0], *x.shape[1:])
-        out = kept.get("out")
-        dtype = torch.result_type(x, masks)
-        if out is None or tuple(out.shape) != shape or out.dtype != dtype:
-            out = kept["out"] = torch.empty(shape, dtype=dtype, device=x.device)
-        return out
 
     def perturb(xx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         if channel is None:
-            if not reuse_output or xx is not x:
-                return multiply(xx, masks) if is_zero else blend(xx, masks, value)
-            out = output(masks)
-            if is_zero:
-                return torch.mul(x, masks, out=out)
-            if "diff" not in kept:
-                kept["diff"] = x - value
-            return torch.mul(kept["diff"], masks, out=out).add_(value)
+            return multiply(xx, masks) if is_zero else blend(xx, masks, value)
         out = xx.expand(masks.shape[0], *xx.shape[1:]).clone()
         part = xx[:, channel : channel + 1]
         v = value if not torch.is_tensor(value) or value.ndim == 0 else _channel(value, channel)
         out[:, channel : channel + 1] = multiply(part, masks) if is_zero else blend(part, masks, v)
         return out
+
+    return perturb
+
+
+def bind(x: torch.Tensor, perturbation: Perturbation) -> BatchPerturbation:
+    """The task's form of a perturbation: ``batch -> perturbation(x, batch.masks)``."""
+
+    def perturb(batch: MaskBatch) -> torch.Tensor:
+        return perturbation(x, batch.masks)
+
+    return perturb
+
+
+def blend_into(
+    x: torch.Tensor, baseline: float | str | torch.Tensor | Sequence[float] = 0.0
+) -> BatchPerturbation:
+    """:func:`make_perturbation` of ``x`` itself, writing every batch into one array.
+
+    The array is reallocated only when the batch's shape changes, so each call overwrites
+    the previous result: for a loop that runs the model on each batch before perturbing
+    the next (fresh multi-megabyte arrays cost page faults on every chunk).
+    """
+    value = resolve_fill(x, baseline)
+    is_zero = isinstance(value, float) and value == 0.0
+    diff = x if is_zero else x - value
+    kept: dict[str, torch.Tensor] = {}
+
+    def perturb(batch: MaskBatch) -> torch.Tensor:
+        masks = batch.masks
+        shape = (masks.shape[0], *x.shape[1:])
+        dtype = torch.result_type(x, masks)
+        out = kept.get("out")
+        if out is None or tuple(out.shape) != shape or out.dtype != dtype:
+            out = kept["out"] = torch.empty(shape, dtype=dtype, device=x.device)
+        torch.mul(diff, masks, out=out)
+        return out if is_zero else out.add_(value)
 
     return perturb
 

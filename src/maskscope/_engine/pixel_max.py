@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .accumulate import Partial
+from .mask_batch import MaskBatch
 from .weighted_sum import WeightedSum, split_half_reliability
 
 __all__ = ["PixelMax"]
@@ -74,6 +75,9 @@ class PixelMax:
         ``"centred"`` or ``"paper"``.
     """
 
+    #: Its reliability comes from the halves' maxima; there is no per-voxel standard error.
+    has_stderr = False
+
     #: Pixels centred and reduced at a time when a map is asked for (bounds the temporary).
     REDUCE_PIXELS = 64
 
@@ -131,12 +135,13 @@ class PixelMax:
         self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator=estimator)
         self.score_sums = torch.zeros(2, self.n_pixels, dtype=torch.float64, device=device)
 
-    def update(self, start: int, masks: torch.Tensor, scores: torch.Tensor) -> None:
-        """Add a chunk: masks ``start .. start+B-1``, ``(B, 1, *sp)``, pixel scores ``(B, P)``."""
+    def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:
+        """Add a chunk: the batch's masks ``(B, 1, *sp)`` with pixel scores ``(B, P)``."""
+        start, masks = batch.start, batch.masks
         b = masks.shape[0]
         m = masks.reshape(b, -1).float()
         s = scores.float()
-        self.mean_acc.update(start, masks, s.mean(dim=1))
+        self.mean_acc.update(batch, s.mean(dim=1))
         sd = scores.double()
         first = start % 2
         self.score_sums[first] += sd[0::2].sum(dim=0)

@@ -22,11 +22,11 @@ All sums are linear in per-mask coefficients, so they are kept as a few columns:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
 from .accumulate import Partial, accumulation_dtype
+from .mask_batch import MaskBatch
 
 __all__ = ["ESTIMATORS", "WeightedSum", "split_half_reliability"]
 
@@ -67,15 +67,19 @@ class WeightedSum:
         The masks' keep probability ``p``.
     device
         Where the sums live.
-    factors
-        Optional ``masks -> (L, Y) | None`` giving the masks as products of two small
-        factors (see :meth:`~maskscope._engine.masks.RiseMasks.factors`). The sums are then
-        products of the factors, and the full-size masks are not read again: with
-        ``m = L @ Y`` and at most two adjacent weights per row of ``L``,
-        ``m² = L² @ Y² + 2 (L₀ L₁) @ (Y₀ Y₁)`` over neighbouring rows of ``Y``.
     estimator
         ``"centred"`` (default) or ``"paper"`` (``Σ wᵢ mᵢ / (n p)``).
+
+    Notes
+    -----
+    A :class:`~maskscope._engine.mask_batch.MaskBatch` with ``factors`` (RISE masks as
+    products of two small factors) is summed through the factors, and its full-size masks
+    are not read again: with ``m = L @ Y`` and at most two adjacent weights per row of
+    ``L``, ``m² = L² @ Y² + 2 (L₀ L₁) @ (Y₀ Y₁)`` over neighbouring rows of ``Y``.
     """
+
+    #: The sums give a per-voxel standard error (early stopping and ``rel_error`` use it).
+    has_stderr = True
 
     #: Masks summed in the staging buffers before they are added to the running sums.
     FLUSH_EVERY = 64
@@ -87,13 +91,11 @@ class WeightedSum:
         spatial: tuple[int, ...],
         p_keep: float,
         device: torch.device,
-        factors: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None] | None = None,
         estimator: str = "centred",
     ) -> None:
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         self.spatial = tuple(spatial)
-        self.factors = factors
         self.estimator = estimator
         self.p = float(p_keep)
         self.dtype = accumulation_dtype(device)
@@ -113,8 +115,9 @@ class WeightedSum:
         self._key: tuple | None = None
 
     # ------------------------------------------------------------------ updates
-    def update(self, start: int, masks: torch.Tensor, weights: torch.Tensor) -> None:
-        """Add a chunk: masks ``start .. start+B-1``, ``(B, 1, *sp)``, with weights ``(B,)``."""
+    def update(self, batch: MaskBatch, weights: torch.Tensor) -> None:
+        """Add a chunk: the batch's masks ``(B, 1, *sp)`` with their weights ``(B,)``."""
+        start, masks = batch.start, batch.masks
         b = masks.shape[0]
         m = masks.reshape(b, -1)
         if m.element_size() < 4:  # half-precision models: sum in float32 at least
@@ -128,7 +131,7 @@ class WeightedSum:
         self.n += b
         c1 = torch.stack([w, torch.ones_like(w), w * even, even], dim=1)  # (b, Q)
         c2 = torch.stack([w * w, w, torch.ones_like(w)], dim=1)  # (b, R)
-        parts = self.factors(masks) if self.factors is not None else None
+        parts = batch.factors
         if parts is not None and parts[1].dtype == m.dtype:
             self._add_factors(*parts, c1, c2)
             return

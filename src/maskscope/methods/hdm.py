@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -12,11 +12,13 @@ import torch
 from .._engine.accumulate import DistanceGrid
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
 from .._engine.loop import RunOptions, Task
+from .._engine.mask_batch import MaskBatch
 from .._engine.occlusion import CentreGrid
 from .._engine.params import param
-from .._engine.perturb import Perturbation, make_perturbation
+from .._engine.perturb import Perturbation, bind, make_perturbation
 from .._engine.scores import segmentation
-from .base import Context, Method
+from .base import Method
+from .context import Context
 from .hdm_circles import circle_map
 
 __all__ = ["HDM", "HDMParams", "circle_map"]
@@ -142,51 +144,45 @@ class HDM(Method):
             baseline = float(distance.value)
         else:
             baseline = float(distance(unperturbed[None])[0])
-        stamp = None if self.fill_fn else _StampedFill(grid, ctx.x, perturb)
+        # a built-in fill is pointwise: stamping the disks gives its result (a user's fill
+        # gets the masks, and is wrapped with its checks by the base class)
         return Task(
             x=ctx.x,
             n_total=grid.n_centres,
-            masks=stamp.masks if stamp else lambda a, b: grid.keep_masks(a, b, ctx.x.dtype),
-            perturb=stamp.perturb if stamp else perturb,
+            masks=partial(grid.batch, dtype=ctx.x.dtype),
+            perturb=bind(ctx.x, perturb) if self.fill_fn else StampedFill(ctx.x, perturb),
             score=score,
             accumulator=DistanceGrid(grid, baseline),
+            target=ctx.target,
             reference=ctx.reference,
             prediction=ctx.prediction,
             info={"baseline": baseline},
-            has_stderr=False,
         )
 
 
-class _StampedFill:
-    """A pointwise fill applied to a sweep's own masks by stamping the disks.
+class StampedFill:
+    """A pointwise fill applied to a sweep's masks by stamping the disks.
 
     Where a mask is 1, a pointwise fill gives the same value as with a mask of ones; where
     it is 0, the same as with zeros. So the perturbed batch is the image filled with ones
     (copied) with the disk voxels of the image filled with zeros written over it: bit for
-    bit the fill's own result, without a pass of arithmetic over the whole batch. Masks not
-    produced by :meth:`masks` (the most recent call) go to the fill itself.
+    bit the fill's own result, without a pass of arithmetic over the whole batch. The
+    disks' voxels come with the batch (``MaskBatch.holes``); a batch without them goes to
+    the fill itself.
     """
 
-    def __init__(self, grid: CentreGrid, x: torch.Tensor, fill: Perturbation) -> None:
-        self.grid, self.x, self.fill = grid, x, fill
-        ones = x.new_ones((1, 1, *grid.spatial))
+    def __init__(self, x: torch.Tensor, fill: Perturbation) -> None:
+        self.x, self.fill = x, fill
+        ones = x.new_ones((1, 1, *x.shape[2:]))
         self.kept = fill(x, ones)
         self.hidden = fill(x, torch.zeros_like(ones)).reshape(x.shape[1], -1)
-        self.last: tuple | None = None
 
-    def masks(self, start: int, stop: int) -> torch.Tensor:
-        """Keep masks of visits ``start .. stop-1``, remembering where their disks are."""
-        masks, rows, voxels = self.grid.keep_masks_and_holes(start, stop, self.x.dtype)
-        self.last = (weakref.ref(masks), rows, voxels)
-        return masks
-
-    def perturb(self, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """The fill of ``x`` under ``masks``."""
-        last = self.last
-        if x is not self.x or last is None or last[0]() is not masks:
-            return self.fill(x, masks)
-        _, rows, voxels = last
-        b, c = masks.shape[0], self.kept.shape[1]
+    def __call__(self, batch: MaskBatch) -> torch.Tensor:
+        """The fill of the task's input under the batch's masks."""
+        if batch.holes is None:
+            return self.fill(self.x, batch.masks)
+        rows, voxels = batch.holes
+        b, c = len(batch), self.kept.shape[1]
         out = self.kept.expand(b, *self.kept.shape[1:]).clone()
         flat = out.view(b, c, -1)
         flat[rows, :, voxels] = self.hidden[:, voxels].T

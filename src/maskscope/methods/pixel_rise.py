@@ -11,7 +11,8 @@ from .._engine.loop import Task
 from .._engine.params import param
 from .._engine.pixel_max import PixelMax
 from .._engine.scores import pixel_probabilities
-from .base import Context, Method
+from .base import Method
+from .context import Context
 from .rise import RISEParams, rise_task
 
 __all__ = ["PixelRISE", "PixelRISEParams"]

@@ -12,10 +12,11 @@ from .._engine.accumulate import WeightedSum
 from .._engine.loop import Task
 from .._engine.masks import SAMPLINGS, RiseMasks
 from .._engine.params import param
-from .._engine.perturb import make_perturbation
+from .._engine.perturb import blend_into
 from .._engine.scores import class_probability, region_index, region_mean_probability
 from .._engine.weighted_sum import ESTIMATORS
-from .base import Context, Method
+from .base import Method
+from .context import Context
 
 __all__ = ["RISE", "RISEParams", "rise_task"]
 
@@ -83,24 +84,18 @@ def rise_task(
     acc = (
         make_accumulator(masks)
         if make_accumulator is not None
-        else WeightedSum(
-            ctx.spatial,
-            params.p_keep,
-            ctx.device,
-            factors=masks.factors,
-            estimator=params.estimator,
-        )
+        else WeightedSum(ctx.spatial, params.p_keep, ctx.device, estimator=params.estimator)
     )
     return Task(
         x=ctx.x,
         n_total=params.n_masks,
-        masks=masks,
-        perturb=make_perturbation(ctx.x, params.baseline, reuse_output=True),
+        masks=masks.batch,
+        perturb=blend_into(ctx.x, params.baseline),
         score=score,
         accumulator=acc,
+        target=ctx.target,
         reference=ctx.reference,
         prediction=ctx.prediction,
-        has_stderr=isinstance(acc, WeightedSum),
     )
 
 

@@ -14,7 +14,8 @@ from .._engine.scores import (
     get_overlap_score,
     segmentation,
 )
-from .base import Context, Method
+from .base import Method
+from .context import Context
 from .rise import RISEParams, rise_task
 
 __all__ = ["SegRISE", "SegRISEParams"]

@@ -1,0 +1,78 @@
+"""What a run records of its settings, and the checks wrapped around users' functions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._engine.custom import checked_fill, checked_score, function_name
+from .._engine.loop import RunOptions, Task
+from .._engine.perturb import bind
+
+__all__ = ["checked_task", "jsonable", "run_record"]
+
+
+def checked_task(method, task: Task, params: Any) -> Task:
+    """Wrap the task's score and fill when they run a user's function, to check its output."""
+    custom = [
+        (name, fn)
+        for name, fn in (
+            ("score_fn", getattr(method, "score_fn", None)),
+            ("distance_fn", getattr(method, "distance_fn", None)),
+            ("score", getattr(params, "score", None)),
+            ("distance", getattr(params, "distance", None)),
+        )
+        if callable(fn)
+    ]
+    if custom:
+        name, fn = custom[0]
+        task.score = checked_score(task.score, f"the {name} function {function_name(fn)}")
+    fill = getattr(method, "fill_fn", None)
+    if callable(fill):
+        task.perturb = bind(task.x, checked_fill(fill, f"the fill_fn {function_name(fill)}"))
+    return task
+
+
+def run_record(method, params: Any, options: RunOptions, inp, normalize) -> dict[str, Any]:
+    """The JSON-able parameters every snapshot of a run records."""
+    call = method.model_call
+    model: dict[str, Any] = {}
+    if call.output_key is not None:
+        model["output_key"] = call.output_key
+    if call.output is not None:
+        model["output"] = call.output
+    if call.pad_multiple is not None:
+        model["pad_multiple"] = call.pad_multiple
+        model["pad_mode"] = call.pad_mode
+    return jsonable(
+        {
+            **dataclasses.asdict(params),
+            **dataclasses.asdict(options),
+            "outputs": method.outputs,
+            "device": str(method.device),
+            "spatial_dims": inp.spatial_dims,
+            "slice_by_slice": inp.sliced,
+            "normalize": str(normalize),
+            **model,
+        }
+    )
+
+
+def jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """Values as JSON can hold them: numbers, strings, lists; names of functions."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (tuple, list)) and all(isinstance(i, (int, float, str)) for i in v):
+            out[k] = list(v)
+        elif callable(v):
+            out[k] = getattr(v, "__name__", repr(v))
+        elif isinstance(v, (np.ndarray, torch.Tensor)):
+            out[k] = f"array{tuple(v.shape)}"
+        else:
+            out[k] = repr(v)
+    return out
