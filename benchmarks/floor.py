@@ -90,28 +90,40 @@ def default_kwargs(label: str, cfg: dict, dims: int, spacing: tuple) -> tuple[ty
 
 
 def run_default(cfg: dict) -> dict:
-    """Child kind ``default``: one method at default settings, wall medians of the repeats."""
+    """Child kind ``default``: one method at default settings, wall medians of the repeats.
+
+    Each run is followed by the floor on the same process: the model alone on as many inputs
+    at ``best_batch`` (the best fixed batch of the ``forwards`` sweep), so that both see the
+    same load of a shared machine; the ratio is of the medians.
+    """
+    from overhead import forward_floor
+
     model, image, spacing = model_and_image(cfg["model"], cfg["device"])
     cls, kw = default_kwargs(cfg["method"], cfg, image.ndim - 1, spacing)
     explainer = cls(model)
     tiny = {"stride": 60.0} if cfg["method"] == "HDM" else {"n_masks": 8}
     explainer.explain(image, **{**kw, **tiny})  # warm-up: allocator, kernels
-    walls, expl = [], None
+    x = torch.as_tensor(image)[None].to(cfg["device"])
+    walls, floors, expl = [], [], None
     for _ in range(int(cfg["repeats"])):
         sync(cfg["device"])
         t0 = time.perf_counter()
         expl = explainer.explain(image, **kw)
         sync(cfg["device"])
         walls.append(time.perf_counter() - t0)
+        floors.append(forward_floor(model, x, expl.n_forward, int(cfg["best_batch"])))
     params = {k: v for k, v in expl.params.items() if "batch" in k or "chunk" in k}
-    wall = statistics.median(walls)
+    wall, floor = statistics.median(walls), statistics.median(floors)
     return {
         "model": cfg["model"],
         "method": cfg["method"],
         "forwards": int(expl.n_forward),
         "wall": wall,
         "walls": walls,
+        "floors": floors,
         "s_per_evaluation": wall / expl.n_forward,
+        "floor_s": floor / expl.n_forward,
+        "ratio": wall / floor,
         "batch_params": {k: v for k, v in params.items() if isinstance(v, int | float | str)},
     }
 
@@ -133,52 +145,69 @@ def _methods(r, c: dict, forwards: dict) -> list[dict]:
     for model in c["batches"]:
         if model not in forwards:
             continue
-        floor = forwards[model]["best"]["s_per_image"]
+        best = forwards[model]["best"]
         for label in LABELS:
             cfg = {"model": model, "method": label, "n": c["n"][model], "repeats": c["repeats"]}
-            res = r.child("default", {**cfg, "stride": c["stride"][model]})
+            cfg |= {"stride": c["stride"][model], "best_batch": best["batch"]}
+            res = r.child("default", cfg)
             if res:
-                rows.append({**res, "floor_s": floor, "ratio": res["s_per_evaluation"] / floor})
+                rows.append({**res, "sweep_floor_s": best["s_per_image"]})
     return rows
 
 
-def _side_median(r, tool: str, c: dict, python: str) -> dict | None:
-    """Median wall of ``repeats`` side-by-side runs of one tool (2D U-Net, shapes2d)."""
-    runs = []
+def _side(r, tool: str, c: dict, python: str, floor_batch: int | None) -> dict | None:
+    """One side-by-side run of a tool on the 2D U-Net (shapes2d), at equal forwards."""
+    cfg = {"tool": tool, "model": "unet2d", "n": c["peers_n"], "diameter": 25}
+    cfg |= {"offset": c["peers_offset"], "batch_size": None if "maskscope" in tool else 1}
+    if floor_batch:
+        cfg["floor_batch"] = floor_batch
+    return r.child("side", cfg, python=python, stubs=tool in NEEDS_STUBS)
+
+
+def _median_of(runs: list[dict]) -> dict:
+    out = {**runs[0], "wall": statistics.median(x["wall"] for x in runs)}
+    if "floor" in runs[0]:
+        out["floor"] = statistics.median(x["floor"] for x in runs)
+    return {**out, "walls": [x["wall"] for x in runs]}
+
+
+def _peer_runs(r, peer: str, labels, c: dict, python: str, best_batch: int) -> dict | None:
+    """Repeats of the peer and of its maskscope equivalents, taking turns; medians."""
+    runs: dict[str, list[dict]] = {peer: [], **{label: [] for label in labels}}
     for _ in range(c["repeats"]):
-        cfg = {"tool": tool, "model": "unet2d", "n": c["peers_n"], "diameter": 25}
-        cfg = {**cfg, "offset": c["peers_offset"], "batch_size": None if "maskscope" in tool else 1}
-        res = r.child("side", cfg, python=python, stubs=tool in NEEDS_STUBS)
+        res = _side(r, peer, c, python, best_batch)
         if res is None:
             return None
-        runs.append(res)
-    walls = [x["wall"] for x in runs]
-    return {**runs[0], "wall": statistics.median(walls), "walls": walls}
+        runs[peer].append(res)
+        for label in labels:
+            res = _side(r, f"maskscope:{label}", c, python, None)
+            if res is not None:
+                runs[label].append(res)
+    return {k: _median_of(v) if v else None for k, v in runs.items()}
 
 
-def _peers(r, c: dict, floor: float | None, peers_python: str | None) -> list[dict]:
+def _peers(r, c: dict, best_batch: int | None, peers_python: str | None) -> list[dict]:
+    """maskscope's speed-up over each peer, and the bound 0.95 × (peer wall ÷ its floor)."""
     rows = []
     for peer, labels in FLOOR_PEERS.items():
-        theirs = _side_median(r, peer, c, peers_python) if peers_python else None
+        ok = peers_python and best_batch
+        runs = _peer_runs(r, peer, labels, c, peers_python, best_batch) if ok else None
         for label in labels:
             row = {"peer": peer, "method": label, "speed_up": None, "bound": None}
-            if theirs is None or floor is None:
-                row["note"] = "peers' venv missing" if not peers_python else "did not run"
-                rows.append(row)
+            theirs, ours = (runs or {}).get(peer), (runs or {}).get(label)
+            if theirs is None or ours is None:
+                note = "peers' venv missing" if not peers_python else "did not run"
+                rows.append({**row, "note": note})
                 continue
-            ours = _side_median(r, f"maskscope:{label}", c, peers_python)
-            if ours is None:
-                rows.append({**row, "note": "maskscope did not run"})
-                continue
-            peer_floor = theirs["evaluations"] * floor
             row.update(
                 peer_wall=theirs["wall"],
                 peer_evaluations=theirs["evaluations"],
-                peer_over_floor=theirs["wall"] / peer_floor,
+                peer_over_floor=theirs["wall"] / theirs["floor"],
                 wall=ours["wall"],
                 evaluations=ours["evaluations"],
+                batch_used=ours.get("batch_used"),
                 speed_up=theirs["wall"] / ours["wall"],
-                bound=BOUND_SHARE * theirs["wall"] / peer_floor,
+                bound=BOUND_SHARE * theirs["wall"] / theirs["floor"],
             )
             rows.append(row)
     return rows
@@ -189,8 +218,8 @@ def collect(r, c: dict, peers_python: str | None) -> dict:
     t0 = time.perf_counter()
     forwards = _forwards(r, c)
     methods = _methods(r, c, forwards)
-    floor2d = forwards.get("unet2d", {}).get("best", {}).get("s_per_image")
-    peers = _peers(r, c, floor2d, peers_python)
+    best2d = forwards.get("unet2d", {}).get("best", {}).get("batch")
+    peers = _peers(r, c, best2d, peers_python)
     return {
         "machine": machine_line(r.args.device, r.args.threads),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -92,8 +92,27 @@ class _Args:
         self.__dict__.update(d)
 
 
+def _ours(tool: str, n: int, offset: int, diameter: int, batch: int | None, dims: int):
+    """(method class, keywords) of a ``maskscope:<label>`` tool (None for a peer), and the batch.
+
+    ``<label>@1`` runs at batch 1, like the peers that call the model once per image.
+    """
+    if not tool.startswith("maskscope:"):
+        return None, batch
+    label = tool.split(":", 1)[1]
+    if label.endswith("@1"):
+        label, batch = label[:-2], 1
+    method = overhead.method_kwargs(label, n_masks=n, stride=offset, batch_size=batch, dims=dims)
+    if label == "HDM":
+        method[1]["diameter"] = diameter
+    return method, batch
+
+
 def run_side(cfg: dict) -> dict:
     """maskscope or a peer on one image: wall, peak RSS, forward calls.
+
+    With ``floor_batch``, also the floor right after the run: the model alone on as many
+    inputs as the tool evaluated, in batches of ``floor_batch``.
 
     In 3D (``model="unet3d"``) every size is in voxels (no spacing), so that a ball of
     ``diameter`` voxels every ``offset`` voxels matches captum's and MONAI's cubes.
@@ -110,16 +129,7 @@ def run_side(cfg: dict) -> dict:
         region = base(x).argmax(dim=1)[0] == 1
     _warm(base, image, device, batch or 1)
     before, peak_before = rss_mb(), peak_mb()
-    method = None
-    if tool.startswith("maskscope:"):
-        label = tool.split(":", 1)[1]
-        if label.endswith("@1"):  # one image per model call, like the peers that do not batch
-            label, batch = label[:-2], 1
-        method = overhead.method_kwargs(
-            label, n_masks=n, stride=offset, batch_size=batch, dims=dims
-        )
-        if label == "HDM":
-            method[1]["diameter"] = diameter
+    method, batch = _ours(tool, n, offset, diameter, batch, dims)
     t0 = time.perf_counter()
     result, extra = peers.run_tool(
         tool,
@@ -138,6 +148,9 @@ def run_side(cfg: dict) -> dict:
     if method is not None:
         extra = {**extra, "batch_used": batch_used(result, batch or 0)}
     del result
+    if cfg.get("floor_batch"):  # the model alone on as many inputs, at that batch, right after
+        fb = int(cfg["floor_batch"])
+        extra = {**extra, "floor": overhead.forward_floor(base, x, counted.images, fb)}
     return {
         "tool": tool,
         "model": cfg["model"],

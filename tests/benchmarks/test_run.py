@@ -34,8 +34,8 @@ def synthetic_results() -> dict:
         },
         "methods": [
             {"model": "unet2d", "method": "SegRISE", "forwards": 201, "wall": 4.221}
-            | {"s_per_evaluation": 0.021, "floor_s": 0.02, "ratio": 1.05}
-            | {"batch_params": {"chunk_size": 1}},
+            | {"s_per_evaluation": 0.021, "floor_s": 0.02, "sweep_floor_s": 0.019, "ratio": 1.05}
+            | {"batch_params": {"batch_size_used": 1}},
         ],
         "peers": [
             {"peer": "muppet:SegRISE", "method": "SegRISE", "peer_wall": 6.0}
@@ -60,7 +60,10 @@ def test_report_only_rebuilds_the_report_from_results(tmp_path, monkeypatch):
     assert "| unet2d | RISE | 201 | 2.20 | 2.00 | 1.100 | 1.000 |" in md
     assert "## 6. Default batch and the floor" in md
     assert "| 2D U-Net, 240² | 1 **best** | 20.00 |" in md
-    assert "| 2D U-Net, 240² | SegRISE | 201 | 4.22 | 21.00 | 20.00 | 1.050 | **pass** |" in md
+    method_row = (
+        "| 2D U-Net, 240² | SegRISE | 201 | 4.22 | 21.00 | 20.00 | 19.00 | 1.050 | **pass** |"
+    )
+    assert f"{method_row} batch_size_used 1 |" in md
     # bound 0.95 × 6.0 / (201 × 0.02) = 1.418, speed-up 6.0 / 4.221 = 1.421: passes
     peer_row = "| muppet:SegRISE | SegRISE | 6.00 (201) | 1.49× | 4.22 (201) | 1.42× | 1.42× |"
     assert f"{peer_row} **pass** |" in md
