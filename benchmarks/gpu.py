@@ -40,7 +40,7 @@ from maskscope.data import phantom3d, shapes2d
 from maskscope.models import load_model
 
 #: Benchmark model name → (bundled model, full-size image shape, quick image shape).
-SHAPES = {"unet2d": ("shapes2d", 240, 64), "unet3d": ("phantom3d", (64, 96, 96), (24, 32, 32))}
+SHAPES = {"unet2d": ("shapes2d", 240, 64), "unet3d": ("phantom3d", (64, 96, 96), (24, 24, 24))}
 PRECISIONS = ("float32", "bf16")
 THROUGHPUT_HEADER = ["model", "precision", "compiled", "batch", "images/s", "ms / image"]
 THROUGHPUT_HEADER += ["peak memory (MB)"]
