@@ -34,7 +34,7 @@ def snapshots_at(method, image, ns, seed, **kw) -> dict[int, object]:
     want = set(ns)
     got = {}
     for snap in method.iter_explain(
-        image, n_masks=max(ns), seed=seed, batch_size=25, max_chunk_voxels=2**24, **kw
+        image, n_masks=max(ns), seed=seed, batch_size=25, max_batch_voxels=2**24, **kw
     ):
         if snap.n_done in want:
             got[snap.n_done] = snap

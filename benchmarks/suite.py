@@ -112,7 +112,7 @@ def _memory_rows(r: Runner, s: dict) -> None:
                 "SegRISE",
                 s["batch"]["n"],
                 "unet2d",
-                {"max_chunk_voxels": 2**40},  # exactly the batch asked for
+                {"max_batch_voxels": 2**40},  # exactly the batch asked for
                 batch=n_bs,
                 env=r.env(),
                 timeout=r.args.timeout,

@@ -178,12 +178,12 @@ def test_mask_chunks_bounded_by_batch_size(net2d, monkeypatch):
         largest.clear()
         RISE(net2d).explain(img, n_masks=n, grid=4, batch_size=16)
         assert max(largest) == 16
-    # large inputs go in smaller batches: at most max_chunk_voxels per model call
+    # large inputs go in smaller batches: at most max_batch_voxels per model call
     largest.clear()
     spy = Spy(net2d)
-    capped = RISE(spy).explain(img, n_masks=50, grid=4, batch_size=16, max_chunk_voxels=5 * 32 * 32)
+    capped = RISE(spy).explain(img, n_masks=50, grid=4, batch_size=16, max_batch_voxels=5 * 32 * 32)
     assert max(largest) == 5 and max(spy.batch_sizes) == 5
-    full = RISE(net2d).explain(img, n_masks=50, grid=4, batch_size=16, max_chunk_voxels=None)
+    full = RISE(net2d).explain(img, n_masks=50, grid=4, batch_size=16, max_batch_voxels=None)
     np.testing.assert_allclose(capped.map, full.map, rtol=1e-6)
 
 
@@ -258,8 +258,8 @@ def test_snapshot_timing_never_changes_the_sums(method, net2d, square2d):
     np.testing.assert_array_equal(snaps[-1].stderr, final.stderr)
 
 
-def test_automatic_chunk_limit_on_large_images():
-    from maskscope._engine.loop import AUTO_CHUNK_VOXELS, chunk_limit
+def test_automatic_batch_limit_on_large_images():
+    from maskscope._engine.loop import AUTO_BATCH_VOXELS, batch_limit
 
     img = np.zeros((1024, 1024), np.float32)  # twice the CPU's automatic limit
     img[300:700, 300:700] = 1
@@ -267,5 +267,5 @@ def test_automatic_chunk_limit_on_large_images():
     expl = RISE(spy).explain(img, n_masks=7, grid=4, batch_size=16)
     assert spy.batch_sizes[1:] == [2, 2, 2, 1] and expl.params["batch_size_used"] == 2
     small = torch.zeros(1, 1, 64, 64)
-    assert chunk_limit(RunOptions(), small) == AUTO_CHUNK_VOXELS["cpu"] // 4096
-    assert chunk_limit(RunOptions(max_chunk_voxels=5000), small) == 1
+    assert batch_limit(RunOptions(), small) == AUTO_BATCH_VOXELS["cpu"] // 4096
+    assert batch_limit(RunOptions(max_batch_voxels=5000), small) == 1

@@ -48,7 +48,7 @@ class RunOptions:
         "by float rounding at most).",
         min=1,
     )
-    max_chunk_voxels: int | None = param(
+    max_batch_voxels: int | None = param(
         None,
         help="Input voxels per model call at most: large images go in smaller batches "
         "(None = automatic: 2**19 on a CPU, where the model's activations then stay in "
@@ -182,19 +182,19 @@ class ModelRunner:
         return out
 
 
-#: Input voxels per model call when ``max_chunk_voxels`` is None, by device type. On one
+#: Input voxels per model call when ``max_batch_voxels`` is None, by device type. On one
 #: CPU thread the bundled 2D U-Net runs 3.3 ms per 240² image in calls of 4–8 and 4.4 ms
 #: in calls of 16, and the 3D U-Net 26 ms per 64×96×96 volume in calls of 2–4 but 82 ms
 #: one at a time (hence at least 2 by default).
-AUTO_CHUNK_VOXELS = {"cpu": 2**19}
-AUTO_CHUNK_VOXELS_OTHER = 2**23
+AUTO_BATCH_VOXELS = {"cpu": 2**19}
+AUTO_BATCH_VOXELS_OTHER = 2**23
 
 
-def chunk_limit(options: RunOptions, x: torch.Tensor) -> int:
-    """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_chunk_voxels``."""
-    if options.max_chunk_voxels is not None:
-        return max(1, options.max_chunk_voxels // x.numel())
-    limit = AUTO_CHUNK_VOXELS.get(x.device.type, AUTO_CHUNK_VOXELS_OTHER)
+def batch_limit(options: RunOptions, x: torch.Tensor) -> int:
+    """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_batch_voxels``."""
+    if options.max_batch_voxels is not None:
+        return max(1, options.max_batch_voxels // x.numel())
+    limit = AUTO_BATCH_VOXELS.get(x.device.type, AUTO_BATCH_VOXELS_OTHER)
     return max(2, limit // x.numel())
 
 
@@ -250,7 +250,7 @@ def run_task(
     ``cancelled=True`` when ``cancel`` was set before a chunk. A model's exception
     propagates: the chunks before it are in the accumulator.
     """
-    batch_size = min(batch_size, chunk_limit(options, task.x))
+    batch_size = min(batch_size, batch_limit(options, task.x))
     done = 0
     while done < task.n_total:
         if cancel is not None and cancel.cancelled:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .._engine.inputs import model_device_dtype, model_layout, prepare_image, prepare_reference
-from .._engine.loop import ModelRunner, RunOptions, chunk_limit
+from .._engine.loop import ModelRunner, RunOptions, batch_limit
 from .._engine.scores import (
     OUTPUT_KINDS,
     PreparedReference,
@@ -220,7 +220,7 @@ def prepare_problem(
         ref = segmentation(out, outputs)[0].long()
     else:
         ref = prepare_reference(reference, spatial, n_classes=k).to(x.device)
-    limit = chunk_limit(RunOptions(batch_size=int(batch_size)), x)
+    limit = batch_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,
         substrate=sub_t,
