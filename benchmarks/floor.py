@@ -23,6 +23,7 @@ The child kinds ``forwards`` and ``default`` run in ``parts.py`` processes.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def run_default(cfg: dict) -> dict:
         "floor_s": floor / expl.n_forward,
         "ratio": wall / floor,
         "batch_params": {k: v for k, v in params.items() if isinstance(v, int | float | str)},
+        "batch_detail": json.loads(json.dumps(params, default=str)),  # timings, when recorded
     }
 
 
