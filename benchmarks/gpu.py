@@ -7,8 +7,9 @@ Prints, as markdown tables:
    float32 and in bf16 (``torch.autocast``), eager and with ``torch.compile``, with the
    peak GPU memory of each (``torch.cuda.max_memory_allocated``);
 2. every method's wall time at default settings against its floor, N evaluations ÷ the
-   best throughput (of float32 eager, the precision the methods run in, and of any
-   variant), with the run's peak GPU memory.
+   best throughput of the same variant and of any variant, with the run's peak GPU
+   memory: in float32, and with the methods' ``precision="bfloat16"`` (and, with
+   compilation on, ``compile=True``) where the methods take those options.
 
 It keeps to a time budget (``--budget``, 270 s by default, so that the whole script stays
 under 5 minutes on one GPU): compiled variants run last, at every other power of two
@@ -23,6 +24,7 @@ as skipped.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -44,8 +46,9 @@ SHAPES = {"unet2d": ("shapes2d", 240, 64), "unet3d": ("phantom3d", (64, 96, 96),
 PRECISIONS = ("float32", "bf16")
 THROUGHPUT_HEADER = ["model", "precision", "compiled", "batch", "images/s", "ms / image"]
 THROUGHPUT_HEADER += ["peak memory (MB)"]
-METHODS_HEADER = ["model", "method", "evaluations", "wall (s)", "floor fp32 (s)", "ratio"]
-METHODS_HEADER += ["floor best (s)", "ratio best", "peak memory (MB)"]
+METHODS_HEADER = ["model", "method", "precision", "compiled", "evaluations", "wall (s)"]
+METHODS_HEADER += ["floor (s)", "ratio", "floor, best variant (s)", "ratio to it"]
+METHODS_HEADER += ["peak memory (MB)"]
 
 
 @dataclass
@@ -152,16 +155,28 @@ def throughput(args, models: dict, deadline: float) -> list[Point]:
     return points
 
 
-def best_rate(points: list[Point], name: str, fp32_eager: bool) -> float | None:
-    """The best images/s of a model (of float32 eager only, or of any variant)."""
+def best_rate(points: list[Point], name: str, variant: tuple[str, bool] | None) -> float | None:
+    """The best images/s of a model: of one (precision, compiled) variant, or of any (None)."""
     rates = [
         p.images_s
         for p in points
-        if p.model == name
-        and p.images_s
-        and (not fp32_eager or (p.precision == "float32" and not p.compiled))
+        if p.model == name and p.images_s and variant in (None, (p.precision, p.compiled))
     ]
     return max(rates) if rates else None
+
+
+def method_variants(args) -> list[tuple[str, bool]]:
+    """(precision, compiled) of the method runs: float32 eager, and the options the methods
+    take (``precision=``, ``compile=``), compiled only where ``--compile`` is on."""
+    from maskscope import Method
+
+    takes = inspect.signature(Method.__init__).parameters
+    out = [("float32", False)]
+    if "precision" in takes:
+        out.append(("bf16", False))
+        if args.compile and "compile" in takes:
+            out.append(("bf16", True))
+    return out
 
 
 def method_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
@@ -181,28 +196,35 @@ def method_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
     return table_[label]
 
 
+def _one_run(explainer, image, kw: dict, label: str, device) -> tuple[float, int, float | None]:
+    """(wall s, evaluations, peak GPU MB) of one explain() run after a small warm-up."""
+    tiny = {"stride": 1000.0} if label == "HDM" else {"n_masks": 2}
+    explainer.explain(image, **{**kw, **tiny})  # warm-up (and compilation)
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    expl = explainer.explain(image, **kw)
+    sync(device)
+    return time.perf_counter() - t0, int(expl.n_forward), peak_mb(device)
+
+
 def methods(args, models: dict, points: list[Point]) -> list[list]:
     """Each method's wall time at default settings against N ÷ best throughput."""
     device = torch.device(args.device)
     rows = []
     for name, (model, image) in models.items():
-        dims = image.ndim - 1
-        fp32, best = best_rate(points, name, True), best_rate(points, name, False)
-        for label in LABELS:
-            cls, kw = method_args(label, dims, args.quick)
-            explainer = cls(model)
-            tiny = {"stride": 1000.0} if label == "HDM" else {"n_masks": 2}
-            explainer.explain(image, **{**kw, **tiny})  # warm-up
-            reset_peak(device)
-            sync(device)
-            t0 = time.perf_counter()
-            expl = explainer.explain(image, **kw)
-            sync(device)
-            wall, n = time.perf_counter() - t0, int(expl.n_forward)
-            floor32 = n / fp32 if fp32 else None
-            floor = n / best if best else None
-            row = [name, label, n, wall, floor32, wall / floor32 if floor32 else None]
-            rows.append([*row, floor, wall / floor if floor else None, peak_mb(device)])
+        best = best_rate(points, name, None)
+        for precision, compiled in method_variants(args):
+            same = best_rate(points, name, (precision, compiled))
+            options = {} if precision == "float32" else {"precision": "bfloat16"}
+            options |= {"compile": True} if compiled else {}
+            for label in LABELS:
+                cls, kw = method_args(label, image.ndim - 1, args.quick)
+                wall, n, peak = _one_run(cls(model, **options), image, kw, label, device)
+                floor = n / same if same else None
+                row = [name, label, precision, "yes" if compiled else "no", n, wall, floor]
+                row += [wall / floor if floor else None, n / best if best else None]
+                rows.append([*row, wall * best / n if best else None, peak])
     return rows
 
 
@@ -255,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(THROUGHPUT_HEADER, throughput_rows(points), "lllrrrr") + "\n")
     rows = methods(args, models, points)
     print("## Methods at default settings vs N ÷ best throughput\n")
-    print(table(METHODS_HEADER, rows, "llrrrrrrr") + "\n")
+    print(table(METHODS_HEADER, rows, "llllrrrrrrr") + "\n")
     print(f"total {time.perf_counter() - t0:.1f} s")
     if args.json:
         data = {"points": [asdict(p) for p in points], "methods": rows}
