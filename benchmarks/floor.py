@@ -3,21 +3,26 @@
 In one run, on this machine, with one torch thread (``--threads``), medians of ``--repeats``:
 
 1. the pure forward time per image of the bundled 2D and 3D U-Nets at fixed batch sizes
-   (1, 2, 4, 8, 16, …), each in its own process: the best batch's time per image is the
-   *floor*;
+   (1, 2, 4, 8, 16, …; one process per model, the sizes taking turns): the best batch
+   gives the floor;
 2. every method's wall time per model evaluation at default settings (no ``batch_size``:
-   whatever the engine picks) beside that floor; the target is a ratio ≤ 1.05;
+   whatever the engine picks) beside the floor, the model alone on as many inputs at the
+   best batch, measured in the same process right after each run; the target is a ratio
+   ≤ 1.05;
 3. each peer that calls the model one image at a time (muppet SegRISE, interpret-
    segmentation HDM and RISE, captum-rise) and maskscope's equivalent on the same image
-   and number of masks: maskscope's speed-up, printed beside the bound
-   0.95 × (peer wall ÷ (peer evaluations × floor)). The peers need their venv
-   (``bash benchmarks/setup_peers.sh``); without it the rows say so.
+   and number of masks, taking turns: maskscope's speed-up, printed beside the bound
+   0.95 × (peer wall ÷ its floor), the floor measured in the peer's process right after
+   its run. The peers need their venv (``bash benchmarks/setup_peers.sh``); without it
+   the rows say so.
 
-    python benchmarks/floor.py            # about 10 minutes on 2 cores
-    python benchmarks/floor.py --quick    # a few minutes
+    python benchmarks/floor.py            # full sizes: about an hour on 2 shared cores
+    python benchmarks/floor.py --quick    # about 15 minutes there
+    python benchmarks/floor.py --docs     # also write the section of docs/benchmarks.md
     python benchmarks/run.py --parts floor
 
-The child kinds ``forwards`` and ``default`` run in ``parts.py`` processes.
+The sizes are ``settings.py``'s ``floor``. The child kinds ``forwards`` and ``default`` run
+in ``parts.py`` processes.
 """
 
 from __future__ import annotations
