@@ -127,14 +127,17 @@ def sync(device: str | torch.device) -> None:
 
 
 def cpu_name() -> str:
-    """The processor's model name (``lscpu``), or what :mod:`platform` knows."""
+    """The processor's model name (``lscpu``; "(KVM VM)" on a virtual machine), or what
+    :mod:`platform` knows."""
     name = platform.processor() or platform.machine() or "unknown CPU"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return name
     found = re.search(r"Model name:\s*(.+)", out.stdout)
-    return found.group(1).strip() if found else name
+    name = found.group(1).strip() if found else name
+    hypervisor = re.search(r"Hypervisor vendor:\s*(.+)", out.stdout)
+    return f"{name} ({hypervisor.group(1).strip()} VM)" if hypervisor else name
 
 
 def machine_line(device: str = "cpu", threads: int | None = None) -> str:
