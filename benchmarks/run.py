@@ -1,7 +1,7 @@
 """Run maskscope's benchmark suite and write a markdown report with plots.
 
     python benchmarks/run.py                       # full run (about 30 minutes on 2 cores)
-    python benchmarks/run.py --quick               # a few minutes
+    python benchmarks/run.py --quick               # smaller sizes and fewer repeats
     python benchmarks/run.py --device cuda         # on a GPU
     python benchmarks/run.py --parts overhead,scaling --out /tmp/bench
     python benchmarks/run.py --report-only         # rebuild report, plots, docs
@@ -53,7 +53,7 @@ from suite import DEFAULT_PARTS, PART_KEYS, keep_previous, run_parts  # noqa: E4
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--parts", default=DEFAULT_PARTS, help=f"comma-separated; {DEFAULT_PARTS}")

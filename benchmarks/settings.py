@@ -1,4 +1,4 @@
-"""Sizes of every part of ``benchmarks/run.py``: the full run, and ``--quick`` (a few minutes)."""
+"""Sizes of every part of ``benchmarks/run.py``: the full run, and ``--quick`` (smaller)."""
 
 from __future__ import annotations
 
