@@ -23,12 +23,13 @@ GUI = (
     "matplotlib",
 )
 PKG = Path(maskscope.__file__).parent
-CORE = ["_engine", "methods", "explanation.py", "render.py", "__init__.py"]
+CORE = ["_engine", "methods", "gui", "explanation.py", "render.py", "__init__.py"]
 
 
 def test_importing_maskscope_loads_no_gui_package():
     code = (
         "import sys, maskscope, maskscope._engine, maskscope.methods, maskscope.render\n"
+        "import maskscope.gui, maskscope.cli\n"
         f"bad = [m for m in sys.modules if m.split('.')[0] in {GUI!r}]\n"
         "print(','.join(bad))"
     )

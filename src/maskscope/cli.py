@@ -6,27 +6,25 @@ import argparse
 import dataclasses
 import os
 import sys
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._engine.inputs import prepare_image
-from ._engine.loop import RunOptions
-from ._engine.outputs import parse_output_key
-from ._engine.padding import PAD_MODES
-from ._engine.params import describe_params
+from . import METHODS, RunOptions, describe_params
+from .gui import PAD_MODES
+from .gui.fields import field_kinds
+from .gui.inputs import prepare_image
+from .gui.models import parse_output_key
 from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
 from .io import AXES
-from .methods import METHODS
 
 __all__ = ["main"]
 
-#: Command-line method names → method and fixed parameters.
-CLI_METHODS: dict[str, tuple[str, dict]] = {
-    "segrise": ("SegRISE", {}),
-    "rise": ("RISE", {}),
-    "pixel-rise": ("PixelRISE", {}),
-    "hdm": ("HDM", {}),
+#: Command-line method names → method names.
+CLI_METHODS: dict[str, str] = {
+    "segrise": "SegRISE",
+    "rise": "RISE",
+    "pixel-rise": "PixelRISE",
+    "hdm": "HDM",
 }
 
 
@@ -47,8 +45,8 @@ def _number_list(kind: type):
 
 
 def _parser_type(cls: type, name: str):
-    hints = typing.get_type_hints(cls)
-    hint = str(hints[name])
+    """The argparse type of a parameter, from the kinds its annotation accepts."""
+    hint = " | ".join(field_kinds(cls)[name])
     if "tuple" in hint:
         return _number_list(float if "float" in hint else int)
     if "str" in hint and ("float" in hint or "int" in hint):
@@ -219,19 +217,41 @@ def _report_prediction(explainer, image, reference, args, normalize, slices) -> 
         print(f"maskscope: warning: {summary.warning}", file=sys.stderr, flush=True)
 
 
-def _explain(args: argparse.Namespace) -> int:
-    from ._outpaths import check_format, cli_outputs
-    from .io import read_image, write_map
+def method_values(args: argparse.Namespace) -> dict:
+    """The method's parameters and run options given as flags (the others are left out)."""
+    cls = METHODS[CLI_METHODS[args.method]]
+    names = {f.name for f in dataclasses.fields(cls.Params)}
+    names |= {f.name for f in dataclasses.fields(RunOptions)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def _slices(text: str | None):
+    if not text or text == "all":
+        return "all"
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(
+            f"--slices must be 'all' or slice indices like 10,11,12, got {text!r}"
+        ) from None
+
+
+def _load_model(args: argparse.Namespace):
     from .models import UntrustedModelError, load_model
     from .wording import load_for_frontend
 
-    method_name, fixed = CLI_METHODS[args.method]
-    cls = METHODS[method_name]
-    names = {f.name for f in dataclasses.fields(cls.Params)} | {
-        f.name for f in dataclasses.fields(RunOptions)
-    }
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    values.update(fixed)
+    try:
+        return load_for_frontend(load_model, args.model, trusted=args.trust_model)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(exc.path, "--trust-model") from None
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from ._outpaths import check_format, cli_outputs
+    from .io import read_image, write_map
+
+    method_name = CLI_METHODS[args.method]
+    values = method_values(args)
     out, png = cli_outputs(args.out, args.png, args.image, args.reference)
     image = read_image(args.image, axes=args.axes)
     reference = read_image(args.reference, axes=args.axes).data if args.reference else None
@@ -239,20 +259,9 @@ def _explain(args: argparse.Namespace) -> int:
     if isinstance(spacing, float):
         spacing = (spacing,)
     check_format(out, image.format)
-    slices = "all"
-    if args.slices and args.slices != "all":
-        try:
-            slices = [int(s) for s in args.slices.replace(",", " ").split()]
-        except ValueError:
-            raise ValueError(
-                f"--slices must be 'all' or slice indices like 10,11,12, got {args.slices!r}"
-            ) from None
-    try:
-        model = load_for_frontend(load_model, args.model, trusted=args.trust_model)
-    except UntrustedModelError as exc:
-        raise UntrustedModelError(exc.path, "--trust-model") from None
-    explainer = cls(
-        model,
+    slices = _slices(args.slices)
+    explainer = METHODS[method_name](
+        _load_model(args),
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
         output_key=parse_output_key(args.output_key),
@@ -274,6 +283,11 @@ def _explain(args: argparse.Namespace) -> int:
         **values,
     )
     write_map(out, expl.map, like=image)
+    _report_result(out, png, method_name, expl)
+    return 0
+
+
+def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     print(f"  {expl.reliability_text()}")
     if png is not None:
@@ -281,7 +295,6 @@ def _explain(args: argparse.Namespace) -> int:
 
         figure_png(expl, png)
         print(f"wrote {png}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

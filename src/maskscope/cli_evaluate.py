@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -76,16 +75,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
-    from ._engine.loop import RunOptions
-    from .cli import CLI_METHODS
-    from .methods import METHODS
+    from . import METHODS
+    from .cli import CLI_METHODS, method_values
 
-    method_name, fixed = CLI_METHODS[args.method]
-    cls = METHODS[method_name]
-    names = {f.name for f in dataclasses.fields(cls.Params)}
-    names |= {f.name for f in dataclasses.fields(RunOptions)}
-    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    values.update(fixed)
+    values = method_values(args)
+    cls = METHODS[CLI_METHODS[args.method]]
     explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
     return explainer.explain(
         image, reference=reference, target=args.target, progress=not args.quiet, **values
@@ -116,7 +110,8 @@ def _normalized(image: np.ndarray, spatial: tuple[int, ...], args: argparse.Name
 
 
 def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[int, ...]:
-    from ._engine.inputs import model_layout, prepare_image
+    from .gui.inputs import prepare_image
+    from .gui.models import model_layout
 
     dims, in_ch = model_layout(model)
     layout = prepare_image(image, spatial_dims or dims, in_ch)

@@ -56,9 +56,7 @@ class ModelLoadError(ValueError):
 @functools.cache
 def names() -> dict[str, tuple[str, str]]:
     """API parameter name → (command-line flag, GUI field label)."""
-    from ._engine.loop import RunOptions
-    from ._engine.params import describe_params
-    from .methods import METHODS
+    from . import METHODS, RunOptions, describe_params
 
     out: dict[str, tuple[str, str]] = {}
     for cls in [*[m.Params for m in METHODS.values()], RunOptions]:

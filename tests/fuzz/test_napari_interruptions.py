@@ -92,7 +92,7 @@ def test_closing_the_widget_cancels_its_run(make_napari_viewer, qtbot, how) -> N
     widget = explain_in_viewer(viewer, model, **PARAMS)
     widget.run()
     assert model.entered.wait(BOUND)
-    token, worker = widget._running["token"], widget.worker
+    token, worker = widget.session.token, widget.worker
     if how == "close the viewer":
         viewer.close()
     else:

@@ -16,7 +16,7 @@ import maskscope
 from tests.conftest import ThresholdNet
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The manifest next to the package's ``__init__.py`` (the symlink in a source tree).
+#: The manifest next to the package's ``__init__.py``.
 PACKAGE_MANIFEST = Path(maskscope.__file__).parent / "napari.yaml"
 
 

@@ -14,7 +14,7 @@ from .conftest import PACKAGE_MANIFEST, ROOT
 
 
 def test_manifest_is_valid_and_every_python_name_imports():
-    manifest = PluginManifest.from_file(ROOT / "napari.yaml")
+    manifest = PluginManifest.from_file(PACKAGE_MANIFEST)
     manifest.validate_imports()
     commands = manifest.contributions.commands
     assert len(commands) == 5
@@ -28,12 +28,13 @@ def test_manifest_is_valid_and_every_python_name_imports():
         assert group and all(item.command in ids for item in group)
 
 
-def test_package_manifest_is_the_top_level_file():
-    # In a source tree or an editable install this is the symlink; in a wheel, a copy.
-    assert PACKAGE_MANIFEST.read_text() == (ROOT / "napari.yaml").read_text()
-    link = ROOT / "src" / "maskscope" / "napari.yaml"
-    assert link.is_symlink()
-    assert link.resolve() == (ROOT / "napari.yaml").resolve()
+def test_the_manifest_is_a_plain_file_inside_the_package():
+    # as the napari plugin template has it: no top-level copy, no symlink, no force-include
+    source = ROOT / "src" / "maskscope" / "napari.yaml"
+    assert source.is_file() and not source.is_symlink()
+    assert PACKAGE_MANIFEST.read_text() == source.read_text()
+    assert not (ROOT / "napari.yaml").exists()
+    assert "force-include" not in (ROOT / "pyproject.toml").read_text()
 
 
 def test_widget_docks_from_the_manifest(make_napari_viewer, plugin):

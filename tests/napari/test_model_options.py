@@ -9,7 +9,7 @@ from torch import nn
 
 from maskscope import SegRISE
 from maskscope._engine.failures import ModelError
-from maskscope._gui_common import error_line
+from maskscope.gui import error_line
 from maskscope.napari import explain_in_viewer
 from maskscope.wording import failure_line
 

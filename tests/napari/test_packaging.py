@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .conftest import ROOT
+from .conftest import PACKAGE_MANIFEST, ROOT
 
 _DISCOVER = """
 import sys
@@ -58,7 +58,7 @@ def test_wheel_ships_the_manifest_and_npe2_finds_it(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         assert names.count("maskscope/napari.yaml") == 1
-        assert zf.read("maskscope/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+        assert zf.read("maskscope/napari.yaml") == PACKAGE_MANIFEST.read_bytes()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "maskscope = maskscope:napari.yaml" in zf.read(entry_points).decode()
     target = tmp_path / "site"

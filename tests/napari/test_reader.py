@@ -52,3 +52,25 @@ def test_reader_opens_labels_and_oblique_volumes_in_a_viewer(make_napari_viewer,
     np.testing.assert_array_equal(layer.data, labels)
     np.testing.assert_allclose(layer.scale, (1.5, 1.5, 3.0))
     np.testing.assert_allclose(layer.affine.affine_matrix, np.eye(4))  # oblique: grid kept
+
+
+@pytest.mark.parametrize("axes", ["ijk", "kji"])
+def test_a_4d_file_reads_as_the_command_line_reads_it_and_a_map_writes_back_alike(tmp_path, axes):
+    from maskscope.io import read_image
+    from maskscope.napari._reader import write_nifti
+
+    rng = np.random.default_rng(1)
+    data = rng.random((6, 7, 5, 2)).astype(np.float32)  # (x, y, z, channel)
+    affine = np.diag([1.5, 0.5, 2.0, 1.0])
+    path = _save(tmp_path / "two.nii.gz", data, affine)
+    ((array, kwargs, _),) = read_nifti(str(path), axes=axes)
+    vol = read_image(path, axes=axes)
+    np.testing.assert_array_equal(array, vol.data)  # one reader: the channel axis first
+    assert array.shape[0] == 2 and kwargs["scale"][0] == 1.0
+    np.testing.assert_allclose(kwargs["scale"][1:], vol.voxel_spacing)
+
+    written = write_nifti(str(tmp_path / "map"), array[0], kwargs)  # a map on the layer
+    assert written == [str(tmp_path / "map.nii.gz")]
+    back = nib.load(written[0])
+    np.testing.assert_allclose(back.affine, affine)
+    np.testing.assert_allclose(back.get_fdata(), data[..., 0], rtol=1e-6)

@@ -214,7 +214,6 @@ def test_method_dropdown_rebuilds_the_form_and_keeps_shared_values(image2d):
     assert w.last_png != before
 
 
-@pytest.mark.skipif("HDM" not in METHODS, reason="HDM is not implemented yet")
 def test_hdm_form_and_views(image2d):
     w = ExplainWidget(ThresholdNet(2), image2d, method="HDM", diameter=12.0, stride=8.0)
     assert {"diameter", "stride"} <= set(w.form.fields)

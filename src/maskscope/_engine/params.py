@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ParamSpec", "describe_params", "param", "replace_params", "validate_params"]
+__all__ = [
+    "ParamSpec",
+    "annotation_kinds",
+    "describe_params",
+    "param",
+    "replace_params",
+    "validate_params",
+]
 
 
 def param(
@@ -128,10 +135,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def annotation_kinds(annotation: Any) -> tuple[str, ...]:
+    """The kinds a dataclass field accepts, read from its annotation.
+
+    The one parser of parameter annotations (the validation here, both GUI forms and the
+    command line's flag types all read it). Works on postponed (string) annotations and
+    on type objects alike: ``"int | tuple[int, ...]"`` → ``("int", "tuple[int, ...]")``,
+    ``Optional[float]`` → ``("float", "None")``, ``bool`` → ``("bool",)``.
+    """
+    if isinstance(annotation, type):
+        text = "None" if annotation is type(None) else annotation.__name__
+    else:
+        text = str(annotation).replace("typing.", "").replace("NoneType", "None")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional[") : -1] + " | None"
+    kinds, depth, start = [], 0, 0
+    for i, char in enumerate(text + "|"):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "|" and depth == 0:
+            kinds.append(text[start:i].strip())
+            start = i + 1
+    return tuple(k for k in kinds if k)
+
+
 def _kinds(annotation: Any) -> list[str]:
-    """The accepted kinds of a field, from its annotation: int, float, str, tuple[...], None."""
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    return [t.strip() for t in text.split("|") if t.strip()]
+    return list(annotation_kinds(annotation))
 
 
 def _is_int(v: Any) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._demo import show_demo_results
-from ._registry import ModelEntry, registry
+from ._model_picker import REGISTERED, ModelEntry
 from ._widget import ExplainWidget
 
 __all__ = [
@@ -43,6 +43,11 @@ def register_model(
 ) -> None:
     """Offer a model in every maskscope widget's model list, under ``name``.
 
+    maskscope holds the model only by weak reference: it stays listed while your code
+    keeps a reference to it (a variable) or a widget that lists it is open, and is freed
+    when both are gone. Each widget keeps its own reference to the models it lists, until
+    it closes. (A callable that takes no weak reference, such as a builtin, is held.)
+
     Parameters
     ----------
     name
@@ -54,17 +59,17 @@ def register_model(
     spatial_dims
         2 or 3; by default read from the model's first convolution.
     """
-    registry.add(ModelEntry(name, model, outputs, spatial_dims))
+    REGISTERED.add(ModelEntry(name, model, outputs, spatial_dims))
 
 
 def unregister_model(name: str) -> None:
     """Remove a model registered with :func:`register_model`."""
-    registry.remove(name)
+    REGISTERED.remove(name)
 
 
 def registered_models() -> list[str]:
     """Names of the models registered with :func:`register_model`."""
-    return registry.names()
+    return REGISTERED.names()
 
 
 def explain_in_viewer(
@@ -95,12 +100,8 @@ def explain_in_viewer(
         Name shown in the model list (default: the model's class name).
     outputs, spatial_dims
         See :func:`register_model`.
-    image
-        The image layer (or its name) to select.
-    method
-        The method to select (a name in :data:`maskscope.methods.METHODS`).
-    area
-        Where to dock the widget.
+    image, method, area
+        The image layer (or its name) and the method to select; where to dock.
     output_key, pad_multiple
         Fill the "output key" and "pad multiple" fields (see the methods' parameters of
         the same names).

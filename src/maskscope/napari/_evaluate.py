@@ -20,10 +20,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._gui_common import error_line
 from ..evaluate.frontend import start_evaluation, summary_html
 from ..evaluate.result import FaithfulnessResult
 from ..evaluate.substrates import SUBSTRATES
+from ..gui import error_line
 from ._worker import RunFailure, start_worker
 
 if TYPE_CHECKING:

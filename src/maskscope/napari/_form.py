@@ -1,4 +1,4 @@
-"""A Qt form built from a method's parameter dataclass and the run options."""
+"""A Qt form of a method's fields (:func:`maskscope.gui.form`): one Qt entry per field kind."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._gui_common import FormField, form, format_value, parse_text
+from ..gui import FormField, form, format_value
 
 __all__ = ["ParamForm"]
 
+#: The largest value a Qt spin box holds (a C int).
 _INT_MAX = 2**31 - 1
 
 
@@ -88,11 +89,7 @@ class _Entry:
             return int(w.value()) if kind == "int" else float(w.value())
         if kind == "choice":
             return w.currentText()
-        text = w.currentText() if kind == "choice-or-number" else w.text()
-        value = parse_text(text, optional=optional)
-        if kind == "choice-or-number" and value in (self.field.spec.choices or ()):
-            return value
-        return self.field.check(value)
+        return self.field.read(w.currentText() if kind == "choice-or-number" else w.text())
 
     def set(self, value: Any) -> None:
         """Show ``value`` in the entry."""

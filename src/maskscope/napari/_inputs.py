@@ -10,9 +10,16 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QSpinBox, QWidget
 
-from .._gui_common import SCOPES, InputArray, input_array, scope_slices
-from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
-from ..io import reorder
+from ..gui.inputs import (
+    NORMALIZATIONS,
+    SCOPES,
+    InputArray,
+    describe_normalization,
+    input_array,
+    reverse_axes,
+    scope_slices,
+    suggest_normalization,
+)
 from ._layers import META_KEY, Frame, frame_of
 from ._reader import AXES_KEY
 
@@ -87,6 +94,20 @@ class InputPanel(QWidget):
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
+        self._build()
+        self._lay_out()
+        self._suggested_for: Any = None
+        self.image.currentIndexChanged.connect(self._image_changed)
+        self.normalization.currentTextChanged.connect(self._describe_normalization)
+        self.channel.currentIndexChanged.connect(self._update_scope)
+        self.scope.currentIndexChanged.connect(self._update_scope)
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.reordered):
+            emitter.connect(self.refresh)
+        self.destroyed.connect(partial(_disconnect, viewer, self.refresh))
+        self.refresh()
+
+    def _build(self) -> None:
         self.image = QComboBox()
         self.image.setObjectName("image")
         self.image.setToolTip("The image layer to explain (2D, 3D, or with a channel axis)")
@@ -139,6 +160,7 @@ class InputPanel(QWidget):
         self._range = QWidget()
         self._range.setLayout(range_row)
 
+    def _lay_out(self) -> None:
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addRow("image", self.image)
@@ -151,17 +173,6 @@ class InputPanel(QWidget):
         layout.addRow("slices (2D model)", self.scope)
         layout.addRow("slice range", self._range)
         self._layout = layout
-
-        self._suggested_for: Any = None
-        self.image.currentIndexChanged.connect(self._image_changed)
-        self.normalization.currentTextChanged.connect(self._describe_normalization)
-        self.channel.currentIndexChanged.connect(self._update_scope)
-        self.scope.currentIndexChanged.connect(self._update_scope)
-        events = viewer.layers.events
-        for emitter in (events.inserted, events.removed, events.reordered):
-            emitter.connect(self.refresh)
-        self.destroyed.connect(partial(_disconnect, viewer, self.refresh))
-        self.refresh()
 
     # ------------------------------------------------------------------ layers
     def refresh(self, event: Any = None) -> None:
@@ -344,7 +355,7 @@ class InputPanel(QWidget):
                 )
         target = self.target.value()
         if self._reversed(layer):  # the model takes the spatial axes the other way round
-            image = np.ascontiguousarray(reorder(array.image, "ijk", "kji", len(array.spatial)))
+            image = reverse_axes(array.image, len(array.spatial))
             array = InputArray(image, array.spatial_axes, array.channel_axis)
             spacing = spacing[::-1]
             reference = None if reference is None else np.ascontiguousarray(reference.T)

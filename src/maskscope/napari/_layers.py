@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels, Layer
 
-from ..explanation import Explanation
+from .. import Explanation
 from ..render import legend_text, robust_limits
 from ._overlay import CONTOUR, overlay_colormap, show_colorbar
 from ._reader import AFFINE_KEY, AXES_KEY

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import torch
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -19,16 +16,26 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._engine.inputs import model_device_dtype
-from .._engine.outputs import parse_output_key
-from .._engine.padding import PAD_MODES, normalize_multiple
-from .._gui_common import format_value, parse_text
-from ..frontend import resolve_device
-from ..models import UntrustedModelError, bundled_models, load_model
-from ..wording import load_for_frontend
-from ._registry import ModelEntry, registry
+from ..gui.models import (
+    MODEL_HELP,
+    PAD_MODES,
+    LoadedModel,
+    ModelEntry,
+    ModelRegistry,
+    bundled_models,
+    load_bundled,
+    load_spec,
+    pad_multiple_text,
+    parse_output_key,
+    parse_pad_multiple,
+    to_device,
+)
 
-__all__ = ["FROM_SPEC", "LoadedModel", "ModelPicker"]
+__all__ = ["FROM_SPEC", "REGISTERED", "TRUST_LABEL", "LoadedModel", "ModelPicker"]
+
+#: The models offered to every widget (:func:`maskscope.napari.register_model`), held by
+#: weak reference: each picker keeps its own strong reference to the models it lists.
+REGISTERED = ModelRegistry()
 
 #: Label of the model list entry that reads the model from the file / factory field.
 FROM_SPEC = "file or factory…"
@@ -40,55 +47,12 @@ _DIMS = {"auto": None, "2D": 2, "3D": 3}
 TRUST_LABEL = "trust this model file (it can run code)"
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to explain, with what the engine needs to know about it.
-
-    Attributes
-    ----------
-    model
-        The callable.
-    outputs
-        ``"logits"`` or ``"probabilities"``.
-    spatial_dims
-        2, 3, or None (inferred by the engine).
-    label
-        What the user chose, for messages.
-    output_key
-        The "output key" field: a dict key, a tuple index, or None (the default choice).
-    pad_multiple
-        The "pad multiple" field: None, or pad inputs to a multiple of it.
-    pad_mode
-        The "pad mode" field.
-    """
-
-    model: Callable
-    outputs: str
-    spatial_dims: int | None
-    label: str
-    output_key: str | int | None = None
-    pad_multiple: int | tuple[int, ...] | None = None
-    pad_mode: str = "zeros"
-
-    def method_kwargs(self) -> dict:
-        """The method constructor's keywords for this model (besides the model)."""
-        return {
-            "outputs": self.outputs,
-            "output_key": self.output_key,
-            "pad_multiple": self.pad_multiple,
-            "pad_mode": self.pad_mode,
-        }
-
-
-def _to_device(model: Callable, choice: str) -> Callable:
-    """Move a model given from Python to the chosen device ("auto" leaves it in place)."""
-    if choice == "auto":
-        return model
-    device = resolve_device(choice)
-    current, _ = model_device_dtype(model)
-    if current is not None and current.type != device.type and isinstance(model, torch.nn.Module):
-        model.to(device)
-    return model
+def _line(name: str, placeholder: str, tip: str) -> QLineEdit:
+    line = QLineEdit()
+    line.setObjectName(name)
+    line.setPlaceholderText(placeholder)
+    line.setToolTip(tip)
+    return line
 
 
 class ModelPicker(QWidget):
@@ -102,14 +66,14 @@ class ModelPicker(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._local: dict[str, ModelEntry] = {}
+        self._registered: dict[str, ModelEntry] = {}
         self.combo = QComboBox()
         self.combo.setObjectName("model")
-        self.spec = QLineEdit()
-        self.spec.setObjectName("model_spec")
-        self.spec.setPlaceholderText("model.pt2 or pkg.mod:factory")
-        self.spec.setToolTip(
+        self.spec = _line(
+            "model_spec",
+            "model.pt2 or pkg.mod:factory",
             "A TorchScript file (torch.jit.save), a torch.export program (.pt2) or "
-            "'package.module:factory' returning a torch.nn.Module"
+            "'package.module:factory' returning a torch.nn.Module",
         )
         self.trust = QCheckBox(TRUST_LABEL)
         self.trust.setObjectName("trust_model")
@@ -122,30 +86,25 @@ class ModelPicker(QWidget):
         self.browse.setMaximumWidth(32)
         self.outputs = QComboBox()
         self.outputs.addItems(["logits", "probabilities"])
-        self.outputs.setToolTip("Whether the model returns logits or probabilities")
+        self.outputs.setToolTip(MODEL_HELP["outputs"])
         self.dims = QComboBox()
         self.dims.addItems(list(_DIMS))
         self.dims.setToolTip(
             "The model's spatial dimensionality: auto reads it from its first convolution"
         )
-        self.output_key = QLineEdit()
-        self.output_key.setObjectName("output_key")
-        self.output_key.setPlaceholderText("auto")
-        self.output_key.setToolTip(
-            "What to explain in the model's output: a dict key (logits) or a tuple index (0). "
-            "auto: the tensor, a dict's out / logits / pred, .logits, a tuple's first element"
-        )
-        self.pad_multiple = QLineEdit()
-        self.pad_multiple.setObjectName("pad_multiple")
-        self.pad_multiple.setPlaceholderText("none")
-        self.pad_multiple.setToolTip(
-            "Pad inputs to a multiple of this per axis (16, or 16, 16, 8) and crop the "
-            "outputs back: U-Nets need 2**levels"
-        )
+        self.output_key = _line("output_key", "auto", MODEL_HELP["output_key"])
+        self.pad_multiple = _line("pad_multiple", "none", MODEL_HELP["pad_multiple"])
         self.pad_mode = QComboBox()
         self.pad_mode.setObjectName("pad_mode")
         self.pad_mode.addItems(list(PAD_MODES))
-        self.pad_mode.setToolTip("How the padding is filled")
+        self.pad_mode.setToolTip(MODEL_HELP["pad_mode"])
+        self._lay_out()
+        self.browse.clicked.connect(self._browse)
+        self.combo.currentIndexChanged.connect(self._update_visibility)
+        self._follow_registry()
+        self.refresh()
+
+    def _lay_out(self) -> None:
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.spec)
@@ -163,13 +122,9 @@ class ModelPicker(QWidget):
         layout.addRow("pad multiple", self.pad_multiple)
         layout.addRow("pad mode", self.pad_mode)
         self._layout = layout
-        self.browse.clicked.connect(self._browse)
-        self.combo.currentIndexChanged.connect(self._update_visibility)
-        self._follow_registry()
-        self.refresh()
 
     def _follow_registry(self) -> None:
-        """Refresh on registry changes for as long as this widget exists."""
+        """Refresh on registry changes until this widget is destroyed."""
         ref = weakref.ref(self)
 
         def on_change() -> None:
@@ -177,11 +132,8 @@ class ModelPicker(QWidget):
             if picker is not None:
                 picker.refresh()
 
-        def forget(*_: object) -> None:
-            registry.changed.disconnect(on_change)
-
-        registry.changed.connect(on_change)
-        self.destroyed.connect(forget)
+        REGISTERED.connect(on_change)
+        self.destroyed.connect(lambda *_: REGISTERED.disconnect(on_change))
 
     # ------------------------------------------------------------------ list
     def refresh(self) -> None:
@@ -193,7 +145,9 @@ class ModelPicker(QWidget):
             self.combo.addItem(f"{name} (demo)", ("bundled", name))
             tooltip = Qt.ItemDataRole.ToolTipRole
             self.combo.setItemData(self.combo.count() - 1, info.description, tooltip)
-        for name in registry.names():
+        # this widget's own references: a model stays usable while it is listed here
+        self._registered = {name: REGISTERED.get(name) for name in REGISTERED.names()}
+        for name in self._registered:
             self.combo.addItem(name, ("registered", name))
         for name in self._local:
             self.combo.addItem(name, ("local", name))
@@ -239,7 +193,7 @@ class ModelPicker(QWidget):
         if kind == "bundled":
             return bundled_models()[name].spatial_dims
         if kind in ("registered", "local"):
-            entry = self._local[name] if kind == "local" else registry.get(name)
+            entry = (self._local if kind == "local" else self._registered)[name]
             return entry.spatial_dims
         return _DIMS[self.dims.currentText()]
 
@@ -254,24 +208,15 @@ class ModelPicker(QWidget):
         kind, name = self.combo.currentData() or ("spec", None)
         extra = self._constraints()
         if kind == "bundled":
-            model = load_model(name, device=resolve_device(device))
+            model = load_bundled(name, device)
             return LoadedModel(model, "logits", bundled_models()[name].spatial_dims, name, **extra)
         if kind in ("registered", "local"):
-            entry = self._local[name] if kind == "local" else registry.get(name)
-            model = _to_device(entry.model, device)
+            entry = (self._local if kind == "local" else self._registered)[name]
+            model = to_device(entry.model, device)
             return LoadedModel(model, entry.outputs, entry.spatial_dims, name, **extra)
         spec = self.spec.text().strip()
-        if not spec:
-            raise ValueError(
-                "no model given: choose a model, or type a model file or "
-                "'package.module:factory' in the file / factory field"
-            )
-        try:
-            model = load_for_frontend(
-                load_model, spec, device=resolve_device(device), trusted=self.trust.isChecked()
-            )
-        except UntrustedModelError as exc:
-            raise UntrustedModelError(exc.path, f"the checkbox {TRUST_LABEL!r}") from None
+        trust = f"the checkbox {TRUST_LABEL!r}"
+        model = load_spec(spec, device, trusted=self.trust.isChecked(), trust_label=trust)
         dims = _DIMS[self.dims.currentText()]
         return LoadedModel(model, self.outputs.currentText(), dims, spec, **extra)
 
@@ -280,25 +225,12 @@ class ModelPicker(QWidget):
     ) -> None:
         """Fill the "output key" and "pad multiple" fields."""
         self.output_key.setText("" if output_key is None else str(output_key))
-        multiple = normalize_multiple(pad_multiple)
-        text = "" if multiple is None else format_value(multiple)
-        self.pad_multiple.setText(text)
+        self.pad_multiple.setText(pad_multiple_text(pad_multiple))
 
     def _constraints(self) -> dict:
         """The output key and padding fields, checked."""
-        text = self.pad_multiple.text().strip()
-        multiple = None
-        if text and text.lower() != "none":
-            parsed = parse_text(text)
-            try:
-                multiple = normalize_multiple(parsed)
-            except (ValueError, TypeError):
-                raise ValueError(
-                    "pad multiple takes a positive int, or one per axis separated by commas "
-                    f"(16 or 16, 16, 8), got {text!r}"
-                ) from None
         return {
             "output_key": parse_output_key(self.output_key.text()),
-            "pad_multiple": multiple,
+            "pad_multiple": parse_pad_multiple(self.pad_multiple.text()),
             "pad_mode": self.pad_mode.currentText(),
         }

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-
 from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import QLabel
 
-from ..prediction import PredictionSummary
+from ..gui.session import PredictionSummary
 
-__all__ = ["PredictionLabel", "PredictionReady", "prediction_first"]
-
-
-@dataclass(frozen=True)
-class PredictionReady:
-    """What the worker yields before the first snapshot: the prediction check's result."""
-
-    summary: PredictionSummary | None
-
-
-def prediction_first(
-    check: Callable[[], PredictionSummary | None], snapshots: Iterator[Any]
-) -> Iterator[Any]:
-    """One generator for the worker: the prediction check (in the worker's thread, so that
-    the GUI stays responsive and a failing model is reported like any run failure), then
-    the run's snapshots. Closing it closes ``snapshots``."""
-    try:
-        yield PredictionReady(check())
-        yield from snapshots
-    finally:
-        snapshots.close()
+__all__ = ["PredictionLabel"]
 
 
 class PredictionLabel(QLabel):

@@ -1,6 +1,7 @@
 """napari reader and writer for NIfTI volumes (``.nii``, ``.nii.gz``).
 
-The reader is :func:`maskscope.io.read_image`, the one the command line and the API use.
+The reader is :func:`maskscope.io.read_image` and the writer :func:`maskscope.io.write_map`,
+the ones the command line and the API use.
 Opened from napari, a layer holds the file's own ``(i, j, k)`` order (nibabel's and
 MONAI's); :func:`read_nifti` with ``axes="kji"`` gives SimpleITK's and nnU-Net's
 ``(k, j, i)`` (``viewer.add_layer(Layer.create(*read_nifti(path, axes="kji")[0]))``), and
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import check_axes, nifti_image, read_image
+from ..io import Volume, check_axes, read_image, write_map
 
 __all__ = [
     "AFFINE_KEY",
@@ -151,11 +152,11 @@ def write_nifti(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     metadata = meta.get("metadata") or {}
     arr = np.asarray(data, dtype=np.float32)
     affine = metadata.get(AFFINE_KEY)
-    axes = metadata.get(AXES_KEY, "ijk")
+    axes = check_axes(metadata.get(AXES_KEY, "ijk"))
     if affine is None:
         scale = [abs(float(s)) for s in list(meta.get("scale") or [1.0] * arr.ndim)[-3:]]
         affine = np.diag([*scale, *[1.0] * (4 - len(scale))])
-    import nibabel as nib
-
-    nib.save(nifti_image(arr, affine, axes), str(path))
-    return [str(path)]
+    # the writer of the command line and the API, with the source's space as "like"
+    space = {"affine": np.asarray(affine, dtype=float), "header": None, "axes": axes}
+    like = Volume(np.empty((0,), np.float32), None, ".nii.gz", space)
+    return [str(write_map(path, arr, like=like))]

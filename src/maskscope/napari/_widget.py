@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -11,7 +10,6 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -22,20 +20,29 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._engine.cancel import CancelToken
-from .._engine.inputs import model_layout
-from .._gui_common import error_line, progress_text
-from ..explanation import Explanation
-from ..frontend import device_choices, method_class, start_run
-from ..methods import METHODS
-from ..prediction import check_prediction
+from .. import Explanation
+from ..gui import (
+    LoadedModel,
+    PredictionReady,
+    RunRequest,
+    Session,
+    device_choices,
+    error_line,
+    method_class,
+    method_names,
+    progress_text,
+)
+from ..gui.models import model_dims
 from ._evaluate import EvaluatePanel
 from ._form import ParamForm
 from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
-from ._model_picker import LoadedModel, ModelPicker
-from ._prediction import PredictionLabel, PredictionReady, prediction_first
-from ._registry import ModelEntry
+from ._model_picker import ModelEntry, ModelPicker
+from ._prediction import PredictionLabel
+from ._rows import combo as _combo
+from ._rows import label as _label
+from ._rows import row as _row
+from ._rows import section as _section
 from ._worker import RunFailure, start_worker
 
 __all__ = ["ExplainWidget"]
@@ -43,28 +50,10 @@ __all__ = ["ExplainWidget"]
 _PROGRESS_STEPS = 1000
 
 
-def _quit(running: dict[str, Any], *_: Any) -> None:
-    token = running.get("token")
-    if token is not None:
-        token.cancel()  # stops the run after its chunk, even between two snapshots
-    worker = running.get("worker")
-    if worker is not None:
+def _quit(session: Session, workers: list[GeneratorWorker], *_: Any) -> None:
+    session.cancel()  # stops the run after its chunk, even between two snapshots
+    for worker in workers:
         worker.quit()
-
-
-def _section(title: str) -> QLabel:
-    label = QLabel(f"<b>{title}</b>")
-    label.setContentsMargins(0, 6, 0, 0)
-    return label
-
-
-@dataclass
-class _Job:
-    """A prepared run: the snapshot generator and where its outputs go."""
-
-    snapshots: Any
-    output: OutputLayers
-    model: LoadedModel
 
 
 class ExplainWidget(QWidget):
@@ -79,6 +68,9 @@ class ExplainWidget(QWidget):
 
     Attributes
     ----------
+    session
+        The :class:`maskscope.gui.Session`: the run's model, method, cancel token and last
+        snapshot.
     worker
         The running worker, or None.
     last_snapshot
@@ -99,25 +91,48 @@ class ExplainWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.session = Session(method_names()[0])
         self.worker: GeneratorWorker | None = None
-        self.last_snapshot: Explanation | None = None
-        self.last_model: LoadedModel | None = None
         self.n_updates = 0
         self.yield_every = 0.2
         self._output: OutputLayers | None = None
         self._failure: RunFailure | None = None
         self._cancelled = False
+        self._build()
+        self._align()
+        # Closing the widget cancels its run (a holder, as the widget is gone by then).
+        self._workers: list[GeneratorWorker] = []
+        self.destroyed.connect(partial(_quit, self.session, self._workers))
+        self.method.currentTextChanged.connect(self._method_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
 
-        self.inputs = InputPanel(napari_viewer)
+    @property
+    def last_snapshot(self) -> Explanation | None:
+        """The latest snapshot of the current or last run."""
+        return self.session.last
+
+    @last_snapshot.setter
+    def last_snapshot(self, snap: Explanation | None) -> None:
+        self.session.last = snap
+
+    @property
+    def last_model(self) -> LoadedModel | None:
+        """The model of the current or last run (None before the first run)."""
+        return self.session.model
+
+    @last_model.setter
+    def last_model(self, model: LoadedModel | None) -> None:
+        self.session.model = model
+
+    def _build(self) -> None:
+        """Create the entries, then lay them out in a scroll area."""
+        self.inputs = InputPanel(self.viewer)
         self.models = ModelPicker()
-        self.device = QComboBox()
-        self.device.setObjectName("device")
-        self.device.addItems(device_choices())
-        self.device.setToolTip("Where the model runs (auto: a GPU when there is one)")
-        self.method = QComboBox()
-        self.method.setObjectName("method")
-        self.method.addItems(list(METHODS))
-        self.method.setToolTip("The perturbation method")
+        self.device = _combo(
+            "device", device_choices(), "Where the model runs (auto: a GPU when there is one)"
+        )
+        self.method = _combo("method", method_names(), "The perturbation method")
         self.form = ParamForm(self.method.currentText())
         self.add_prediction = QCheckBox("add prediction layer")
         self.add_prediction.setToolTip(
@@ -126,9 +141,7 @@ class ExplainWidget(QWidget):
         self.add_prediction.setObjectName("add_prediction")
         self.add_prediction.setChecked(True)
         self.prediction = PredictionLabel()
-        self.legend = QLabel("")
-        self.legend.setObjectName("legend")
-        self.legend.setWordWrap(True)
+        self.legend = _label("legend", "")
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("run")
         self.cancel_button = QPushButton("Cancel")
@@ -137,25 +150,20 @@ class ExplainWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, _PROGRESS_STEPS)
         self.progress.setValue(0)
-        self.status = QLabel("ready")
-        self.status.setObjectName("status")
-        self.status.setWordWrap(True)
+        self.status = _label("status", "ready")
+        self.evaluation = EvaluatePanel(self)
+        self._lay_out()
 
+    def _lay_out(self) -> None:
         content = QWidget()
         column = QVBoxLayout(content)
         column.addWidget(_section("input"))
         column.addWidget(self.inputs)
         column.addWidget(_section("model"))
         column.addWidget(self.models)
-        device_row = QFormLayout()
-        device_row.setContentsMargins(0, 0, 0, 0)
-        device_row.addRow("device", self.device)
-        column.addLayout(device_row)
+        column.addLayout(_row("device", self.device))
         column.addWidget(_section("method"))
-        method_row = QFormLayout()
-        method_row.setContentsMargins(0, 0, 0, 0)
-        method_row.addRow("method", self.method)
-        column.addLayout(method_row)
+        column.addLayout(_row("method", self.method))
         self._form_holder = QVBoxLayout()
         self._form_holder.setContentsMargins(0, 0, 0, 0)
         self._form_holder.addWidget(self.form)
@@ -166,11 +174,8 @@ class ExplainWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         column.addLayout(buttons)
-        column.addWidget(self.progress)
-        column.addWidget(self.prediction)
-        column.addWidget(self.legend)
-        column.addWidget(self.status)
-        self.evaluation = EvaluatePanel(self)
+        for widget in (self.progress, self.prediction, self.legend, self.status):
+            column.addWidget(widget)
         column.addWidget(_section("evaluate"))
         column.addWidget(self.evaluation)
         column.addStretch(1)
@@ -179,17 +184,9 @@ class ExplainWidget(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(content)
-        self._align()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-
-        # Closing the widget cancels its run (a holder, as the widget is gone by then).
-        self._running: dict[str, Any] = {"worker": None, "token": None}
-        self.destroyed.connect(partial(_quit, self._running))
-        self.method.currentTextChanged.connect(self._method_changed)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
 
     # ------------------------------------------------------------------ presets
     def add_model(
@@ -211,8 +208,9 @@ class ExplainWidget(QWidget):
 
     def set_method(self, name: str) -> None:
         """Choose the method by name (one of :data:`maskscope.methods.METHODS`)."""
+        method_class(name)  # a ValueError listing the methods
         if self.method.findText(name) < 0:
-            raise ValueError(f"method must be one of {list(METHODS)}, got {name!r}")
+            raise ValueError(f"method must be one of {method_names()}, got {name!r}")
         self.method.setCurrentText(name)
 
     def set_values(self, **values: Any) -> None:
@@ -257,28 +255,25 @@ class ExplainWidget(QWidget):
         """
         if self.worker is not None:
             return None
-        token = CancelToken()
         try:
-            job = self._prepare(token)
+            snapshots, output = self._prepare()
         except Exception as exc:  # shown to the user; the widget stays usable
             self._report(exc)
             return None
-        self._output = job.output
-        self.last_model = job.model
+        self._output = output
         self._failure = None
         self._cancelled = False
-        self.last_snapshot = None
         self.n_updates = 0
         self.progress.setValue(0)
         self.status.setText("starting…")
         self._set_running(True)
         self.worker = start_worker(
-            job.snapshots,
+            snapshots,
             on_snapshot=self._on_snapshot,
             on_returned=self._on_returned,
             on_finished=self._on_finished,
         )
-        self._running["worker"], self._running["token"] = self.worker, token
+        self._workers[:] = [self.worker]
         return self.worker
 
     def cancel(self) -> None:
@@ -286,73 +281,51 @@ class ExplainWidget(QWidget):
         if self.worker is not None:
             self._cancelled = True
             self.status.setText("cancelling…")
-            token = self._running.get("token")
-            if token is not None:
-                token.cancel()  # the run ends after its chunk with a cancelled snapshot
+            self.session.cancel()  # the run ends after its chunk with a cancelled snapshot
 
-    def _prepare(self, token: CancelToken) -> _Job:
+    def _prepare(self) -> tuple[Any, OutputLayers]:
+        """The run's generator (the prediction check first) and where its outputs go."""
         given = self.inputs.gather()
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
         method = self.method.currentText()
-        explainer = method_class(method)(
-            loaded.model, spatial_dims=spatial_dims, **loaded.method_kwargs()
-        )
-        check = partial(
-            check_prediction,
-            explainer,
+        request = RunRequest(
             given.array.image,
-            reference=given.reference,
-            target=given.target,
-            normalize=given.normalization,
-            slices=slices,
-        )
-        snapshots = start_run(
-            loaded.model,
-            method,
-            given.array.image,
-            values=self.form.values(),
             target=given.target,
             reference=given.reference,
             slices=slices,
             voxel_spacing=given.voxel_spacing,
-            spatial_dims=spatial_dims,
-            yield_every=self.yield_every,
-            cancel=token,
             normalize=given.normalization,
-            **loaded.method_kwargs(),
+        )
+        snapshots = self.session.start(
+            request,
+            self.form.values(),
+            yield_every=self.yield_every,
+            spatial_dims=spatial_dims,
+            prediction=True,
+            method=method,
+            model=loaded,
         )
         output = OutputLayers(
             self.viewer, source=given.layer.name, method=method, frame=given.frame
         )
         output.outline(given.reference_layer)
         self.prediction.show_summary(None)
-        return _Job(prediction_first(check, snapshots), output, loaded)
+        return snapshots, output
 
     def _layout(self, given: RunInput, loaded: LoadedModel) -> tuple[int | None, Any]:
         """The model's spatial dims to pass to the engine, and the slices to explain."""
-        n_spatial = len(given.array.spatial)
-        layout_dims, _ = model_layout(loaded.model)
-        in_channels = getattr(loaded.model, "in_channels", None)  # declared, not guessed
-        in_channels = in_channels if isinstance(in_channels, int) else None
-        dims = loaded.spatial_dims or layout_dims
-        channels = given.array.image.shape[0]
-        has_channels = given.array.channel_axis is not None or given.layer.rgb
-        if has_channels and in_channels is not None and channels != in_channels:
-            what = "RGB colours" if given.layer.rgb else "channels along the channel axis"
-            raise ValueError(
-                f"{loaded.label} takes {in_channels} input channel(s), but the image layer "
-                f"{given.layer.name!r} has {channels} ({what}): choose an image with "
-                f"{in_channels} channel(s), or another channel setting"
-            )
-        if n_spatial == 2:
-            if dims == 3:
-                raise ValueError(
-                    f"{loaded.label} is a 3D model, but the image has 2 spatial axes "
-                    f"{given.array.spatial}: choose a volume or a 2D model"
-                )
-            return 2, "all"
-        if dims == 2:
+        rgb = given.layer.rgb
+        chosen = given.array.channel_axis is not None or rgb
+        what = "RGB colours" if rgb else "channels along the channel axis"
+        dims = model_dims(
+            loaded,
+            given.array.spatial,
+            given.array.image.shape[0],
+            source=f"the image layer {given.layer.name!r}",
+            channel_text=what if chosen else None,
+        )
+        if len(given.array.spatial) == 3 and dims == 2:
             inputs = self.inputs
             slices = given.slices(
                 inputs.scope.currentText(),
@@ -372,7 +345,7 @@ class ExplainWidget(QWidget):
                 self._output.show_prediction(snap.summary.prediction)
             return
         self.n_updates += 1
-        self.last_snapshot = snap
+        self.session.record(snap)
         assert self._output is not None
         self._output.show(snap)
         if self.n_updates == 1:
@@ -396,7 +369,8 @@ class ExplainWidget(QWidget):
             self.status.setText("cancelled before the first result")
         else:
             self.status.setText(progress_text(snap, cancelled=self._cancelled and partial))
-        self.worker = self._running["worker"] = self._running["token"] = None
+        self.worker = None
+        self._workers.clear()
         self._set_running(False)
         self.run_finished.emit(snap)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 
-from ..explanation import Explanation
+from .. import Explanation
 
 __all__ = ["RunFailure", "start_worker"]
 
@@ -47,7 +47,7 @@ def start_worker(
     Parameters
     ----------
     snapshots
-        The engine's generator (from :func:`maskscope.frontend.start_run`).
+        The engine's generator (from :meth:`maskscope.gui.Session.start`).
     on_snapshot
         Receives every snapshot (``yielded``).
     on_returned

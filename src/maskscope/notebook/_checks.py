@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
-from ..prediction import PredictionSummary, check_prediction
-from ._status import ORANGE, Status, status_html
+from ..gui.inputs import NORMALIZATIONS, normalization_status, resolve_normalization
+from ..gui.session import PredictionSummary
+from ..gui.status import ORANGE, Status, status_html
 
 __all__ = [
     "data_controls",
@@ -17,30 +18,6 @@ __all__ = [
     "resolve_normalization",
     "show_prediction",
 ]
-
-
-def resolve_normalization(normalize: Any, image: Any) -> str:
-    """``"auto"`` → :func:`~maskscope.intensity.suggest_normalization`; a mode as given.
-
-    Raises
-    ------
-    ValueError
-        For a name that is neither ``"auto"`` nor a mode.
-    """
-    if normalize == "auto":
-        return suggest_normalization(image)
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalize must be 'auto' or one of {', '.join(map(repr, NORMALIZATIONS))}, "
-            f"got {normalize!r}"
-        )
-    return str(normalize)
-
-
-def normalization_status(mode: str, image: Any, auto: bool) -> str:
-    """``"normalisation: percentile: clip ... (input range ...), chosen for this image"``."""
-    chosen = ", chosen for this image" if auto else ""
-    return f"normalisation: {describe_normalization(mode, image)}{chosen}"
 
 
 def prediction_status(summary: PredictionSummary | None) -> Status | None:
@@ -64,9 +41,10 @@ def data_controls(mode: str, pixels: Any, *, auto: bool):
     return dropdown, label, widgets.HTML(value=""), widgets.HBox([dropdown, label])
 
 
-def show_prediction(label: Any, explainer: Any, image: Any, **kwargs: Any):
-    """:func:`~maskscope.prediction.check_prediction`, shown in ``label``; returns it."""
-    summary = check_prediction(explainer, image, **kwargs)
+def show_prediction(label: Any, check: Callable[[], PredictionSummary | None]):
+    """Run the prediction check (:attr:`maskscope.gui.Session.check`), show it in ``label``;
+    returns its summary."""
+    summary = check()
     status = prediction_status(summary)
     label.value = "" if status is None else status_html(status)
     return summary

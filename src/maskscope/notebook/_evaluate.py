@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .._gui_common import error_line
 from ..evaluate.frontend import start_evaluation, summary_html
 from ..evaluate.result import FaithfulnessResult
 from ..evaluate.substrates import SUBSTRATES
+from ..gui import error_line
 from ._runner import BackgroundRun
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class EvaluatePanel(widgets.VBox):
             results = start_evaluation(
                 owner.explanation,
                 owner.model,
-                slice_index=owner.slicer.index_along(0) if owner.slicer.is3d else None,
+                slice_index=owner.model_slice() if owner.slicer.is3d else None,
                 substrate=self.substrate_dropdown.value,
                 steps=int(self.steps_text.value),
                 n_random=int(self.random_text.value),

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._engine.cancel import CancelToken
-from ..explanation import Explanation
+from .. import CancelToken, Explanation
+from ..gui.status import check_rate
 
 __all__ = ["BackgroundRun"]
 
@@ -27,7 +27,7 @@ class BackgroundRun:
     ----------
     snapshots
         The engine's generator of :class:`~maskscope.explanation.Explanation` snapshots
-        (``iter_explain`` / :func:`maskscope.frontend.start_run`). It is advanced in its own
+        (``iter_explain`` / :meth:`maskscope.gui.Session.start`). It is advanced in its own
         thread and closed there when the run is cancelled.
     on_update
         Called from the pusher thread with the latest snapshot, at most ``max_rate`` times
@@ -41,7 +41,7 @@ class BackgroundRun:
     clock
         Monotonic clock in seconds (for tests).
     token
-        The :class:`~maskscope._engine.cancel.CancelToken` the generator was made with
+        The :class:`~maskscope.CancelToken` the generator was made with
         (``iter_explain(..., cancel=token)``): :meth:`cancel` sets it, so the engine stops
         after the chunk in progress even when no snapshot is due.
     after
@@ -80,8 +80,7 @@ class BackgroundRun:
         after: BackgroundRun | None = None,
         before: Callable[[], None] | None = None,
     ) -> None:
-        if max_rate <= 0:
-            raise ValueError(f"max_rate must be > 0 updates per second, got {max_rate!r}")
+        max_rate = check_rate(max_rate)
         self._gen = snapshots
         self._on_update = on_update
         self._on_finish = on_finish

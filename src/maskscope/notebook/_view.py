@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image
 
-from ..explanation import Explanation
+from .. import Explanation
 from ..render import overlay_rgb, png_bytes
 
 __all__ = ["COLORMAPS", "ImageView", "map_of", "render_slice", "views_of"]

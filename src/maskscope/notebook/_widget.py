@@ -8,30 +8,24 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .._engine.cancel import CancelToken
-from .._engine.inputs import normalize_spacing, prepare_image
-from ..explanation import Explanation
-from ..frontend import method_class, start_run
-from ..methods import METHODS
-from . import _status as st
+from .. import Explanation
+from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes
+from ..gui import status as st
+from ..gui.inputs import normalize_spacing, prepare_image
+from ..gui.models import parse_output_key, parse_pad_multiple, to_device
 from ._checks import data_controls, resolve_normalization, show_prediction
+from ._controls import display_controls, feedback, model_controls, run_controls
+from ._display import Display
 from ._evaluate import EvaluatePanel
-from ._form import FIELD_STYLE, FIELD_WIDTH, ParamForm
+from ._form import ParamForm
 from ._runner import BackgroundRun
 from ._slicer import Slicer
-from ._view import COLORMAPS, ImageView, views_of
+from ._view import ImageView
 
 __all__ = ["ExplainWidget"]
 
 
-def _method_name(name: str) -> str:
-    for key in METHODS:
-        if key.lower() == str(name).lower():
-            return key
-    raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {name!r}")
-
-
-class ExplainWidget(widgets.VBox):
+class ExplainWidget(Display, widgets.VBox):
     """Explain a segmentation model in Jupyter while the saliency map is computed.
 
     The image is shown with the saliency overlay, which updates while the explanation
@@ -58,6 +52,13 @@ class ExplainWidget(widgets.VBox):
         ``"logits"`` or ``"probabilities"``.
     spatial_dims
         2 or 3, when the model's dimensionality cannot be inferred.
+    output_key, pad_multiple, pad_mode
+        What to explain in the model's output, and padding to a multiple per axis (as the
+        methods' parameters of the same names); shown as fields.
+    axes
+        ``"ijk"``: the model takes the image as given; ``"kji"``: with its spatial axes
+        reversed (a model trained on SimpleITK's order, given nibabel's). The map is
+        shown in the image's order either way; :attr:`explanation` is in the model's.
     cmap, opacity
         Initial colormap and overlay opacity.
     normalize
@@ -85,6 +86,10 @@ class ExplainWidget(widgets.VBox):
         Run controls and feedback (``run_button.click()`` works from code).
     method_dropdown, target_text, slices_dropdown : ipywidgets.Widget
         What to explain (``slices_dropdown`` shows for a 2D model on a volume).
+    device_dropdown, output_key_text, pad_multiple_text, pad_mode_dropdown, axes_dropdown
+        The model's fields (the same as napari's; ``"auto"`` leaves the model where it is).
+    session : maskscope.gui.Session
+        The model, the method and the run's cancel token and last snapshot.
     normalize_dropdown, normalization_label : ipywidgets.Widget
         The normalisation used before the model, and what it does to this image.
     prediction_label : ipywidgets.HTML
@@ -112,6 +117,9 @@ class ExplainWidget(widgets.VBox):
     >>> expl = w.run().wait()                                           # doctest: +SKIP
     """
 
+    #: Whether the last run fed the model the spatial axes reversed (None: no run yet).
+    _run_reversed: bool | None = None
+
     def __init__(
         self,
         model: Callable,
@@ -123,23 +131,27 @@ class ExplainWidget(widgets.VBox):
         voxel_spacing: Any = None,
         outputs: str = "logits",
         spatial_dims: int | None = None,
+        output_key: str | int | None = None,
+        pad_multiple: int | tuple[int, ...] | None = None,
+        pad_mode: str = "zeros",
+        axes: str = "ijk",
         cmap: str = "inferno",
         opacity: float = 0.6,
         normalize: str = "auto",
         max_rate: float = 5.0,
         **params: Any,
     ) -> None:
-        if max_rate <= 0:
-            raise ValueError(f"max_rate must be > 0 updates per second, got {max_rate!r}")
-        method = _method_name(method)
+        max_rate = st.check_rate(max_rate)
+        method = method_name(method, any_case=True)
         mode = resolve_normalization(normalize, image)
         # the method's own view of the model (dimensionality, channels), as used by the runs
-        explainer = method_class(method)(model, outputs=outputs, spatial_dims=spatial_dims)
+        session = Session(method, LoadedModel(model, outputs, spatial_dims, type(model).__name__))
+        explainer = session.explainer()
         layout = prepare_image(image, explainer.spatial_dims, explainer.in_channels)
         super().__init__()
         self.model, self.image, self.reference = model, image, reference
         self.outputs, self.spatial_dims, self.voxel_spacing = outputs, spatial_dims, voxel_spacing
-        self.max_rate = float(max_rate)
+        self.max_rate, self.session = max_rate, session
         self.explanation: Explanation | None = None
         self.error: BaseException | None = None
         self.prediction_summary = None
@@ -147,27 +159,25 @@ class ExplainWidget(widgets.VBox):
         self._sliced = layout.slice_by_slice
         self._lock = threading.RLock()
         self._run: BackgroundRun | None = None
-        self._run_id = 0
-        self._followed = 0
+        self._run_id = self._followed = 0  # the current run, and the last one followed
         self._syncing = False
-
-        self.form = ParamForm(method, params)
-        unknown = sorted(set(params) - set(self.form.fields))
-        if unknown:
-            raise TypeError(
-                f"unknown parameter(s) {', '.join(unknown)} for {method}; valid names are "
-                f"{', '.join(self.form.fields)}"
-            )
+        self.form = ParamForm(method, params, strict=True)
         pixels = layout.image.numpy()
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
         self.slicer = Slicer(self._spatial, self._redraw, reference)
-        self._build_controls(method, target, cmap, opacity, pixels.shape[0])
+        controls = {
+            **run_controls(method, target, self._sliced),
+            **model_controls(output_key, pad_multiple, pad_mode, axes),
+            **display_controls(cmap, opacity, pixels.shape[0]),
+            **feedback(),
+        }
+        for name, control in controls.items():
+            setattr(self, name, control)
         self.normalize_dropdown, self.normalization_label, self.prediction_label, row = (
             data_controls(mode, pixels, auto=normalize == "auto")
         )
-        self.children = [*self.children[:-1], row, self.prediction_label, self.children[-1]]
         self.evaluation = EvaluatePanel(self)
-        self.children = (*self.children, self.evaluation)
+        self._lay_out(row)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
         self._redraw()
 
@@ -209,25 +219,13 @@ class ExplainWidget(widgets.VBox):
         calling the model once the old one has finished its chunk, in the background, so
         the kernel is never blocked. The new run replaces :attr:`explanation`. Bad values
         or inputs do not raise: they show in the status line and are kept in
-        :attr:`error`.
-
-        Parameters
-        ----------
-        **values
-            Values to put in the form first (``n_masks=200``).
-
-        Returns
-        -------
-        ExplainWidget
-            self, so that ``w.run().wait()`` works.
+        :attr:`error`. Returns self, so that ``w.run().wait()`` works.
         """
         if values:
             self.form.set(**values)
-        old = self._run
-        if old is not None and old.running:
+        old = self._run if self._run is not None and self._run.running else None
+        if old is not None:
             old.cancel()  # returns at once; the new run's thread waits for it
-        else:
-            old = None
         with self._lock:
             self._run_id += 1
             run_id, method = self._run_id, self.method
@@ -235,24 +233,8 @@ class ExplainWidget(widgets.VBox):
             self.error = None
         self.progress.value = 0.0
         self.time_label.value = ""
-        token = CancelToken()
         try:
-            check = self._prediction_check(method)  # runs the model: in the run's thread
-            snapshots = start_run(
-                self.model,
-                method,
-                self.image,
-                values=self.form.values(),
-                target=self._target(),
-                reference=self.reference,
-                slices=self._slices(),
-                voxel_spacing=self.voxel_spacing,
-                outputs=self.outputs,
-                spatial_dims=self.spatial_dims,
-                yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
-                cancel=token,
-                normalize=self.normalize_dropdown.value,
-            )
+            snapshots, check = self._start(method)
         except Exception as exc:
             self.error = exc
             self._set_status(st.cannot_start(method, exc))
@@ -265,7 +247,7 @@ class ExplainWidget(widgets.VBox):
             lambda snap: self._update(run_id, snap),
             lambda run: self._finish(run_id, method, run),
             max_rate=self.max_rate,
-            token=token,
+            token=self.session.token,
             after=old,
             before=check,
         ).start()
@@ -307,92 +289,67 @@ class ExplainWidget(widgets.VBox):
         """Show slice ``index`` along spatial ``axis`` (0, 1 or 2) of a volume."""
         self.slicer.show(index, axis)
 
-    def _prediction_check(self, method: str) -> Callable[[], None]:
-        """What shows the model's segmentation (a warning if it looks failed), to run later.
+    # ------------------------------------------------------------------ starting a run
+    @property
+    def reversed(self) -> bool:
+        """Whether the model takes the image's spatial axes reversed (``axes="kji"``)."""
+        return self.axes_dropdown.value == "kji"
 
-        The form's values are read now; the model runs when the returned function is
-        called, in the run's own thread, so that the kernel never waits on the model.
+    def model_slice(self, reversed: bool | None = None) -> int:
+        """The shown slice's index along the model's first spatial axis.
+
+        ``reversed``: whether the model takes the axes reversed (default: as the last run
+        did, or as the "array order" field says before the first run).
         """
-        explainer = method_class(method)(
-            self.model, outputs=self.outputs, spatial_dims=self.spatial_dims
+        if reversed is None:
+            reversed = self._run_reversed if self._run_reversed is not None else self.reversed
+        return self.slicer.index_along(len(self._spatial) - 1 if reversed else 0)
+
+    def _loaded(self) -> LoadedModel:
+        """The model with the model fields' values, checked."""
+        return LoadedModel(
+            to_device(self.model, self.device_dropdown.value),
+            self.outputs,
+            self.spatial_dims,
+            type(self.model).__name__,
+            output_key=parse_output_key(self.output_key_text.value),
+            pad_multiple=parse_pad_multiple(self.pad_multiple_text.value),
+            pad_mode=self.pad_mode_dropdown.value,
         )
-        target, slices = self._target(), self._slices()
-        normalize = self.normalize_dropdown.value
 
-        def check() -> None:
-            self.prediction_summary = show_prediction(
-                self.prediction_label,
-                explainer,
-                self.image,
-                reference=self.reference,
-                target=target,
-                normalize=normalize,
-                slices=slices,
-            )
+    def _request(self) -> RunRequest:
+        """The image, reference and spacing in the model's order, and what to explain."""
+        image, reference, spacing = self.image, self.reference, self.voxel_spacing
+        self._run_reversed = self.reversed  # the order of the explanations that follow
+        if self.reversed:
+            n = len(self._spatial)
+            image = reverse_axes(image, n)
+            reference = None if reference is None else reverse_axes(reference, n)
+            spacing = None if spacing is None else tuple(normalize_spacing(spacing, n))[::-1]
+        return RunRequest(
+            image,
+            target=self._target(),
+            reference=reference,
+            slices=self._slices(self.reversed),
+            voxel_spacing=spacing,
+            normalize=self.normalize_dropdown.value,
+        )
 
-        return check
+    def _start(self, method: str) -> tuple[Any, Callable[[], None]]:
+        """The run's snapshots, and the prediction check to run in the run's thread."""
+        snapshots = self.session.start(
+            self._request(),
+            self.form.values(),
+            yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
+            method=method,
+            model=self._loaded(),
+        )
+        check = self.session.check
 
-    # ------------------------------------------------------------------ run callbacks
-    def _update(self, run_id: int, snap: Explanation) -> None:
-        with self._lock:
-            if run_id != self._run_id:
-                return
-            self._show(snap)
-            self._set_status(st.running(snap))
+        def show() -> None:
+            self.prediction_summary = show_prediction(self.prediction_label, check)
 
-    def _finish(self, run_id: int, method: str, run: BackgroundRun) -> None:
-        with self._lock:
-            if run_id != self._run_id:
-                return
-            if run.latest is not None:
-                self._show(run.latest)
-            else:
-                self._redraw()
-            self.error = run.error
-            self.run_button.disabled, self.cancel_button.disabled = False, True
-            self._set_status(st.finished(method, run))
-
-    def _show(self, snap: Explanation) -> None:
-        self.explanation = snap
-        if self._followed != self._run_id:
-            self._followed = self._run_id
-            self.slicer.follow(snap.reference)
-        options = views_of(snap)
-        if list(self.view_dropdown.options) != options:
-            current = self.view_dropdown.value
-            self._syncing = True  # no redraw for each of these two changes
-            try:
-                self.view_dropdown.options = options
-                self.view_dropdown.value = current if current in options else "map"
-            finally:
-                self._syncing = False
-        self._redraw()
-        self.progress.value = snap.progress
-        self.time_label.value = st.progress_text(snap)
-
-    # ------------------------------------------------------------------ display
-    def _redraw(self, _change: Any = None) -> None:
-        with self._lock:
-            if self._syncing:
-                return
-            self.view.show(
-                self.explanation,
-                view=self.view_dropdown.value,
-                axis=self.slicer.axis,
-                index=self.slicer.index,
-                cmap=self.cmap_dropdown.value,
-                alpha=self.opacity_slider.value,
-                contour=self.outline_checkbox.value,
-                channel=self.channel_slider.value,
-            )
-
-    def _set_status(self, status: st.Status) -> None:
-        self.status.value = st.status_html(status)
-        self.progress.bar_style = status.bar_style
-
-    def _method_changed(self, change: dict) -> None:
-        self.form = ParamForm(change["new"], self.form.changed())
-        self._form_box.children = [self.form.widget]
+        return snapshots, show
 
     def _target(self) -> int | None:
         raw = self.target_text.value.strip()
@@ -403,108 +360,7 @@ class ExplainWidget(widgets.VBox):
         except ValueError:
             raise ValueError(f"target must be a class index or empty, got {raw!r}") from None
 
-    def _slices(self) -> Any:
+    def _slices(self, reversed: bool) -> Any:
         if not self._sliced or self.slices_dropdown.value == "all":
             return "all"
-        return self.slicer.index_along(0)
-
-    # ------------------------------------------------------------------ layout
-    def _build_controls(
-        self, method: str, target: int | None, cmap: str, opacity: float, channels: int
-    ) -> None:
-        row: dict[str, Any] = {"style": FIELD_STYLE, "layout": {"width": FIELD_WIDTH}}
-        short = {"style": {"description_width": "50px"}}
-        self.method_dropdown = widgets.Dropdown(
-            options=list(METHODS), value=method, description="method", layout={"width": "210px"}
-        )
-        self.target_text = widgets.Text(
-            value="" if target is None else str(target),
-            placeholder="auto",
-            description="target",
-            tooltip="Class to explain (empty: the method's default)",
-            layout={"width": "150px"},
-            **short,
-        )
-        self.slices_dropdown = widgets.Dropdown(
-            options=[("current slice", "current"), ("all slices", "all")],
-            description="slices",
-            tooltip="A 2D model on a volume: explain the shown slice, or every slice",
-            layout={"width": "200px", "display": "" if self._sliced else "none"},
-            **short,
-        )
-        self.run_button = widgets.Button(description="Run", icon="play", button_style="primary")
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
-        for b, name in ((self.run_button, "run"), (self.cancel_button, "cancel")):
-            b.layout.width = "100px"
-            b.add_class(f"maskscope-{name}")
-        self.channel_slider = widgets.IntSlider(
-            value=0,
-            min=0,
-            max=max(channels - 1, 0),
-            description="channel",
-            layout={"width": "380px", "display": "" if channels > 1 else "none"},
-        )
-        self.view_dropdown = widgets.Dropdown(
-            options=["map"], value="map", description="show", **row
-        )
-        self.cmap_dropdown = widgets.Dropdown(
-            options=list(COLORMAPS) if cmap in COLORMAPS else [cmap, *COLORMAPS],
-            value=cmap,
-            description="colormap",
-            **row,
-        )
-        self.opacity_slider = widgets.FloatSlider(
-            value=opacity, min=0.0, max=1.0, step=0.05, description="opacity", **row
-        )
-        self.outline_checkbox = widgets.Checkbox(
-            value=True, description="outline reference", indent=False
-        )
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0)
-        self.progress.layout.width = "380px"
-        self.progress.add_class("maskscope-progress")
-        self.time_label = widgets.Label(value="")
-        self.status = widgets.HTML(value="")
-        self.status.add_class("maskscope-status")
-        self._form_box = widgets.VBox([self.form.widget])
-
-        self.run_button.on_click(lambda _b: self.run())
-        self.cancel_button.on_click(lambda _b: self.cancel())
-        self.method_dropdown.observe(self._method_changed, names="value")
-        for w in (
-            self.channel_slider,
-            self.view_dropdown,
-            self.cmap_dropdown,
-            self.opacity_slider,
-            self.outline_checkbox,
-        ):
-            w.observe(self._redraw, names="value")
-
-        header = widgets.HBox(
-            [
-                self.method_dropdown,
-                self.target_text,
-                self.slices_dropdown,
-                self.run_button,
-                self.cancel_button,
-            ]
-        )
-        left = widgets.VBox(
-            [self.view.widget, self.slicer.axis_buttons, self.slicer.slider, self.channel_slider]
-        )
-        display = widgets.VBox(
-            [
-                widgets.HTML("<b>display</b>"),
-                self.view_dropdown,
-                self.cmap_dropdown,
-                self.opacity_slider,
-                self.outline_checkbox,
-            ]
-        )
-        right = widgets.VBox([self._form_box, display], layout={"margin": "0 0 0 12px"})
-        self.children = [
-            header,
-            widgets.HBox([left, right]),
-            widgets.HBox([self.progress, self.time_label]),
-            self.status,
-        ]
-        self.add_class("maskscope-explain")
+        return self.model_slice(reversed)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskscope._gui_common import (
+from maskscope.explanation import Explanation
+from maskscope.gui import (
     error_line,
     form,
     input_array,
@@ -14,13 +15,12 @@ from maskscope._gui_common import (
     progress_text,
     scope_slices,
 )
-from maskscope.explanation import Explanation
 from maskscope.methods import METHODS
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_has_a_form_whose_defaults_are_accepted(method):
-    from maskscope.frontend import split_values
+    from maskscope.gui import split_values
 
     fields = form(method)
     options = [f.name for f in fields if f.group == "options"]

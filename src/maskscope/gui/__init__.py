@@ -1,0 +1,96 @@
+"""The GUI session layer: what the napari and notebook widgets share, with no GUI package.
+
+Both widgets list the methods from here, build their forms from the same fields
+(:func:`form`: one field per parameter of the method's dataclass and per run option,
+with its kind, bounds, choices and parser), start and cancel runs through a
+:class:`Session`, and word progress, outcomes and errors with :mod:`maskscope.gui.status`.
+This package never imports napari, Qt or ipywidgets.
+
+Why no magicgui: magicgui maps a type annotation to a widget, but 8 of the 30 fields the
+forms show are unions it has no widget for (``grid: int | tuple[int, ...]``,
+``baseline: float | str``, ``stride: float | tuple[float, ...]``, ``fill: float | str``
+in every method: ``ValueError: No widget found for type int | tuple[int, ...]``), and the
+string fields' choices live in the fields' metadata, so it gives them a plain line edit.
+The forms would have had to choose every one of those entries themselves, which is what
+:func:`field_kind` does for both frontends; so maskscope does not depend on magicgui
+(napari itself still installs it).
+"""
+
+from .fields import (
+    FormField,
+    ParamSpec,
+    field_kind,
+    field_types,
+    form,
+    form_fields,
+    format_value,
+    parse_text,
+    split_values,
+)
+from .inputs import (
+    AXES,
+    NORMALIZATIONS,
+    SCOPES,
+    InputArray,
+    input_array,
+    resolve_normalization,
+    reverse_axes,
+    reverse_explanation,
+    scope_slices,
+)
+from .methods import (
+    STDERR_OPTIONS,
+    has_standard_error,
+    method_class,
+    method_name,
+    method_names,
+)
+from .models import (
+    PAD_MODES,
+    LoadedModel,
+    ModelEntry,
+    ModelRegistry,
+    device_choices,
+    resolve_device,
+)
+from .session import PredictionReady, RunRequest, Session, prediction_first
+from .status import error_line, format_duration, progress_text
+
+__all__ = [
+    "AXES",
+    "NORMALIZATIONS",
+    "PAD_MODES",
+    "SCOPES",
+    "STDERR_OPTIONS",
+    "FormField",
+    "InputArray",
+    "LoadedModel",
+    "ModelEntry",
+    "ModelRegistry",
+    "ParamSpec",
+    "PredictionReady",
+    "RunRequest",
+    "Session",
+    "device_choices",
+    "error_line",
+    "field_kind",
+    "field_types",
+    "form",
+    "form_fields",
+    "format_duration",
+    "format_value",
+    "has_standard_error",
+    "input_array",
+    "method_class",
+    "method_name",
+    "method_names",
+    "parse_text",
+    "prediction_first",
+    "progress_text",
+    "resolve_device",
+    "resolve_normalization",
+    "reverse_axes",
+    "reverse_explanation",
+    "scope_slices",
+    "split_values",
+]
