@@ -11,10 +11,12 @@ This module is the public face: the methods and their parameters, :class:`RunOpt
 (``maskscope._engine``) is internal and may change between releases.
 """
 
-from . import evaluate
+from . import evaluate, roi
 from ._engine import CancelToken, RunOptions, describe_params
+from ._engine.crop import receptive_field
 from ._engine.failures import ModelError
 from ._engine.padding import PaddingError, PadToMultiple
+from ._engine.sliding import SlidingWindow
 from .evaluate import (
     FaithfulnessResult,
     faithfulness,
@@ -36,9 +38,11 @@ from .methods import (
     SegRISE,
     SegRISEParams,
 )
+from .methods._channels import explain_channels
 from .methods.hdm import circle_map
 from .models import UntrustedModelError, bundled_models, load_model
 from .prediction import check_prediction
+from .roi import ROI, component_at, inner_border, outer_border
 
 __version__ = "0.1.0"
 
@@ -46,6 +50,7 @@ __all__ = [
     "HDM",
     "METHODS",
     "RISE",
+    "ROI",
     "CancelToken",
     "Explanation",
     "FaithfulnessResult",
@@ -60,18 +65,25 @@ __all__ = [
     "RunOptions",
     "SegRISE",
     "SegRISEParams",
+    "SlidingWindow",
     "UntrustedModelError",
     "__version__",
     "bundled_models",
     "check_prediction",
     "circle_map",
+    "component_at",
     "describe_params",
     "evaluate",
+    "explain_channels",
     "faithfulness",
+    "inner_border",
     "load_model",
     "normalize",
+    "outer_border",
     "randomization_check",
     "read_image",
+    "receptive_field",
+    "roi",
     "seed_agreement",
     "write_map",
 ]

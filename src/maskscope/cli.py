@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import METHODS, RunOptions, describe_params
+from .cli_roi import add_roi_flags, roi_kwargs, wrap_patch_model
 from .gui import PAD_MODES
 from .gui.fields import field_kinds
 from .gui.inputs import prepare_image
@@ -177,6 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
     ex.add_argument("--debug", action="store_true", help="show the traceback of an error")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_roi_flags(ex)
     _add_params(ex)
     from .cli_evaluate import add_evaluate_parser
 
@@ -261,7 +263,7 @@ def _explain(args: argparse.Namespace) -> int:
     check_format(out, image.format)
     slices = _slices(args.slices)
     explainer = METHODS[method_name](
-        _load_model(args),
+        wrap_patch_model(_load_model(args), args),
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
         output_key=parse_output_key(args.output_key),
@@ -271,6 +273,8 @@ def _explain(args: argparse.Namespace) -> int:
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
+    spatial = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
+    values.update(roi_kwargs(args, spatial))
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,

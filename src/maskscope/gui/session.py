@@ -43,6 +43,9 @@ class RunRequest:
         Physical size per spatial axis, or None.
     normalize
         One of :data:`maskscope.intensity.NORMALIZATIONS` (or a callable).
+    roi, crop, per_channel
+        A region of interest (any form ``iter_explain`` takes), crop mode, and a map per
+        input channel (RISE family).
     """
 
     image: Any
@@ -51,6 +54,9 @@ class RunRequest:
     slices: Any = "all"
     voxel_spacing: Any = None
     normalize: Any = "none"
+    roi: Any = None
+    crop: Any = False
+    per_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,9 @@ class Session:
             voxel_spacing=request.voxel_spacing,
             cancel=token,
             normalize=request.normalize,
+            roi=request.roi,
+            crop=request.crop,
+            per_channel=request.per_channel,
         )
         check = partial(
             check_prediction,

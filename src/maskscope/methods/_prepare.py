@@ -89,6 +89,9 @@ class Prepared:
     cancel: CancelToken | None
     #: Seconds between streamed snapshots; None streams none (only the last).
     yield_every: float | None
+    #: Regions of interest, several targets, per-channel masks, crop frame
+    #: (:class:`maskscope.methods._focus.Focus`), or None.
+    focus: Any = None
 
 
 def prepare_input(

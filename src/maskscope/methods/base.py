@@ -18,6 +18,8 @@ from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.params import replace_params, validate_params
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
+from ._crop import crop_arguments, iter_crop
+from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
 from ._record import checked_task, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
@@ -161,6 +163,19 @@ class Method:
             ``maskscope.intensity.NORMALIZATIONS`` (``"zscore"``, ``"percentile"``, ...) or
             a callable on the ``(C, *spatial)`` array; the explanation's ``image`` is the
             normalised input.
+        roi
+            Explain only a region of interest: an :class:`~maskscope.ROI`, a box
+            (``"z0:z1,y0:y1,x0:x1"``, a tuple of slices) or a boolean mask; the scores
+            see the ROI only. A list explains each from the same forward passes
+            (``extras["target_<i>"]``). See the guide "Explain one lesion in a large volume".
+        crop
+            With one ``roi``: run the model on the ROI's box plus a margin only (True:
+            the receptive field, estimated; or a margin in voxels, one or per axis).
+        targets
+            Several classes from the same forward passes (``extras["target_<class>"]``).
+        per_channel
+            RISE family: masks drawn per input channel (``extras["channel_<c>"]`` and
+            ``extras["channel_importance"]``).
         **overrides
             Any field of ``self.Params`` or :class:`RunOptions` (``n_masks=500, seed=1``).
 
@@ -176,6 +191,8 @@ class Method:
             model gets its own copy of the input: a model that works in place changes
             neither the caller's array nor :attr:`Explanation.image`.
         """
+        if kwargs.get("crop", False) is not False:
+            return iter_crop(self, image, **crop_arguments(kwargs))
         return self._snapshots(self._prepare(image, **kwargs))
 
     def explain(self, image: Any, **kwargs: Any) -> Explanation:
@@ -195,6 +212,11 @@ class Method:
                 expl = exc.partial  # the map of the finished masks, or None
         """
         streamed = callable(kwargs.get("progress")) or {"yield_every", "options"} & set(kwargs)
+        if kwargs.get("crop", False) is not False:
+            last = None
+            for last in iter_crop(self, image, stream=bool(streamed), **crop_arguments(kwargs)):  # noqa: B007
+                pass
+            return last
         run = self._prepare(image, **kwargs)
         if not streamed:
             run = dataclasses.replace(run, yield_every=None)
@@ -218,19 +240,31 @@ class Method:
         progress: bool | Callable[[Explanation], None] = False,
         cancel: CancelToken | None = None,
         normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
+        roi: Any = None,
+        crop: Any = False,
+        targets: list[int] | None = None,
+        per_channel: bool = False,
+        _frame: Any = None,
         **overrides: Any,
     ) -> Prepared:
-        """Check everything at the door; what the run needs, before the model runs."""
+        """Check everything at the door; what the run needs, before the model runs.
+
+        ``crop`` is handled before (see :func:`~maskscope.methods._crop.iter_crop`).
+        """
         if cancel is not None and not isinstance(cancel, CancelToken):
             raise TypeError(f"cancel must be a CancelToken or None, got {type(cancel).__name__}")
         params, options = self._resolve(params, options, overrides)
         self.check_params(params, options)
         inp = prepare_input(self, image, reference, slices, voxel_spacing, normalize, options.seed)
         self._warn_training()
+        focus, focus_record = make_focus(
+            self, inp, roi=roi, targets=targets, per_channel=per_channel, frame=_frame,
+            target=target,
+        )  # fmt: skip
         n = self.n_perturbations(params, inp.part_spatial, inp.part_spacing)
         record = RunRecord(
             method=self.name,
-            params=run_record(self, params, options, inp, normalize),
+            params={**run_record(self, params, options, inp, normalize), **focus_record},
             spatial=inp.spatial,
             sliced=inp.sliced,
             image=inp.owned.numpy(),
@@ -247,6 +281,7 @@ class Method:
             progress=progress,
             cancel=cancel,
             yield_every=options.yield_every,
+            focus=focus,
         )
 
     def _snapshots(self, run: Prepared) -> Iterator[Explanation]:
@@ -311,9 +346,15 @@ class Method:
                 f"the reference segmentation has no voxel of {what}: nothing to "
                 "explain (give another target, or a reference that contains it)"
             )
-        task = checked_task(self, self.make_task(ctx, run.params), run.params)
-        task.target = ctx.target
-        return task, ctx.target
+
+        def make(c: Context) -> Task:
+            return checked_task(self, self.make_task(c, run.params), run.params)
+
+        if run.focus is None:
+            task = make(ctx)
+            task.target = ctx.target
+            return task, ctx.target
+        return run.focus.task(self, ctx, index, make)
 
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""

@@ -52,6 +52,11 @@ class Context:
     seed: int
     device: torch.device
     voxel_spacing: tuple[float, ...]
+    #: Crop mode: the full image's spatial shape and the window, for RISE masks laid out
+    #: in full-image coordinates (None: the masks cover ``x``).
+    frame: tuple[tuple[int, ...], tuple[slice, ...]] | None = None
+    #: Draw the RISE masks independently for each input channel.
+    per_channel: bool = False
 
     @property
     def spatial(self) -> tuple[int, ...]:

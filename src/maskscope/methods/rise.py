@@ -9,11 +9,13 @@ from typing import Any
 import torch
 
 from .._engine.accumulate import WeightedSum
+from .._engine.crop import WindowMasks
 from .._engine.loop import Task
 from .._engine.masks import SAMPLINGS, RiseMasks
 from .._engine.params import param
 from .._engine.perturb import blend_into
 from .._engine.scores import class_probability, region_index, region_mean_probability
+from .._engine.targets import ChannelMasks, PerChannel
 from .._engine.weighted_sum import ESTIMATORS
 from .base import Method
 from .context import Context
@@ -69,23 +71,28 @@ def rise_task(
     ``make_accumulator(masks)`` builds the accumulator (a :class:`WeightedSum` by default,
     which gives a standard error).
     """
+
     # the loop uses each chunk of masks and perturbed inputs before making the next: the
     # same arrays are reused (fresh multi-megabyte arrays cost page faults on every chunk)
-    masks = RiseMasks(
-        ctx.spatial,
-        params.grid,
-        params.p_keep,
-        ctx.seed,
-        device=ctx.device,
-        dtype=ctx.x.dtype,
-        reuse_output=True,
-        sampling=params.sampling,
-    )
-    acc = (
-        make_accumulator(masks)
-        if make_accumulator is not None
-        else WeightedSum(ctx.spatial, params.p_keep, ctx.device, estimator=params.estimator)
-    )
+    def make_masks(seed: int) -> RiseMasks:
+        kw = dict(device=ctx.device, dtype=ctx.x.dtype, reuse_output=True, sampling=params.sampling)
+        if ctx.frame is not None:  # crop mode: the full image's masks, seen through the window
+            full, window = ctx.frame
+            return WindowMasks(full, window, params.grid, params.p_keep, seed, **kw)
+        return RiseMasks(ctx.spatial, params.grid, params.p_keep, seed, **kw)
+
+    def weighted_sum() -> WeightedSum:
+        return WeightedSum(ctx.spatial, params.p_keep, ctx.device, estimator=params.estimator)
+
+    if ctx.per_channel:
+        if make_accumulator is not None:
+            raise ValueError("per_channel applies to RISE, SegRISE and PixelRISE merge='mean'")
+        masks = ChannelMasks(make_masks, ctx.x.shape[1], ctx.seed)
+        region = ctx.region() if ctx.reference is not None else None
+        acc = PerChannel([weighted_sum() for _ in masks.streams], region)
+    else:
+        masks = make_masks(ctx.seed)
+        acc = make_accumulator(masks) if make_accumulator is not None else weighted_sum()
     return Task(
         x=ctx.x,
         n_total=params.n_masks,

@@ -39,6 +39,7 @@ from ._inputs import InputPanel, RunInput
 from ._layers import OutputLayers
 from ._model_picker import ModelEntry, ModelPicker
 from ._prediction import PredictionLabel
+from ._roi import RoiPanel
 from ._rows import combo as _combo
 from ._rows import label as _label
 from ._rows import row as _row
@@ -128,6 +129,7 @@ class ExplainWidget(QWidget):
     def _build(self) -> None:
         """Create the entries, then lay them out in a scroll area."""
         self.inputs = InputPanel(self.viewer)
+        self.roi_panel = RoiPanel(self.viewer)
         self.models = ModelPicker()
         self.device = _combo(
             "device", device_choices(), "Where the model runs (auto: a GPU when there is one)"
@@ -159,6 +161,7 @@ class ExplainWidget(QWidget):
         column = QVBoxLayout(content)
         column.addWidget(_section("input"))
         column.addWidget(self.inputs)
+        column.addWidget(self.roi_panel)
         column.addWidget(_section("model"))
         column.addWidget(self.models)
         column.addLayout(_row("device", self.device))
@@ -289,6 +292,9 @@ class ExplainWidget(QWidget):
         loaded = self.models.load(self.device.currentText())
         spatial_dims, slices = self._layout(given, loaded)
         method = self.method.currentText()
+        roi, crop = self.roi_panel.choice(
+            given.array.spatial, given.voxel_spacing, reverse=given.frame.reverse
+        )
         request = RunRequest(
             given.array.image,
             target=given.target,
@@ -296,6 +302,9 @@ class ExplainWidget(QWidget):
             slices=slices,
             voxel_spacing=given.voxel_spacing,
             normalize=given.normalization,
+            roi=roi,
+            crop=crop,
+            per_channel=self.roi_panel.per_channel.isChecked(),
         )
         snapshots = self.session.start(
             request,
@@ -348,6 +357,7 @@ class ExplainWidget(QWidget):
         self.session.record(snap)
         assert self._output is not None
         self._output.show(snap)
+        self.roi_panel.show_summary(snap)
         if self.n_updates == 1:
             self.legend.setText(self._output.legend())
         self.progress.setValue(round(snap.progress * _PROGRESS_STEPS))

@@ -13,6 +13,7 @@ from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes
 from ..gui import status as st
 from ..gui.inputs import normalize_spacing, prepare_image
 from ..gui.models import parse_output_key, parse_pad_multiple, to_device
+from ..roi import as_roi
 from ._checks import data_controls, resolve_normalization, show_prediction
 from ._controls import display_controls, feedback, model_controls, run_controls
 from ._display import Display
@@ -67,6 +68,14 @@ class ExplainWidget(Display, widgets.VBox):
         shown and can be changed in the widget.
     max_rate
         Maximum display updates per second while running.
+    per_channel
+        RISE family: masks drawn per input channel; the explanation then has a map per
+        channel and ``extras["channel_importance"]``.
+    roi, crop
+        Explain only a region of interest: a boolean mask of the image's spatial shape, a
+        box ``"z0:z1,y0:y1,x0:x1"`` or an :class:`maskscope.ROI`; ``crop=True`` runs the
+        model on its box plus the receptive field (see the guide "Explain one lesion in a
+        large volume").
     **params
         Initial values of the method's parameters and run options (``n_masks=500``).
 
@@ -139,6 +148,9 @@ class ExplainWidget(Display, widgets.VBox):
         opacity: float = 0.6,
         normalize: str = "auto",
         max_rate: float = 5.0,
+        roi: Any = None,
+        crop: Any = False,
+        per_channel: bool = False,
         **params: Any,
     ) -> None:
         max_rate = st.check_rate(max_rate)
@@ -152,15 +164,11 @@ class ExplainWidget(Display, widgets.VBox):
         self.model, self.image, self.reference = model, image, reference
         self.outputs, self.spatial_dims, self.voxel_spacing = outputs, spatial_dims, voxel_spacing
         self.max_rate, self.session = max_rate, session
-        self.explanation: Explanation | None = None
-        self.error: BaseException | None = None
-        self.prediction_summary = None
-        self._spatial = layout.spatial
-        self._sliced = layout.slice_by_slice
-        self._lock = threading.RLock()
-        self._run: BackgroundRun | None = None
-        self._run_id = self._followed = 0  # the current run, and the last one followed
-        self._syncing = False
+        #: The region of interest (``roi=`` of ``iter_explain``, in the image's order) and
+        #: crop mode, used by every run.
+        self.roi, self.crop = (None if roi is None else as_roi(roi)), crop
+        self.per_channel = per_channel
+        self._init_run_state(layout)
         self.form = ParamForm(method, params, strict=True)
         pixels = layout.image.numpy()
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
@@ -180,6 +188,18 @@ class ExplainWidget(Display, widgets.VBox):
         self._lay_out(row)
         self._set_status(st.describe_input(self._spatial, pixels.shape[0], self._sliced))
         self._redraw()
+
+    def _init_run_state(self, layout) -> None:
+        """No run yet: no explanation, error or prediction summary; the input's layout."""
+        self.explanation: Explanation | None = None
+        self.error: BaseException | None = None
+        self.prediction_summary = None
+        self._spatial = layout.spatial
+        self._sliced = layout.slice_by_slice
+        self._lock = threading.RLock()
+        self._run: BackgroundRun | None = None
+        self._run_id = self._followed = 0  # the current run, and the last one followed
+        self._syncing = False
 
     # ------------------------------------------------------------------ public API
     @property
@@ -333,6 +353,9 @@ class ExplainWidget(Display, widgets.VBox):
             slices=self._slices(self.reversed),
             voxel_spacing=spacing,
             normalize=self.normalize_dropdown.value,
+            roi=self.roi.reversed_axes() if self.reversed and self.roi is not None else self.roi,
+            crop=self.crop,
+            per_channel=self.per_channel,
         )
 
     def _start(self, method: str) -> tuple[Any, Callable[[], None]]:

@@ -1,0 +1,133 @@
+"""The explain command's flags for regions of interest, crop mode and patch-based models.
+
+``--roi`` is a box ``z0:z1,y0:y1,x0:x1`` or a mask file (any image format maskscope
+reads; non-zero voxels are the ROI). ``--crop`` runs the model on the ROI's box plus a
+margin (``--crop`` alone: estimated from the model's receptive field; ``--crop 12``: 12
+voxels). ``--patch-size`` runs the model by sliding window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_roi_flags", "roi_kwargs", "wrap_patch_model"]
+
+_BOX = re.compile(r"^\s*-?\d+\s*:\s*-?\d+\s*(,\s*-?\d+\s*:\s*-?\d+\s*)*$")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.replace(",", " ").split())
+
+
+def add_roi_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--roi``, ``--crop`` and the ``--patch-*`` flags to the explain parser."""
+    group = parser.add_argument_group("region of interest and large volumes")
+    group.add_argument(
+        "--roi",
+        metavar="BOX|FILE",
+        help="explain only this region: a box z0:z1,y0:y1,x0:x1 (y0:y1,x0:x1 in 2D) or a "
+        "mask file of the image's shape (non-zero voxels)",
+    )
+    group.add_argument(
+        "--crop",
+        nargs="?",
+        const="auto",
+        metavar="MARGIN",
+        help="with --roi: run the model on the ROI's box plus a margin only (no value: the "
+        "model's receptive field, estimated; or voxels, e.g. 12 or 12,12,8)",
+    )
+    group.add_argument(
+        "--patch-size",
+        metavar="P",
+        help="run the model by sliding window on patches of P voxels per axis (or P1,P2,P3)",
+    )
+    group.add_argument(
+        "--patch-overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)"
+    )
+    group.add_argument(
+        "--patch-blend", default="constant", choices=["constant", "gaussian"], help="blending"
+    )
+    group.add_argument("--patch-batch", type=int, default=4, help="patches per model call")
+
+
+def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, Any]:
+    """The ``roi=`` and ``crop=`` arguments of ``explain`` from the flags.
+
+    The ROI is checked against the image's ``spatial`` shape here, so that its errors
+    name the flag.
+    """
+    from .roi import as_roi
+
+    out: dict[str, Any] = {}
+    if args.roi is None:
+        if args.crop is not None:
+            raise ValueError("--crop needs --roi (the region whose box is cropped)")
+        return out
+    if _BOX.match(args.roi):
+        out["roi"] = args.roi
+    else:
+        from .io import read_image
+
+        try:
+            mask = read_image(args.roi, axes=getattr(args, "axes", None)).data
+        except FileNotFoundError:
+            raise ValueError(
+                f"--roi must be a box like 10:42,0:64,5:37 or a mask file, got {args.roi!r} "
+                "(no such file)"
+            ) from None
+        mask = np.asarray(mask)
+        while mask.ndim > len(spatial) and mask.shape[0] == 1:
+            mask = mask[0]
+        out["roi"] = mask != 0
+    try:
+        as_roi(out["roi"]).resolve(spatial)
+    except ValueError as exc:
+        raise ValueError(f"--roi: {exc}") from None
+    if args.crop is not None:
+        if args.crop == "auto":
+            out["crop"] = True
+        else:
+            try:
+                margin = _int_list(args.crop)
+            except ValueError:
+                raise ValueError(
+                    f"--crop takes no value or a margin in voxels like 12 or 12,12,8, got "
+                    f"{args.crop!r}"
+                ) from None
+            out["crop"] = margin[0] if len(margin) == 1 else margin
+    return out
+
+
+def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
+    """The model run by sliding window when ``--patch-size`` is given."""
+    if args.patch_size is None:
+        return model
+    from . import SlidingWindow
+
+    try:
+        size = _int_list(args.patch_size)
+    except ValueError:
+        raise ValueError(
+            f"--patch-size must be voxels like 64 or 64,64,32, got {args.patch_size!r}"
+        ) from None
+    try:
+        return SlidingWindow(
+            model,
+            size[0] if len(size) == 1 else size,
+            overlap=args.patch_overlap,
+            blend=args.patch_blend,
+            patch_batch=args.patch_batch,
+        )
+    except ValueError as exc:
+        text = str(exc)
+        for name, flag in (
+            ("patch_size", "--patch-size"),
+            ("overlap", "--patch-overlap"),
+            ("patch_batch", "--patch-batch"),
+        ):
+            text = text.replace(name, flag, 1) if text.startswith(name) else text
+        raise ValueError(text) from None

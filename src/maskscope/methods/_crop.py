@@ -1,0 +1,270 @@
+"""Crop mode: explain an ROI on its box plus a margin, and paste the result back.
+
+:func:`iter_crop` resolves the ROI on the whole image (a point's component needs the
+whole prediction: one forward pass), plans the window (:func:`plan_crop`: the ROI's box
+grown by the margin, estimated from the model's receptive field when not given, aligned
+to ``pad_multiple``), runs the method on the window with the full image's masks seen
+through it, and pastes every snapshot into the full image (:func:`paste`). What holds
+and what differs is in :mod:`maskscope._engine.crop`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._engine.crop import ReceptiveFieldError, crop_window, receptive_field
+from ..explanation import Explanation
+from ..roi import ROI
+from ._focus import full_prediction, roi_list
+
+__all__ = ["CropPlan", "check_crop", "crop_arguments", "iter_crop", "paste", "plan_crop"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CropPlan:
+    """Where a crop-mode run works.
+
+    Attributes
+    ----------
+    window
+        One slice per spatial axis of the full image.
+    margin
+        The margin used per axis (voxels).
+    estimated
+        Whether the margin was estimated from the model's receptive field.
+    """
+
+    window: tuple[slice, ...]
+    margin: tuple[int, ...]
+    estimated: bool
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description for the explanation's params."""
+        return {
+            "crop_window": [[s.start, s.stop] for s in self.window],
+            "crop_margin": list(self.margin),
+            "crop_margin_estimated": self.estimated,
+        }
+
+
+def check_crop(crop: Any) -> bool | tuple[int, ...] | int:
+    """Check ``crop=``: False, True (estimate the margin), or a margin (int or per axis)."""
+    if isinstance(crop, bool):
+        return crop
+    items = (crop,) if np.isscalar(crop) else tuple(crop)
+    if not items or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in items
+    ):
+        raise ValueError(
+            "crop must be False, True (margin from the model's receptive field) or a margin "
+            f"in voxels (an int >= 0, or one per spatial axis), got {crop!r}"
+        )
+    return int(items[0]) if np.isscalar(crop) else tuple(int(v) for v in items)
+
+
+def plan_crop(
+    region: np.ndarray,
+    crop: bool | int | Sequence[int],
+    *,
+    model: Callable,
+    in_channels: int,
+    model_dims: int,
+    align: int | Sequence[int] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> CropPlan:
+    """The window of a crop-mode run around ``region`` (full-image boolean mask).
+
+    For a 2D model on a volume the margin applies in-plane; the window spans the ROI's
+    slices only.
+    """
+    nd = region.ndim
+    estimated = crop is True
+    if estimated:
+        probe = tuple(min(96, n) for n in region.shape[nd - model_dims :])
+        try:
+            radius = receptive_field(
+                model, in_channels, model_dims, probe=probe, device=device, dtype=dtype
+            )
+        except ReceptiveFieldError as exc:
+            raise ReceptiveFieldError(f"{exc} (crop=<margin in voxels>)") from None
+        margin = tuple(radius)
+    else:
+        margin = (crop,) * model_dims if isinstance(crop, int) else tuple(crop)
+        if len(margin) != model_dims:
+            raise ValueError(
+                f"crop needs one margin or {model_dims} (one per axis of the model), got {crop!r}"
+            )
+    margins = (0,) * (nd - model_dims) + tuple(margin)
+    aligns: Any = 1 if align is None else align
+    if not np.isscalar(aligns):
+        aligns = tuple(aligns)
+    if np.isscalar(aligns):
+        aligns = (int(aligns),) * model_dims
+    aligns = (1,) * (nd - model_dims) + tuple(aligns)
+    window = crop_window(region, margins, align=aligns)
+    return CropPlan(window=window, margin=tuple(margin), estimated=estimated)
+
+
+def _paste_array(
+    arr: np.ndarray, window: tuple[slice, ...], spatial: tuple[int, ...], fill: float = 0.0
+):
+    if arr is None or tuple(arr.shape) != tuple(s.stop - s.start for s in window):
+        return arr
+    out = np.full(spatial, fill, dtype=arr.dtype)
+    out[window] = arr
+    return out
+
+
+def paste(
+    snap: Explanation,
+    window: tuple[slice, ...],
+    spatial: tuple[int, ...],
+    image: np.ndarray,
+    record: dict[str, Any],
+) -> Explanation:
+    """A window's snapshot as one of the full image.
+
+    Outside the window the map is ``extras["outside_value"]`` (a RISE map's mean weight,
+    where hiding changes nothing) when the run gives one, else 0; other arrays are 0.
+    """
+    extras = {k: _paste_array(v, window, spatial) for k, v in snap.extras.items()}
+    value = np.asarray(snap.extras.get("outside_value", 0.0), dtype=np.float64)
+    fill = float(value) if value.ndim == 0 else 0.0
+    slices = None
+    if snap.slices is not None:
+        slices = tuple(int(z) + int(window[0].start) for z in snap.slices)
+    full_map = _paste_array(snap.map, window, spatial, fill)
+    if value.ndim == 1 and full_map is not snap.map:  # a 2D model by slices: one per slice
+        inside = full_map[window].copy()
+        full_map[window[0]] = value[:, None, None]  # the window's slices; the others are 0
+        full_map[window] = inside
+    return dataclasses.replace(
+        snap,
+        map=full_map,
+        stderr=_paste_array(snap.stderr, window, spatial),
+        reference=_paste_array(snap.reference, window, spatial),
+        prediction=_paste_array(snap.prediction, window, spatial),
+        extras=extras,
+        image=image,
+        slices=slices,
+        params={**snap.params, **record},
+    )
+
+
+def paste_all(
+    run: Iterator[Explanation],
+    window: tuple[slice, ...],
+    spatial: tuple[int, ...],
+    image: np.ndarray,
+    record: dict[str, Any],
+    extra_forward: int = 0,
+) -> Iterator[Explanation]:
+    """Paste every snapshot of ``run``; ``extra_forward`` model calls made before it."""
+    try:
+        for snap in run:
+            pasted = paste(snap, window, spatial, image, record)
+            if extra_forward:
+                pasted = dataclasses.replace(pasted, n_forward=pasted.n_forward + extra_forward)
+            yield pasted
+    except Exception as exc:
+        partial = getattr(exc, "partial", None)
+        if isinstance(partial, Explanation):
+            exc.partial = paste(partial, window, spatial, image, record)
+        raise
+    finally:
+        run.close()
+
+
+def _window_slices(slices: Any, depth: slice) -> Any:
+    """Slices of a 2D model on a volume, as indices into the window's slices."""
+    if isinstance(slices, str) and slices == "all":
+        return slices
+    picked = [slices] if np.isscalar(slices) else list(slices)
+    inside = [int(z) - depth.start for z in picked if depth.start <= int(z) < depth.stop]
+    if not inside:
+        raise ValueError(
+            f"none of the slices {picked} meets the ROI's window "
+            f"(slices {depth.start}..{depth.stop - 1})"
+        )
+    return inside
+
+
+def iter_crop(
+    method: Any,
+    image: Any,
+    *,
+    roi: ROI,
+    crop: bool | int | Sequence[int],
+    reference: Any = None,
+    slices: Any = "all",
+    normalize: Any = "none",
+    stream: bool = True,
+    **kwargs: Any,
+) -> Iterator[Explanation]:
+    """Explain ``roi`` of ``image`` on its crop window and paste the snapshots back.
+
+    The method runs on the window with the ROI as a mask and the full image's masks seen
+    through the window (``_frame``); everything else is as given. ``stream=False``: no
+    intermediate snapshots (what ``explain`` asks for).
+    """
+    from .._engine.inputs import prepare_image, prepare_reference
+    from ..intensity import apply_normalization
+
+    declared = getattr(method.model, "in_channels", None)
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        declared = None
+    layout = prepare_image(
+        image, method.spatial_dims, method.in_channels, declared_channels=declared
+    )
+    img = layout.image
+    if callable(normalize) or normalize != "none":
+        img = torch.from_numpy(apply_normalization(normalize, img))
+    spatial = tuple(layout.spatial)
+    ref = None if reference is None else prepare_reference(reference, spatial, n_classes=None)
+    prediction, extra = None, 0
+    if roi.kind == "point" and roi.labels is None:
+        prediction, extra = full_prediction(method, img, layout.slice_by_slice)
+    region = roi.resolve(spatial, prediction)
+    model_dims = len(spatial) - (1 if layout.slice_by_slice else 0)
+    plan = plan_crop(
+        region,
+        crop,
+        model=method.model_call,
+        in_channels=int(img.shape[0]),
+        model_dims=model_dims,
+        align=method.model_call.pad_multiple,
+        device=method.device,
+        dtype=method.dtype,
+    )
+    window = plan.window
+    if layout.slice_by_slice:
+        slices = _window_slices(slices, window[0])
+    sub_ref = None if ref is None else ref[window].numpy()
+    run = method._prepare(
+        img[(slice(None), *window)].numpy(),
+        roi=ROI.from_mask(region[window]),
+        reference=sub_ref,
+        slices=slices,
+        _frame=(spatial[len(spatial) - model_dims :], window[len(spatial) - model_dims :]),
+        **kwargs,
+    )
+    if not stream:
+        run = dataclasses.replace(run, yield_every=None)
+    record = {"roi": roi.describe(), **plan.record()}
+    return paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
+
+
+def crop_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``explain``'s keyword arguments for :func:`iter_crop`, checked: one ROI, a crop."""
+    args = dict(kwargs)
+    crop = check_crop(args.pop("crop"))
+    rois = roi_list(args.pop("roi", None))
+    if rois is None or len(rois) != 1:
+        raise ValueError("crop needs one roi (the region whose box is cropped)")
+    return {**args, "roi": rois[0], "crop": crop}

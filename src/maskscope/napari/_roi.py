@@ -1,0 +1,175 @@
+"""What to explain, from napari layers: a Shapes layer's shapes or a Labels layer's label.
+
+* A **Shapes** layer: its shapes, rasterised on the image's grid (``layer.to_masks``). A
+  shape drawn on one slice of a volume selects a block around that slice: as many slices
+  on each side as half the shape's larger in-plane side (in physical units, with the
+  image's voxel spacing), so a square drawn around a lesion on its middle slice selects
+  a cube around it.
+* A **Labels** layer (the prediction layer included): the voxels of its selected label
+  (``layer.selected_label``, set by napari's picker tool: click a lesion to pick it).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from napari.layers import Labels, Shapes
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
+
+from ..roi import ROI
+
+__all__ = ["ROI_NONE", "RoiPanel", "roi_from_layer"]
+
+#: The choice that explains the whole image.
+ROI_NONE = "(whole image)"
+
+
+def _extend_through_depth(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """A mask on one slice of a volume, extended to a block around that slice."""
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    if len(slices) != 1:
+        return mask
+    z = int(slices[0])
+    plane = mask[z]
+    ys, xs = np.nonzero(plane)
+    side = max((np.ptp(ys) + 1) * spacing[1], (np.ptp(xs) + 1) * spacing[2])
+    half = round(float(side) / 2 / spacing[0])
+    out = np.zeros_like(mask)
+    out[max(0, z - half) : z + half + 1] = plane
+    return out
+
+
+def roi_from_layer(layer: Any, spatial: tuple[int, ...], spacing: Any = None) -> ROI:
+    """The ROI a Shapes or Labels layer selects on an image of ``spatial`` shape.
+
+    Raises
+    ------
+    ValueError
+        For a layer of another kind, a Shapes layer with no shape, a label image of
+        another shape, or the background label (0) selected.
+    """
+    kind = type(layer).__name__
+    spatial = tuple(int(s) for s in spatial)
+    if kind == "Shapes":
+        if len(layer.data) == 0:
+            raise ValueError(f"ROI: the Shapes layer {layer.name!r} has no shape: draw a box first")
+        if layer.ndim != len(spatial):
+            raise ValueError(
+                f"ROI: the Shapes layer {layer.name!r} has {layer.ndim} dimensions, the image "
+                f"{len(spatial)} (spatial shape {spatial})"
+            )
+        mask = np.asarray(layer.to_masks(mask_shape=spatial)).any(axis=0)
+        if mask.ndim == 3:
+            sp = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+            mask = _extend_through_depth(mask, sp)
+        return ROI.from_mask(mask)
+    if kind == "Labels":
+        data = np.asarray(layer.data)
+        if data.shape != spatial:
+            raise ValueError(
+                f"ROI: the Labels layer {layer.name!r} has shape {data.shape}, the image's "
+                f"spatial shape is {spatial}"
+            )
+        label = int(layer.selected_label)
+        if label == 0:
+            raise ValueError(
+                f"ROI: the Labels layer {layer.name!r} has the background (0) selected: pick a "
+                "label (the picker tool, then click a lesion)"
+            )
+        return ROI.from_label(data, label)
+    raise ValueError(f"ROI: choose a Shapes or Labels layer, got the {kind} layer {layer.name!r}")
+
+
+def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
+    events = viewer.layers.events
+    for emitter in (events.inserted, events.removed, events.reordered):
+        try:
+            emitter.disconnect(callback)
+        except (TypeError, ValueError, RuntimeError):  # already gone
+            pass
+
+
+class RoiPanel(QWidget):
+    """The "region of interest" rows: a layer to explain within, crop mode, channels.
+
+    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a checkbox
+    asks for crop mode (the model runs on the ROI's box plus its receptive field), another
+    for a map per input channel, whose ranking :meth:`show_summary` lists.
+    """
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer = QComboBox()
+        self.layer.setObjectName("roi")
+        self.layer.setToolTip(
+            "Explain only a region: the shapes of a Shapes layer (a box drawn on a slice "
+            "selects a block around it), or the selected label of a Labels layer (pick a "
+            "lesion with the picker tool)"
+        )
+        self.crop = QCheckBox("crop to the region (plus the model's receptive field)")
+        self.crop.setObjectName("roi_crop")
+        self.per_channel = QCheckBox("a map per input channel (RISE family)")
+        self.per_channel.setObjectName("per_channel")
+        self.per_channel.setToolTip(
+            "Masks drawn independently per channel: one map layer per channel (hidden at "
+            "first), and the channels ranked by their importance below"
+        )
+        self.summary = QLabel("")
+        self.summary.setObjectName("channel_summary")
+        self.summary.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("region of interest", self.layer)
+        form.addRow("", self.crop)
+        form.addRow("", self.per_channel)
+        form.addRow("", self.summary)
+        events = viewer.layers.events
+        for emitter in (events.inserted, events.removed, events.reordered):
+            emitter.connect(self.refresh)
+        self.destroyed.connect(partial(_disconnect, viewer, self.refresh))
+        self.refresh()
+
+    def refresh(self, event: Any = None) -> None:
+        """Re-list the Shapes and Labels layers, keeping the choice when it remains."""
+        chosen = self.layer.currentData()
+        layers = [ly for ly in self.viewer.layers if isinstance(ly, (Shapes, Labels))]
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItem(ROI_NONE, None)
+        for ly in layers:
+            self.layer.addItem(ly.name, ly)
+        self.layer.setCurrentIndex(layers.index(chosen) + 1 if chosen in layers else 0)
+        self.layer.blockSignals(False)
+
+    def show_summary(self, snap: Any) -> None:
+        """List the channels by importance when the snapshot has per-channel maps."""
+        importance = getattr(snap, "extras", {}).get("channel_importance")
+        if importance is None:
+            self.summary.setText("")
+            return
+        values = np.asarray(importance, dtype=float).reshape(-1)
+        order = np.argsort(-values)
+        ranked = ", ".join(f"{int(c)} ({values[c]:+.3g})" for c in order)
+        self.summary.setText(f"channels by importance: {ranked}")
+
+    def choice(
+        self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
+    ) -> tuple[ROI | None, bool]:
+        """``(roi, crop)`` for the run: None and False for the whole image.
+
+        ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
+        layer's spatial axes in reverse order (the ROI is read in the layer's, then turned).
+        """
+        layer = self.layer.currentData()
+        if layer is None:
+            if self.crop.isChecked():
+                raise ValueError("ROI: crop needs a region of interest: choose a layer")
+            return None, False
+        if reverse:
+            spatial = tuple(reversed(spatial))
+            spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
+        roi = roi_from_layer(layer, spatial, spacing)
+        return (roi.reversed_axes() if reverse else roi), self.crop.isChecked()

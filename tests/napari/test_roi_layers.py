@@ -1,0 +1,58 @@
+"""The ROI a napari Shapes or Labels layer selects, and the errors shown for bad layers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels, Shapes
+
+from maskscope.napari._roi import roi_from_layer
+
+
+def test_a_rectangle_on_a_2d_image_is_its_box():
+    layer = Shapes([np.array([[2, 3], [2, 8], [6, 8], [6, 3]])], shape_type="rectangle")
+    mask = roi_from_layer(layer, (12, 14)).resolve((12, 14))
+    want = np.zeros((12, 14), bool)
+    want[2:7, 3:9] = True  # napari rasterises the corners inclusively
+    np.testing.assert_array_equal(mask, want)
+
+
+def test_a_square_on_one_slice_of_a_volume_selects_a_block_around_it():
+    corners = np.array([[10, 4, 4], [10, 4, 9], [10, 9, 9], [10, 9, 4]])
+    layer = Shapes([corners], shape_type="rectangle")
+    mask = roi_from_layer(layer, (20, 16, 16), spacing=(2.0, 1.0, 1.0)).resolve((20, 16, 16))
+    # 6 voxels of 1 mm in-plane: 3 mm on each side, 2 mm slices -> 2 slices each side
+    assert np.flatnonzero(mask.any(axis=(1, 2))).tolist() == [8, 9, 10, 11, 12]
+    np.testing.assert_array_equal(mask[8], mask[10])
+    assert mask[10, 4:10, 4:10].all() and mask[10].sum() == 36
+
+
+def test_the_selected_label_of_a_labels_layer():
+    data = np.zeros((6, 7), np.int32)
+    data[1:3, 1:3] = 1
+    data[4:6, 4:7] = 2
+    layer = Labels(data)
+    layer.selected_label = 2
+    np.testing.assert_array_equal(roi_from_layer(layer, (6, 7)).resolve((6, 7)), data == 2)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Shapes(ndim=2, name="boxes"), "the Shapes layer 'boxes' has no shape"),
+        (lambda: Labels(np.zeros((3, 3), np.int32), name="p"), "has shape (3, 3), the image's"),
+        (lambda: Image(np.zeros((6, 7)), name="img"), "choose a Shapes or Labels layer, got"),
+    ],
+)
+def test_bad_layers(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        roi_from_layer(make(), (6, 7))
+
+
+def test_background_label_selected():
+    layer = Labels(np.ones((6, 7), np.int32), name="prediction")
+    layer.selected_label = 0
+    with pytest.raises(ValueError, match=re.escape("has the background (0) selected")):
+        roi_from_layer(layer, (6, 7))

@@ -1,0 +1,107 @@
+"""The dock widget explains a region of interest chosen as a Shapes or Labels layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from maskscope import RISE, ROI, SegRISE
+from maskscope.napari import explain_in_viewer
+
+from .conftest import run_to_end, saliency_layers
+
+
+def _two_squares() -> np.ndarray:
+    img = np.zeros((40, 44), np.float32)
+    img[5:14, 5:15] = 1.0
+    img[24:34, 26:38] = 1.0
+    return img
+
+
+def test_a_box_in_a_shapes_layer_and_a_picked_label(make_napari_viewer, qtbot, model2d):
+    viewer = make_napari_viewer()
+    img = _two_squares()
+    viewer.add_image(img, name="two")
+    box = viewer.add_shapes(
+        [np.array([[22, 24], [22, 40], [36, 40], [36, 24]])], shape_type="rectangle", name="box"
+    )
+    widget = explain_in_viewer(viewer, model2d, method="SegRISE", n_masks=24, grid=4)
+    widget.add_prediction.setChecked(False)
+    panel = widget.roi_panel.layer
+    assert [panel.itemText(i) for i in range(panel.count())] == ["(whole image)", "box"]
+    widget.roi_panel.layer.setCurrentText("box")
+    run_to_end(qtbot, widget)
+    (layer,) = saliency_layers(viewer)
+    roi = box.to_masks(mask_shape=img.shape)[0]
+    want = SegRISE(model2d).explain(img, roi=roi, n_masks=24, grid=4)
+    np.testing.assert_allclose(layer.data, want.map, rtol=1e-5, atol=1e-6)
+    assert widget.last_snapshot.params["roi"].startswith("mask of")
+
+    # a Labels layer: its picked label, here the prediction's first square, cropped
+    pred = (SegRISE(model2d).explain(img, n_masks=2).prediction).astype(np.int32)
+    pred[20:] *= 2  # the second square is label 2
+    labels = viewer.add_labels(pred, name="lesions")
+    labels.selected_label = 2
+    widget.roi_panel.layer.setCurrentText("lesions")
+    widget.roi_panel.crop.setChecked(True)
+    run_to_end(qtbot, widget)
+    want = SegRISE(model2d).explain(img, roi=ROI.from_label(pred, 2), crop=True, n_masks=24, grid=4)
+    np.testing.assert_allclose(widget.last_snapshot.map, want.map, rtol=1e-5, atol=1e-6)
+    assert "crop_window" in widget.last_snapshot.params
+
+
+def test_bad_roi_choices_are_messages_and_the_widget_stays_usable(
+    make_napari_viewer, qtbot, model2d, errors
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(_two_squares(), name="two")
+    labels = viewer.add_labels(np.zeros((40, 44), np.int32), name="empty")
+    labels.selected_label = 0
+    widget = explain_in_viewer(viewer, model2d, method="SegRISE", n_masks=8, grid=4)
+    widget.roi_panel.layer.setCurrentText("empty")
+    assert widget.run() is None
+    assert any("has the background (0) selected" in e for e in errors())
+    widget.roi_panel.layer.setCurrentText("(whole image)")
+    widget.roi_panel.crop.setChecked(True)
+    assert widget.run() is None
+    assert any("crop needs a region of interest" in e for e in errors())
+    widget.roi_panel.crop.setChecked(False)
+    run_to_end(qtbot, widget)
+    assert widget.last_snapshot.done
+
+
+class _OneChannel(torch.nn.Module):
+    """Segments by the local mean of input channel 2 (of 4) only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, 2] = 1 / 9
+        self.eval()
+
+    def forward(self, x):
+        m = self.conv(x) - 0.4837
+        return torch.cat([-m, m], 1) * 8
+
+
+def test_a_map_per_channel_and_their_ranking(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(3)
+    img = rng.random((4, 24, 24)).astype(np.float32) * 0.3
+    img[:, 6:16, 5:15] += 0.6
+    viewer.add_image(img, name="four")
+    widget = explain_in_viewer(viewer, _OneChannel(), method="RISE", n_masks=150, grid=4)
+    widget.inputs.channel.setCurrentIndex(widget.inputs.channel.findData(0))
+    widget.add_prediction.setChecked(False)
+    widget.roi_panel.per_channel.setChecked(True)
+    run_to_end(qtbot, widget)
+    names = {ly.name for ly in saliency_layers(viewer)}
+    assert {f"four RISE channel-{c}" for c in range(4)} <= names, names
+    text = widget.roi_panel.summary.text()
+    assert text.startswith("channels by importance: 2 (")
+    want = RISE(_OneChannel()).explain(img, per_channel=True, n_masks=150, grid=4)
+    np.testing.assert_allclose(
+        widget.last_snapshot.extras["channel_importance"], want.extras["channel_importance"]
+    )

@@ -1,0 +1,70 @@
+"""``maskscope explain --roi/--crop/--patch-size``: the same maps as the API; errors name flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskscope import SegRISE, SlidingWindow
+from maskscope.cli import main
+from maskscope.io import read_image, write_map
+from tests.conftest import ThresholdNet
+
+FACTORY = "tests.cli.threshold_factory:make"
+
+
+def _image() -> np.ndarray:
+    img = np.zeros((24, 26), np.float32)
+    img[3:9, 3:10] = 1.0
+    img[14:21, 15:23] = 1.0
+    return img
+
+
+def _run(tmp_path, *flags: str) -> int:
+    src = tmp_path / "img.npy"
+    write_map(src, _image())
+    args = ["explain", "--model", FACTORY, "--image", str(src), "--out", str(tmp_path / "m.npy")]
+    return main([*args, "--n-masks", "20", "--grid", "4", "--quiet", *flags])
+
+
+@pytest.mark.parametrize("crop", [None, "auto", "2"])
+def test_roi_box_and_crop_give_the_api_map(tmp_path, crop, capsys):
+    flags = ["--roi", "12:22,13:25"] + ([] if crop is None else ["--crop"])
+    flags += [] if crop in (None, "auto") else [crop]
+    assert _run(tmp_path, *flags) == 0, capsys.readouterr().err
+    kw = {} if crop is None else {"crop": True if crop == "auto" else int(crop)}
+    want = SegRISE(ThresholdNet(2)).explain(_image(), roi="12:22,13:25", n_masks=20, grid=4, **kw)
+    np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
+
+
+def test_roi_mask_file(tmp_path, capsys):
+    mask = np.zeros((24, 26), np.uint8)
+    mask[2:10, 2:11] = 1
+    write_map(tmp_path / "roi.npy", mask)
+    assert _run(tmp_path, "--roi", str(tmp_path / "roi.npy")) == 0, capsys.readouterr().err
+    want = SegRISE(ThresholdNet(2)).explain(_image(), roi=mask.astype(bool), n_masks=20, grid=4)
+    np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
+
+
+def test_patch_size_runs_by_sliding_window(tmp_path, capsys):
+    assert _run(tmp_path, "--patch-size", "16", "--patch-overlap", "0.5") == 0
+    model = SlidingWindow(ThresholdNet(2), 16, overlap=0.5)
+    want = SegRISE(model).explain(_image(), n_masks=20, grid=4)
+    np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--roi", "0:4,30:40"], "--roi: the ROI box 0:4,30:40 must lie inside the image"),
+        (["--roi", "nofile.npy"], "--roi must be a box like 10:42,0:64,5:37 or a mask file"),
+        (["--roi", "0:4"], "--roi: the ROI box needs one range per spatial axis"),
+        (["--crop"], "--crop needs --roi"),
+        (["--roi", "0:4,0:4", "--crop", "a"], "--crop takes no value or a margin in voxels"),
+        (["--patch-size", "0"], "--patch-size must be a positive int"),
+        (["--patch-size", "16", "--patch-overlap", "1"], "--patch-overlap must be in [0, 1)"),
+    ],
+)
+def test_bad_flags_name_the_flag(tmp_path, capsys, flags, message):
+    assert _run(tmp_path, *flags) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""Crop mode: the map in the window equals the whole-volume run's; 0 outside; fewer voxels."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from maskscope import RISE, ROI, SegRISE
+from maskscope._engine.crop import ReceptiveFieldError
+
+SHAPE = (20, 24, 22)
+
+
+class Shapes(nn.Module):
+    """Records the spatial shapes the model is called on."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.shapes: list[tuple[int, ...]] = []
+        self.eval()
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape[2:]))
+        return self.body(x)
+
+
+def _fcn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv3d(4, 2, 3, padding=1)
+    ).eval()
+
+
+def _strided() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool3d(2),
+        nn.Conv3d(4, 4, 3, padding=1),
+        nn.Upsample(scale_factor=2),
+        nn.Conv3d(4, 2, 1),
+    ).eval()
+
+
+@pytest.fixture
+def volume() -> np.ndarray:
+    return np.random.default_rng(0).random(SHAPE).astype(np.float32)
+
+
+def _window(expl) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in expl.params["crop_window"])
+
+
+# masks through the window differ from the full masks by float32 rounding (< 3e-7); the
+# hard labels in the ROI are the same, so the maps differ by |w - w̄| · 3e-7 / p at most
+TOL = 1e-6
+
+
+@pytest.mark.parametrize("method", [SegRISE, RISE])
+@pytest.mark.parametrize("crop", [True, 2, (3, 2, 4)])
+def test_crop_equals_the_whole_volume_run_in_the_window(volume, method, crop):
+    model = Shapes(_fcn())
+    roi = ROI.from_box("6:12,8:14,5:11")
+    kw = dict(roi=roi, n_masks=20, grid=4, batch_size=7)
+    got = method(model).explain(volume, crop=crop, **kw)
+    n_crop = len(model.shapes)
+    full = method(model).explain(volume, **kw)
+    win = _window(got)
+    margin = (2, 2, 2) if crop is True else ((crop,) * 3 if isinstance(crop, int) else crop)
+    box = [(6, 12), (8, 14), (5, 11)]
+    assert win == tuple(slice(a - m, b + m) for (a, b), m in zip(box, margin, strict=True))
+    assert got.params["crop_margin"] == list(margin)
+    assert got.params["crop_margin_estimated"] is (crop is True)
+    np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
+    outside = np.ones(SHAPE, dtype=bool)
+    outside[win] = False
+    # outside the window: the mean weight, what the full map converges to far from the ROI
+    w_bar = float(got.extras["outside_value"])
+    assert (got.map[outside] == w_bar).all() and 0 < w_bar <= 1
+    assert np.ptp(full.map[outside]) > 1e-3  # (the full run's masks' correlation and noise)
+    np.testing.assert_array_equal(got.reference, full.reference)
+    # the model saw only the window (the probe's calls come first when estimated)
+    win_shape = tuple(s.stop - s.start for s in win)
+    assert set(model.shapes[n_crop - 3 : n_crop]) == {win_shape}
+    assert got.n_forward == full.n_forward == 21
+
+
+def test_a_strided_model_needs_an_aligned_window(volume):
+    model = _strided()
+    roi = ROI.from_box("7:11,9:13,5:9")
+    kw = dict(roi=roi, n_masks=16, grid=4, batch_size=8)
+    got = SegRISE(model, pad_multiple=2).explain(volume, crop=True, **kw)
+    full = SegRISE(model, pad_multiple=2).explain(volume, **kw)
+    win = _window(got)
+    assert all(s.start % 2 == 0 and (s.stop - s.start) % 2 == 0 for s in win)
+    np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
+
+
+def test_a_margin_below_the_receptive_field_changes_the_map(volume):
+    model = _fcn()
+    kw = dict(roi=ROI.from_box("6:12,8:14,5:11"), n_masks=20, grid=4, target=1)
+    small = RISE(model).explain(volume, crop=0, **kw)
+    full = RISE(model).explain(volume, **kw)
+    win = _window(small)
+    assert np.abs(small.map[win] - full.map[win]).max() > 100 * TOL
+
+
+def test_a_point_finds_its_component_on_the_whole_image_first(volume):
+    model = Shapes(_fcn())
+    pred = model.body(torch.from_numpy(volume)[None, None]).argmax(1)[0].numpy()
+    point = tuple(int(v) for v in np.argwhere(pred == 1)[0])
+    got = SegRISE(model).explain(volume, roi=ROI.from_point(point), crop=2, n_masks=6)
+    assert model.shapes[0] == SHAPE  # the whole-image prediction, counted
+    assert got.n_forward == 6 + 1 + 1
+
+
+def test_crop_errors(volume):
+    with pytest.raises(ValueError, match=re.escape("crop needs one roi")):
+        SegRISE(_fcn()).explain(volume, crop=True, n_masks=4)
+    with pytest.raises(ValueError, match=re.escape("crop must be False, True (margin")):
+        SegRISE(_fcn()).explain(volume, roi="0:2,0:2,0:2", crop=-1, n_masks=4)
+    norm = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.InstanceNorm3d(2)).eval()
+    with pytest.raises(ReceptiveFieldError, match=re.escape("(crop=<margin in voxels>)")):
+        SegRISE(norm).explain(volume, roi="0:2,0:2,0:2", crop=True, n_masks=4)
+
+
+def test_a_2d_model_on_a_volume_crops_in_plane_and_keeps_the_roi_slices():
+    from tests.conftest import ThresholdNet
+
+    vol = np.zeros((6, 30, 32), np.float32)
+    vol[:, 5:12, 5:12] = 1
+    vol[:, 18:26, 18:28] = 1
+    kw = dict(roi="1:4,17:27,17:29", n_masks=10, grid=4)
+    got = SegRISE(ThresholdNet(2)).explain(vol, crop=True, **kw)
+    full = SegRISE(ThresholdNet(2)).explain(vol, **kw)
+    win = _window(got)
+    assert win == (slice(1, 4), slice(16, 28), slice(16, 30))  # the 3×3 box filter: radius 1
+    assert got.slices == full.slices == (1, 2, 3)
+    np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
+    assert (got.map[0] == 0).all() and (got.map[4:] == 0).all()  # slices not computed
+    np.testing.assert_array_equal(got.map[2, :16], got.extras["outside_value"][2])
