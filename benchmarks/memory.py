@@ -20,7 +20,7 @@ import json, resource, sys, time
 import numpy as np, torch
 sys.path.insert(0, {bench!r})
 torch.set_num_threads(1)
-from overhead import OneByOne
+from common import OneByOne
 from maskscope import {method}
 from maskscope.data import shapes2d
 from maskscope.models import load_model

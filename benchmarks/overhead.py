@@ -16,45 +16,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import LABELS, batch_used, model_and_image, sync
+
 from maskscope import HDM, RISE, PixelRISE, SegRISE
-from maskscope.data import phantom3d, shapes2d
-from maskscope.models import load_model
-
-#: Method labels in report order.
-LABELS = ("RISE", "SegRISE", "PixelRISE-mean", "PixelRISE-max", "HDM")
-
-
-class OneByOne(torch.nn.Module):
-    """A near-free segmentation model: one 1×1 convolution to 2 classes.
-
-    The convolution (1 input channel → 2 classes) is evaluated as the equivalent broadcast
-    multiply-add: oneDNN's kernel for this shape costs ~6.6 ms per 240² image on one CPU
-    thread (50× the multiply-add), which would bury the engine's own cost in the floor.
-    """
-
-    def __init__(self, dims: int = 2) -> None:
-        super().__init__()
-        conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
-        self.conv = conv(1, 2, 1)
-        with torch.no_grad():
-            self.conv.weight[:] = torch.tensor([-4.0, 4.0]).reshape(self.conv.weight.shape)
-            self.conv.bias[:] = torch.tensor([2.0, -2.0])
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, 2) + (1,) * (x.ndim - 2)
-        w = self.conv.weight.reshape(shape)
-        return torch.addcmul(self.conv.bias.reshape(shape), x, w)
-
-
-def sync(device: str | torch.device) -> None:
-    """Wait for queued GPU work (no-op on the CPU)."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def forward_floor(model, x: torch.Tensor, n: int, batch: int) -> float:
@@ -72,17 +44,23 @@ def forward_floor(model, x: torch.Tensor, n: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def method_kwargs(label: str, *, n_masks: int, stride: float, batch_size: int, dims: int = 2):
-    """(method class, explain() keyword arguments) for a method label."""
+def method_kwargs(
+    label: str, *, n_masks: int, stride: float, batch_size: int | None, dims: int = 2
+) -> tuple[type, dict]:
+    """(method class, explain() keyword arguments) for a method label.
+
+    ``batch_size=None`` leaves the batch size to the method's default.
+    """
     grid = 8 if dims == 2 else 6
-    rise = {"n_masks": n_masks, "grid": grid, "batch_size": batch_size}
+    batch = {} if batch_size is None else {"batch_size": batch_size}
+    rise = {"n_masks": n_masks, "grid": grid, **batch}
     diameter = 25 if dims == 2 else 16
     table = {
         "RISE": (RISE, rise),
         "SegRISE": (SegRISE, rise),
         "PixelRISE-mean": (PixelRISE, {**rise, "merge": "mean"}),
         "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
-        "HDM": (HDM, {"diameter": diameter, "stride": stride, "batch_size": batch_size}),
+        "HDM": (HDM, {"diameter": diameter, "stride": stride, **batch}),
     }
     if label not in table:
         raise ValueError(f"method must be one of {', '.join(table)}, got {label!r}")
@@ -97,16 +75,12 @@ def make_case(mname: str, label: str, args) -> tuple:
     ``stride``, ``batch_size`` and ``device``; 3D cases use ``n_masks_3d``, ``stride_3d`` and
     ``batch_size_3d`` when it has them.
     """
-    if mname in ("unet2d", "1x1"):
-        image = shapes2d(seed=7).image
-        model = load_model("shapes2d", device=args.device) if mname == "unet2d" else OneByOne()
+    model, image, spacing = model_and_image(mname, args.device)
+    if image.ndim == 3:
         cls, kw = method_kwargs(
             label, n_masks=args.n_masks, stride=args.stride, batch_size=args.batch_size
         )
-    elif mname in ("unet3d", "1x1-3d"):
-        ph = phantom3d(seed=3)
-        image = ph.image
-        model = load_model("phantom3d", device=args.device) if mname == "unet3d" else OneByOne(3)
+    else:
         cls, kw = method_kwargs(
             label,
             n_masks=getattr(args, "n_masks_3d", args.n_masks // 5),
@@ -114,10 +88,7 @@ def make_case(mname: str, label: str, args) -> tuple:
             batch_size=getattr(args, "batch_size_3d", 4),
             dims=3,
         )
-        kw = {**kw, "voxel_spacing": ph.voxel_spacing}
-    else:
-        raise ValueError(f"model must be unet2d, 1x1, unet3d or 1x1-3d, got {mname!r}")
-    model = model.to(args.device)
+        kw = {**kw, "voxel_spacing": spacing}
     return mname, label, cls(model), image, kw
 
 
@@ -135,7 +106,7 @@ def measure(case, repeats: int, device: str = "cpu") -> dict:
         sync(device)
         walls.append(time.perf_counter() - t0)
         n_fwd = expl.n_forward
-        chunk = int(expl.params.get("batch_size_used", kw["batch_size"]))  # after the voxel limit
+        chunk = batch_used(expl, kw["batch_size"])  # after the voxel limit
         floors.append(forward_floor(explainer.model, x, n_fwd, chunk))
     w, f = statistics.median(walls), statistics.median(floors)
     out = {

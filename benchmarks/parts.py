@@ -13,6 +13,8 @@ size          time and peak memory of one method at one image size (2D or 3D)
 snapshot      time to the first streamed snapshot of ``iter_explain``
 early         SegRISE with early stopping (``tol``) or a long run; saves the map
 profile       cProfile of one explain() run: shares of the wall time per function
+forwards      the model's time per image at fixed batch sizes (``floor.py``)
+default       one method at default settings: wall per evaluation (``floor.py``)
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ sys.path.insert(0, str(HERE))
 
 import overhead  # noqa: E402  (benchmarks/overhead.py)
 import peers  # noqa: E402  (benchmarks/peers.py)
+from common import batch_used, model_and_image, sync  # noqa: E402
+from floor import run_default, run_forwards  # noqa: E402  (benchmarks/floor.py)
 
 
 def peak_mb() -> float:
@@ -64,18 +68,9 @@ class Counting(torch.nn.Module):
 
 
 def _model_image(model: str, device: str):
-    """(model, image (1, *spatial) float32) for the side-by-side runs.
-
-    ``unet2d`` / ``1x1``: ``shapes2d(seed=7)`` (240×240); ``unet3d``: ``phantom3d(seed=3)``.
-    """
-    from maskscope.data import phantom3d, shapes2d
-    from maskscope.models import load_model
-
-    if model == "unet3d":
-        return load_model("phantom3d", device=device).eval(), phantom3d(seed=3).image
-    image = shapes2d(seed=7).image
-    m = load_model("shapes2d", device=device) if model == "unet2d" else overhead.OneByOne()
-    return m.to(device).eval(), image
+    """(model, image (1, *spatial) float32) for the side-by-side runs (``common.MODELS``)."""
+    m, image, _spacing = model_and_image(model, device)
+    return m, image
 
 
 def _warm(model, image, device, batch: int = 16) -> None:
@@ -97,14 +92,34 @@ class _Args:
         self.__dict__.update(d)
 
 
+def _ours(tool: str, n: int, offset: int, diameter: int, batch: int | None, dims: int):
+    """(method class, keywords) of a ``maskscope:<label>`` tool (None for a peer), and the batch.
+
+    ``<label>@1`` runs at batch 1, like the peers that call the model once per image.
+    """
+    if not tool.startswith("maskscope:"):
+        return None, batch
+    label = tool.split(":", 1)[1]
+    if label.endswith("@1"):
+        label, batch = label[:-2], 1
+    method = overhead.method_kwargs(label, n_masks=n, stride=offset, batch_size=batch, dims=dims)
+    if label == "HDM":
+        method[1]["diameter"] = diameter
+    return method, batch
+
+
 def run_side(cfg: dict) -> dict:
     """maskscope or a peer on one image: wall, peak RSS, forward calls.
+
+    With ``floor_batch``, also the floor right after the run: the model alone on as many
+    inputs as the tool evaluated, in batches of ``floor_batch``.
 
     In 3D (``model="unet3d"``) every size is in voxels (no spacing), so that a ball of
     ``diameter`` voxels every ``offset`` voxels matches captum's and MONAI's cubes.
     """
     device, tool, n = cfg["device"], cfg["tool"], int(cfg["n"])
-    diameter, offset, batch = int(cfg["diameter"]), int(cfg["offset"]), int(cfg["batch_size"])
+    diameter, offset = int(cfg["diameter"]), int(cfg["offset"])
+    batch = None if cfg.get("batch_size") is None else int(cfg["batch_size"])  # None: default
     base, image = _model_image(cfg["model"], device)
     dims = image.ndim - 1
     grid = 8 if dims == 2 else 6
@@ -112,18 +127,9 @@ def run_side(cfg: dict) -> dict:
     x = torch.as_tensor(image)[None].to(device)  # (1, 1, *spatial)
     with torch.inference_mode():
         region = base(x).argmax(dim=1)[0] == 1
-    _warm(base, image, device, batch)
+    _warm(base, image, device, batch or 1)
     before, peak_before = rss_mb(), peak_mb()
-    method = None
-    if tool.startswith("maskscope:"):
-        label = tool.split(":", 1)[1]
-        if label.endswith("@1"):  # one image per model call, like the peers that do not batch
-            label, batch = label[:-2], 1
-        method = overhead.method_kwargs(
-            label, n_masks=n, stride=offset, batch_size=batch, dims=dims
-        )
-        if label == "HDM":
-            method[1]["diameter"] = diameter
+    method, batch = _ours(tool, n, offset, diameter, batch, dims)
     t0 = time.perf_counter()
     result, extra = peers.run_tool(
         tool,
@@ -134,12 +140,17 @@ def run_side(cfg: dict) -> dict:
         grid=grid,
         diameter=diameter,
         offset=offset,
-        batch=batch,
+        batch=batch or 1,
         method=method,
     )
-    overhead.sync(device)
+    sync(device)
     wall = time.perf_counter() - t0
+    if method is not None:
+        extra = {**extra, "batch_used": batch_used(result, batch or 0)}
     del result
+    if cfg.get("floor_batch"):  # the model alone on as many inputs, at that batch, right after
+        fb = int(cfg["floor_batch"])
+        extra = {**extra, "floor": overhead.forward_floor(base, x, counted.images, fb)}
     return {
         "tool": tool,
         "model": cfg["model"],
@@ -181,11 +192,11 @@ def run_size(cfg: dict) -> dict:
     before = rss_mb()
     t0 = time.perf_counter()
     expl = cls(model).explain(image, **kw)
-    overhead.sync(device)
+    sync(device)
     wall = time.perf_counter() - t0
     peak = peak_mb()
     x = torch.as_tensor(image)[None].to(device)
-    chunk = int(expl.params["batch_size_used"])  # the batch used, after the voxel limit
+    chunk = batch_used(expl)  # the batch used, after the voxel limit
     floor = overhead.forward_floor(model, x, expl.n_forward, chunk)
     out = {
         "dims": dims,
@@ -216,7 +227,7 @@ def run_snapshot(cfg: dict) -> dict:
     first = next(gen)
     t_first = time.perf_counter() - t0
     gen.close()
-    bs = int(first.params["batch_size_used"])
+    bs = batch_used(first)
     # one chunk = the reference forward + one batch of perturbed inputs
     chunk = overhead.forward_floor(explainer.model, x, 1, 1) + overhead.forward_floor(
         explainer.model, x, bs, bs
@@ -262,7 +273,8 @@ def run_early(cfg: dict) -> dict:
     }
 
 
-_SKIP = ("methods/base.py", "engine/loop.py:run_parts", "engine/loop.py:snapshot")
+#: Wrappers around the whole run (their cumulative time is the run): left out of the profile.
+_SKIP = ("methods/base.py", "methods/_snapshots.py", "_engine/loop.py:run_task")
 
 
 def run_profile(cfg: dict) -> dict:
@@ -284,9 +296,7 @@ def run_profile(cfg: dict) -> dict:
     prof.disable()
     wall = time.perf_counter() - t0
     x = torch.as_tensor(image)[None].to(cfg["device"])
-    floor = overhead.forward_floor(
-        explainer.model, x, expl.n_forward, expl.params["batch_size_used"]
-    )
+    floor = overhead.forward_floor(explainer.model, x, expl.n_forward, batch_used(expl))
     stats = pstats.Stats(prof).stats
     funcs, builtins = [], []
     for (file, line, name), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():
@@ -325,6 +335,8 @@ KINDS = {
     "size": run_size,
     "snapshot": run_snapshot,
     "early": run_early,
+    "forwards": run_forwards,
+    "default": run_default,
 }
 
 

@@ -17,7 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-LABELS = ("RISE", "SegRISE", "PixelRISE-mean", "PixelRISE-max", "HDM")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import LABELS
+
 OURS, THEIRS = "#1f77b4", "#d62728"
 
 
@@ -117,51 +119,37 @@ def _ticks(ax, values, fmt=str) -> None:
     ax.minorticks_off()
 
 
-def scaling(res: dict, out: Path) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
-    axes = axes.ravel()
+def _vs_n(ax, res: dict, key: str, log_y: bool) -> None:
     ns = [r["n"] for r in res["n_scaling"]]
-    ax = axes[0]
     for method in ("SegRISE", "PixelRISE-max"):
         xs = sorted((r for r in res["n_scaling"] if r["method"] == method), key=lambda r: r["n"])
         if xs:
-            ax.plot([r["n"] for r in xs], [r["peak_mb"] for r in xs], "o-", label=method)
-    ax.set_xscale("log")
-    ax.set_ylim(bottom=0)
+            plot = ax.loglog if log_y else ax.plot
+            plot([r["n"] for r in xs], [r[key] for r in xs], "o-", label=method)
+    if not log_y:
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
     if ns:
         _ticks(ax, ns)
     ax.set_xlabel("N masks")
-    ax.set_ylabel("peak RSS (MB)")
-    ax.set_title("memory vs N (1×1 model)")
+    ax.set_ylabel("wall (s)" if log_y else "peak RSS (MB)")
+    ax.set_title(f"{'time' if log_y else 'memory'} vs N (1×1 model)")
     ax.legend(fontsize=8)
-    ax = axes[1]
-    for method in ("SegRISE", "PixelRISE-max"):
-        xs = sorted((r for r in res["n_scaling"] if r["method"] == method), key=lambda r: r["n"])
-        if xs:
-            ax.loglog([r["n"] for r in xs], [r["wall"] for r in xs], "o-", label=method)
-    if ns:
-        _ticks(ax, ns)
-    ax.set_xlabel("N masks")
-    ax.set_ylabel("wall (s)")
-    ax.set_title("time vs N (1×1 model)")
-    ax.legend(fontsize=8)
-    ax = axes[2]
+
+
+def _vs_size(ax, res: dict) -> None:
     for dims in (2, 3):
         xs = sorted(
             (r for r in res["size"] if r["dims"] == dims and not r.get("target_check")),
             key=lambda r: r["voxels"],
         )
         if xs:
-            ax.loglog(
-                [r["voxels"] for r in xs],
-                [1000 * r["wall"] / r["n"] for r in xs],
-                "o-",
-                label=f"{dims}D ms/mask",
-            )
-            for r in xs:
+            ms = [1000 * r["wall"] / r["n"] for r in xs]
+            ax.loglog([r["voxels"] for r in xs], ms, "o-", label=f"{dims}D ms/mask")
+            for r, y in zip(xs, ms, strict=True):
                 ax.annotate(
                     f"{r['size']}{'²' if dims == 2 else '³'}",
-                    (r["voxels"], 1000 * r["wall"] / r["n"]),
+                    (r["voxels"], y),
                     fontsize=8,
                     textcoords="offset points",
                     xytext=(4, -10),
@@ -170,23 +158,32 @@ def scaling(res: dict, out: Path) -> None:
     ax.set_ylabel("ms per mask")
     ax.set_title("SegRISE vs image size (U-Nets)")
     ax.legend(fontsize=8)
-    ax = axes[3]
+
+
+def _vs_batch(ax, res: dict) -> None:
     xs = sorted(res["batch"], key=lambda r: r["batch_size"])
-    if xs:
-        ax.plot(
-            [r["batch_size"] for r in xs],
-            [1000 * r["wall"] / r["n"] for r in xs],
-            "o-",
-            label="ms / mask",
-        )
-        ax.set_xscale("log", base=2)
-        _ticks(ax, [r["batch_size"] for r in xs])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("ms per mask")
-        ax2 = ax.twinx()
-        ax2.plot([r["batch_size"] for r in xs], [r["peak_mb"] for r in xs], "s--", color="grey")
-        ax2.set_ylabel("peak RSS (MB)", color="grey")
-        ax.set_title("SegRISE vs batch (2D U-Net)")
+    if not xs:
+        return
+    sizes = [r["batch_size"] for r in xs]
+    ax.plot(sizes, [1000 * r["wall"] / r["n"] for r in xs], "o-", label="ms / mask")
+    ax.set_xscale("log", base=2)
+    _ticks(ax, sizes)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("ms per mask")
+    ax2 = ax.twinx()
+    ax2.plot(sizes, [r["peak_mb"] for r in xs], "s--", color="grey")
+    ax2.set_ylabel("peak RSS (MB)", color="grey")
+    ax.set_title("SegRISE vs batch (2D U-Net)")
+
+
+def scaling(res: dict, out: Path) -> None:
+    """Memory and time vs N, time vs image size, time and memory vs batch size."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.2))
+    axes = axes.ravel()
+    _vs_n(axes[0], res, "peak_mb", log_y=False)
+    _vs_n(axes[1], res, "wall", log_y=True)
+    _vs_size(axes[2], res)
+    _vs_batch(axes[3], res)
     fig.tight_layout()
     fig.savefig(out / "bench-scaling.png", dpi=110)
     plt.close(fig)

@@ -44,10 +44,10 @@ sys.path.insert(0, str(HERE))
 
 import quality_report  # noqa: E402  (benchmarks/quality_report.py)
 from cases import Case, mri_case, shapes_case  # noqa: E402
-from run import NEEDS_STUBS, NO_3D, PEERS_PYTHON, STUBS, last_error_line  # noqa: E402
+from common import NEEDS_STUBS, NO_3D, PEERS_PYTHON, STUBS, last_error_line  # noqa: E402
 
+from maskscope import RISEParams  # noqa: E402
 from maskscope.evaluate import faithfulness, saliency_order, seed_agreement  # noqa: E402
-from maskscope.methods.rise import RISEParams  # noqa: E402
 
 #: Tools in report order; the stochastic ones run with two seeds.
 TOOLS = (

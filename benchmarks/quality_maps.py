@@ -63,6 +63,18 @@ def maskscope_method(label: str, cfg: dict, spacing: tuple) -> tuple[type, dict]
     return table[label]
 
 
+def save_maps(maps: dict, folder: Path, prefix: str, suffix: str) -> dict[str, str]:
+    """Save each named map as ``folder/<prefix><name><suffix>.npy``; name → path."""
+    paths = {}
+    for name, m in maps.items():
+        safe = name.replace(":", "_").replace("/", "_")
+        path = folder / f"{prefix}{safe}{suffix}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, m.astype(np.float64))
+        paths[name] = str(path)
+    return paths
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     torch.set_num_threads(int(cfg.get("threads", 1)))
@@ -104,13 +116,7 @@ def main() -> None:
             diameter=int(cfg["diameter"]),
             offset=offset,
         )
-        paths = {}
-        for name, m in maps.items():
-            safe = name.replace(":", "_").replace("/", "_")
-            path = folder / "maps" / f"{cfg['case']}-{safe}-seed{seed}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, m.astype(np.float64))
-            paths[name] = str(path)
+        paths = save_maps(maps, folder / "maps", f"{cfg['case']}-", f"-seed{seed}")
         reliability = getattr(result, "reliability", None)
         runs.append(
             {

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from maskscope.methods.hdm import HDMParams
-from maskscope.methods.rise import RISEParams
+from maskscope import HDMParams, RISEParams
 
 SECTION = "## Map quality"
 

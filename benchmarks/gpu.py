@@ -1,0 +1,288 @@
+"""GPU check: throughput of the bundled U-Nets and every method against its floor.
+
+Prints, as markdown tables:
+
+1. images/s of the bundled 2D U-Net (``shapes2d``, 240²) and 3D U-Net (``phantom3d``,
+   64×96×96) at batch sizes 1, 2, 4, … 256 (stopping at the first out-of-memory), in
+   float32 and in bf16 (``torch.autocast``), eager and with ``torch.compile``, with the
+   peak GPU memory of each (``torch.cuda.max_memory_allocated``);
+2. every method's wall time at default settings against its floor, N evaluations ÷ the
+   best throughput of the same variant and of any variant, with the run's peak GPU
+   memory: in float32, and with the methods' ``precision="bfloat16"`` (and, with
+   compilation on, ``compile=True``) where the methods take those options.
+
+It keeps to a time budget (``--budget``, 270 s by default, so that the whole script stays
+under 5 minutes on one GPU): compiled variants run last, at every other power of two
+(each batch size is one compilation), and rows that do not fit in the budget are listed
+as skipped.
+
+    python benchmarks/gpu.py                          # on cuda
+    python benchmarks/gpu.py --device cpu --quick     # small sizes, a few seconds
+    python benchmarks/gpu.py --json gpu.json          # also save the figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import LABELS, machine_line, sync
+from md_tables import table
+
+from maskscope.data import phantom3d, shapes2d
+from maskscope.models import load_model
+
+#: Benchmark model name → (bundled model, full-size image shape, quick image shape).
+SHAPES = {"unet2d": ("shapes2d", 240, 64), "unet3d": ("phantom3d", (64, 96, 96), (24, 24, 24))}
+PRECISIONS = ("float32", "bf16")
+THROUGHPUT_HEADER = ["model", "precision", "compiled", "batch", "images/s", "ms / image"]
+THROUGHPUT_HEADER += ["peak memory (MB)"]
+METHODS_HEADER = ["model", "method", "precision", "compiled", "evaluations", "wall (s)"]
+METHODS_HEADER += ["floor (s)", "ratio", "floor, best variant (s)", "ratio to it"]
+METHODS_HEADER += ["peak memory (MB)"]
+
+
+@dataclass
+class Point:
+    """One throughput measurement (``images_s`` None: out of memory or skipped)."""
+
+    model: str
+    precision: str
+    compiled: bool
+    batch: int
+    images_s: float | None
+    peak_mb: float | None
+    note: str = ""
+
+
+def image_of(name: str, quick: bool):
+    """The benchmark image of a model name, at full or quick size, ``(1, *spatial)``."""
+    _, full, small = SHAPES[name]
+    size = small if quick else full
+    if name == "unet2d":
+        return shapes2d(seed=7, size=size).image
+    return phantom3d(seed=3, shape=size).image
+
+
+def reset_peak(device: torch.device) -> None:
+    """Start a new peak-memory window (GPU only)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated since :func:`reset_peak` (None on a CPU)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether an exception is an out-of-memory error of the device."""
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def images_per_s(model, x: torch.Tensor, precision: str, min_s: float, calls: int = 3) -> float:
+    """Throughput of ``model(x)``: after warm-up, at least ``calls`` calls and ``min_s`` s."""
+    device = x.device
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    with torch.inference_mode(), torch.autocast(device.type, dtype, enabled=dtype is not None):
+        for _ in range(min(2, calls)):  # warm-up (and compilation, for a compiled model)
+            model(x)
+        sync(device)
+        done, t0 = 0, time.perf_counter()
+        while done < calls or time.perf_counter() - t0 < min_s:
+            model(x)
+            done += 1
+            sync(device)
+        elapsed = time.perf_counter() - t0
+    return done * x.shape[0] / elapsed
+
+
+def sweep(name, model, image, precision, compiled, batches, args, deadline) -> list[Point]:
+    """Throughput at each batch size until the first out-of-memory (or the deadline)."""
+    device = torch.device(args.device)
+    points, x1 = [], torch.as_tensor(image)[None].to(device)
+    for b in batches:
+        if time.perf_counter() > deadline:
+            points.append(Point(name, precision, compiled, b, None, None, "skipped (budget)"))
+            continue
+        reset_peak(device)
+        try:
+            xb = x1.expand(b, *x1.shape[1:]).contiguous()
+            rate = images_per_s(model, xb, precision, args.min_s, args.calls)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_oom(exc):
+                raise
+            points.append(
+                Point(name, precision, compiled, b, None, peak_mb(device), "out of memory")
+            )
+            reset_peak(device)
+            break
+        points.append(Point(name, precision, compiled, b, rate, peak_mb(device)))
+    return points
+
+
+def batches_of(args, compiled: bool) -> list[int]:
+    """Powers of two up to ``--max-batch``; every other one for compiled models."""
+    out, b = [], 1
+    while b <= args.max_batch:
+        out.append(b)
+        b *= 4 if compiled else 2
+    return out
+
+
+def throughput(args, models: dict, deadline: float) -> list[Point]:
+    """Every (model, precision, compiled) sweep: eager first, compiled last."""
+    points = []
+    variants = [(p, False) for p in PRECISIONS]
+    variants += [(p, True) for p in PRECISIONS] if args.compile else []
+    for precision, compiled in variants:
+        for name, (model, image) in models.items():
+            m = torch.compile(model, dynamic=False) if compiled else model
+            batches = batches_of(args, compiled)
+            points += sweep(name, m, image, precision, compiled, batches, args, deadline)
+    return points
+
+
+def best_rate(points: list[Point], name: str, variant: tuple[str, bool] | None) -> float | None:
+    """The best images/s of a model: of one (precision, compiled) variant, or of any (None)."""
+    rates = [
+        p.images_s
+        for p in points
+        if p.model == name and p.images_s and variant in (None, (p.precision, p.compiled))
+    ]
+    return max(rates) if rates else None
+
+
+def method_variants(args) -> list[tuple[str, bool]]:
+    """(precision, compiled) of the method runs: float32 eager, and the options the methods
+    take (``precision=``, ``compile=``), compiled only where ``--compile`` is on."""
+    from maskscope import Method
+
+    takes = inspect.signature(Method.__init__).parameters
+    out = [("float32", False)]
+    if "precision" in takes:
+        out.append(("bf16", False))
+        if args.compile and "compile" in takes:
+            out.append(("bf16", True))
+    return out
+
+
+def method_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
+    """(method class, explain() keywords) at default settings, sized for a short run."""
+    from maskscope import HDM, RISE, PixelRISE, SegRISE
+
+    n = {(2, False): 1000, (3, False): 200, (2, True): 8, (3, True): 4}[(dims, quick)]
+    stride = {(2, False): 5.0, (3, False): 8.0, (2, True): 24.0, (3, True): 12.0}[(dims, quick)]
+    rise = {"n_masks": n, "grid": 8 if dims == 2 else 6}
+    table_ = {
+        "RISE": (RISE, rise),
+        "SegRISE": (SegRISE, rise),
+        "PixelRISE-mean": (PixelRISE, {**rise, "merge": "mean"}),
+        "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
+        "HDM": (HDM, {"diameter": 25.0 if dims == 2 else 16.0, "stride": stride}),
+    }
+    return table_[label]
+
+
+def _one_run(explainer, image, kw: dict, label: str, device) -> tuple[float, int, float | None]:
+    """(wall s, evaluations, peak GPU MB) of one explain() run after a small warm-up."""
+    tiny = {"stride": 1000.0} if label == "HDM" else {"n_masks": 2}
+    explainer.explain(image, **{**kw, **tiny})  # warm-up (and compilation)
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    expl = explainer.explain(image, **kw)
+    sync(device)
+    return time.perf_counter() - t0, int(expl.n_forward), peak_mb(device)
+
+
+def methods(args, models: dict, points: list[Point]) -> list[list]:
+    """Each method's wall time at default settings against N ÷ best throughput."""
+    device = torch.device(args.device)
+    rows = []
+    for name, (model, image) in models.items():
+        best = best_rate(points, name, None)
+        for precision, compiled in method_variants(args):
+            same = best_rate(points, name, (precision, compiled))
+            options = {} if precision == "float32" else {"precision": "bfloat16"}
+            options |= {"compile": True} if compiled else {}
+            for label in LABELS:
+                cls, kw = method_args(label, image.ndim - 1, args.quick)
+                wall, n, peak = _one_run(cls(model, **options), image, kw, label, device)
+                floor = n / same if same else None
+                row = [name, label, precision, "yes" if compiled else "no", n, wall, floor]
+                row += [wall / floor if floor else None, n / best if best else None]
+                rows.append([*row, wall * best / n if best else None, peak])
+    return rows
+
+
+def throughput_rows(points: list[Point]) -> list[list]:
+    """Rows of the throughput table."""
+    rows = []
+    for p in points:
+        rate = p.images_s
+        cells = [p.model, p.precision, "yes" if p.compiled else "no", p.batch]
+        cells += [rate or p.note, 1000 / rate if rate else None, p.peak_mb]
+        rows.append(cells)
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--quick", action="store_true", help="small images and batches, seconds")
+    p.add_argument("--max-batch", type=int, default=None, help="largest batch (256; quick 2)")
+    p.add_argument("--min-s", type=float, default=None, help="seconds per point (0.3; quick 0)")
+    p.add_argument("--budget", type=float, default=270.0, help="seconds for the throughput part")
+    p.add_argument("--no-compile", dest="compile", action="store_false", default=None)
+    p.add_argument("--compile", dest="compile", action="store_true", help="default off on CPU")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args(argv)
+    if args.max_batch is None:
+        args.max_batch = 2 if args.quick else 256
+    if args.min_s is None:
+        args.min_s = 0.0 if args.quick else 0.3
+    args.calls = 1 if args.quick else 3
+    if args.compile is None:  # compiling on a CPU needs a C++ compiler and minutes
+        args.compile = torch.device(args.device).type == "cuda"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print both tables."""
+    args = parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA device here (use --device cpu)")
+    t0 = time.perf_counter()
+    models = {
+        name: (load_model(SHAPES[name][0], device=args.device).eval(), image_of(name, args.quick))
+        for name in SHAPES
+    }
+    print(f"# GPU check\n\n{machine_line(args.device)}\n")
+    points = throughput(args, models, t0 + args.budget)
+    print("## Throughput\n")
+    print(table(THROUGHPUT_HEADER, throughput_rows(points), "lllrrrr") + "\n")
+    rows = methods(args, models, points)
+    print("## Methods at default settings vs N ÷ best throughput\n")
+    print(table(METHODS_HEADER, rows, "llllrrrrrrr") + "\n")
+    print(f"total {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        data = {"points": [asdict(p) for p in points], "methods": rows}
+        args.json.write_text(json.dumps(data, indent=1))
+
+
+if __name__ == "__main__":
+    main()
