@@ -10,9 +10,10 @@ import torch
 
 from .._engine.custom import checked_fill, checked_score, function_name
 from .._engine.loop import RunOptions, Task
+from .._engine.params import replace_params, validate_params
 from .._engine.perturb import bind
 
-__all__ = ["checked_task", "jsonable", "run_record"]
+__all__ = ["checked_task", "jsonable", "resolve_settings", "run_record"]
 
 
 def checked_task(method, task: Task, params: Any) -> Task:
@@ -80,3 +81,29 @@ def jsonable(d: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = repr(v)
     return out
+
+
+def resolve_settings(name: str, params_cls: type, params: Any, options, overrides: dict):
+    """The method's parameters and run options with ``overrides`` applied, validated."""
+    if params is None:
+        params = params_cls()
+    elif not isinstance(params, params_cls):
+        raise TypeError(f"params must be a {params_cls.__name__}, got {type(params).__name__}")
+    options = options or RunOptions()
+    p_names = {f.name for f in dataclasses.fields(params_cls)}
+    o_names = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(overrides) - p_names - o_names)
+    if unknown:
+        raise TypeError(
+            f"{name} got unknown argument(s) {', '.join(unknown)}; parameters are "
+            f"{', '.join(sorted(p_names))}; run options are {', '.join(sorted(o_names))}"
+        )
+    p_over = {k: v for k, v in overrides.items() if k in p_names}
+    o_over = {k: v for k, v in overrides.items() if k in o_names}
+    if p_over:
+        params = replace_params(params, **p_over)
+    if o_over:
+        options = replace_params(options, **o_over)
+    validate_params(params)
+    validate_params(options)
+    return params, options

@@ -16,13 +16,12 @@ from .._engine.devices import check_device
 from .._engine.inputs import model_device_dtype, model_layout
 from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
-from .._engine.params import replace_params, validate_params
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
 from ._crop import crop_arguments, iter_crop
 from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
-from ._record import checked_task, run_record
+from ._record import checked_task, resolve_settings, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
 from .context import Context, build_context
 
@@ -381,28 +380,7 @@ class Method:
 
     # ------------------------------------------------------------------ helpers
     def _resolve(self, params: Any, options: RunOptions | None, overrides: dict[str, Any]):
-        if params is None:
-            params = self.Params()
-        elif not isinstance(params, self.Params):
-            raise TypeError(f"params must be a {self.Params.__name__}, got {type(params).__name__}")
-        options = options or RunOptions()
-        p_names = {f.name for f in dataclasses.fields(self.Params)}
-        o_names = {f.name for f in dataclasses.fields(RunOptions)}
-        unknown = sorted(set(overrides) - p_names - o_names)
-        if unknown:
-            raise TypeError(
-                f"{self.name} got unknown argument(s) {', '.join(unknown)}; parameters are "
-                f"{', '.join(sorted(p_names))}; run options are {', '.join(sorted(o_names))}"
-            )
-        p_over = {k: v for k, v in overrides.items() if k in p_names}
-        o_over = {k: v for k, v in overrides.items() if k in o_names}
-        if p_over:
-            params = replace_params(params, **p_over)
-        if o_over:
-            options = replace_params(options, **o_over)
-        validate_params(params)
-        validate_params(options)
-        return params, options
+        return resolve_settings(self.name, self.Params, params, options, overrides)
 
     def _warn_training(self) -> None:
         # an exported program's module has a training flag, but its mode was fixed at export
