@@ -173,28 +173,3 @@ class WindowMasks(RiseMasks):
         self.full_spatial = self.spatial
         self.origin = tuple(int(s.start) for s in window)
         self.spatial = tuple(int(s.stop) - int(s.start) for s in window)
-
-    def _render(self, grids, shifts, rows):
-        """The window's masks ``(n, 1, *window)`` and their factors (see :class:`RiseMasks`)."""
-        n = grids.shape[0]
-        x = grids.to(self.dtype)
-        lo, hi = (0, self.spatial[0]) if rows is None else rows
-        if not 0 <= lo < hi <= self.spatial[0]:
-            raise ValueError(f"rows must satisfy 0 <= lo < hi <= {self.spatial[0]}, got {rows}")
-        mats = []
-        for ax, size in enumerate(self.spatial):
-            first, count = (lo, hi - lo) if ax == 0 else (0, size)
-            first += self.origin[ax]
-            idx = shifts[:, ax : ax + 1] + torch.arange(first, first + count, device=self.device)
-            mats.append(self._mats[ax][idx])
-        shape = (n, 1, hi - lo, *self.spatial[1:])
-        out = self._output(shape)
-        if len(self.spatial) == 2:
-            y = torch.bmm(x, mats[1].transpose(1, 2))
-        else:
-            g0, g1, g2 = self.grid
-            x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))
-            x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))
-            y = x.reshape(n, self.grid[0], -1)
-        masks = torch.bmm(mats[0], y, out=out).reshape(shape)
-        return masks, mats[0], y

@@ -150,6 +150,8 @@ class RiseMasks:
             for g, c in zip(grid_t, self.cells, strict=True)
         ]
         self._block_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        #: Where the rendered masks start in the full masks (a window's corner; 0 here).
+        self.origin: tuple[int, ...] = (0,) * nd
 
     def _block(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._block_cache is not None and self._block_cache[0] == b:
@@ -214,6 +216,7 @@ class RiseMasks:
         mats = []
         for ax, size in enumerate(self.spatial):
             first, count = (lo, hi - lo) if ax == 0 else (0, size)
+            first += self.origin[ax]
             idx = shifts[:, ax : ax + 1] + torch.arange(first, first + count, device=self.device)
             mats.append(self._mats[ax][idx])  # (n, count, g): the cropped rows
         shape = (n, 1, hi - lo, *self.spatial[1:])
