@@ -134,11 +134,12 @@ class WeightedSum:
         w = weights.to(m.dtype)
         even = (torch.arange(start, start + b, device=w.device) % 2 == 0).to(w.dtype)
         wd = weights.double()
+        n_even = (b + 1 - start % 2) // 2  # even indices in start .. start + b - 1
         self._open_w[0] += float(wd.sum())
         self._open_w[1] += float((wd * even.double()).sum())
         self._open_n[0] += b
-        self._open_n[1] += int(even.sum())
-        self.n_even += int(even.sum())
+        self._open_n[1] += n_even
+        self.n_even += n_even
         self.n += b
         c1 = torch.stack([w, torch.ones_like(w), w * even, even], dim=1)  # (b, Q)
         c2 = torch.stack([w * w, w, torch.ones_like(w)], dim=1)  # (b, R)
