@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .._engine.accumulate import Partial
+from .._engine.batch_tuner import BatchTuner
 from .._engine.loop import ModelRunner, Step, Task, relative_error
 from ..explanation import Explanation
 
@@ -101,6 +102,9 @@ class Snapshots:
         snapshots at all (only the last).
     progress
         True for a tqdm bar, or a callable receiving every snapshot.
+    tuner
+        The :class:`~maskscope._engine.batch_tuner.BatchTuner` measuring the batch size,
+        when there is one (its choice and timings go in every snapshot's ``params``).
     """
 
     def __init__(
@@ -111,12 +115,12 @@ class Snapshots:
         batch_size: int | None,
         yield_every: float | None,
         progress: bool | Callable[[Explanation], None] = False,
+        tuner: BatchTuner | None = None,
     ) -> None:
         self.record, self.runner = record, runner
         self.t0 = time.perf_counter()
         self.n_total, self.n_done, self.batch_size = n_total, 0, batch_size
-        #: A :class:`~maskscope._engine.batch_tuner.BatchTuner` measuring the batch size.
-        self.tuner = None
+        self.tuner = tuner
         self.canvas = Canvas(record.spatial, record.sliced)
         self.skipped: list[int] = []
         self.stopped_early = False

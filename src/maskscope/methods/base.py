@@ -297,6 +297,7 @@ class Method:
 
     def _snapshots(self, run: Prepared) -> Iterator[Explanation]:
         """Build each task, run it, stream its snapshots; the last one is ``done``."""
+        tuner = BatchTuner() if run.options.batch_size is None else None
         snaps = Snapshots(
             run.record,
             run.runner,
@@ -304,10 +305,9 @@ class Method:
             batch_size=run.options.batch_size,
             yield_every=run.yield_every,
             progress=run.progress,
+            tuner=tuner,
         )
         target = run.target
-        tuner = BatchTuner() if run.options.batch_size is None else None
-        snaps.tuner = tuner
         try:
             for i, index in enumerate(run.inp.indices):
                 if run.cancel is not None and run.cancel.cancelled:
