@@ -224,15 +224,14 @@ class Method:
         """
         streamed = callable(kwargs.get("progress")) or {"yield_every", "options"} & set(kwargs)
         if kwargs.get("crop", False) is not False:
-            last = None
-            for last in iter_crop(self, image, stream=bool(streamed), **crop_arguments(kwargs)):  # noqa: B007
-                pass
-            return last
-        run = self._prepare(image, **kwargs)
-        if not streamed:
-            run = dataclasses.replace(run, yield_every=None)
+            snapshots = iter_crop(self, image, stream=bool(streamed), **crop_arguments(kwargs))
+        else:
+            run = self._prepare(image, **kwargs)
+            if not streamed:
+                run = dataclasses.replace(run, yield_every=None)
+            snapshots = self._snapshots(run)
         last = None
-        for last in self._snapshots(run):  # noqa: B007
+        for last in snapshots:  # noqa: B007
             pass
         assert last is not None
         return last
