@@ -64,12 +64,15 @@ def test_live_mode_matches_brute_force(spatial, batch, est):
 
 @pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
-def test_slab_mode_matches_brute_force_within_budget(spatial, est):
+@pytest.mark.parametrize("buffer_masks", [256, 8])  # all masks of a slab at once, or in chunks
+def test_slab_mode_matches_brute_force_within_budget(spatial, est, buffer_masks):
     n_vox = int(np.prod(spatial))
     n, n_pix = 30, 40
     # room for the scores, one live pixel and a few rows of the rest: several slabs
     budget = (n * n_pix + 16 * n_vox + 3 * (n_pix + n) * n_vox // spatial[0]) * 4
-    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, est=est)
+    acc, slabs, got, want, _, _ = run(
+        spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=buffer_masks, est=est
+    )
     assert acc.tiled
     rows = acc.rows_per_slab
     assert 1 < rows < spatial[0] and len(slabs) == -(-spatial[0] // rows)
@@ -140,3 +143,44 @@ def test_slab_rows_of_masks_equal_full_masks():
             torch.testing.assert_close(gen(3, 9, rows=(lo, hi)), full[:, :, lo:hi])
         with pytest.raises(ValueError, match="rows"):
             gen(0, 2, rows=(3, 3))
+
+
+@pytest.mark.parametrize("spatial", [(13, 11), (6, 9, 7)])
+@pytest.mark.parametrize("n", [3, 31])
+def test_slab_mode_is_the_same_for_any_batch_and_chunk(spatial, n):
+    """Slab products straight into the maxima, or summed over chunks: one map."""
+    n_vox = int(np.prod(spatial))
+    budget = (n * 60 + 16 * n_vox + 2 * (60 + n) * n_vox // spatial[0]) * 4
+    maps = []
+    for batch, buffer_masks in ((1, 256), (n, 256), (4, 2), (7, 5)):
+        acc, _, got, want, _, _ = run(
+            spatial, n, 60, batch, max_bytes=budget, buffer_masks=buffer_masks
+        )
+        assert acc.tiled
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        maps.append(got)
+    for other in maps[1:]:
+        np.testing.assert_allclose(other, maps[0], rtol=1e-5, atol=1e-6)
+
+
+def test_slab_products_agree_with_float64_on_large_scores():
+    """Centred products in float32: error well under the map's own scale of variation."""
+    spatial, n, n_pix = (24, 20), 200, 50
+    gen = RiseMasks(spatial, 4, 0.5, seed=5)
+    g = torch.Generator().manual_seed(9)
+    # scores near 0.9 that vary by 1e-3: the centred part is small next to the mean
+    scores = 0.9 + 1e-3 * torch.rand(n, n_pix, generator=g)
+    acc = PixelMax(spatial, n_pix, 0.5, n, gen, CPU, max_bytes=2**17)
+    assert acc.tiled
+    for start in range(0, n, 16):
+        stop = min(start + 16, n)
+        acc.update(MaskBatch(start, gen(start, stop)), scores[start:stop])
+    list(acc.finish())
+    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5)
+    got = acc.partial().map.numpy()
+    err = np.abs(got - want).max()
+    # float32 products and maxima: a few roundings of values of the map's size (the bias
+    # c / sc is n p c, scaled back by sc), i.e. a few float32 ulps of max |map| ...
+    assert err <= 8 * np.finfo(np.float32).eps * np.abs(want).max()
+    # ... which stays small next to how much the max-merged map varies (~3e-5 here)
+    assert err < 0.02 * (want.max() - want.min())

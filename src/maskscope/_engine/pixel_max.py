@@ -17,6 +17,7 @@ import torch
 
 from .accumulate import Partial
 from .mask_batch import MaskBatch
+from .pixel_slabs import CentredHalves, slab_maxima
 from .weighted_sum import WeightedSum, split_half_reliability
 
 __all__ = ["PixelMax"]
@@ -237,34 +238,36 @@ class PixelMax:
         return int(min(self.spatial[0], max(1, avail // ((2 * n_rest + chunk) * row * _F32))))
 
     def finish(self) -> Iterator[int]:
-        """Compute the pixels not accumulated live, slab by slab; yields slabs done."""
+        """Compute the pixels not accumulated live, slab by slab; yields slabs done.
+
+        Each slab's masks are rendered again (no model calls) and the max over pixels is
+        taken straight from the centred products (see :mod:`~.pixel_slabs`).
+        """
         self._flush()
         self._buf_m = self._buf_s = None
         if self.scores is None:
             return
         self.best = self._merged(self.acc, self.live)
         self.acc = None
-        scores = self.scores[: self.n]
         rows = self.rows_per_slab = self.slab_rows()
+        sums = self.score_sums[:, self.rest]
+        halves = CentredHalves(self.scores[: self.n], sums, self.p, self.estimator == "centred")
+        self.scores = None
         row = self.n_vox // self.spatial[0]
-        chunk = self._slab_chunk()
-        n_rest = scores.shape[1]
-        store = torch.empty(2, n_rest * rows * row, dtype=torch.float32, device=self.device)
+        cov_all, cov_even = self.mean_acc.coverage()
         for i, lo in enumerate(range(0, self.spatial[0], rows)):
             hi = min(lo + rows, self.spatial[0])
-            slabs = [half[: n_rest * (hi - lo) * row].view(n_rest, -1) for half in store]
-            for half in slabs:
-                half.zero_()
-            for start in range(0, self.n, chunk):
-                stop = min(start + chunk, self.n)
-                m = self.masks_fn(start, stop, rows=(lo, hi)).reshape(stop - start, -1).float()
-                _add_halves(slabs, scores[start:stop], m, start)
-            merged = self._merged(slabs, self.rest, lo * row)
+            part = slice(lo * row, hi * row)
+            cov = torch.stack([cov_even[part], cov_all[part] - cov_even[part]]).float()
+
+            def masks(start: int, stop: int, lo=lo, hi=hi) -> torch.Tensor:
+                m = self.masks_fn(start, stop, rows=(lo, hi))
+                return m.reshape(stop - start, -1).float()
+
+            merged = slab_maxima(halves, masks, cov, self._slab_chunk())
             for flat, value in zip(self.best, merged, strict=True):
-                part = flat[lo * row : hi * row]
-                torch.maximum(part, value, out=part)
+                torch.maximum(flat[part], value.to(flat.dtype), out=flat[part])
             yield i + 1
-        self.scores = None
 
 
 def _add_halves(acc, s: torch.Tensor, m: torch.Tensor, start: int) -> None:

@@ -1,0 +1,156 @@
+"""PixelRISE max's final pass: the max over pixels taken straight from the products.
+
+For the pixels whose scores were kept (see :class:`~maskscope._engine.pixel_max.PixelMax`),
+every score is known when the final pass starts, so the centring of each pixel's map can
+go into the product itself:
+
+    ``map_j = c_j + sc · Σᵢ (s_ij − c_j) mᵢ = sc · (Σᵢ (s_ij − c_j) mᵢ + c_j / sc)``
+
+with ``c_j`` the pixel's mean score (0 for the paper's estimator) and ``sc = 1 / (n p)``.
+Each half of the masks (even and odd indices) is one product ``A (P, n/2) @ M (n/2, V)``
+plus a bias per pixel, and since ``sc > 0`` the max over pixels of a map is ``sc`` times
+the max of that product. The map of all masks is the sum of the two halves' products plus
+a rank-3 correction (their means differ from the overall mean):
+
+    ``map_j / sc_a = E_j + O_j + u0_j + u1_j · cov_e + u2_j · cov_o``
+
+(``cov_e``, ``cov_o``: the even and the odd masks' coverage ``Σ mᵢ``). The products are
+done on tiles of voxels small enough for the caches, and each tile is reduced to its three
+maxima at once: the ``P × voxels`` sums are never written to memory when all masks of a
+slab are rendered at once, and otherwise (many masks) they are summed per slab and
+reduced tile by tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["CentredHalves", "slab_maxima"]
+
+#: Pixel-voxel products per tile: ``P × tile`` floats stay in the processor's caches.
+TILE_ELEMENTS = 2**19
+
+
+class CentredHalves:
+    """The per-half product matrices and biases of the final pass (see module notes).
+
+    Parameters
+    ----------
+    scores
+        ``(n, P)`` scores of the masks ``0 .. n-1`` for the P pixels.
+    sums
+        ``(2, P)`` score sums of the even and the odd masks (float64).
+    p_keep
+        The masks' keep probability.
+    centred
+        Centre each pixel's map on its mean score (False: the paper's estimator).
+    """
+
+    def __init__(
+        self, scores: torch.Tensor, sums: torch.Tensor, p_keep: float, centred: bool
+    ) -> None:
+        n = scores.shape[0]
+        n_e, n_o = (n + 1) // 2, n // 2
+        self.scale = tuple(1.0 / (max(k, 1) * p_keep) for k in (n, n_e, n_o))  # all, e, o
+        s = scores.double()
+        zero = torch.zeros_like(sums[0])
+        c_e = sums[0] / max(n_e, 1) if centred else zero
+        c_o = sums[1] / max(n_o, 1) if centred else zero
+        c_a = (sums[0] + sums[1]) / max(n, 1) if centred else zero
+        sc_a, sc_e, sc_o = self.scale
+        self.a_even = (s[0::2] - c_e).T.float().contiguous()  # (P, n_e)
+        self.a_odd = (s[1::2] - c_o).T.float().contiguous()  # (P, n_o)
+        self.b_even = (c_e / sc_e).float()[:, None]
+        self.b_odd = (c_o / sc_o).float()[:, None]
+        # map_all / sc_a = E + O + u0 + u1 cov_e + u2 cov_o
+        u0 = c_a / sc_a - c_e / sc_e - c_o / sc_o
+        self.u = torch.stack([u0, c_e - c_a, c_o - c_a], dim=1).float()  # (P, 3)
+        self.n = n
+
+    @property
+    def n_pixels(self) -> int:
+        """P."""
+        return int(self.a_even.shape[0])
+
+
+def _tile(n_pixels: int, width: int) -> int:
+    return max(64, min(width, TILE_ELEMENTS // max(n_pixels, 1)))
+
+
+def slab_maxima(
+    halves: CentredHalves,
+    masks: Callable[[int, int], torch.Tensor],
+    coverage: torch.Tensor,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three flat maxima over pixels (all masks, even, odd) of one slab of voxels.
+
+    Parameters
+    ----------
+    halves
+        The product matrices of the pass.
+    masks
+        ``(start, stop) -> (stop - start, slab voxels)``: the slab of masks ``start ..
+        stop-1`` (may be overwritten by the next call).
+    coverage
+        ``(2, slab voxels)`` float32: the even and the odd masks' coverage over the slab.
+    chunk
+        Masks rendered at a time at most. When all ``n`` fit in one chunk, the products go
+        tile by tile straight into their maxima; otherwise they are summed over the
+        chunks for the whole slab first.
+    """
+    n, width = halves.n, coverage.shape[1]
+    ones = torch.ones(1, width, dtype=coverage.dtype, device=coverage.device)
+    weights = torch.cat([ones, coverage])  # (3, width)
+    out = torch.empty(3, width, dtype=torch.float32, device=coverage.device)
+    if n <= chunk:
+        m = masks(0, n)
+        _fused(halves, m[0::2], m[1::2], weights, out)
+    else:
+        _summed(halves, masks, weights, chunk, out)
+    for row, scale in zip(out, halves.scale, strict=True):
+        row.mul_(scale)
+    return out[0], out[1], out[2]
+
+
+def _reduce(pe: torch.Tensor, po: torch.Tensor, u, w: torch.Tensor, out, cols: slice) -> None:
+    """Maxima of one tile's products: even, odd, then all (``pe`` is overwritten)."""
+    torch.amax(pe, dim=0, out=out[1, cols])
+    torch.amax(po, dim=0, out=out[2, cols])
+    pe.add_(po).addmm_(u, w)
+    torch.amax(pe, dim=0, out=out[0, cols])
+
+
+def _fused(halves: CentredHalves, m_e, m_o, weights, out) -> None:
+    """All masks at hand: products of one tile at a time, reduced while in the caches."""
+    p, width = halves.n_pixels, weights.shape[1]
+    tile = _tile(p, width)
+    pe_buf = torch.empty(p * tile, dtype=torch.float32, device=weights.device)
+    po_buf = torch.empty_like(pe_buf)
+    for a in range(0, width, tile):
+        b = min(a + tile, width)
+        pe, po = pe_buf[: p * (b - a)].view(p, -1), po_buf[: p * (b - a)].view(p, -1)
+        torch.addmm(halves.b_even, halves.a_even, m_e[:, a:b], out=pe)
+        torch.addmm(halves.b_odd, halves.a_odd, m_o[:, a:b], out=po)
+        _reduce(pe, po, halves.u, weights[:, a:b], out, slice(a, b))
+
+
+def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:
+    """Many masks: the slab's two products summed chunk by chunk, then reduced by tiles."""
+    p, width = halves.n_pixels, weights.shape[1]
+    pe = halves.b_even.expand(p, width).contiguous()
+    po = halves.b_odd.expand(p, width).contiguous()
+    for start in range(0, halves.n, chunk):
+        stop = min(start + chunk, halves.n)
+        m = masks(start, stop)
+        first = start % 2  # the row of the chunk's first even-indexed mask
+        e0, e1, o0, o1 = (start + 1) // 2, (stop + 1) // 2, start // 2, stop // 2
+        pe.addmm_(halves.a_even[:, e0:e1], m[first::2])
+        if o1 > o0:
+            po.addmm_(halves.a_odd[:, o0:o1], m[1 - first :: 2])
+    tile = _tile(p, width)
+    for a in range(0, width, tile):
+        b = min(a + tile, width)
+        _reduce(pe[:, a:b], po[:, a:b], halves.u, weights[:, a:b], out, slice(a, b))
