@@ -119,6 +119,8 @@ class WeightedSum:
         self._staged = 0
         self._square: torch.Tensor | None = None
         self._pending: tuple[torch.Tensor, ...] | None = None
+        self._products: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # _sums() until a change
         self._pending_n = 0
         self._cap = 0
         self._key: tuple | None = None
@@ -127,6 +129,7 @@ class WeightedSum:
     def update(self, batch: MaskBatch, weights: torch.Tensor) -> None:
         """Add a chunk: the batch's masks ``(B, 1, *sp)`` with their weights ``(B,)``."""
         start, masks = batch.start, batch.masks
+        self._cached = None
         b = masks.shape[0]
         m = masks.reshape(b, -1)
         if m.element_size() < 4:  # half-precision models: sum in float32 at least
@@ -184,48 +187,51 @@ class WeightedSum:
         rest = y.shape[2]
         if self._pending is None or self._key != (rows, k, rest, y.dtype) or n > self._cap:
             self._flush_factors()
-            per_mask = (
-                k * (rows + _Q * rest) + (2 * k - 1) * (rows + _R * rest)
-            ) * y.element_size()
+            per_mask = (_Q * k + _R * (2 * k - 1)) * rows + (3 * k - 1) * rest  # elements
+            per_mask *= y.element_size()
             cap = max(n, min(self.FLUSH_EVERY, self.PENDING_BYTES // per_mask))
             new = lmat.new_empty
             self._key = (rows, k, rest, y.dtype)
             self._pending = (
-                new((rows, cap * k)),
-                new((cap * k, _Q, rest)),
-                new((rows, cap * (2 * k - 1))),
-                new((cap * (2 * k - 1), _R, rest)),
+                new((_Q, rows, cap, k)),
+                new((cap, k, rest)),
+                new((_R, rows, cap, 2 * k - 1)),
+                new((cap, 2 * k - 1, rest)),
             )
+            self._products = (new((_Q * rows, rest)), new((_R * rows, rest)))
             self._cap = cap
         if self._pending_n + n > self._cap:
             self._flush_factors()
         a1, b1, a2, b2 = self._pending
-        i, j = self._pending_n * k, self._pending_n * (2 * k - 1)
+        i = self._pending_n
         _factor_blocks(
             lmat,
             y,
             c1,
             c2,
-            a1[:, i : i + n * k].view(rows, n, k),
-            b1[i : i + n * k].view(n, k, _Q, rest),
-            a2[:, j : j + n * (2 * k - 1)].view(rows, n, 2 * k - 1),
-            b2[j : j + n * (2 * k - 1)].view(n, 2 * k - 1, _R, rest),
+            a1[:, :, i : i + n],
+            b1[i : i + n],
+            a2[:, :, i : i + n],
+            b2[i : i + n],
         )
         self._pending_n += n
         if self._pending_n >= self._cap:
             self._flush_factors()
 
     def _pending_products(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``Σ c1ᵢ mᵢ`` (Q, voxels) and ``Σ c2ᵢ mᵢ²`` (R, voxels) of the pending masks.
+
+        One product each, written straight in the sums' layout (reused arrays: valid
+        until the next call).
+        """
         a1, b1, a2, b2 = self._pending
         k = self._key[1]
-        rows, rest = a1.shape[0], b1.shape[2]
+        rows, cap, rest = a1.shape[1], a1.shape[2], b1.shape[2]
         i, j = self._pending_n * k, self._pending_n * (2 * k - 1)
-        p1 = torch.mm(a1[:, :i], b1[:i].reshape(i, -1)).view(rows, _Q, rest)
-        p2 = torch.mm(a2[:, :j], b2[:j].reshape(j, -1)).view(rows, _R, rest)
-        return (
-            p1.permute(1, 0, 2).reshape(_Q, -1),
-            p2.permute(1, 0, 2).reshape(_R, -1),
-        )
+        p1, p2 = self._products
+        torch.mm(a1.view(_Q * rows, cap * k)[:, :i], b1.view(-1, rest)[:i], out=p1)
+        torch.mm(a2.view(_R * rows, -1)[:, :j], b2.view(-1, rest)[:j], out=p2)
+        return p1.view(_Q, -1), p2.view(_R, -1)
 
     def _flush_factors(self) -> None:
         if self._pending is None or self._pending_n == 0:
@@ -294,6 +300,7 @@ class WeightedSum:
         last of a run) becomes this accumulator's open block, which must be empty.
         """
         b1, b2 = block.s1.to(self.s1.device), block.s2.to(self.s2.device)
+        self._cached = None
         self.n += block.n
         self.n_even += block.n_even
         if block.complete:
@@ -311,11 +318,14 @@ class WeightedSum:
         return s1[1], s1[3]
 
     def _sums(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # the closed blocks' totals plus the open block, always in this order
+        # the closed blocks' totals plus the open block, always in this order; kept until
+        # the next change (a snapshot asks for them three times: map, error, halves)
         if not self._open_n[0]:
             return self.s1, self.s2
-        b1, b2 = self._open()
-        return self.s1 + b1, self.s2 + b2
+        if self._cached is None:
+            b1, b2 = self._open()
+            self._cached = (self.s1 + b1, self.s2 + b2)
+        return self._cached
 
     # ------------------------------------------------------------------ estimates
     def _map(self, s_w: torch.Tensor, s_1: torch.Tensor, n: int, w_sum: float) -> torch.Tensor:
@@ -375,15 +385,18 @@ def _factor_blocks(lmat, y, c1, c2, a1, b1, a2, b2) -> None:
     """Write blocks with ``A1 @ B1 = Σ c1ᵢ mᵢ`` and ``A2 @ B2 = Σ c2ᵢ mᵢ²``, ``mᵢ = Lᵢ @ Yᵢ``.
 
     ``L (n, rows, k)``, ``Y (n, k, rest)``, coefficients ``c1 (n, Q)``, ``c2 (n, R)``; outputs
-    ``a1 (rows, n, k)``, ``b1 (n, k, Q, rest)``, ``a2 (rows, n, 2k-1)``, ``b2 (n, 2k-1, R,
-    rest)`` (views into the buffers). Only neighbouring weights of a row of L are non-zero
-    together, so ``m² = L² Y² + 2 (L₀ L₁)(Y₀ Y₁)`` over neighbouring rows of Y.
+    (views into the buffers) ``a1 (Q, rows, n, k)`` = ``c1ᵢ_q Lᵢ``, ``b1 (n, k, rest)`` = ``Yᵢ``,
+    ``a2 (R, rows, n, 2k-1)``, ``b2 (n, 2k-1, rest)``: the coefficients go with the small
+    factor ``L``, so that ``Y`` is written once and each product's rows are ``(q, row)``,
+    the layout of the sums. Only neighbouring weights of a row of L are non-zero together,
+    so ``m² = L² Y² + 2 (L₀ L₁)(Y₀ Y₁)`` over neighbouring rows of Y.
     """
     n, _, k = lmat.shape
-    lt = lmat.permute(1, 0, 2)
-    a1.copy_(lt)
-    torch.mul(y.unsqueeze(2), c1.view(n, 1, _Q, 1), out=b1)
-    torch.mul(lt, lt, out=a2[:, :, :k])
-    torch.mul(lt[:, :, :-1], lt[:, :, 1:], out=a2[:, :, k:]).mul_(2.0)
-    torch.mul((y * y).unsqueeze(2), c2.view(n, 1, _R, 1), out=b2[:, :k])
-    torch.mul((y[:, :-1] * y[:, 1:]).unsqueeze(2), c2.view(n, 1, _R, 1), out=b2[:, k:])
+    lt = lmat.permute(1, 0, 2).unsqueeze(0)  # (1, rows, n, k)
+    torch.mul(lt, c1.T.reshape(_Q, 1, n, 1), out=a1)
+    b1.copy_(y)
+    coef2 = c2.T.reshape(_R, 1, n, 1)
+    torch.mul(lt * lt, coef2, out=a2[..., :k])
+    torch.mul(lt[..., :-1] * lt[..., 1:], coef2, out=a2[..., k:]).mul_(2.0)
+    torch.mul(y, y, out=b2[:, :k])
+    torch.mul(y[:, :-1], y[:, 1:], out=b2[:, k:])
