@@ -29,6 +29,7 @@ import torch
 
 from .accumulate import Partial, accumulation_dtype
 from .blocks import SUM_BLOCK, SumBlock
+from .factor_sums import PendingFactors
 from .mask_batch import MaskBatch
 
 __all__ = ["ESTIMATORS", "WeightedSum", "split_half_reliability"]
@@ -87,7 +88,7 @@ class WeightedSum:
     #: Masks summed in the staging buffers before they are added to the running sums.
     FLUSH_EVERY = 64
     #: Bytes of pending factors (factored sums) that trigger their product.
-    PENDING_BYTES = 16 * 2**20
+    PENDING_BYTES = 48 * 2**20
 
     def __init__(
         self,
@@ -118,12 +119,8 @@ class WeightedSum:
         self._stage: tuple[torch.Tensor, torch.Tensor] | None = None
         self._staged = 0
         self._square: torch.Tensor | None = None
-        self._pending: tuple[torch.Tensor, ...] | None = None
-        self._products: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: PendingFactors | None = None
         self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # _sums() until a change
-        self._pending_n = 0
-        self._cap = 0
-        self._key: tuple | None = None
 
     # ------------------------------------------------------------------ updates
     def update(self, batch: MaskBatch, weights: torch.Tensor) -> None:
@@ -182,64 +179,32 @@ class WeightedSum:
         self._staged = 0
 
     def _add_factors(self, lmat, y, c1, c2) -> None:
-        """Write one chunk's factor blocks (see :func:`_factor_blocks`) into the buffers."""
+        """Hold one chunk's factors (see :mod:`~.factor_sums`) until their products."""
         n, rows, k = lmat.shape
         rest = y.shape[2]
-        if self._pending is None or self._key != (rows, k, rest, y.dtype) or n > self._cap:
+        pending = self._pending
+        if pending is None or pending.key != (rows, k, rest, y.dtype) or n > pending.cap:
             self._flush_factors()
-            per_mask = (_Q * k + _R * (2 * k - 1)) * rows + (3 * k - 1) * rest  # elements
-            per_mask *= y.element_size()
+            per_mask = PendingFactors.bytes_per_mask(rows, k, rest, _Q + _R, y.element_size())
             cap = max(n, min(self.FLUSH_EVERY, self.PENDING_BYTES // per_mask))
-            new = lmat.new_empty
-            self._key = (rows, k, rest, y.dtype)
-            self._pending = (
-                new((_Q, rows, cap, k)),
-                new((cap, k, rest)),
-                new((_R, rows, cap, 2 * k - 1)),
-                new((cap, 2 * k - 1, rest)),
-            )
-            self._products = (new((_Q * rows, rest)), new((_R * rows, rest)))
-            self._cap = cap
-        if self._pending_n + n > self._cap:
+            pending = self._pending = PendingFactors(rows, k, rest, y, cap, _Q, _R)
+        if pending.n + n > pending.cap:
             self._flush_factors()
-        a1, b1, a2, b2 = self._pending
-        i = self._pending_n
-        _factor_blocks(
-            lmat,
-            y,
-            c1,
-            c2,
-            a1[:, :, i : i + n],
-            b1[i : i + n],
-            a2[:, :, i : i + n],
-            b2[i : i + n],
-        )
-        self._pending_n += n
-        if self._pending_n >= self._cap:
+        pending.add(lmat, y, c1, c2)
+        if pending.n >= pending.cap:
             self._flush_factors()
 
-    def _pending_products(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``Σ c1ᵢ mᵢ`` (Q, voxels) and ``Σ c2ᵢ mᵢ²`` (R, voxels) of the pending masks.
-
-        One product each, written straight in the sums' layout (reused arrays: valid
-        until the next call).
-        """
-        a1, b1, a2, b2 = self._pending
-        k = self._key[1]
-        rows, cap, rest = a1.shape[1], a1.shape[2], b1.shape[2]
-        i, j = self._pending_n * k, self._pending_n * (2 * k - 1)
-        p1, p2 = self._products
-        torch.mm(a1.view(_Q * rows, cap * k)[:, :i], b1.view(-1, rest)[:i], out=p1)
-        torch.mm(a2.view(_R * rows, -1)[:, :j], b2.view(-1, rest)[:j], out=p2)
-        return p1.view(_Q, -1), p2.view(_R, -1)
+    @property
+    def _pending_n(self) -> int:
+        return 0 if self._pending is None else self._pending.n
 
     def _flush_factors(self) -> None:
-        if self._pending is None or self._pending_n == 0:
+        if not self._pending_n:
             return
-        p1, p2 = self._pending_products()
+        p1, p2 = self._pending.products()
         self._b1.add_(p1)
         self._b2.add_(p2)
-        self._pending_n = 0
+        self._pending.n = 0
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -257,8 +222,8 @@ class WeightedSum:
         b1, b2 = self._b1, self._b2
         if self._stage is not None and self._staged:
             b1, b2 = b1 + self._stage[0], b2 + self._stage[1]
-        if self._pending is not None and self._pending_n:
-            p1, p2 = self._pending_products()
+        if self._pending_n:
+            p1, p2 = self._pending.products()
             b1, b2 = b1 + p1, b2 + p2
         return b1, b2
 
@@ -379,24 +344,3 @@ class WeightedSum:
             stderr=None if se is None else se.reshape(self.spatial),
             reliability=self.reliability(),
         )
-
-
-def _factor_blocks(lmat, y, c1, c2, a1, b1, a2, b2) -> None:
-    """Write blocks with ``A1 @ B1 = Σ c1ᵢ mᵢ`` and ``A2 @ B2 = Σ c2ᵢ mᵢ²``, ``mᵢ = Lᵢ @ Yᵢ``.
-
-    ``L (n, rows, k)``, ``Y (n, k, rest)``, coefficients ``c1 (n, Q)``, ``c2 (n, R)``; outputs
-    (views into the buffers) ``a1 (Q, rows, n, k)`` = ``c1ᵢ_q Lᵢ``, ``b1 (n, k, rest)`` = ``Yᵢ``,
-    ``a2 (R, rows, n, 2k-1)``, ``b2 (n, 2k-1, rest)``: the coefficients go with the small
-    factor ``L``, so that ``Y`` is written once and each product's rows are ``(q, row)``,
-    the layout of the sums. Only neighbouring weights of a row of L are non-zero together,
-    so ``m² = L² Y² + 2 (L₀ L₁)(Y₀ Y₁)`` over neighbouring rows of Y.
-    """
-    n, _, k = lmat.shape
-    lt = lmat.permute(1, 0, 2).unsqueeze(0)  # (1, rows, n, k)
-    torch.mul(lt, c1.T.reshape(_Q, 1, n, 1), out=a1)
-    b1.copy_(y)
-    coef2 = c2.T.reshape(_R, 1, n, 1)
-    torch.mul(lt * lt, coef2, out=a2[..., :k])
-    torch.mul(lt[..., :-1] * lt[..., 1:], coef2, out=a2[..., k:]).mul_(2.0)
-    torch.mul(y, y, out=b2[:, :k])
-    torch.mul(y[:, :-1], y[:, 1:], out=b2[:, k:])
