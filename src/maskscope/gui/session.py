@@ -21,6 +21,7 @@ from ..prediction import PredictionSummary
 from .fields import split_values
 from .methods import method_class
 from .models import LoadedModel
+from .sliding import check_patch_dims
 
 __all__ = ["PredictionReady", "PredictionSummary", "RunRequest", "Session", "prediction_first"]
 
@@ -164,6 +165,7 @@ class Session:
         params, options = split_values(method, values)
         options = dataclasses.replace(options, yield_every=yield_every)
         explainer = self.explainer(spatial_dims, method=method, model=model)
+        check_patch_dims(explainer.model, explainer.spatial_dims)
         token = CancelToken()
         snapshots = explainer.iter_explain(
             request.image,

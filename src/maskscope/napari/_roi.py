@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Labels, Shapes
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
+from ..gui import channel_ranking, ranking_html
+from ..gui.channels import IMPORTANCE_HELP, ChannelRank
 from ..roi import ROI
 
 __all__ = ["ROI_NONE", "RoiPanel", "roi_from_layer"]
@@ -96,7 +99,7 @@ class RoiPanel(QWidget):
 
     Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a checkbox
     asks for crop mode (the model runs on the ROI's box plus its receptive field), another
-    for a map per input channel, whose ranking :meth:`show_summary` lists.
+    for a map per input channel, whose ranking :meth:`show_summary` shows as a table.
     """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
@@ -117,9 +120,11 @@ class RoiPanel(QWidget):
             "Masks drawn independently per channel: one map layer per channel (hidden at "
             "first), and the channels ranked by their importance below"
         )
+        #: The channels of the last snapshot by importance (empty without per-channel maps).
+        self.ranking: list[ChannelRank] = []
         self.summary = QLabel("")
         self.summary.setObjectName("channel_summary")
-        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("region of interest", self.layer)
@@ -145,15 +150,13 @@ class RoiPanel(QWidget):
         self.layer.blockSignals(False)
 
     def show_summary(self, snap: Any) -> None:
-        """List the channels by importance when the snapshot has per-channel maps."""
-        importance = getattr(snap, "extras", {}).get("channel_importance")
-        if importance is None:
-            self.summary.setText("")
-            return
-        values = np.asarray(importance, dtype=float).reshape(-1)
-        order = np.argsort(-values)
-        ranked = ", ".join(f"{int(c)} ({values[c]:+.3g})" for c in order)
-        self.summary.setText(f"channels by importance: {ranked}")
+        """Show the channels ranked by importance when the snapshot has per-channel maps.
+
+        The table is :func:`maskscope.gui.ranking_html`'s, the notebook's too.
+        """
+        self.ranking = channel_ranking(snap)
+        self.summary.setText(ranking_html(self.ranking))
+        self.summary.setToolTip(IMPORTANCE_HELP if self.ranking else "")
 
     def choice(
         self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
