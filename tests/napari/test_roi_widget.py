@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
 from maskscope import RISE, ROI, SegRISE
+from maskscope.gui import ranking_html
 from maskscope.napari import explain_in_viewer
 
 from .conftest import run_to_end, saliency_layers
@@ -99,9 +102,13 @@ def test_a_map_per_channel_and_their_ranking(make_napari_viewer, qtbot):
     run_to_end(qtbot, widget)
     names = {ly.name for ly in saliency_layers(viewer)}
     assert {f"four RISE channel-{c}" for c in range(4)} <= names, names
-    text = widget.roi_panel.summary.text()
-    assert text.startswith("channels by importance: 2 (")
     want = RISE(_OneChannel()).explain(img, per_channel=True, n_masks=150, grid=4)
     np.testing.assert_allclose(
         widget.last_snapshot.extras["channel_importance"], want.extras["channel_importance"]
     )
+    ranking = widget.roi_panel.ranking
+    order = np.argsort(-want.extras["channel_importance"], kind="stable").tolist()
+    assert [r.channel for r in ranking] == order and order[0] == 2
+    assert widget.roi_panel.summary.text() == ranking_html(ranking)  # the notebook's table
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", widget.roi_panel.summary.text())
+    assert cells[:3] == ["1", "2", f"{ranking[0].importance:+.4g}"]
