@@ -93,3 +93,16 @@ def test_a_per_channel_run_shows_the_channels_ranked_in_a_table():
     cells = re.findall(r"<td[^>]*>(.*?)</td>", w.channel_table.value)
     assert [int(c) for c in cells[1::3]] == order and cells[0::3] == ["1", "2", "3", "4"]
     assert w.channel_table in w.children
+
+
+def test_the_evaluation_runs_the_model_as_the_run_did():
+    model = PatchOnly(ThresholdNet(2), (16, 16))
+    w = ExplainWidget(model, _image(), n_masks=8, grid=4, patch_size=16)
+    w.run().wait(timeout=60)
+    assert w.error is None, w.error
+    calls = len(model.sizes)
+    w.evaluation.steps_text.value = 4
+    w.evaluation.random_text.value = 0
+    result = w.evaluation.evaluate().wait(timeout=60)
+    assert w.evaluation.error is None, w.evaluation.error  # the whole image would be refused
+    assert result is not None and len(model.sizes) > calls
