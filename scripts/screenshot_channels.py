@@ -7,9 +7,10 @@ Needs a display; on a machine without one run it under Xvfb::
 It builds the 4-channel phantom of ``benchmarks/roi.py`` (two lesions; only channel 2
 carries them, the other channels are the same voxels shuffled) and a model that segments
 from channel 2 by a local mean. In the dock widget: a box around one lesion in a Shapes
-layer as the region of interest, *a map per input channel*, and the sliding-window fields
-(32-voxel patches, overlap 0.25, Gaussian blending, 4 patches per call). It explains with
-SegRISE, shows channel 2's map and saves the window to ``docs/images/roi-channels.png``.
+layer as the region of interest (crop off: the whole volume runs by sliding window), *a map
+per input channel*, and the sliding-window fields (32-voxel patches, overlap 0.25, Gaussian
+blending, 4 patches per call). It explains with SegRISE, shows channel 2's map and saves
+the window to ``docs/images/roi-channels.png``.
 Needs ``maskscope[monai]`` for the sliding window.
 """
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     widget.inputs.channel.setCurrentIndex(widget.inputs.channel.findData(0))
     widget.inputs.set_normalization("none")  # the phantom is the model's input as it is
     widget.roi_panel.layer.setCurrentText("box")
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(False))  # whole volume
     widget.roi_panel.per_channel.setChecked(True)
     loop = QEventLoop()
     widget.run_finished.connect(lambda *_: loop.quit())

@@ -45,8 +45,9 @@ class RunRequest:
     normalize
         One of :data:`maskscope.intensity.NORMALIZATIONS` (or a callable).
     roi, crop, per_channel
-        A region of interest (any form ``iter_explain`` takes), crop mode, and a map per
-        input channel (RISE family).
+        A region of interest (any form ``iter_explain`` takes), crop mode (``"auto"``,
+        True, a margin or False, as ``iter_explain`` takes it), and a map per input
+        channel (RISE family).
     """
 
     image: Any
@@ -56,7 +57,7 @@ class RunRequest:
     voxel_spacing: Any = None
     normalize: Any = "none"
     roi: Any = None
-    crop: Any = False
+    crop: Any = "auto"
     per_channel: bool = False
 
 

@@ -94,12 +94,21 @@ def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
             pass
 
 
+#: The crop choices: label and ``crop=`` value.
+CROP_CHOICES = (
+    ("auto", "auto"),
+    ("to the region (plus the model's receptive field)", True),
+    ("off: the whole image", False),
+)
+
+
 class RoiPanel(QWidget):
     """The "region of interest" rows: a layer to explain within, crop mode, channels.
 
-    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a checkbox
-    asks for crop mode (the model runs on the ROI's box plus its receptive field), another
-    for a map per input channel, whose ranking :meth:`show_summary` shows as a table.
+    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a choice of
+    crop mode (``"auto"``, on: the model runs on the ROI's box plus its receptive field, or
+    off), and a checkbox for a map per input channel, whose ranking :meth:`show_summary`
+    shows as a table.
     """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
@@ -112,8 +121,15 @@ class RoiPanel(QWidget):
             "selects a block around it), or the selected label of a Labels layer (pick a "
             "lesion with the picker tool)"
         )
-        self.crop = QCheckBox("crop to the region (plus the model's receptive field)")
+        self.crop = QComboBox()
         self.crop.setObjectName("roi_crop")
+        for text, value in CROP_CHOICES:
+            self.crop.addItem(text, value)
+        self.crop.setToolTip(
+            "Run the model on the region's box plus its receptive field only. auto: the "
+            "RISE family crops (its map there is the whole image's; outside it, the mean "
+            "score instead of noise) when the receptive field can be estimated"
+        )
         self.per_channel = QCheckBox("a map per input channel (RISE family)")
         self.per_channel.setObjectName("per_channel")
         self.per_channel.setToolTip(
@@ -128,7 +144,7 @@ class RoiPanel(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("region of interest", self.layer)
-        form.addRow("", self.crop)
+        form.addRow("crop", self.crop)
         form.addRow("", self.per_channel)
         form.addRow("", self.summary)
         events = viewer.layers.events
@@ -160,19 +176,20 @@ class RoiPanel(QWidget):
 
     def choice(
         self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
-    ) -> tuple[ROI | None, bool]:
-        """``(roi, crop)`` for the run: None and False for the whole image.
+    ) -> tuple[ROI | None, bool | str]:
+        """``(roi, crop)`` for the run: None and ``"auto"`` for the whole image.
 
         ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
         layer's spatial axes in reverse order (the ROI is read in the layer's, then turned).
         """
         layer = self.layer.currentData()
+        crop = self.crop.currentData()
         if layer is None:
-            if self.crop.isChecked():
+            if crop is True:
                 raise ValueError("ROI: crop needs a region of interest: choose a layer")
-            return None, False
+            return None, "auto"
         if reverse:
             spatial = tuple(reversed(spatial))
             spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
         roi = roi_from_layer(layer, spatial, spacing)
-        return (roi.reversed_axes() if reverse else roi), self.crop.isChecked()
+        return (roi.reversed_axes() if reverse else roi), crop

@@ -74,9 +74,10 @@ class ExplainWidget(Display, widgets.VBox):
         channel and ``extras["channel_importance"]``.
     roi, crop
         Explain only a region of interest: a boolean mask of the image's spatial shape, a
-        box ``"z0:z1,y0:y1,x0:x1"`` or an :class:`maskscope.ROI`; ``crop=True`` runs the
-        model on its box plus the receptive field (see the guide "Explain one lesion in a
-        large volume").
+        box ``"z0:z1,y0:y1,x0:x1"`` or an :class:`maskscope.ROI`; ``crop`` as in
+        ``iter_explain``: ``"auto"`` (the RISE family runs the model on the ROI's box plus
+        the receptive field when that can be estimated), True, a margin, or False (the
+        whole image). See the guide "Explain one lesion in a large volume".
     patch_size, patch_overlap, patch_blend, patch_batch
         Run the model by sliding window (:class:`maskscope.SlidingWindow`); shown as fields.
     **params
@@ -154,7 +155,7 @@ class ExplainWidget(Display, widgets.VBox):
         normalize: str = "auto",
         max_rate: float = 5.0,
         roi: Any = None,
-        crop: Any = False,
+        crop: Any = "auto",
         per_channel: bool = False,
         **params: Any,
     ) -> None:
