@@ -184,3 +184,43 @@ def test_slab_products_agree_with_float64_on_large_scores():
     assert err <= 8 * np.finfo(np.float32).eps * np.abs(want).max()
     # ... which stays small next to how much the max-merged map varies (~3e-5 here)
     assert err < 0.02 * (want.max() - want.min())
+
+
+def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
+    from maskscope._engine.cancel import CancelToken
+    from maskscope._engine.loop import ModelRunner, RunOptions, Task, run_task
+
+    spatial, n, n_pix = (12, 7), 20, 30
+    gen = RiseMasks(spatial, 3, 0.5, seed=2)
+    slabs_rendered = []
+
+    def masks_fn(start, stop, rows=None):
+        if rows is not None:
+            slabs_rendered.append(rows)
+        return gen(start, stop, rows=rows)
+
+    n_vox = int(np.prod(spatial))
+    budget = (n * n_pix + 16 * n_vox + 2 * (n_pix + n) * n_vox // spatial[0]) * 4
+    acc = PixelMax(spatial, n_pix, 0.5, n, masks_fn, CPU, max_bytes=budget)
+    scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(3))
+    x = torch.rand(1, 1, *spatial)
+    task = Task(
+        x=x,
+        n_total=n,
+        masks=gen.batch,
+        perturb=lambda batch: x * batch.masks,
+        score=lambda out: scores[: out.shape[0]],
+        accumulator=acc,
+    )
+    token = CancelToken()
+    steps = []
+    for step in run_task(
+        task, ModelRunner(lambda b: b, spatial), RunOptions(), batch_size=n, cancel=token
+    ):
+        steps.append(step)
+        if step.n_done == n and not step.final and not step.cancelled:
+            token.cancel()  # the first slab is done
+    assert acc.tiled and acc.rows_per_slab < spatial[0]
+    assert steps[-1].cancelled and not steps[-1].final
+    # cancelled after the first slab: the second (in progress then) ends, no other starts
+    assert len(set(slabs_rendered)) == 2 < -(-spatial[0] // acc.rows_per_slab)
