@@ -105,7 +105,7 @@ def slab_maxima(
     ones = torch.ones(1, width, dtype=coverage.dtype, device=coverage.device)
     weights = torch.cat([ones, coverage])  # (3, width)
     out = torch.empty(3, width, dtype=torch.float32, device=coverage.device)
-    if n <= chunk:
+    if 0 < n <= chunk:
         m = masks(0, n)
         _fused(halves, m[0::2], m[1::2], weights, out)
     else:

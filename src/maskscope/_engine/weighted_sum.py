@@ -104,13 +104,15 @@ class WeightedSum:
         self.p = float(p_keep)
         self.dtype = accumulation_dtype(device)
         self.n_vox = math.prod(self.spatial)
-        self.s1 = torch.zeros(_Q, self.n_vox, dtype=self.dtype, device=device)
-        self.s2 = torch.zeros(_R, self.n_vox, dtype=self.dtype, device=device)
+        # the closed blocks' totals (None until a block closes: a run of one block never
+        # fills, adds or copies them)
+        self.s1: torch.Tensor | None = None
+        self.s2: torch.Tensor | None = None
         self.n = 0
         self.n_even = 0
         # the sums of the open block (see blocks.py): the totals are closed blocks only
-        self._b1 = torch.zeros_like(self.s1)
-        self._b2 = torch.zeros_like(self.s2)
+        self._b1 = torch.zeros(_Q, self.n_vox, dtype=self.dtype, device=device)
+        self._b2 = torch.zeros(_R, self.n_vox, dtype=self.dtype, device=device)
         self._closed_w = [0.0, 0.0]  # weights' sum and even-indexed sum, closed blocks
         self._open_w = [0.0, 0.0]
         self._open_n = [0, 0]
@@ -156,8 +158,8 @@ class WeightedSum:
         if self._stage is None or self._stage[0].dtype != m.dtype:
             self._flush()
             self._stage = (
-                torch.zeros_like(self.s1, dtype=m.dtype),
-                torch.zeros_like(self.s2, dtype=m.dtype),
+                torch.zeros_like(self._b1, dtype=m.dtype),
+                torch.zeros_like(self._b2, dtype=m.dtype),
             )
         if self._square is None or self._square.shape != m.shape:
             self._square = torch.empty_like(m)
@@ -242,8 +244,11 @@ class WeightedSum:
         return SumBlock(index, b1, b2, n, n_even, *self._open_w, complete=complete)
 
     def _add_block_sums(self, b1: torch.Tensor, b2: torch.Tensor, w: list[float]) -> None:
-        self.s1.add_(b1)
-        self.s2.add_(b2)
+        if self.s1 is None:
+            self.s1, self.s2 = b1.clone(), b2.clone()
+        else:
+            self.s1.add_(b1)
+            self.s2.add_(b2)
         self._closed_w = [self._closed_w[0] + w[0], self._closed_w[1] + w[1]]
 
     def take_blocks(self) -> list[SumBlock]:
@@ -264,7 +269,7 @@ class WeightedSum:
         A complete block is added to the totals as closing it would; an open block (the
         last of a run) becomes this accumulator's open block, which must be empty.
         """
-        b1, b2 = block.s1.to(self.s1.device), block.s2.to(self.s2.device)
+        b1, b2 = block.s1.to(self._b1.device), block.s2.to(self._b2.device)
         self._cached = None
         self.n += block.n
         self.n_even += block.n_even
@@ -286,10 +291,10 @@ class WeightedSum:
         # the closed blocks' totals plus the open block, always in this order; kept until
         # the next change (a snapshot asks for them three times: map, error, halves)
         if not self._open_n[0]:
-            return self.s1, self.s2
+            return (self._b1, self._b2) if self.s1 is None else (self.s1, self.s2)
         if self._cached is None:
             b1, b2 = self._open()
-            self._cached = (self.s1 + b1, self.s2 + b2)
+            self._cached = (b1, b2) if self.s1 is None else (self.s1 + b1, self.s2 + b2)
         return self._cached
 
     # ------------------------------------------------------------------ estimates
