@@ -79,11 +79,28 @@ def test_pairwise_search_gives_the_distance_transforms_values_bit_for_bit(
     ref, preds = occluded_cases(shape, spacing, 3)
     batch = torch.from_numpy(np.stack(preds))
     for pct in (None, 95.0):
-        pairwise = Hausdorff(torch.from_numpy(ref), spacing, pct)(batch)
+        with monkeypatch.context() as m:
+            m.setattr(hausdorff, "PAIRWISE_LIMIT", 10**9)  # every box pair by pair
+            pairwise = Hausdorff(torch.from_numpy(ref), spacing, pct)(batch)
         with monkeypatch.context() as m:
             m.setattr(hausdorff, "PAIRWISE_LIMIT", 0)  # every box by distance transform
             edt = Hausdorff(torch.from_numpy(ref), spacing, pct)(batch)
         assert torch.equal(pairwise, edt)
+
+
+def test_hd95_skips_the_search_when_few_reference_voxels_are_missing():
+    shape, spacing = (20, 22, 18), (2.0, 1.0, 1.0)
+    ref = ball(shape, (10, 11, 9), 7.0, spacing)
+    small = ref & ~ball(shape, (10, 11, 3), 2.0, spacing)  # a few voxels: under 5 %
+    big = ref & ~ball(shape, (10, 11, 9), 5.0, spacing)  # most of the ball
+    assert 0 < (ref & ~small).sum() < 0.05 * ref.sum() < (ref & ~big).sum()
+    fn = Hausdorff(torch.from_numpy(ref), spacing, 95.0)
+    got = fn(torch.from_numpy(small)[None])
+    assert fn.n_searches == 0
+    assert float(got[0]) == pytest.approx(brute(small, ref, spacing, 95.0), abs=1e-12)
+    got = fn(torch.from_numpy(big)[None])
+    assert fn.n_searches >= 1
+    assert float(got[0]) == pytest.approx(brute(big, ref, spacing, 95.0), rel=1e-12)
 
 
 def test_the_surface_of_a_box_is_the_voxels_next_to_background_inside_it():
