@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -199,12 +200,18 @@ def _volume() -> np.ndarray:
     return vol
 
 
+@functools.cache
+def _full_sweep(dims: int):
+    """The full sweep of the small image or volume (computed once per test run)."""
+    img = _image() if dims == 2 else _volume()
+    kw = {"diameter": 6, "stride": 1 if dims == 2 else 2, "batch_size": 8}
+    return img, kw, HDM(ThresholdNet(dims)).explain(img, **kw)
+
+
 @pytest.mark.parametrize("rule", ["hidden", "change"])
 @pytest.mark.parametrize("dims", [2, 3])
 def test_adaptive_sweep_against_the_full_sweep(dims, rule):
-    img = _image() if dims == 2 else _volume()
-    kw = {"diameter": 6, "stride": 1 if dims == 2 else 2, "batch_size": 8}
-    full = HDM(ThresholdNet(dims)).explain(img, **kw)
+    img, kw, full = _full_sweep(dims)
     spy = Spy(ThresholdNet(dims))
     adapt = HDM(spy).explain(img, sweep="adaptive", content_rule=rule, content_tol=0.1, **kw)
     ev = adapt.extras["grid_evaluated"].astype(bool)
@@ -282,3 +289,23 @@ def test_hidden_content_is_the_mean_difference_in_each_disk():
     span = float(x.max() - x.min())
     want = np.array([diff[d].mean() / span for d in disks])
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["hidden", "change"])
+def test_the_sweep_evaluates_what_the_plan_asks_on_the_full_sweeps_distances(rule):
+    vol, kw, full = _full_sweep(3)
+    adapt = HDM(ThresholdNet(3)).explain(
+        vol, sweep="adaptive", content_rule=rule, content_tol=0.1, **kw
+    )
+    x = torch.from_numpy(vol)[None, None]
+    grid = CentreGrid(vol.shape, 6.0, 2.0, (1.0, 1.0, 1.0))
+    hidden = torch.zeros_like(x)  # the default fill, 0
+    rules = (
+        {"must": hiding_centres(grid, x, hidden, 0.1)}
+        if rule == "hidden"
+        else {"content": hidden_content(grid, x, hidden), "content_tol": 0.1}
+    )
+    plan = run_plan(full.extras["grid_raw"], default_first_step(grid, 6.0), 1000, busy=0.7, **rules)
+    np.testing.assert_array_equal(adapt.extras["grid_evaluated"].astype(bool), plan.evaluated)
+    np.testing.assert_array_equal(adapt.extras["grid_reasons"], plan.reasons)
+    np.testing.assert_allclose(adapt.extras["grid_raw"], plan.values, rtol=0, atol=1e-12)
