@@ -30,7 +30,7 @@ import torch
 __all__ = ["CentredHalves", "slab_maxima"]
 
 #: Pixel-voxel products per tile: ``P × tile`` floats stay in the processor's caches.
-TILE_ELEMENTS = 2**18
+TILE_ELEMENTS = 2**19
 
 
 class CentredHalves:
@@ -76,7 +76,7 @@ class CentredHalves:
 
 
 def _tile(n_pixels: int, width: int) -> int:
-    return max(32, min(width, TILE_ELEMENTS // max(n_pixels, 1)))
+    return max(64, min(width, TILE_ELEMENTS // max(n_pixels, 1)))
 
 
 def slab_maxima(
