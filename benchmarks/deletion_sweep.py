@@ -1,0 +1,190 @@
+"""Deletion AUC and seed agreement of maskscope's maps against their settings (no peers).
+
+Runs maskscope's methods on the two quality cases (``cases.py``: ``shapes2d(seed=1)`` with
+the bundled U-Net, nibabel's MRI volume with a MONAI U-Net trained here) for every
+combination of the settings given, and scores each map exactly as ``quality.py`` does:
+``maskscope.evaluate.faithfulness`` on the seed-0 map, zero substrate, ``--steps`` steps,
+deletion AUC of the Dice against the model's own segmentation; the seed agreement is the
+Pearson correlation of the seed-0 and seed-1 maps, beside the reliability the run
+predicted. The bar is the best peer's deletion AUC at the same budget, measured by
+``quality.py`` (docs/benchmarks.md, "Map quality"): ``--bar``.
+
+    python benchmarks/deletion_sweep.py --cases shapes2d --methods SegRISE --grids 6 auto 12
+    python benchmarks/deletion_sweep.py --cases mri3d --methods HDM --fills 0 min --diameters 6 8
+
+The seed-1 map is scored too (``deletion_seeds``): on a small segment one step of the
+Dice curve can flip the segmentation, so one map's AUC is partly luck.
+
+A grid of ``auto`` is left to the method (its default); ``default`` for any other list
+means the method's default too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cases import CASES, Case  # noqa: E402
+
+from maskscope import HDM, RISE, PixelRISE, SegRISE  # noqa: E402
+from maskscope.evaluate import faithfulness, seed_agreement  # noqa: E402
+
+#: method label → (class, fixed keywords)
+METHODS = {
+    "RISE": (RISE, {}),
+    "SegRISE": (SegRISE, {}),
+    "PixelRISE-mean": (PixelRISE, {"merge": "mean"}),
+    "PixelRISE-max": (PixelRISE, {"merge": "max"}),
+    "HDM": (HDM, {}),
+    "HDM-hd95": (HDM, {"distance": "hd95"}),
+    "HDM-dice": (HDM, {"distance": "dice"}),
+}
+#: best peer's deletion AUC (Dice) per case at quality.py's budgets (docs/benchmarks.md)
+BAR = {"shapes2d": 0.0057, "mri3d": 0.346}
+BUDGET = {"shapes2d": 500, "mri3d": 1000}
+OCCLUDER = {"shapes2d": 25.0, "mri3d": 8.0}  # voxels, as quality.py
+
+
+def value(text: str):
+    """A command-line value: int, float, 'default' (None) or a string."""
+    if text in ("default", "auto"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def deletion_auc(case: Case, saliency: np.ndarray, steps: int, n_random: int) -> dict:
+    """quality.py's scoring: zero substrate, Dice, seed 0, batch 16."""
+    res = faithfulness(
+        saliency,
+        model=case.model,
+        image=case.image,
+        steps=steps,
+        n_random=n_random,
+        seed=0,
+        substrate="zero",
+        batch_size=16,
+        kinds=("deletion",),
+    )
+    out = {"deletion": res.deletion.auc("dice")}
+    if n_random:
+        out["random"] = res.random_deletion.auc("dice")
+    return out
+
+
+def hdm_keywords(case: Case, n: int, setting: dict) -> dict:
+    """HDM at the stride whose centre count is closest to the budget (quality.py's rule)."""
+    import quality  # benchmarks/quality.py
+
+    spatial = tuple(case.image.shape[1:])
+    diameter = setting.get("diameter") or OCCLUDER[case.name]
+    stride = quality.pick_stride("maskscope:HDM", spatial, round(diameter), n)
+    kw = {"diameter": diameter * case.spacing[0], "stride": stride * case.spacing[0]}
+    kw["voxel_spacing"] = case.spacing
+    if setting.get("fill") is not None:
+        kw["fill"] = setting["fill"]
+    return kw
+
+
+def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
+    """Maps of seeds 0 and 1 (HDM: one), their agreement and the seed-0 deletion AUC."""
+    cls, fixed = METHODS[label]
+    if label.startswith("HDM"):
+        kw = {**fixed, **hdm_keywords(case, n, setting)}
+        seeds = [0]
+    else:
+        kw = {**fixed, "n_masks": n}
+        kw.update({k: v for k, v in setting.items() if v is not None})
+        seeds = [0, 1][: args.seeds]
+    maps, t0, record = [], time.perf_counter(), None
+    for seed in seeds:
+        expl = cls(case.model).explain(case.image, batch_size=16, seed=seed, **kw)
+        maps.append(np.asarray(expl.map, dtype=np.float64).reshape(case.image.shape[1:]))
+        record = record or expl
+    wall = (time.perf_counter() - t0) / len(seeds)
+    row = {"case": case.name, "method": label, "n": n, **setting}
+    row["grid_used"] = record.params.get("grid")
+    row["wall"] = wall
+    row["agreement"] = seed_agreement(maps[0], maps[1]).pearson if len(maps) > 1 else None
+    rel = getattr(record, "reliability", None)
+    row["reliability"] = None if rel is None else float(rel)
+    row.update(deletion_auc(case, maps[0], args.steps, args.n_random))
+    # the Dice curve of a small segment jumps (one step can flip the segmentation): the
+    # seed-1 map's AUC shows how much of a difference between settings is luck
+    others = [deletion_auc(case, m, args.steps, 0)["deletion"] for m in maps[1:]]
+    row["deletion_seeds"] = [row["deletion"], *others]
+    row["bar"] = BAR.get(case.name)
+    return row
+
+
+def line(row: dict) -> str:
+    """One printed row."""
+
+    def f(v, d=3):
+        return "–" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))
+
+    keys = [k for k in ("grid", "p_keep", "fill", "diameter", "sampling") if k in row]
+    setting = " ".join(f"{k}={f(row[k])}" for k in keys)
+    win = "WIN" if row["bar"] is not None and row["deletion"] <= row["bar"] else ""
+    return (
+        f"{row['case']:9s} {row['method']:15s} N={row['n']:<5d} {setting:28s} "
+        f"grid_used={f(row['grid_used'])} del={row['deletion']:.4f} "
+        f"(mean of seeds {np.mean(row['deletion_seeds']):.4f}; bar {f(row['bar'], 4)}) "
+        f"r={f(row['agreement'])} rel={f(row['reliability'])} {row['wall']:.1f}s {win}"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--methods", nargs="+", default=["SegRISE"], choices=list(METHODS))
+    p.add_argument("--n", type=int, default=None, help="masks / centres (default: quality.py's)")
+    p.add_argument("--grids", nargs="+", type=value, default=[None])
+    p.add_argument("--p-keeps", nargs="+", type=value, default=[None])
+    p.add_argument("--samplings", nargs="+", type=value, default=[None])
+    p.add_argument("--fills", nargs="+", type=value, default=[None], help="HDM fill")
+    p.add_argument("--diameters", nargs="+", type=value, default=[None], help="HDM (voxels)")
+    p.add_argument("--seeds", type=int, default=2, choices=(1, 2))
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--n-random", type=int, default=0, help="random orders (baseline)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    for name in args.cases:
+        case = CASES[name]()
+        n = args.n or BUDGET[name]
+        for label in args.methods:
+            if label.startswith("HDM"):
+                grid = [{"fill": f, "diameter": d} for f in args.fills for d in args.diameters]
+            else:
+                combos = itertools.product(args.grids, args.p_keeps, args.samplings)
+                grid = [{"grid": g, "p_keep": p, "sampling": s} for g, p, s in combos]
+            for setting in grid:
+                row = run_one(case, label, n, setting, args)
+                print(line(row), flush=True)
+                if args.json:
+                    with open(args.json, "a") as fh:
+                        fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
