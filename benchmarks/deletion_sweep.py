@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from cases import CASES, Case  # noqa: E402
 
 from maskscope import HDM, RISE, PixelRISE, SegRISE  # noqa: E402
-from maskscope.evaluate import faithfulness, seed_agreement  # noqa: E402
+from maskscope.evaluate import faithfulness, saliency_order, seed_agreement  # noqa: E402
 
 #: method label → (class, fixed keywords)
 METHODS = {
@@ -80,7 +80,7 @@ def deletion_auc(case: Case, saliency: np.ndarray, steps: int, n_random: int) ->
         batch_size=16,
         kinds=("deletion",),
     )
-    out = {"deletion": res.deletion.auc("dice")}
+    out = {"deletion": res.deletion.auc("dice"), "deletion_prob": res.deletion.auc("probability")}
     if n_random:
         out["random"] = res.random_deletion.auc("dice")
     return out
@@ -128,6 +128,10 @@ def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
     others = [deletion_auc(case, m, args.steps, 0)["deletion"] for m in maps[1:]]
     row["deletion_seeds"] = [row["deletion"], *others]
     row["bar"] = BAR.get(case.name)
+    if case.decisive is not None:  # quality.py's share of the top 5 % on the decisive shape
+        k = max(1, round(0.05 * maps[0].size))
+        top = saliency_order(maps[0])[:k]
+        row["decisive_top"] = float(case.decisive.ravel()[top].mean())
     return row
 
 
@@ -144,6 +148,7 @@ def line(row: dict) -> str:
         f"{row['case']:9s} {row['method']:15s} N={row['n']:<5d} {setting:28s} "
         f"grid_used={f(row['grid_used'])} del={row['deletion']:.4f} "
         f"(mean of seeds {np.mean(row['deletion_seeds']):.4f}; bar {f(row['bar'], 4)}) "
+        f"prob={row['deletion_prob']:.4f} decisive={f(row.get('decisive_top'), 2)} "
         f"r={f(row['agreement'])} rel={f(row['reliability'])} {row['wall']:.1f}s {win}"
     )
 
