@@ -49,6 +49,8 @@ lint: setup-dev
 
 screenshots: system-deps setup-dev
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshots.py
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshot_roi.py
+	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshot_channels.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

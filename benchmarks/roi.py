@@ -133,9 +133,13 @@ def case_lesion(quick: bool) -> None:
     near_b = ndimage.binary_dilation(b, iterations=8)
     n = 300 if quick else 1000
     runs = [
-        ("SegRISE, crop", SegRISE(model), dict(crop=True, n_masks=n, grid=8, batch_size=8)),
-        ("SegRISE, whole volume", SegRISE(model), dict(n_masks=n, grid=8, batch_size=8)),
-        ("HDM, whole volume", HDM(model), dict(diameter=6, stride=4, batch_size=8)),
+        ("SegRISE, default (crop auto)", SegRISE(model), dict(n_masks=n, grid=8, batch_size=8)),
+        (
+            "SegRISE, whole volume",
+            SegRISE(model),
+            dict(crop=False, n_masks=n, grid=8, batch_size=8),
+        ),
+        ("HDM, whole volume (its default)", HDM(model), dict(diameter=6, stride=4, batch_size=8)),
     ]
     for label, method, kw in runs:
         expl, t = timed(lambda method=method, kw=kw: method.explain(img, roi=roi, **kw))
@@ -163,7 +167,7 @@ def case_crop(quick: bool) -> None:
     n = 8 if quick else 16
     kw = dict(roi=box, n_masks=n, grid=8, batch_size=2, target=1)
     crop, t_crop = timed(lambda: SegRISE(net, pad_multiple=4).explain(img, crop=True, **kw))
-    full, t_full = timed(lambda: SegRISE(net, pad_multiple=4).explain(img, **kw))
+    full, t_full = timed(lambda: SegRISE(net, pad_multiple=4).explain(img, crop=False, **kw))
     win = tuple(slice(a, b) for a, b in crop.params["crop_window"])
     diff = float(np.abs(crop.map[win] - full.map[win]).max())
     speed = t_full / t_crop

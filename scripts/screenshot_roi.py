@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     widget = explain_in_viewer(viewer, LocalMean(), method="SegRISE", n_masks=args.n_masks, grid=8)
     widget.inputs.set_normalization("none")  # the phantom is the model's input as it is
     widget.roi_panel.layer.setCurrentText("box")
-    widget.roi_panel.crop.setChecked(True)
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(True))
     loop = QEventLoop()
     widget.run_finished.connect(lambda *_: loop.quit())
     QTimer.singleShot(int(args.timeout * 1000), loop.quit)

@@ -38,7 +38,9 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
         const="auto",
         metavar="MARGIN",
         help="with --roi: run the model on the ROI's box plus a margin only (no value: the "
-        "model's receptive field, estimated; or voxels, e.g. 12 or 12,12,8)",
+        "model's receptive field, estimated; or voxels, e.g. 12 or 12,12,8; 'off': the "
+        "whole image). Default: the RISE family crops when the receptive field can be "
+        "estimated and the window is smaller than the image",
     )
     group.add_argument(
         "--patch-size",
@@ -90,12 +92,14 @@ def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, 
     if args.crop is not None:
         if args.crop == "auto":
             out["crop"] = True
+        elif args.crop == "off":
+            out["crop"] = False
         else:
             try:
                 margin = _int_list(args.crop)
             except ValueError:
                 raise ValueError(
-                    f"--crop takes no value or a margin in voxels like 12 or 12,12,8, got "
+                    f"--crop takes no value, 'off' or a margin in voxels like 12 or 12,12,8, got "
                     f"{args.crop!r}"
                 ) from None
             out["crop"] = margin[0] if len(margin) == 1 else margin

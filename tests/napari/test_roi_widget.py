@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
 from maskscope import RISE, ROI, SegRISE
+from maskscope.gui import ranking_html
 from maskscope.napari import explain_in_viewer
 
 from .conftest import run_to_end, saliency_layers
@@ -36,6 +39,14 @@ def test_a_box_in_a_shapes_layer_and_a_picked_label(make_napari_viewer, qtbot, m
     want = SegRISE(model2d).explain(img, roi=roi, n_masks=24, grid=4)
     np.testing.assert_allclose(layer.data, want.map, rtol=1e-5, atol=1e-6)
     assert widget.last_snapshot.params["roi"].startswith("mask of")
+    assert widget.roi_panel.crop.currentData() == "auto" == widget.last_snapshot.params["crop"]
+
+    # crop off: the whole image's run
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(False))
+    run_to_end(qtbot, widget)
+    want = SegRISE(model2d).explain(img, roi=roi, n_masks=24, grid=4, crop=False)
+    np.testing.assert_allclose(widget.last_snapshot.map, want.map, rtol=1e-5, atol=1e-6)
+    assert "crop" not in widget.last_snapshot.params
 
     # a Labels layer: its picked label, here the prediction's first square, cropped
     pred = (SegRISE(model2d).explain(img, n_masks=2).prediction).astype(np.int32)
@@ -43,7 +54,7 @@ def test_a_box_in_a_shapes_layer_and_a_picked_label(make_napari_viewer, qtbot, m
     labels = viewer.add_labels(pred, name="lesions")
     labels.selected_label = 2
     widget.roi_panel.layer.setCurrentText("lesions")
-    widget.roi_panel.crop.setChecked(True)
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(True))
     run_to_end(qtbot, widget)
     want = SegRISE(model2d).explain(img, roi=ROI.from_label(pred, 2), crop=True, n_masks=24, grid=4)
     np.testing.assert_allclose(widget.last_snapshot.map, want.map, rtol=1e-5, atol=1e-6)
@@ -62,10 +73,10 @@ def test_bad_roi_choices_are_messages_and_the_widget_stays_usable(
     assert widget.run() is None
     assert any("has the background (0) selected" in e for e in errors())
     widget.roi_panel.layer.setCurrentText("(whole image)")
-    widget.roi_panel.crop.setChecked(True)
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(True))
     assert widget.run() is None
     assert any("crop needs a region of interest" in e for e in errors())
-    widget.roi_panel.crop.setChecked(False)
+    widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData("auto"))
     run_to_end(qtbot, widget)
     assert widget.last_snapshot.done
 
@@ -99,9 +110,13 @@ def test_a_map_per_channel_and_their_ranking(make_napari_viewer, qtbot):
     run_to_end(qtbot, widget)
     names = {ly.name for ly in saliency_layers(viewer)}
     assert {f"four RISE channel-{c}" for c in range(4)} <= names, names
-    text = widget.roi_panel.summary.text()
-    assert text.startswith("channels by importance: 2 (")
     want = RISE(_OneChannel()).explain(img, per_channel=True, n_masks=150, grid=4)
     np.testing.assert_allclose(
         widget.last_snapshot.extras["channel_importance"], want.extras["channel_importance"]
     )
+    ranking = widget.roi_panel.ranking
+    order = np.argsort(-want.extras["channel_importance"], kind="stable").tolist()
+    assert [r.channel for r in ranking] == order and order[0] == 2
+    assert widget.roi_panel.summary.text() == ranking_html(ranking)  # the notebook's table
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", widget.roi_panel.summary.text())
+    assert cells[:3] == ["1", "2", f"{ranking[0].importance:+.4g}"]

@@ -27,12 +27,13 @@ def _run(tmp_path, *flags: str) -> int:
     return main([*args, "--n-masks", "20", "--grid", "4", "--quiet", *flags])
 
 
-@pytest.mark.parametrize("crop", [None, "auto", "2"])
+@pytest.mark.parametrize("crop", [None, "auto", "2", "off"])
 def test_roi_box_and_crop_give_the_api_map(tmp_path, crop, capsys):
     flags = ["--roi", "12:22,13:25"] + ([] if crop is None else ["--crop"])
     flags += [] if crop in (None, "auto") else [crop]
     assert _run(tmp_path, *flags) == 0, capsys.readouterr().err
-    kw = {} if crop is None else {"crop": True if crop == "auto" else int(crop)}
+    given = {"auto": True, "2": 2, "off": False}
+    kw = {} if crop is None else {"crop": given[crop]}
     want = SegRISE(ThresholdNet(2)).explain(_image(), roi="12:22,13:25", n_masks=20, grid=4, **kw)
     np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
 
@@ -60,7 +61,7 @@ def test_patch_size_runs_by_sliding_window(tmp_path, capsys):
         (["--roi", "nofile.npy"], "--roi must be a box like 10:42,0:64,5:37 or a mask file"),
         (["--roi", "0:4"], "--roi: the ROI box needs one range per spatial axis"),
         (["--crop"], "--crop needs --roi"),
-        (["--roi", "0:4,0:4", "--crop", "a"], "--crop takes no value or a margin in voxels"),
+        (["--roi", "0:4,0:4", "--crop", "a"], "--crop takes no value, 'off' or a margin in voxels"),
         (["--patch-size", "0"], "--patch-size must be a positive int"),
         (["--patch-size", "16", "--patch-overlap", "1"], "--patch-overlap must be in [0, 1)"),
     ],

@@ -70,7 +70,7 @@ def test_crop_equals_the_whole_volume_run_in_the_window(volume, method, crop):
     kw = dict(roi=roi, n_masks=20, grid=4, batch_size=7)
     got = method(model).explain(volume, crop=crop, **kw)
     n_crop = len(model.shapes)
-    full = method(model).explain(volume, **kw)
+    full = method(model).explain(volume, crop=False, **kw)
     win = _window(got)
     margin = (2, 2, 2) if crop is True else ((crop,) * 3 if isinstance(crop, int) else crop)
     box = [(6, 12), (8, 14), (5, 11)]
@@ -96,7 +96,7 @@ def test_a_strided_model_needs_an_aligned_window(volume):
     roi = ROI.from_box("7:11,9:13,5:9")
     kw = dict(roi=roi, n_masks=16, grid=4, batch_size=8)
     got = SegRISE(model, pad_multiple=2).explain(volume, crop=True, **kw)
-    full = SegRISE(model, pad_multiple=2).explain(volume, **kw)
+    full = SegRISE(model, pad_multiple=2).explain(volume, crop=False, **kw)
     win = _window(got)
     assert all(s.start % 2 == 0 and (s.stop - s.start) % 2 == 0 for s in win)
     np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
@@ -106,7 +106,7 @@ def test_a_margin_below_the_receptive_field_changes_the_map(volume):
     model = _fcn()
     kw = dict(roi=ROI.from_box("6:12,8:14,5:11"), n_masks=20, grid=4, target=1)
     small = RISE(model).explain(volume, crop=0, **kw)
-    full = RISE(model).explain(volume, **kw)
+    full = RISE(model).explain(volume, crop=False, **kw)
     win = _window(small)
     assert np.abs(small.map[win] - full.map[win]).max() > 100 * TOL
 
@@ -123,7 +123,7 @@ def test_a_point_finds_its_component_on_the_whole_image_first(volume):
 def test_crop_errors(volume):
     with pytest.raises(ValueError, match=re.escape("crop needs one roi")):
         SegRISE(_fcn()).explain(volume, crop=True, n_masks=4)
-    with pytest.raises(ValueError, match=re.escape("crop must be False, True (margin")):
+    with pytest.raises(ValueError, match=re.escape("crop must be 'auto', False, True (margin")):
         SegRISE(_fcn()).explain(volume, roi="0:2,0:2,0:2", crop=-1, n_masks=4)
     norm = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.InstanceNorm3d(2)).eval()
     with pytest.raises(ReceptiveFieldError, match=re.escape("(crop=<margin in voxels>)")):
@@ -138,7 +138,7 @@ def test_a_2d_model_on_a_volume_crops_in_plane_and_keeps_the_roi_slices():
     vol[:, 18:26, 18:28] = 1
     kw = dict(roi="1:4,17:27,17:29", n_masks=10, grid=4)
     got = SegRISE(ThresholdNet(2)).explain(vol, crop=True, **kw)
-    full = SegRISE(ThresholdNet(2)).explain(vol, **kw)
+    full = SegRISE(ThresholdNet(2)).explain(vol, crop=False, **kw)
     win = _window(got)
     assert win == (slice(1, 4), slice(16, 28), slice(16, 30))  # the 3×3 box filter: radius 1
     assert got.slices == full.slices == (1, 2, 3)

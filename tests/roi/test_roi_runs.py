@@ -45,7 +45,8 @@ def test_segrise_dice_is_computed_inside_the_roi(two_squares, batch_size):
         return dice_np(_labels(out) * roi, ref, [1])
 
     want, _ = rise_np(model, two_squares[None], masks, P, weight)
-    got = SegRISE(model).explain(two_squares, roi=roi, n_masks=N, grid=GRID, batch_size=batch_size)
+    kw = dict(n_masks=N, grid=GRID, batch_size=batch_size, crop=False)  # the whole-image run
+    got = SegRISE(model).explain(two_squares, roi=roi, **kw)
     np.testing.assert_allclose(got.map, want, rtol=1e-6, atol=1e-9)  # float32 masks
     np.testing.assert_array_equal(got.reference, ref)
     assert got.params["roi"] == f"mask of {roi.sum()} voxels"
@@ -58,9 +59,9 @@ def test_rise_probability_is_the_mean_over_the_reference_inside_the_roi(two_squa
     region = (ref == 1) & box.resolve(two_squares.shape)
     masks = masks_np(two_squares.shape, GRID, P, 0, N)
     want, _ = rise_np(model, two_squares[None], masks, P, lambda o: softmax(o)[1][region].mean())
-    got = RISE(model).explain(two_squares, roi=box, n_masks=N, grid=GRID)
+    got = RISE(model).explain(two_squares, roi=box, n_masks=N, grid=GRID, crop=False)
     np.testing.assert_allclose(got.map, want, rtol=1e-6, atol=1e-9)
-    pixel = PixelRISE(model).explain(two_squares, roi="7:13,8:15", n_masks=N, grid=GRID)
+    pixel = PixelRISE(model).explain(two_squares, roi="7:13,8:15", n_masks=N, grid=GRID, crop=False)
     np.testing.assert_allclose(pixel.map, want, rtol=1e-6, atol=1e-9)
 
 
@@ -94,7 +95,8 @@ def test_hdm_in_an_roi_is_hdm_of_a_model_that_sees_only_the_roi(two_squares):
 
 def test_model_calls_are_one_run(two_squares):
     spy = Spy(ThresholdNet(2))
-    got = SegRISE(spy).explain(two_squares, roi=ROI.from_point((10, 11)), n_masks=N, grid=GRID)
+    roi = ROI.from_point((10, 11))
+    got = SegRISE(spy).explain(two_squares, roi=roi, n_masks=N, grid=GRID, crop=False)
     assert spy.images == N + 1 == got.n_forward
 
 
@@ -140,8 +142,8 @@ def test_2d_model_on_a_volume_uses_each_slice_of_the_roi(two_squares):
     roi = np.zeros(vol.shape, dtype=bool)
     roi[0, 1:7, 1:8] = True
     roi[2, 7:13, 8:15] = True
-    got = SegRISE(ThresholdNet(2)).explain(vol, roi=roi, n_masks=8, grid=GRID)
+    got = SegRISE(ThresholdNet(2)).explain(vol, roi=roi, n_masks=8, grid=GRID, crop=False)
     assert got.slices == (0, 2)  # slice 1 has no ROI voxel: skipped
     for z in (0, 2):
-        one = SegRISE(ThresholdNet(2)).explain(vol[z], roi=roi[z], n_masks=8, grid=GRID)
+        one = SegRISE(ThresholdNet(2)).explain(vol[z], roi=roi[z], n_masks=8, grid=GRID, crop=False)
         np.testing.assert_allclose(got.map[z], one.map, rtol=1e-12)

@@ -3,8 +3,9 @@
 Both widgets list the methods from here, build their forms from the same fields
 (:func:`form`: one field per parameter of the method's dataclass and per run option,
 with its kind, bounds, choices and parser), start and cancel runs through a
-:class:`Session`, and word progress, outcomes and errors with :mod:`maskscope.gui.status`.
-This package never imports napari, Qt or ipywidgets.
+:class:`Session`, read the sliding-window fields with :func:`read_patches`, rank the
+channels of a per-channel run with :func:`channel_ranking`, and word progress, outcomes
+and errors with :mod:`maskscope.gui.status`. This package never imports napari, Qt or ipywidgets.
 
 Why no magicgui: magicgui maps a type annotation to a widget, but 8 of the 30 fields the
 forms show are unions it has no widget for (``grid: int | tuple[int, ...]``,
@@ -16,6 +17,7 @@ The forms would have had to choose every one of those entries themselves, which 
 (napari itself still installs it).
 """
 
+from .channels import ChannelRank, channel_ranking, ranking_html, ranking_text
 from .fields import (
     FormField,
     ParamSpec,
@@ -54,23 +56,37 @@ from .models import (
     resolve_device,
 )
 from .session import PredictionReady, RunRequest, Session, prediction_first
+from .sliding import (
+    PATCH_NAMES,
+    PatchFields,
+    SlidingSettings,
+    patch_form,
+    read_patches,
+    split_patch_values,
+    windowed,
+)
 from .status import error_line, format_duration, progress_text
 
 __all__ = [
     "AXES",
     "NORMALIZATIONS",
     "PAD_MODES",
+    "PATCH_NAMES",
     "SCOPES",
     "STDERR_OPTIONS",
+    "ChannelRank",
     "FormField",
     "InputArray",
     "LoadedModel",
     "ModelEntry",
     "ModelRegistry",
     "ParamSpec",
+    "PatchFields",
     "PredictionReady",
     "RunRequest",
     "Session",
+    "SlidingSettings",
+    "channel_ranking",
     "device_choices",
     "error_line",
     "field_kind",
@@ -85,12 +101,18 @@ __all__ = [
     "method_name",
     "method_names",
     "parse_text",
+    "patch_form",
     "prediction_first",
     "progress_text",
+    "ranking_html",
+    "ranking_text",
+    "read_patches",
     "resolve_device",
     "resolve_normalization",
     "reverse_axes",
     "reverse_explanation",
     "scope_slices",
+    "split_patch_values",
     "split_values",
+    "windowed",
 ]

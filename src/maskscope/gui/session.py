@@ -21,6 +21,7 @@ from ..prediction import PredictionSummary
 from .fields import split_values
 from .methods import method_class
 from .models import LoadedModel
+from .sliding import check_patch_dims
 
 __all__ = ["PredictionReady", "PredictionSummary", "RunRequest", "Session", "prediction_first"]
 
@@ -44,8 +45,9 @@ class RunRequest:
     normalize
         One of :data:`maskscope.intensity.NORMALIZATIONS` (or a callable).
     roi, crop, per_channel
-        A region of interest (any form ``iter_explain`` takes), crop mode, and a map per
-        input channel (RISE family).
+        A region of interest (any form ``iter_explain`` takes), crop mode (``"auto"``,
+        True, a margin or False, as ``iter_explain`` takes it), and a map per input
+        channel (RISE family).
     """
 
     image: Any
@@ -55,7 +57,7 @@ class RunRequest:
     voxel_spacing: Any = None
     normalize: Any = "none"
     roi: Any = None
-    crop: Any = False
+    crop: Any = "auto"
     per_channel: bool = False
 
 
@@ -164,6 +166,7 @@ class Session:
         params, options = split_values(method, values)
         options = dataclasses.replace(options, yield_every=yield_every)
         explainer = self.explainer(spatial_dims, method=method, model=model)
+        check_patch_dims(explainer.model, explainer.spatial_dims)
         token = CancelToken()
         snapshots = explainer.iter_explain(
             request.image,

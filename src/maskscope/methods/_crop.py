@@ -22,7 +22,15 @@ from ..explanation import Explanation
 from ..roi import ROI
 from ._focus import full_prediction, roi_list
 
-__all__ = ["CropPlan", "check_crop", "crop_arguments", "iter_crop", "paste", "plan_crop"]
+__all__ = [
+    "CropPlan",
+    "check_crop",
+    "crop_arguments",
+    "iter_crop",
+    "paste",
+    "plan_crop",
+    "wants_crop",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,17 +60,17 @@ class CropPlan:
         }
 
 
-def check_crop(crop: Any) -> bool | tuple[int, ...] | int:
-    """Check ``crop=``: False, True (estimate the margin), or a margin (int or per axis)."""
-    if isinstance(crop, bool):
+def check_crop(crop: Any) -> bool | str | tuple[int, ...] | int:
+    """Check ``crop=``: ``"auto"``, False, True (estimate the margin), or a margin."""
+    if isinstance(crop, bool) or (isinstance(crop, str) and crop == "auto"):
         return crop
     items = (crop,) if np.isscalar(crop) else tuple(crop)
     if not items or any(
         isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in items
     ):
         raise ValueError(
-            "crop must be False, True (margin from the model's receptive field) or a margin "
-            f"in voxels (an int >= 0, or one per spatial axis), got {crop!r}"
+            "crop must be 'auto', False, True (margin from the model's receptive field) or a "
+            f"margin in voxels (an int >= 0, or one per spatial axis), got {crop!r}"
         )
     return int(items[0]) if np.isscalar(crop) else tuple(int(v) for v in items)
 
@@ -81,10 +89,10 @@ def plan_crop(
     """The window of a crop-mode run around ``region`` (full-image boolean mask).
 
     For a 2D model on a volume the margin applies in-plane; the window spans the ROI's
-    slices only.
+    slices only. ``crop="auto"`` estimates the margin as ``True`` does.
     """
     nd = region.ndim
-    estimated = crop is True
+    estimated = crop is True or crop == "auto"
     if estimated:
         probe = tuple(min(96, n) for n in region.shape[nd - model_dims :])
         try:
@@ -92,7 +100,7 @@ def plan_crop(
                 model, in_channels, model_dims, probe=probe, device=device, dtype=dtype
             )
         except ReceptiveFieldError as exc:
-            raise ReceptiveFieldError(f"{exc} (crop=<margin in voxels>)") from None
+            raise ReceptiveFieldError(f"{exc} (crop=<margin in voxels>)") from exc
         margin = tuple(radius)
     else:
         margin = (crop,) * model_dims if isinstance(crop, int) else tuple(crop)
@@ -232,17 +240,28 @@ def iter_crop(
         prediction, extra = full_prediction(method, img, layout.slice_by_slice)
     region = roi.resolve(spatial, prediction)
     model_dims = len(spatial) - (1 if layout.slice_by_slice else 0)
-    plan = plan_crop(
-        region,
-        crop,
-        model=method.model_call,
-        in_channels=int(img.shape[0]),
-        model_dims=model_dims,
-        align=method.model_call.pad_multiple,
-        device=method.device,
-        dtype=method.dtype,
-    )
+    try:
+        plan = plan_crop(
+            region,
+            crop,
+            model=method.model_call,
+            in_channels=int(img.shape[0]),
+            model_dims=model_dims,
+            align=method.model_call.pad_multiple,
+            device=method.device,
+            dtype=method.dtype,
+        )
+    except ReceptiveFieldError as exc:
+        if crop != "auto":
+            raise
+        why = f"the receptive field could not be estimated: {exc.__cause__ or exc}"
+        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
     window = plan.window
+    if crop == "auto" and all(
+        (s.start, s.stop) == (0, n) for s, n in zip(window, spatial, strict=True)
+    ):
+        why = "the ROI's box plus the receptive field covers the whole image"
+        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
     if layout.slice_by_slice:
         slices = _window_slices(slices, window[0])
     sub_ref = None if ref is None else ref[window].numpy()
@@ -257,13 +276,60 @@ def iter_crop(
     if not stream:
         run = dataclasses.replace(run, yield_every=None)
     record = {"roi": roi.describe(), **plan.record()}
+    if crop == "auto":
+        record["crop"] = "auto"
     return paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
+
+
+def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why: str):
+    """``crop="auto"`` when cropping gains nothing: the whole-image run, saying why."""
+    run = method._prepare(
+        image, roi=roi, reference=reference, slices=slices, normalize=normalize, **kwargs
+    )
+    if not stream:
+        run = dataclasses.replace(run, yield_every=None)
+    record = {"crop": "auto", "crop_skipped": why}
+    return _recorded(method._snapshots(run), record)
+
+
+def _recorded(run: Iterator[Explanation], record: dict[str, Any]) -> Iterator[Explanation]:
+    """``run``'s snapshots (and a failure's ``exc.partial``) with ``record`` in params."""
+    try:
+        for snap in run:
+            yield dataclasses.replace(snap, params={**snap.params, **record})
+    except Exception as exc:
+        partial = getattr(exc, "partial", None)
+        if isinstance(partial, Explanation):
+            exc.partial = dataclasses.replace(partial, params={**partial.params, **record})
+        raise
+    finally:
+        run.close()
+
+
+def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether ``explain``'s arguments ask ``method`` for a crop-mode run.
+
+    ``crop="auto"`` (the default) crops when one ``roi`` is given to a method whose crop
+    gives the whole-image map in the window (the RISE family: ``method.exact_crop``),
+    without ``targets`` or ``per_channel``.
+    """
+    crop = kwargs.get("crop", "auto")
+    if not (isinstance(crop, str) and crop == "auto"):
+        return crop is not False
+    roi = kwargs.get("roi")
+    return bool(
+        getattr(method, "exact_crop", False)
+        and roi is not None
+        and not isinstance(roi, list)
+        and kwargs.get("targets") is None
+        and not kwargs.get("per_channel", False)
+    )
 
 
 def crop_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``explain``'s keyword arguments for :func:`iter_crop`, checked: one ROI, a crop."""
     args = dict(kwargs)
-    crop = check_crop(args.pop("crop"))
+    crop = check_crop(args.pop("crop", "auto"))
     rois = roi_list(args.pop("roi", None))
     if rois is None or len(rois) != 1:
         raise ValueError("crop needs one roi (the region whose box is cropped)")

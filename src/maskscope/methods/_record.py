@@ -12,6 +12,7 @@ from .._engine.custom import checked_fill, checked_score, function_name
 from .._engine.loop import RunOptions, Task
 from .._engine.params import replace_params, validate_params
 from .._engine.perturb import bind
+from .._engine.sliding import SlidingWindow
 
 __all__ = ["checked_task", "jsonable", "resolve_settings", "run_record"]
 
@@ -52,6 +53,14 @@ def run_record(method, params: Any, options: RunOptions, inp, normalize) -> dict
         model["precision"] = call.precision
     if call.compile:
         model["compile"] = True
+    if isinstance(call.model, SlidingWindow):
+        window = call.model
+        model.update(
+            patch_size=window.patch_size,
+            patch_overlap=window.overlap,
+            patch_blend=window.blend,
+            patch_batch=window.patch_batch,
+        )
     return jsonable(
         {
             **dataclasses.asdict(params),

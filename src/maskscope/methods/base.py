@@ -18,7 +18,7 @@ from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
-from ._crop import crop_arguments, iter_crop
+from ._crop import crop_arguments, iter_crop, wants_crop
 from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
 from ._record import checked_task, resolve_settings, run_record
@@ -76,6 +76,9 @@ class Method:
     #: Whether the method draws random masks (so a seed, a standard error and early
     #: stopping apply); a deterministic sweep has none of them.
     stochastic: ClassVar[bool] = True
+    #: Whether a crop-mode run gives the whole-image run's map in its window (the full
+    #: image's masks seen through it), so that ``crop="auto"`` may crop.
+    exact_crop: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -182,6 +185,11 @@ class Method:
         crop
             With one ``roi``: run the model on the ROI's box plus a margin only (True:
             the receptive field, estimated; or a margin in voxels, one or per axis).
+            ``"auto"`` (the default) crops for the RISE family, whose map in the window
+            then equals the whole-image run's and is exactly the mean weight outside it,
+            where the whole-image map would only carry the estimator's noise; it runs on
+            the whole image when the receptive field cannot be estimated or covers it
+            (``params["crop_skipped"]`` says why). False: always the whole image.
         targets
             Several classes from the same forward passes (``extras["target_<class>"]``).
         per_channel
@@ -202,7 +210,7 @@ class Method:
             model gets its own copy of the input: a model that works in place changes
             neither the caller's array nor :attr:`Explanation.image`.
         """
-        if kwargs.get("crop", False) is not False:
+        if wants_crop(self, kwargs):
             return iter_crop(self, image, **crop_arguments(kwargs))
         return self._snapshots(self._prepare(image, **kwargs))
 
@@ -223,7 +231,7 @@ class Method:
                 expl = exc.partial  # the map of the finished masks, or None
         """
         streamed = callable(kwargs.get("progress")) or {"yield_every", "options"} & set(kwargs)
-        if kwargs.get("crop", False) is not False:
+        if wants_crop(self, kwargs):
             snapshots = iter_crop(self, image, stream=bool(streamed), **crop_arguments(kwargs))
         else:
             run = self._prepare(image, **kwargs)
@@ -251,7 +259,7 @@ class Method:
         cancel: CancelToken | None = None,
         normalize: str | Callable[[np.ndarray], np.ndarray] = "none",
         roi: Any = None,
-        crop: Any = False,
+        crop: Any = "auto",
         targets: list[int] | None = None,
         per_channel: bool = False,
         _frame: Any = None,
@@ -359,6 +367,8 @@ class Method:
             if index is not None:
                 return None, ctx.target
             what = "any foreground class" if ctx.target is None else f"class {ctx.target}"
+            if run.focus is not None and run.focus.regions is not None:
+                what += " inside the ROI"  # crop mode: the window holds none either
             raise ValueError(
                 f"the reference segmentation has no voxel of {what}: nothing to "
                 "explain (give another target, or a reference that contains it)"

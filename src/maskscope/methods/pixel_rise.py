@@ -52,6 +52,7 @@ class PixelRISE(Method):
     """
 
     name = "PixelRISE"
+    exact_crop = True
     Params = PixelRISEParams
 
     def make_task(self, ctx: Context, params: PixelRISEParams) -> Task:

@@ -129,6 +129,7 @@ class RISE(Method):
     """
 
     name = "RISE"
+    exact_crop = True
     Params = RISEParams
     needs_segmentation = False
 

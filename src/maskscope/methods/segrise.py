@@ -44,6 +44,7 @@ class SegRISE(Method):
     """
 
     name = "SegRISE"
+    exact_crop = True
     Params = SegRISEParams
     target_none_means_all = True
 

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..gui import windowed
 from ..gui.models import (
     MODEL_HELP,
     PAD_MODES,
@@ -30,6 +31,7 @@ from ..gui.models import (
     parse_pad_multiple,
     to_device,
 )
+from ._patches import PatchEntries
 
 __all__ = ["FROM_SPEC", "REGISTERED", "TRUST_LABEL", "LoadedModel", "ModelPicker"]
 
@@ -121,6 +123,8 @@ class ModelPicker(QWidget):
         layout.addRow("output key", self.output_key)
         layout.addRow("pad multiple", self.pad_multiple)
         layout.addRow("pad mode", self.pad_mode)
+        #: The sliding-window fields (a patch-based model).
+        self.patches = PatchEntries(layout)
         self._layout = layout
 
     def _follow_registry(self) -> None:
@@ -200,11 +204,17 @@ class ModelPicker(QWidget):
     def load(self, device: str) -> LoadedModel:
         """Load (or fetch) the chosen model on ``device`` (a name from ``device_choices()``).
 
+        With a patch size, the model is run by sliding window.
+
         Raises
         ------
         ValueError, FileNotFoundError, KeyError
-            When the model cannot be loaded; the message says why.
+            When the model cannot be loaded or a field is wrong; the message says why.
         """
+        patches = self.patches.settings()  # checked before a model file loads
+        return windowed(self._load(device), patches)
+
+    def _load(self, device: str) -> LoadedModel:
         kind, name = self.combo.currentData() or ("spec", None)
         extra = self._constraints()
         if kind == "bundled":

@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Labels, Shapes
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QWidget
 
+from ..gui import channel_ranking, ranking_html
+from ..gui.channels import IMPORTANCE_HELP, ChannelRank
 from ..roi import ROI
 
 __all__ = ["ROI_NONE", "RoiPanel", "roi_from_layer"]
@@ -91,12 +94,21 @@ def _disconnect(viewer: Any, callback: Any, *_: Any) -> None:
             pass
 
 
+#: The crop choices: label and ``crop=`` value.
+CROP_CHOICES = (
+    ("auto", "auto"),
+    ("to the region (plus the model's receptive field)", True),
+    ("off: the whole image", False),
+)
+
+
 class RoiPanel(QWidget):
     """The "region of interest" rows: a layer to explain within, crop mode, channels.
 
-    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a checkbox
-    asks for crop mode (the model runs on the ROI's box plus its receptive field), another
-    for a map per input channel, whose ranking :meth:`show_summary` lists.
+    Lists ``(whole image)`` and every Shapes and Labels layer of ``viewer``; a choice of
+    crop mode (``"auto"``, on: the model runs on the ROI's box plus its receptive field, or
+    off), and a checkbox for a map per input channel, whose ranking :meth:`show_summary`
+    shows as a table.
     """
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
@@ -109,21 +121,30 @@ class RoiPanel(QWidget):
             "selects a block around it), or the selected label of a Labels layer (pick a "
             "lesion with the picker tool)"
         )
-        self.crop = QCheckBox("crop to the region (plus the model's receptive field)")
+        self.crop = QComboBox()
         self.crop.setObjectName("roi_crop")
+        for text, value in CROP_CHOICES:
+            self.crop.addItem(text, value)
+        self.crop.setToolTip(
+            "Run the model on the region's box plus its receptive field only. auto: the "
+            "RISE family crops (its map there is the whole image's; outside it, the mean "
+            "score instead of noise) when the receptive field can be estimated"
+        )
         self.per_channel = QCheckBox("a map per input channel (RISE family)")
         self.per_channel.setObjectName("per_channel")
         self.per_channel.setToolTip(
             "Masks drawn independently per channel: one map layer per channel (hidden at "
             "first), and the channels ranked by their importance below"
         )
+        #: The channels of the last snapshot by importance (empty without per-channel maps).
+        self.ranking: list[ChannelRank] = []
         self.summary = QLabel("")
         self.summary.setObjectName("channel_summary")
-        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("region of interest", self.layer)
-        form.addRow("", self.crop)
+        form.addRow("crop", self.crop)
         form.addRow("", self.per_channel)
         form.addRow("", self.summary)
         events = viewer.layers.events
@@ -145,31 +166,30 @@ class RoiPanel(QWidget):
         self.layer.blockSignals(False)
 
     def show_summary(self, snap: Any) -> None:
-        """List the channels by importance when the snapshot has per-channel maps."""
-        importance = getattr(snap, "extras", {}).get("channel_importance")
-        if importance is None:
-            self.summary.setText("")
-            return
-        values = np.asarray(importance, dtype=float).reshape(-1)
-        order = np.argsort(-values)
-        ranked = ", ".join(f"{int(c)} ({values[c]:+.3g})" for c in order)
-        self.summary.setText(f"channels by importance: {ranked}")
+        """Show the channels ranked by importance when the snapshot has per-channel maps.
+
+        The table is :func:`maskscope.gui.ranking_html`'s, the notebook's too.
+        """
+        self.ranking = channel_ranking(snap)
+        self.summary.setText(ranking_html(self.ranking))
+        self.summary.setToolTip(IMPORTANCE_HELP if self.ranking else "")
 
     def choice(
         self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
-    ) -> tuple[ROI | None, bool]:
-        """``(roi, crop)`` for the run: None and False for the whole image.
+    ) -> tuple[ROI | None, bool | str]:
+        """``(roi, crop)`` for the run: None and ``"auto"`` for the whole image.
 
         ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
         layer's spatial axes in reverse order (the ROI is read in the layer's, then turned).
         """
         layer = self.layer.currentData()
+        crop = self.crop.currentData()
         if layer is None:
-            if self.crop.isChecked():
+            if crop is True:
                 raise ValueError("ROI: crop needs a region of interest: choose a layer")
-            return None, False
+            return None, "auto"
         if reverse:
             spatial = tuple(reversed(spatial))
             spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
         roi = roi_from_layer(layer, spatial, spacing)
-        return (roi.reversed_axes() if reverse else roi), self.crop.isChecked()
+        return (roi.reversed_axes() if reverse else roi), crop

@@ -31,6 +31,7 @@ from ..gui import (
     method_class,
     method_names,
     progress_text,
+    split_patch_values,
 )
 from ..gui.models import model_dims
 from ._evaluate import EvaluatePanel
@@ -217,7 +218,9 @@ class ExplainWidget(QWidget):
         self.method.setCurrentText(name)
 
     def set_values(self, **values: Any) -> None:
-        """Fill the method's form: ``set_values(n_masks=500, seed=1)``."""
+        """Fill the method's form and the sliding-window fields (``n_masks=500, patch_size=64``)."""
+        patch, values = split_patch_values(values)
+        self.models.patches.set_values(**patch)
         self.form.set_values(values)
 
     def _method_changed(self, name: str) -> None:

@@ -123,10 +123,17 @@ def display_controls(cmap: str, opacity: float, channels: int) -> dict[str, widg
 
 
 def feedback() -> dict[str, widgets.Widget]:
-    """The progress bar, the time label and the status line."""
+    """The progress bar, the time label, the status line and the channel ranking."""
     progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0)
     progress.layout.width = "380px"
     progress.add_class("maskscope-progress")
     status = widgets.HTML(value="")
     status.add_class("maskscope-status")
-    return {"progress": progress, "time_label": widgets.Label(value=""), "status": status}
+    table = widgets.HTML(value="")  # the channels by importance (a per-channel run)
+    table.add_class("maskscope-channel-table")
+    return {
+        "progress": progress,
+        "time_label": widgets.Label(value=""),
+        "status": status,
+        "channel_table": table,
+    }

@@ -7,6 +7,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import Explanation
+from ..gui import channel_ranking, ranking_html
 from ..gui import status as st
 from ..gui.inputs import reverse_explanation
 from ._form import ParamForm
@@ -63,6 +64,7 @@ class Display:
         self._redraw()
         self.progress.value = snap.progress
         self.time_label.value = st.time_text(snap)
+        self.channel_table.value = ranking_html(channel_ranking(snap))
 
     # ------------------------------------------------------------------ display
     def _redraw(self, _change: Any = None) -> None:
@@ -118,6 +120,7 @@ class Display:
             self.pad_multiple_text,
             self.pad_mode_dropdown,
             self.axes_dropdown,
+            self.patches.widget,
         ]
         right = widgets.VBox(
             [
@@ -134,6 +137,7 @@ class Display:
             self.prediction_label,
             widgets.HBox([self.progress, self.time_label]),
             self.status,
+            self.channel_table,
             self.evaluation,
         ]
         self.add_class("maskscope-explain")

@@ -32,7 +32,7 @@ class EvaluatePanel(widgets.VBox):
     ----------
     owner
         The :class:`~maskscope.notebook.ExplainWidget` whose last explanation is evaluated
-        with its model.
+        with its model, as the run called it (by sliding window when the run did).
 
     Attributes
     ----------
@@ -106,7 +106,7 @@ class EvaluatePanel(widgets.VBox):
             batch = owner.form.values().get("batch_size") or 16
             results = start_evaluation(
                 owner.explanation,
-                owner.model,
+                owner.session.model.model,  # as the last run ran it (a sliding window too)
                 slice_index=owner.model_slice() if owner.slicer.is3d else None,
                 substrate=self.substrate_dropdown.value,
                 steps=int(self.steps_text.value),

@@ -9,7 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import Explanation
-from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes
+from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes, windowed
 from ..gui import status as st
 from ..gui.inputs import normalize_spacing, prepare_image
 from ..gui.models import parse_output_key, parse_pad_multiple, to_device
@@ -19,6 +19,7 @@ from ._controls import display_controls, feedback, model_controls, run_controls
 from ._display import Display
 from ._evaluate import EvaluatePanel
 from ._form import ParamForm
+from ._patches import PatchForm
 from ._runner import BackgroundRun
 from ._slicer import Slicer
 from ._view import ImageView
@@ -73,9 +74,12 @@ class ExplainWidget(Display, widgets.VBox):
         channel and ``extras["channel_importance"]``.
     roi, crop
         Explain only a region of interest: a boolean mask of the image's spatial shape, a
-        box ``"z0:z1,y0:y1,x0:x1"`` or an :class:`maskscope.ROI`; ``crop=True`` runs the
-        model on its box plus the receptive field (see the guide "Explain one lesion in a
-        large volume").
+        box ``"z0:z1,y0:y1,x0:x1"`` or an :class:`maskscope.ROI`; ``crop`` as in
+        ``iter_explain``: ``"auto"`` (the RISE family runs the model on the ROI's box plus
+        the receptive field when that can be estimated), True, a margin, or False (the
+        whole image). See the guide "Explain one lesion in a large volume".
+    patch_size, patch_overlap, patch_blend, patch_batch
+        Run the model by sliding window (:class:`maskscope.SlidingWindow`); shown as fields.
     **params
         Initial values of the method's parameters and run options (``n_masks=500``).
 
@@ -87,6 +91,8 @@ class ExplainWidget(Display, widgets.VBox):
         The exception that ended the last run, or that kept it from starting.
     form : ParamForm
         The parameter form of the selected method (``form.fields[name].widget``).
+    patches, channel_table : PatchForm, ipywidgets.HTML
+        The sliding-window fields; the channels ranked by importance (per-channel runs).
     view : ImageView
         The image view; ``view.widget`` is the ``ipywidgets.Image``.
     slicer : Slicer
@@ -149,7 +155,7 @@ class ExplainWidget(Display, widgets.VBox):
         normalize: str = "auto",
         max_rate: float = 5.0,
         roi: Any = None,
-        crop: Any = False,
+        crop: Any = "auto",
         per_channel: bool = False,
         **params: Any,
     ) -> None:
@@ -169,7 +175,8 @@ class ExplainWidget(Display, widgets.VBox):
         self.roi, self.crop = (None if roi is None else as_roi(roi)), crop
         self.per_channel = per_channel
         self._init_run_state(layout)
-        self.form = ParamForm(method, params, strict=True)
+        self.patches = PatchForm()
+        self.form = ParamForm(method, self.patches.take(params), strict=True)
         pixels = layout.image.numpy()
         self.view = ImageView(pixels, normalize_spacing(voxel_spacing, len(self._spatial)))
         self.slicer = Slicer(self._spatial, self._redraw, reference)
@@ -228,8 +235,8 @@ class ExplainWidget(Display, widgets.VBox):
         return [] if self._run is None else list(self._run.update_times)
 
     def set_params(self, **values: Any) -> ExplainWidget:
-        """Fill parameter and run-option fields by name (``n_masks=200, seed=1``)."""
-        self.form.set(**values)
+        """Fill parameter, run-option and sliding-window fields by name (``n_masks=200``)."""
+        self.form.set(**self.patches.take(values))
         return self
 
     def run(self, **values: Any) -> ExplainWidget:
@@ -242,7 +249,7 @@ class ExplainWidget(Display, widgets.VBox):
         :attr:`error`. Returns self, so that ``w.run().wait()`` works.
         """
         if values:
-            self.form.set(**values)
+            self.set_params(**values)
         old = self._run if self._run is not None and self._run.running else None
         if old is not None:
             old.cancel()  # returns at once; the new run's thread waits for it
@@ -326,8 +333,9 @@ class ExplainWidget(Display, widgets.VBox):
         return self.slicer.index_along(len(self._spatial) - 1 if reversed else 0)
 
     def _loaded(self) -> LoadedModel:
-        """The model with the model fields' values, checked."""
-        return LoadedModel(
+        """The model with the model fields' values, checked (a sliding window if asked)."""
+        patches = self.patches.settings()
+        loaded = LoadedModel(
             to_device(self.model, self.device_dropdown.value),
             self.outputs,
             self.spatial_dims,
@@ -336,6 +344,7 @@ class ExplainWidget(Display, widgets.VBox):
             pad_multiple=parse_pad_multiple(self.pad_multiple_text.value),
             pad_mode=self.pad_mode_dropdown.value,
         )
+        return windowed(loaded, patches)
 
     def _request(self) -> RunRequest:
         """The image, reference and spacing in the model's order, and what to explain."""
