@@ -7,16 +7,22 @@ combination of the settings given, and scores each map exactly as ``quality.py``
 deletion AUC of the Dice against the model's own segmentation; the seed agreement is the
 Pearson correlation of the seed-0 and seed-1 maps, beside the reliability the run
 predicted. The bar is the best peer's deletion AUC at the same budget, measured by
-``quality.py`` (docs/benchmarks.md, "Map quality"): ``--bar``.
+``quality.py`` (docs/benchmarks.md, "Map quality"): ``BAR``.
 
     python benchmarks/deletion_sweep.py --cases shapes2d --methods SegRISE --grids 6 auto 12
     python benchmarks/deletion_sweep.py --cases mri3d --methods HDM --fills 0 min --diameters 6 8
 
-The seed-1 map is scored too (``deletion_seeds``): on a small segment one step of the
-Dice curve can flip the segmentation, so one map's AUC is partly luck.
+The other seeds' maps are scored too (``deletion_seeds``, ``--seeds K``): on a small segment
+one step of the Dice curve can flip the segmentation, so one map's AUC is partly luck.
 
-A grid of ``auto`` is left to the method (its default); ``default`` for any other list
-means the method's default too.
+A grid of ``auto`` is left to the method (its default); ``6+9`` mixes scales (the masks split
+evenly, the centred maps summed). ``--hdm-view footprint`` scores HDM's per-centre values
+spread over their balls (the mean over the balls covering a voxel, as the occlusion peers
+build their maps) instead of its interpolated map.
+
+    python benchmarks/deletion_sweep.py --cases shapes2d --grids 6 6+9 --seeds 4
+
+``default`` (or ``auto``) in any list means the method's default.
 """
 
 from __future__ import annotations
@@ -100,8 +106,42 @@ def hdm_keywords(case: Case, n: int, setting: dict) -> dict:
     return kw
 
 
+def explain_map(case: Case, cls: type, kw: dict, seed: int):
+    """(map as float64 of the image's spatial shape, the explanation) of one run.
+
+    A grid given as ``"6+9"`` mixes scales: the masks are split evenly between the grids
+    (seeds ``100 * seed + i``) and the centred maps are summed.
+    """
+    grid = kw.get("grid")
+    if isinstance(grid, str):
+        grids = [int(g) for g in grid.split("+")]
+        n = kw["n_masks"] // len(grids)
+        parts = [
+            explain_map(case, cls, {**kw, "grid": g, "n_masks": n}, 100 * seed + i)
+            for i, g in enumerate(grids)
+        ]
+        return sum(m for m, _ in parts), parts[0][1]
+    expl = cls(case.model).explain(case.image, batch_size=16, seed=seed, **kw)
+    return np.asarray(expl.map, dtype=np.float64).reshape(case.image.shape[1:]), expl
+
+
+def footprint(case: Case, expl, kw: dict) -> np.ndarray:
+    """An HDM map built as captum's and MONAI's are: each voxel gets the mean value of the
+    centres whose ball covers it (instead of the interpolation between centres)."""
+    from maskscope._engine.occlusion import CentreGrid
+
+    spatial = tuple(case.image.shape[1:])
+    grid = CentreGrid(spatial, kw["diameter"], kw["stride"], case.spacing)
+    raw = np.asarray(expl.extras["grid_raw"], dtype=np.float64).ravel()
+    rows, voxels = (t.numpy() for t in grid.occluded(torch.arange(grid.n_centres)))
+    size = int(np.prod(spatial))
+    total = np.bincount(voxels, weights=raw[rows], minlength=size)
+    count = np.bincount(voxels, minlength=size)
+    return (total / np.maximum(count, 1)).reshape(spatial)
+
+
 def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
-    """Maps of seeds 0 and 1 (HDM: one), their agreement and the seed-0 deletion AUC."""
+    """Maps of seeds 0 … ``--seeds`` − 1 (HDM: one), seed 0 and 1's agreement, the AUCs."""
     cls, fixed = METHODS[label]
     if label.startswith("HDM"):
         kw = {**fixed, **hdm_keywords(case, n, setting)}
@@ -109,11 +149,13 @@ def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
     else:
         kw = {**fixed, "n_masks": n}
         kw.update({k: v for k, v in setting.items() if v is not None})
-        seeds = [0, 1][: args.seeds]
+        seeds = list(range(args.seeds))
     maps, t0, record = [], time.perf_counter(), None
     for seed in seeds:
-        expl = cls(case.model).explain(case.image, batch_size=16, seed=seed, **kw)
-        maps.append(np.asarray(expl.map, dtype=np.float64).reshape(case.image.shape[1:]))
+        saliency, expl = explain_map(case, cls, kw, seed)
+        if label.startswith("HDM") and args.hdm_view == "footprint":
+            saliency = footprint(case, expl, kw)
+        maps.append(saliency)
         record = record or expl
     wall = (time.perf_counter() - t0) / len(seeds)
     row = {"case": case.name, "method": label, "n": n, **setting}
@@ -121,10 +163,10 @@ def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
     row["wall"] = wall
     row["agreement"] = seed_agreement(maps[0], maps[1]).pearson if len(maps) > 1 else None
     rel = getattr(record, "reliability", None)
-    row["reliability"] = None if rel is None else float(rel)
+    row["reliability"] = None if rel is None or isinstance(kw.get("grid"), str) else float(rel)
     row.update(deletion_auc(case, maps[0], args.steps, args.n_random))
     # the Dice curve of a small segment jumps (one step can flip the segmentation): the
-    # seed-1 map's AUC shows how much of a difference between settings is luck
+    # other seeds' AUCs show how much of a difference between settings is luck
     others = [deletion_auc(case, m, args.steps, 0)["deletion"] for m in maps[1:]]
     row["deletion_seeds"] = [row["deletion"], *others]
     row["bar"] = BAR.get(case.name)
@@ -135,6 +177,22 @@ def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
     return row
 
 
+def segment_floor(case: Case, steps: int) -> str:
+    """Deletion AUCs of the model's segment itself as the map, centre first and edge first."""
+    from scipy import ndimage
+
+    with torch.inference_mode():
+        pred = case.model(torch.from_numpy(case.image)[None]).argmax(1)[0].numpy() == 1
+    depth = ndimage.distance_transform_edt(pred)
+    tie = 1e-3 * np.random.default_rng(0).random(pred.shape)  # no ties in the order
+    centre = deletion_auc(case, pred * (1.0 + depth) + tie, steps, 0)["deletion"]
+    edge = deletion_auc(case, pred * (1.0 + depth.max() - depth) + tie, steps, 0)["deletion"]
+    return (
+        f"{case.name}: the segment as the map, deletion {centre:.4f} (centre first), "
+        f"{edge:.4f} (edge first)"
+    )
+
+
 def line(row: dict) -> str:
     """One printed row."""
 
@@ -143,11 +201,12 @@ def line(row: dict) -> str:
 
     keys = [k for k in ("grid", "p_keep", "fill", "diameter", "sampling") if k in row]
     setting = " ".join(f"{k}={f(row[k])}" for k in keys)
+    spread = " ".join(f"{a:.4f}" for a in row["deletion_seeds"][1:])
     win = "WIN" if row["bar"] is not None and row["deletion"] <= row["bar"] else ""
     return (
         f"{row['case']:9s} {row['method']:15s} N={row['n']:<5d} {setting:28s} "
         f"grid_used={f(row['grid_used'])} del={row['deletion']:.4f} "
-        f"(mean of seeds {np.mean(row['deletion_seeds']):.4f}; bar {f(row['bar'], 4)}) "
+        f"(other seeds {spread or '–'}; bar {f(row['bar'], 4)}) "
         f"prob={row['deletion_prob']:.4f} decisive={f(row.get('decisive_top'), 2)} "
         f"r={f(row['agreement'])} rel={f(row['reliability'])} {row['wall']:.1f}s {win}"
     )
@@ -163,7 +222,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samplings", nargs="+", type=value, default=[None])
     p.add_argument("--fills", nargs="+", type=value, default=[None], help="HDM fill")
     p.add_argument("--diameters", nargs="+", type=value, default=[None], help="HDM (voxels)")
-    p.add_argument("--seeds", type=int, default=2, choices=(1, 2))
+    p.add_argument("--seeds", type=int, default=2, help="seeds 0 … K − 1 (RISE family)")
+    p.add_argument("--floor", action="store_true", help="also score the segment as the map")
+    p.add_argument("--hdm-view", choices=("map", "footprint"), default="map")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--n-random", type=int, default=0, help="random orders (baseline)")
     p.add_argument("--threads", type=int, default=1)
@@ -177,6 +238,8 @@ def main() -> None:
     for name in args.cases:
         case = CASES[name]()
         n = args.n or BUDGET[name]
+        if args.floor:
+            print(segment_floor(case, args.steps), flush=True)
         for label in args.methods:
             if label.startswith("HDM"):
                 grid = [{"fill": f, "diameter": d} for f in args.fills for d in args.diameters]
