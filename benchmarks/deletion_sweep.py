@@ -21,6 +21,7 @@ spread over their balls (the mean over the balls covering a voxel, as the occlus
 build their maps) instead of its interpolated map.
 
     python benchmarks/deletion_sweep.py --cases shapes2d --grids 6 6+9 --seeds 4
+    python benchmarks/deletion_sweep.py --methods --floor      # the segment itself as the map
 
 ``default`` (or ``auto``) in any list means the method's default.
 """
@@ -215,7 +216,7 @@ def line(row: dict) -> str:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    p.add_argument("--methods", nargs="+", default=["SegRISE"], choices=list(METHODS))
+    p.add_argument("--methods", nargs="*", default=["SegRISE"], choices=list(METHODS))
     p.add_argument("--n", type=int, default=None, help="masks / centres (default: quality.py's)")
     p.add_argument("--grids", nargs="+", type=value, default=[None])
     p.add_argument("--p-keeps", nargs="+", type=value, default=[None])
