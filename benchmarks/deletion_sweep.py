@@ -22,6 +22,7 @@ build their maps) instead of its interpolated map.
 
     python benchmarks/deletion_sweep.py --cases shapes2d --grids 6 6+9 --seeds 4
     python benchmarks/deletion_sweep.py --methods --floor      # the segment itself as the map
+    python benchmarks/deletion_sweep.py --methods --occlusion  # captum's Occlusion, rebuilt
 
 ``default`` (or ``auto``) in any list means the method's default.
 """
@@ -178,6 +179,49 @@ def run_one(case: Case, label: str, n: int, setting: dict, args) -> dict:
     return row
 
 
+def occlusion_map(case: Case, n: int) -> tuple[np.ndarray, int]:
+    """A sliding-window occlusion map built as captum's ``Occlusion`` builds it, in numpy.
+
+    A cube (square) of ``OCCLUDER`` voxels filled with 0 at the stride whose position count
+    is closest to ``n`` (``quality.pick_stride``); each voxel gets the mean drop of the target
+    probability over the segment for the windows covering it. Returns (map, positions).
+    """
+    import quality  # benchmarks/quality.py
+
+    spatial = tuple(case.image.shape[1:])
+    d = int(OCCLUDER[case.name])
+    stride = int(quality.pick_stride("captum:Occlusion", spatial, d, n))
+    starts = [sorted({*range(0, s - d + 1, stride), s - d}) for s in spatial]
+    corners = list(itertools.product(*starts))
+    x = torch.from_numpy(case.image)[None]
+    with torch.inference_mode():
+        out = case.model(x).softmax(1)
+        seg = out.argmax(1)[0] == 1
+        base = float(out[0, 1][seg].mean())
+        total, count = np.zeros(spatial), np.zeros(spatial)
+        for k in range(0, len(corners), 16):
+            chunk = corners[k : k + 16]
+            xb = x.repeat(len(chunk), *(1,) * (x.ndim - 1))
+            windows = [tuple(slice(c, c + d) for c in corner) for corner in chunk]
+            for b, w in enumerate(windows):
+                xb[(b, slice(None), *w)] = 0
+            drop = base - case.model(xb).softmax(1)[:, 1][:, seg].mean(1).numpy()
+            for b, w in enumerate(windows):
+                total[w] += drop[b]
+                count[w] += 1
+    return total / np.maximum(count, 1), len(corners)
+
+
+def occlusion_row(case: Case, n: int, steps: int) -> str:
+    """The numpy occlusion map's deletion AUCs."""
+    saliency, positions = occlusion_map(case, n)
+    auc = deletion_auc(case, saliency, steps, 0)
+    return (
+        f"{case.name}: occlusion (numpy, {positions} positions), deletion {auc['deletion']:.4f}, "
+        f"probability {auc['deletion_prob']:.4f}"
+    )
+
+
 def segment_floor(case: Case, steps: int) -> str:
     """Deletion AUCs of the model's segment itself as the map, centre first and edge first."""
     from scipy import ndimage
@@ -225,6 +269,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--diameters", nargs="+", type=value, default=[None], help="HDM (voxels)")
     p.add_argument("--seeds", type=int, default=2, help="seeds 0 … K − 1 (RISE family)")
     p.add_argument("--floor", action="store_true", help="also score the segment as the map")
+    p.add_argument("--occlusion", action="store_true", help="also score a numpy occlusion map")
     p.add_argument("--hdm-view", choices=("map", "footprint"), default="map")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--n-random", type=int, default=0, help="random orders (baseline)")
@@ -241,6 +286,8 @@ def main() -> None:
         n = args.n or BUDGET[name]
         if args.floor:
             print(segment_floor(case, args.steps), flush=True)
+        if args.occlusion:
+            print(occlusion_row(case, n, args.steps), flush=True)
         for label in args.methods:
             if label.startswith("HDM"):
                 grid = [{"fill": f, "diameter": d} for f in args.fills for d in args.diameters]
