@@ -51,6 +51,7 @@ screenshots: system-deps setup-dev
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshots.py
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshot_roi.py
 	xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python scripts/screenshot_channels.py
+	MASKSCOPE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/notebook/test_e2e.py
 
 bench: setup
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

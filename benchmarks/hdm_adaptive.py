@@ -1,28 +1,39 @@
 """Adaptive HDM against the full sweep, and the share of HDM's time spent in the model.
 
 For the bundled 2D and 3D samples (``shapes2d(seed=7)`` with its U-Net, ``phantom3d(seed=3)``
-with its U-Net, spacing (2, 1, 1)), prints per case: model evaluations of the full and the
-adaptive sweep and their ratio, the adaptive map's correlation with the full map and its
-largest difference (absolute, and relative to the full map's range), and for each sweep the
-wall time and the share of it spent inside the model's forward.
+with its U-Net, spacing (2, 1, 1)) and the real MRI volume with its MONAI U-Net
+(``benchmarks/cases.py``), prints per case: model evaluations of the full and the adaptive
+sweep and their ratio, the adaptive map's correlation with the full map and its largest
+difference (absolute, and relative to the full map's range), and for each sweep the wall
+time and the share of it spent inside the model's forward. Then, per case and level of the
+adaptive sweep, how many centres were evaluated and why (``grid_reasons``: the occluder
+hides something, what it hides changes, its neighbours differ, or the level was busy).
 
-    python benchmarks/hdm_adaptive.py            # 2D and 3D
-    python benchmarks/hdm_adaptive.py --only 2d
+    python benchmarks/hdm_adaptive.py                 # every case
+    python benchmarks/hdm_adaptive.py --cases phantom3d
     python benchmarks/hdm_adaptive.py --distance hd95
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from maskscope import HDM
+from maskscope._engine.adaptive_plan import REASONS, axis_level
 from maskscope.data import phantom3d, shapes2d
 from maskscope.models import load_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+#: The cases, in the order printed.
+CASES = ("shapes2d", "phantom3d", "mri3d")
 
 
 class Timed(nn.Module):
@@ -41,30 +52,64 @@ class Timed(nn.Module):
         return out
 
 
-def cases(only: str | None):
-    """(name, model name, image, keyword arguments) of each case."""
-    out = []
-    if only in (None, "2d"):
+def case(name: str):
+    """(model, image, keyword arguments) of a case; the 3D cases use the 'change' rule."""
+    if name == "shapes2d":
         kw = {"diameter": 25.0, "stride": 5.0}
-        out.append(("shapes2d", "shapes2d", shapes2d(seed=7).image, kw))
-    if only in (None, "3d"):
+        return load_model("shapes2d"), shapes2d(seed=7).image, kw
+    change = {"content_rule": "change", "content_tol": 0.1}
+    if name == "phantom3d":
         ph = phantom3d(seed=3)
         kw = {"diameter": 16.0, "stride": 8.0, "voxel_spacing": ph.voxel_spacing}
-        out.append(("phantom3d", "phantom3d", ph.image, kw))
+        return load_model("phantom3d"), ph.image, kw | change
+    from cases import mri_case
+
+    mri = mri_case()
+    kw = {"diameter": 16.0, "stride": 6.0, "voxel_spacing": mri.spacing}
+    return mri.model, mri.image, kw | change
+
+
+def run(model: nn.Module, image, kw: dict, sweep: str, distance: str):
+    """One sweep: the explanation, wall seconds, seconds in the model."""
+    timed = Timed(model)
+    if sweep == "full":
+        kw = {k: v for k, v in kw.items() if not k.startswith("content_")}
+    t0 = time.perf_counter()
+    expl = HDM(timed).explain(image, sweep=sweep, distance=distance, **kw)
+    return expl, time.perf_counter() - t0, timed.seconds
+
+
+def levels(counts) -> dict[int, np.ndarray]:
+    """Bool per centre of a grid of ``counts`` for each step: on that level, not a coarser one."""
+    out, seen = {}, np.zeros(counts, bool)
+    for h in (8, 4, 2, 1):
+        on = np.ones(counts, bool)
+        for ax, n in enumerate(counts):
+            member = np.zeros(n, bool)
+            member[axis_level(n, h)] = True
+            on &= member.reshape([-1 if a == ax else 1 for a in range(len(counts))])
+        out[h], seen = on & ~seen, seen | on
     return out
 
 
-def run(model_name: str, image, kw: dict, sweep: str, distance: str):
-    """One sweep: the explanation, wall seconds, seconds in the model."""
-    model = Timed(load_model(model_name))
-    t0 = time.perf_counter()
-    expl = HDM(model).explain(image, sweep=sweep, distance=distance, **kw)
-    return expl, time.perf_counter() - t0, model.seconds
+def why(name: str, expl) -> None:
+    """Per level: centres, evaluated, and how many for each reason."""
+    reasons = np.asarray(expl.extras["grid_reasons"]).astype(int)
+    first = (reasons & REASONS["first"]) > 0
+    lv = levels(reasons.shape)
+    h0 = min(
+        h for h in lv if np.array_equal(first, np.logical_or.reduce([lv[k] for k in lv if k >= h]))
+    )
+    for h in (k for k in lv if k <= h0):
+        r = reasons[np.logical_or.reduce([lv[k] for k in lv if k >= h]) if h == h0 else lv[h]]
+        parts = [f"{k} {int(((r & v) > 0).sum())}" for k, v in REASONS.items() if (r & v).any()]
+        done = int((r > 0).sum())
+        print(f"  {name} step {h}: {r.size} centres, {done} evaluated: " + ", ".join(parts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("2d", "3d"), default=None)
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     parser.add_argument("--distance", default="hausdorff")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -75,9 +120,12 @@ def main() -> None:
         "| max diff / range | wall full (s) | in model | wall adaptive (s) | in model |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, model_name, image, kw in cases(args.only):
-        full, w_full, m_full = run(model_name, image, kw, "full", args.distance)
-        adapt, w_ad, m_ad = run(model_name, image, kw, "adaptive", args.distance)
+    adaptive = {}
+    for name in args.cases:
+        model, image, kw = case(name)
+        full, w_full, m_full = run(model, image, kw, "full", args.distance)
+        adapt, w_ad, m_ad = run(model, image, kw, "adaptive", args.distance)
+        adaptive[name] = adapt
         a, b = full.map.ravel(), adapt.map.ravel()
         corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 else float("nan")
         diff = float(np.abs(a - b).max())
@@ -89,6 +137,9 @@ def main() -> None:
             f"{m_ad / w_ad:.0%} |",
             flush=True,
         )
+    print("Why the adaptive sweeps evaluated what they did:")
+    for name, adapt in adaptive.items():
+        why(name, adapt)
 
 
 if __name__ == "__main__":

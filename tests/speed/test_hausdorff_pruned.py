@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from maskscope._engine import hausdorff
 from maskscope._engine.hausdorff import Hausdorff, quantile_with_zeros
 
 
@@ -69,6 +70,51 @@ def test_a_far_nearest_voxel_grows_the_box_and_stays_exact():
     got = float(fn(torch.from_numpy(pred)[None])[0])
     assert got == pytest.approx(brute(pred, ref, spacing), rel=1e-12)
     assert fn.n_searches > 1  # the first box was too small to be sure
+
+
+@pytest.mark.parametrize("shape,spacing", [((19, 26), (1.7, 0.6)), ((9, 13, 11), (2.0, 1.0, 1.0))])
+def test_pairwise_search_gives_the_distance_transforms_values_bit_for_bit(
+    shape, spacing, monkeypatch
+):
+    ref, preds = occluded_cases(shape, spacing, 3)
+    batch = torch.from_numpy(np.stack(preds))
+    for pct in (None, 95.0):
+        with monkeypatch.context() as m:
+            m.setattr(hausdorff, "PAIRWISE_LIMIT", 10**9)  # every box pair by pair
+            pairwise = Hausdorff(torch.from_numpy(ref), spacing, pct)(batch)
+        with monkeypatch.context() as m:
+            m.setattr(hausdorff, "PAIRWISE_LIMIT", 0)  # every box by distance transform
+            edt = Hausdorff(torch.from_numpy(ref), spacing, pct)(batch)
+        assert torch.equal(pairwise, edt)
+
+
+def test_hd95_skips_the_search_when_few_reference_voxels_are_missing():
+    shape, spacing = (20, 22, 18), (2.0, 1.0, 1.0)
+    ref = ball(shape, (10, 11, 9), 7.0, spacing)
+    small = ref & ~ball(shape, (10, 11, 3), 2.0, spacing)  # a few voxels: under 5 %
+    big = ref & ~ball(shape, (10, 11, 9), 5.0, spacing)  # most of the ball
+    assert 0 < (ref & ~small).sum() < 0.05 * ref.sum() < (ref & ~big).sum()
+    fn = Hausdorff(torch.from_numpy(ref), spacing, 95.0)
+    got = fn(torch.from_numpy(small)[None])
+    assert fn.n_searches == 0
+    assert float(got[0]) == pytest.approx(brute(small, ref, spacing, 95.0), abs=1e-12)
+    got = fn(torch.from_numpy(big)[None])
+    assert fn.n_searches >= 1
+    assert float(got[0]) == pytest.approx(brute(big, ref, spacing, 95.0), rel=1e-12)
+
+
+def test_the_surface_of_a_box_is_the_voxels_next_to_background_inside_it():
+    rng = np.random.default_rng(5)
+    fg = rng.random((6, 7, 5)) > 0.4
+    want = np.zeros_like(fg)
+    for idx in np.argwhere(fg):
+        for ax in range(3):
+            for step in (-1, 1):
+                n = idx.copy()
+                n[ax] += step
+                if 0 <= n[ax] < fg.shape[ax] and not fg[tuple(n)]:
+                    want[tuple(idx)] = True
+    np.testing.assert_array_equal(hausdorff._surface_np(fg), want)
 
 
 @pytest.mark.parametrize("n_zeros", [0, 1, 7, 40])

@@ -1,47 +1,65 @@
 """Adaptive HDM: a coarse sweep, refined only where an occlusion can change something.
 
-Centres are visited level by level, as in the full sweep's coarse-to-fine order: first
-every ``h0``-th centre along each axis (``h0`` = 8 by default), then the centres halfway
-between, halving the step down to 1. A centre of a finer level lies halfway between 2, 4
-or 8 centres of the coarser levels along its odd axes (its *parents*). It is evaluated
-
-* when its occluder hides something (``must``: the fill differs from the image by more
-  than a fraction of the image's range somewhere in the disk; see
-  :func:`hiding_centres`), or
-* when a parent is missing (the grid's edge) or a coarser centre within ``reach`` cells
-  changed the distance (differs from the baseline by more than ``tol``).
-
-Otherwise occluding around it hides only what the fill already is, and nothing near it
-changed the output: it gets the mean of its parents (its multilinear interpolation, the
-value the full sweep's map draws between them). On the bundled 2D sample this is the
-full sweep's map within 1 (Hausdorff units, of a range of 141) at 5 of 2304 centres, with
-3.1× fewer model calls (``benchmarks/hdm_adaptive.py``).
-
-A level is planned once the previous one is complete, so the centres evaluated, their
-order and the map do not depend on the batch size. The full sweep is the special case
-where nothing is skipped.
+:class:`AdaptiveSweep` is HDM's distance grid driven by an
+:class:`~maskscope._engine.adaptive_plan.AdaptivePlan` (which centres are evaluated, level
+by level, and why); this module also computes what the plan's content rules look at:
+which occluders hide something (:func:`hiding_centres`), and how much each one hides
+(:func:`hidden_content`).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import torch
 
 from .accumulate import DistanceGrid
+from .adaptive_plan import AdaptivePlan
 from .mask_batch import MaskBatch
 
-__all__ = ["AdaptivePlan", "AdaptiveSweep", "default_first_step", "hiding_centres"]
+__all__ = [
+    "BUSY",
+    "AdaptivePlan",
+    "AdaptiveSweep",
+    "default_first_step",
+    "hidden_content",
+    "hiding_centres",
+]
+
+#: Fraction of a level's candidates above which the whole level is evaluated.
+BUSY = 0.7
 
 
-def default_first_step(grid) -> int:
-    """Step of the first level: 8, or less on a grid with fewer than 17 centres per axis."""
+def default_first_step(grid, diameter: float) -> int:
+    """Step of the first level: the largest power of two up to 8 that leaves no point
+    farther than one ``diameter`` from a first-level centre along an axis (first-level
+    centres at most 2 diameters apart), and that leaves a finer level on the longest axis.
+    """
+    stride = max(st * sp for st, sp in zip(grid.steps, grid.spacing, strict=True))
     h = 1
-    while h < 8 and 2 * h < max(grid.counts):
+    while h < 8 and 2 * h < max(grid.counts) and 2 * h * stride <= 2 * diameter + 1e-9:
         h *= 2
     return h
+
+
+def _per_centre(grid, voxel_values: torch.Tensor, reduce: str) -> np.ndarray:
+    """Per centre, the ``"any"`` or ``"mean"`` of ``voxel_values`` (flat) over its disk."""
+    out = torch.zeros(grid.n_centres, dtype=torch.float64, device=voxel_values.device)
+    chunk = 256
+    for start in range(0, grid.n_centres, chunk):
+        flat = torch.arange(start, min(start + chunk, grid.n_centres), device=grid.device)
+        rows, voxels = grid.occluded(flat)
+        vals = voxel_values[voxels].double()
+        if reduce == "any":
+            vals = (vals > 0).double()
+        sums = torch.zeros(flat.numel(), dtype=torch.float64, device=vals.device)
+        sums.index_add_(0, rows, vals)
+        if reduce == "mean":
+            sizes = torch.bincount(rows, minlength=flat.numel()).clamp(min=1)
+            sums = sums / sizes
+        out[start : start + flat.numel()] = sums
+    return out.cpu().numpy()
 
 
 def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: float) -> np.ndarray:
@@ -54,141 +72,16 @@ def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: flo
     diff = (x - hidden).abs().amax(dim=1).flatten()  # (V,)
     span = float(x.max() - x.min())
     big = diff > content_tol * span if span > 0 else diff > 0
-    out = torch.zeros(grid.n_centres, dtype=torch.bool, device=big.device)
-    chunk = 256
-    for start in range(0, grid.n_centres, chunk):
-        flat = torch.arange(start, min(start + chunk, grid.n_centres), device=grid.device)
-        rows, voxels = grid.occluded(flat)
-        hit = torch.zeros(flat.numel(), dtype=torch.bool, device=big.device)
-        hit[rows[big[voxels]]] = True
-        out[start : start + flat.numel()] = hit
-    return out.cpu().numpy()
+    return _per_centre(grid, big, "any") > 0
 
 
-class AdaptivePlan:
-    """Which centres a grid of ``counts`` evaluates, level by level (numpy, on the CPU).
-
-    Parameters
-    ----------
-    counts
-        Centres per axis.
-    baseline
-        The unperturbed distance.
-    first_step
-        Step of the first level, a power of two.
-    tol
-        A distance within ``tol`` of the baseline counts as "no change".
+def hidden_content(grid, x: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:
+    """How much each occluder hides: the mean over its disk of ``|x − hidden|`` (the largest
+    over channels), as a fraction of the image's range. A flat float array over the centres.
     """
-
-    def __init__(
-        self,
-        counts,
-        baseline: float,
-        first_step: int,
-        tol: float = 0.0,
-        reach: int = 1,
-        must: np.ndarray | None = None,
-    ) -> None:
-        self.counts = tuple(int(c) for c in counts)
-        self.reach = int(reach)
-        self.must = np.zeros(self.counts, bool) if must is None else must.reshape(self.counts)
-        self.baseline, self.tol = float(baseline), float(tol)
-        self.values = np.full(self.counts, np.nan)
-        self.known = np.zeros(self.counts, bool)
-        self.evaluated = np.zeros(self.counts, bool)
-        self.visits: list[int] = []  # flat centre indices, in visit order
-        self.step = int(first_step)
-        self._pending = 0
-        idx = np.indices(self.counts).reshape(len(self.counts), -1)
-        self._coords = idx
-        first = np.all(idx % self.step == 0, axis=0)
-        self._plan(np.flatnonzero(first))
-
-    @property
-    def n_planned(self) -> int:
-        """Centres planned so far (the visits known)."""
-        return len(self.visits)
-
-    @property
-    def n_skipped(self) -> int:
-        """Centres given their parents' value instead of a model call."""
-        return int((self.known & ~self.evaluated).sum())
-
-    def _plan(self, flat: np.ndarray) -> None:
-        self.visits.extend(int(i) for i in flat)
-        self._pending = flat.size
-        if flat.size == 0:
-            self._next_level()
-
-    def record(self, flat: np.ndarray, values: np.ndarray) -> None:
-        """Distances of evaluated centres; plans the next level when a level is done."""
-        self.values.flat[flat] = values
-        self.known.flat[flat] = True
-        self.evaluated.flat[flat] = True
-        self._pending -= len(flat)
-        if self._pending == 0:
-            self._next_level()
-
-    def _next_level(self) -> None:
-        while self.step > 1:
-            h = self.step // 2
-            self.step = h
-            idx = self._coords
-            on = np.all(idx % h == 0, axis=0) & ~np.all(idx % (2 * h) == 0, axis=0)
-            cand = np.flatnonzero(on)
-            evaluate = self._decide(cand, h)
-            if evaluate.size:
-                self._plan(evaluate)
-                return
-        self._pending = 0
-
-    def _decide(self, cand: np.ndarray, h: int) -> np.ndarray:
-        """Fill the candidates that can be skipped; return the ones to evaluate."""
-        coords = self._coords[:, cand]  # (nd, n)
-        odd = coords % (2 * h) != 0
-        counts = np.asarray(self.counts)[:, None]
-        total = np.zeros(cand.size)
-        quiet = ~self.must.flat[cand]
-        for offs in self._offsets(odd, h, 1):  # the parents: all must be known
-            p = coords + offs
-            inside = np.all((p >= 0) & (p < counts), axis=0)
-            pf = np.ravel_multi_index(tuple(np.clip(p, 0, counts - 1)), self.counts)
-            vals = self.values.flat[pf]
-            quiet &= inside & self.known.flat[pf]
-            total += np.where(inside, vals, 0.0)
-        for offs in self._offsets(odd, h, self.reach):  # the window: no change in it
-            p = coords + offs
-            inside = np.all((p >= 0) & (p < counts), axis=0)
-            pf = np.ravel_multi_index(tuple(np.clip(p, 0, counts - 1)), self.counts)
-            vals = self.values.flat[pf]
-            changed = inside & self.known.flat[pf] & (np.abs(vals - self.baseline) > self.tol)
-            quiet &= ~changed
-        # each distinct parent appears 2**(nd - n_odd) times among the corners
-        mean = total / (2.0 ** len(self.counts))
-        self.values.flat[cand[quiet]] = mean[quiet]
-        self.known.flat[cand[quiet]] = True
-        return cand[~quiet]
-
-    def _offsets(self, odd: np.ndarray, h: int, reach: int):
-        """Offsets ``(nd, n)`` to the coarser centres within ``reach`` cells of each candidate.
-
-        Along an odd axis ``±h, ±3h, ... ±(2 reach − 1) h``; along the others
-        ``0, ±2h, ... ±2 (reach − 1) h`` (some combinations repeat). ``reach=1`` gives the
-        parents, each ``2**(nd − n_odd)`` times.
-        """
-        odd_offs = [s * (2 * k + 1) * h for k in range(reach) for s in (-1, 1)]
-        even_offs = [2 * k * h for k in range(-(reach - 1), reach)]
-        for combo in itertools.product(range(2 * reach), repeat=len(self.counts)):
-            rows = [
-                np.where(odd[ax], odd_offs[k], even_offs[min(k, len(even_offs) - 1)])
-                for ax, k in enumerate(combo)
-            ]
-            yield np.stack(rows)
-
-    @property
-    def finished(self) -> bool:
-        """Every level is planned and recorded."""
-        return self.step == 1 and self._pending == 0
+    diff = (x - hidden).abs().amax(dim=1).flatten().double()
+    span = float(x.max() - x.min())
+    return _per_centre(grid, diff / span if span > 0 else diff, "mean")
 
 
 class AdaptiveSweep(DistanceGrid):
@@ -197,8 +90,10 @@ class AdaptiveSweep(DistanceGrid):
     The loop asks :meth:`planned` how many visits are known, gets their masks from
     :meth:`batch` and gives their distances to :meth:`update`. Snapshots and the final
     map are those of :class:`~maskscope._engine.accumulate.DistanceGrid`, with the skipped
-    centres at their parents' value; the extra ``grid_evaluated`` marks the centres the
-    model saw (1) and the skipped ones (0).
+    centres at their parents' interpolation; the extra ``grid_evaluated`` marks the centres the
+    model saw (1) and the skipped ones (0), and ``grid_reasons`` why each was evaluated (the
+    sum of the :data:`~maskscope._engine.adaptive_plan.REASONS` flags; 0: skipped or not
+    yet planned).
     """
 
     def __init__(
@@ -206,13 +101,24 @@ class AdaptiveSweep(DistanceGrid):
         grid,
         baseline: float,
         tol: float = 0.0,
-        first_step: int | None = None,
+        first_step: int = 8,
         must: np.ndarray | None = None,
         reach: int = 1,
+        content: np.ndarray | None = None,
+        content_tol: float = 0.0,
+        busy: float = BUSY,
     ) -> None:
         super().__init__(grid, baseline)
-        h = first_step or default_first_step(grid)
-        self.plan = AdaptivePlan(grid.counts, baseline, h, tol, reach=reach, must=must)
+        self.plan = AdaptivePlan(
+            grid.counts,
+            first_step,
+            tol,
+            reach=reach,
+            must=must,
+            content=content,
+            content_tol=content_tol,
+            busy=busy,
+        )
         self._sync()
 
     def planned(self) -> int:
@@ -247,4 +153,6 @@ class AdaptiveSweep(DistanceGrid):
         out = super().partial()
         ev = torch.from_numpy(self.plan.evaluated.astype(np.float64)).to(self.values.device)
         out.extras["grid_evaluated"] = ev.reshape(self.grid.counts)
+        why = torch.from_numpy(self.plan.reasons.astype(np.float64)).to(self.values.device)
+        out.extras["grid_reasons"] = why.reshape(self.grid.counts)
         return out

@@ -10,7 +10,12 @@ from typing import Any
 import torch
 
 from .._engine.accumulate import DistanceGrid
-from .._engine.adaptive_sweep import AdaptiveSweep, hiding_centres
+from .._engine.adaptive_sweep import (
+    AdaptiveSweep,
+    default_first_step,
+    hidden_content,
+    hiding_centres,
+)
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
 from .._engine.loop import RunOptions, Task
 from .._engine.mask_batch import MaskBatch
@@ -63,20 +68,28 @@ class HDMParams:
     sweep: str = param(
         "full",
         help="'full': every centre; 'adaptive': a coarse pass, then only the centres whose "
-        "occluder hides something or that lie next to an occlusion that changed the "
-        "distance; the others take their neighbours' value.",
+        "neighbours differ or whose occluder hides something (content_rule); the others "
+        "take their neighbours' interpolation.",
         choices=("full", "adaptive"),
     )
     refine_tol: float = param(
         0.0,
-        help="Adaptive sweep: a distance within this of the baseline counts as no change.",
+        help="Adaptive sweep: neighbouring distances within this of each other count as equal "
+        "(a centre between equal neighbours takes their value).",
         min=0.0,
+    )
+    content_rule: str = param(
+        "hidden",
+        help="Adaptive sweep: 'hidden' evaluates every centre whose occluder hides something "
+        "(sparse images); 'change' only those where what it hides is not what its "
+        "neighbours' occluders hide, interpolated (large bodies that fill the image).",
+        choices=("hidden", "change"),
     )
     content_tol: float = param(
         0.2,
-        help="Adaptive sweep: an occluder hides something where the fill differs from the "
-        "image by more than this fraction of the image's range (such centres are always "
-        "evaluated).",
+        help="Adaptive sweep, as a fraction of the image's range: 'hidden': the fill differs "
+        "from the image by more than this somewhere in the disk; 'change': the mean "
+        "difference in the disk deviates from its neighbours' interpolation by more.",
         min=0.0,
         max=1.0,
     )
@@ -170,9 +183,7 @@ class HDM(Method):
         acc = DistanceGrid(grid, baseline)
         source, planned = grid, None
         if params.sweep == "adaptive":
-            hidden = perturb(ctx.x, torch.zeros_like(ctx.x[:, :1]))
-            must = hiding_centres(grid, ctx.x, hidden, params.content_tol)
-            acc = AdaptiveSweep(grid, baseline, tol=params.refine_tol, must=must)
+            acc = adaptive_sweep(grid, ctx.x, perturb, baseline, params)
             source, planned = acc, acc.planned
         return Task(
             x=ctx.x,
@@ -187,6 +198,25 @@ class HDM(Method):
             prediction=ctx.prediction,
             info={"baseline": baseline},
         )
+
+
+def adaptive_sweep(grid, x: torch.Tensor, perturb, baseline: float, params) -> AdaptiveSweep:
+    """The adaptive sweep's plan, with the content rule ``params.content_rule`` asks for."""
+    hidden = perturb(x, torch.zeros_like(x[:, :1]))
+    must = content = None
+    if params.content_rule == "hidden":
+        must = hiding_centres(grid, x, hidden, params.content_tol)
+    else:
+        content = hidden_content(grid, x, hidden)
+    return AdaptiveSweep(
+        grid,
+        baseline,
+        tol=params.refine_tol,
+        first_step=default_first_step(grid, params.diameter),
+        must=must,
+        content=content,
+        content_tol=params.content_tol,
+    )
 
 
 class StampedFill:
