@@ -57,6 +57,7 @@ TOOLS = (
     "maskscope:PixelRISE-max",
     "maskscope:HDM",
     "maskscope:HDM-hd95",
+    "maskscope:HDM-dice",
     "interpret-segmentation:RISE",
     "interpret-segmentation:HDM",
     "muppet:SegRISE",
@@ -67,6 +68,7 @@ TOOLS = (
 OCCLUSION = {
     "maskscope:HDM",
     "maskscope:HDM-hd95",
+    "maskscope:HDM-dice",
     "interpret-segmentation:HDM",
     "captum:Occlusion",
     "monai:OcclusionSensitivity",

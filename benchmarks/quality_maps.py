@@ -57,6 +57,7 @@ def maskscope_method(label: str, cfg: dict, spacing: tuple) -> tuple[type, dict]
         "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
         "HDM": (HDM, hdm),
         "HDM-hd95": (HDM, {**hdm, "distance": "hd95"}),
+        "HDM-dice": (HDM, {**hdm, "distance": "dice"}),
     }
     if label not in table:
         raise ValueError(f"maskscope method must be one of {', '.join(table)}, got {label!r}")

@@ -23,6 +23,7 @@ ORIENTATION = {
     "maskscope:PixelRISE-max": "score kept, max over px",
     "maskscope:HDM": "Hausdorff increase",
     "maskscope:HDM-hd95": "HD95 increase",
+    "maskscope:HDM-dice": "1 − Dice increase",
     "interpret-segmentation:RISE-mean": "score kept (Σ w·m)",
     "interpret-segmentation:RISE-max": "score kept, max over px",
     "interpret-segmentation:HDM": "row-wise 'Hausdorff' increase",
@@ -283,8 +284,9 @@ axis). `forwards` = images through the model in one run, counted by a wrapper (t
 unperturbed input included); interpret-segmentation's RISE re-runs all N masks for every \
 1000 pixels of its segment and gives the mean and the max merge from one run. maskscope runs \
 at its defaults of the day otherwise (centred estimator; HDM fill `{hdm["fill"]}`, distance \
-`{hdm["distance"]}`; `HDM-hd95` is the HD95 option). Each tool runs in its own process in \
-the peers' venv; its maps are saved and scored here, identically:
+`{hdm["distance"]}`; `HDM-hd95` and `HDM-dice` are the HD95 and 1 − Dice options). Each \
+tool runs in its own process in the peers' venv; its maps are saved and scored here, \
+identically:
 
 - **seed agreement**: Pearson correlation of the maps of seeds 0 and 1 (deterministic \
 tools: the same map for every seed, shown as 1). *reliability* is the two-seed correlation \
