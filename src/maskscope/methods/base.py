@@ -185,11 +185,9 @@ class Method:
         crop
             With one ``roi``: run the model on the ROI's box plus a margin only (True:
             the receptive field, estimated; or a margin in voxels, one or per axis).
-            ``"auto"`` (the default) crops for the RISE family, whose map in the window
-            then equals the whole-image run's and is exactly the mean weight outside it,
-            where the whole-image map would only carry the estimator's noise; it runs on
-            the whole image when the receptive field cannot be estimated or covers it
-            (``params["crop_skipped"]`` says why). False: always the whole image.
+            ``"auto"`` (the default) crops for the RISE family (the same map in the
+            window, the mean weight instead of noise outside) unless the receptive field
+            is unknown or covers the image (``params["crop_skipped"]``). False: never.
         targets
             Several classes from the same forward passes (``extras["target_<class>"]``).
         per_channel
