@@ -101,6 +101,7 @@ def test_split_on_the_cluster_equals_one_run_3d_and_hdm(address):
         (SegRISE, 2, {"n_masks": 300, "tol": 0.1}, "runs every mask: set tol=None"),
         (PixelRISE, 2, {"n_masks": 300, "merge": "max"}, "cannot be split by masks"),
         (SegRISE, 2, {"n_masks": 300, "slices": "all"}, "explains this volume slice by slice"),
+        (HDM, 2, {"diameter": 4, "stride": 1, "sweep": "adaptive"}, "use sweep='full'"),
     ],
 )
 def test_what_cannot_be_split_says_why(cls, dims, kw, message):

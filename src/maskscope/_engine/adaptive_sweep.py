@@ -96,6 +96,10 @@ class AdaptiveSweep(DistanceGrid):
     yet planned).
     """
 
+    #: Split runs give ranges of a fixed list of centres; this sweep's list grows level
+    #: by level from the distances found.
+    splittable = False
+
     def __init__(
         self,
         grid,

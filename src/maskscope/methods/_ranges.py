@@ -83,6 +83,12 @@ def _prepared(method: Any, image: Any, kwargs: dict[str, Any]):
 
 def _task(method: Any, run: Any):
     task, _ = method._task(run, None, run.target)
+    if not getattr(task.accumulator, "splittable", True):
+        raise ValueError(
+            f"{method.name}'s adaptive sweep chooses each level's centres from the levels "
+            "before, so it cannot be split into ranges; use sweep='full', or explain it in "
+            "one process"
+        )
     if not hasattr(task.accumulator, "take_blocks"):
         raise ValueError(
             f"{method.name} with these parameters cannot be split by masks (PixelRISE "
