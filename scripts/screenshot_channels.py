@@ -16,14 +16,12 @@ Needs ``maskscope[monai]`` for the sliding window.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from napari_shot import ROOT, box_around, run_to_end, save, shot_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
@@ -42,24 +40,11 @@ def phantom() -> tuple[np.ndarray, np.ndarray, torch.nn.Module]:
     return img, a, model
 
 
-def box_around(mask: np.ndarray, z: int, pad: int = 3) -> np.ndarray:
-    """The corners of a rectangle around ``mask`` on slice ``z``."""
-    ys, xs = np.nonzero(mask[z])
-    y0, y1, x0, x1 = ys.min() - pad, ys.max() + pad, xs.min() - pad, xs.max() + pad
-    return np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], dtype=float)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Explain in the dock widget, show and save the screenshot; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "roi-channels.png")
-    parser.add_argument("--n-masks", type=int, default=500)
-    parser.add_argument("--size", type=int, nargs=2, default=(1280, 1000), metavar=("W", "H"))
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
-    args = parser.parse_args(argv)
+    args = shot_parser(__doc__, "roi-channels.png", 500, (1280, 1000)).parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QEventLoop, QTimer
 
     from maskscope.napari import explain_in_viewer
 
@@ -81,18 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     widget.roi_panel.layer.setCurrentText("box")
     widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(False))  # whole volume
     widget.roi_panel.per_channel.setChecked(True)
-    loop = QEventLoop()
-    widget.run_finished.connect(lambda *_: loop.quit())
-    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
-    if widget.run() is None:
-        print(f"screenshot: the run did not start: {widget.status.text()}", file=sys.stderr)
-        viewer.close()
-        return 1
-    loop.exec()
-    snap = widget.last_snapshot
-    if snap is None or not snap.done:
-        print(f"screenshot: the run did not finish: {widget.status.text()}", file=sys.stderr)
-        viewer.close()
+    snap = run_to_end(widget, viewer, args.timeout, "screenshot")
+    if snap is None:
         return 1
     for ly in viewer.layers:  # show channel 2's map instead of the channels' mean
         if ly.name.startswith("four SegRISE"):
@@ -102,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.reset_view()
     viewer.dims.set_point(0, 2)  # the image's channel 2 underneath
     viewer.dims.set_point(1, z)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window.screenshot(str(args.out), canvas_only=False, flash=False)
+    save(viewer, args.out)
     ranking = ", ".join(f"{r.channel} ({r.importance:+.4f})" for r in widget.roi_panel.ranking)
     params = {k: v for k, v in snap.params.items() if k.startswith("patch_")}
     print(f"wrote {args.out}; channels by importance {ranking}; {params}")

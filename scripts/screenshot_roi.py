@@ -11,36 +11,26 @@ crop mode, explains it with SegRISE and saves the window to ``docs/images/roi-le
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+from napari_shot import ROOT, box_around, run_to_end, save, shot_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Explain in the dock widget, show and save the screenshot; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "roi-lesion.png")
-    parser.add_argument("--n-masks", type=int, default=1000)
-    parser.add_argument("--size", type=int, nargs=2, default=(1280, 860), metavar=("W", "H"))
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
-    args = parser.parse_args(argv)
+    args = shot_parser(__doc__, "roi-lesion.png", 1000, (1280, 860)).parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QEventLoop, QTimer
 
     from maskscope.napari import explain_in_viewer
     from roi import LocalMean, two_lesions
 
     img, a, _ = two_lesions()
     z = int(np.argwhere(a).mean(0)[0])
-    ys, xs = np.nonzero(a[z])
-    y0, y1, x0, x1 = ys.min() - 3, ys.max() + 3, xs.min() - 3, xs.max() + 3
-    corners = np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], dtype=float)
+    corners = box_around(a, z)
     viewer = napari.Viewer(show=True, title="maskscope: one lesion")
     viewer.window._qt_window.resize(*args.size)
     viewer.add_image(img, name="phantom", colormap="gray")
@@ -52,23 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     widget.inputs.set_normalization("none")  # the phantom is the model's input as it is
     widget.roi_panel.layer.setCurrentText("box")
     widget.roi_panel.crop.setCurrentIndex(widget.roi_panel.crop.findData(True))
-    loop = QEventLoop()
-    widget.run_finished.connect(lambda *_: loop.quit())
-    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
-    if widget.run() is None:
-        print(f"screenshot: the run did not start: {widget.status.text()}", file=sys.stderr)
-        viewer.close()
-        return 1
-    loop.exec()
-    snap = widget.last_snapshot
-    if snap is None or not snap.done:
-        print(f"screenshot: the run did not finish: {widget.status.text()}", file=sys.stderr)
-        viewer.close()
+    snap = run_to_end(widget, viewer, args.timeout, "screenshot")
+    if snap is None:
         return 1
     viewer.reset_view()
     viewer.dims.set_point(0, z)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window.screenshot(str(args.out), canvas_only=False, flash=False)
+    save(viewer, args.out)
     print(f"wrote {args.out}; window {snap.params['crop_window']}")
     viewer.close()
     return 0

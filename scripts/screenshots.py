@@ -11,11 +11,9 @@ screenshot of the whole window to ``docs/images/napari-widget.png``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from napari_shot import run_to_end, save, shot_parser
 
 
 def _ensure_plugin() -> None:
@@ -34,17 +32,12 @@ def _ensure_plugin() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and write the screenshot; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "napari-widget.png")
+    parser = shot_parser(__doc__, "napari-widget.png", 1000, (1280, 860))
     parser.add_argument("--model", default="shapes2d", help="bundled name, file or pkg.mod:factory")
     parser.add_argument("--method", default="SegRISE")
-    parser.add_argument("--n-masks", type=int, default=1000)
-    parser.add_argument("--size", type=int, nargs=2, default=(1280, 860), metavar=("W", "H"))
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
     args = parser.parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QEventLoop, QTimer
 
     _ensure_plugin()
     viewer = napari.Viewer(show=True, title="maskscope")
@@ -58,23 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if "n_masks" in widget.form.values():  # HDM sweeps a grid of centres instead
         widget.set_values(n_masks=args.n_masks)
 
-    loop = QEventLoop()
-    widget.run_finished.connect(lambda *_: loop.quit())
-    QTimer.singleShot(int(args.timeout * 1000), loop.quit)
-    if widget.run() is None:
-        print(f"screenshots: the run did not start: {widget.status.text()}", file=sys.stderr)
-        viewer.close()
-        return 1
-    loop.exec()
-    snap = widget.last_snapshot
-    if widget.worker is not None or snap is None or not snap.done:
-        print(f"screenshots: the run did not finish: {widget.status.text()}", file=sys.stderr)
-        widget.cancel()
-        viewer.close()
+    if run_to_end(widget, viewer, args.timeout, "screenshots") is None:
         return 1
     viewer.reset_view()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window.screenshot(str(args.out), canvas_only=False, flash=False)
+    save(viewer, args.out)
     print(f"wrote {args.out} ({widget.status.text()})")
     viewer.close()
     return 0
