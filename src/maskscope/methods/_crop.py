@@ -165,6 +165,22 @@ def paste(
     )
 
 
+def each_snapshot(
+    run: Iterator[Explanation], fn: Callable[[Explanation], Explanation]
+) -> Iterator[Explanation]:
+    """``fn`` of every snapshot of ``run``, and of a failure's ``exc.partial``."""
+    try:
+        for snap in run:
+            yield fn(snap)
+    except Exception as exc:
+        partial = getattr(exc, "partial", None)
+        if isinstance(partial, Explanation):
+            exc.partial = fn(partial)
+        raise
+    finally:
+        run.close()
+
+
 def paste_all(
     run: Iterator[Explanation],
     window: tuple[slice, ...],
@@ -174,19 +190,12 @@ def paste_all(
     extra_forward: int = 0,
 ) -> Iterator[Explanation]:
     """Paste every snapshot of ``run``; ``extra_forward`` model calls made before it."""
-    try:
-        for snap in run:
-            pasted = paste(snap, window, spatial, image, record)
-            if extra_forward:
-                pasted = dataclasses.replace(pasted, n_forward=pasted.n_forward + extra_forward)
-            yield pasted
-    except Exception as exc:
-        partial = getattr(exc, "partial", None)
-        if isinstance(partial, Explanation):
-            exc.partial = paste(partial, window, spatial, image, record)
-        raise
-    finally:
-        run.close()
+
+    def pasted(snap: Explanation) -> Explanation:
+        out = paste(snap, window, spatial, image, record)
+        return dataclasses.replace(out, n_forward=out.n_forward + extra_forward)
+
+    return each_snapshot(run, pasted)
 
 
 def _window_slices(slices: Any, depth: slice) -> Any:
@@ -289,21 +298,9 @@ def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why
     if not stream:
         run = dataclasses.replace(run, yield_every=None)
     record = {"crop": "auto", "crop_skipped": why}
-    return _recorded(method._snapshots(run), record)
-
-
-def _recorded(run: Iterator[Explanation], record: dict[str, Any]) -> Iterator[Explanation]:
-    """``run``'s snapshots (and a failure's ``exc.partial``) with ``record`` in params."""
-    try:
-        for snap in run:
-            yield dataclasses.replace(snap, params={**snap.params, **record})
-    except Exception as exc:
-        partial = getattr(exc, "partial", None)
-        if isinstance(partial, Explanation):
-            exc.partial = dataclasses.replace(partial, params={**partial.params, **record})
-        raise
-    finally:
-        run.close()
+    return each_snapshot(
+        method._snapshots(run), lambda s: dataclasses.replace(s, params={**s.params, **record})
+    )
 
 
 def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:
