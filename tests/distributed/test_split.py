@@ -113,6 +113,20 @@ def test_what_cannot_be_split_says_why(cls, dims, kw, message):
         run_range(SegRISE(ThresholdNet(2)), _image(), (100, 300), n_masks=300)
 
 
+def test_a_split_run_without_a_batch_size_uses_the_fixed_split_batch():
+    from maskscope.methods._ranges import SPLIT_BATCH
+
+    image, kw = _image(), {"n_masks": 300, "grid": 4, "seed": 4}
+    want = _single(SegRISE, 2, image, batch_size=SPLIT_BATCH, **kw)
+    assert "batch_size_measured" in _single(SegRISE, 2, image, **kw).params  # measured
+    method = SegRISE(ThresholdNet(2))
+    results = [run_range(method, image, r, **kw) for r in plan_ranges(300, range_size=256)]
+    assert [r.batch_size for r in results] == [SPLIT_BATCH, SPLIT_BATCH]
+    got = list(iter_merged(method, image, results, **kw))[-1]
+    _assert_same(got, want)
+    assert got.params["batch_size_used"] == SPLIT_BATCH
+
+
 def test_no_model_call_straddles_a_block_of_256_masks():
     from tests.conftest import Spy
 

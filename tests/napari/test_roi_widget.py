@@ -103,14 +103,15 @@ def test_a_map_per_channel_and_their_ranking(make_napari_viewer, qtbot):
     img = rng.random((4, 24, 24)).astype(np.float32) * 0.3
     img[:, 6:16, 5:15] += 0.6
     viewer.add_image(img, name="four")
-    widget = explain_in_viewer(viewer, _OneChannel(), method="RISE", n_masks=150, grid=4)
+    model = _OneChannel()  # one model: the API run replays the widget's measured batches
+    widget = explain_in_viewer(viewer, model, method="RISE", n_masks=150, grid=4)
     widget.inputs.channel.setCurrentIndex(widget.inputs.channel.findData(0))
     widget.add_prediction.setChecked(False)
     widget.roi_panel.per_channel.setChecked(True)
     run_to_end(qtbot, widget)
     names = {ly.name for ly in saliency_layers(viewer)}
     assert {f"four RISE channel-{c}" for c in range(4)} <= names, names
-    want = RISE(_OneChannel()).explain(img, per_channel=True, n_masks=150, grid=4)
+    want = RISE(model).explain(img, per_channel=True, n_masks=150, grid=4)
     np.testing.assert_allclose(
         widget.last_snapshot.extras["channel_importance"], want.extras["channel_importance"]
     )

@@ -170,3 +170,35 @@ def test_out_of_memory_in_a_measured_run_measures_again(monkeypatch, square2d):
     assert sum(model.sizes) == expl.n_forward == 16 * 16 + 1
     fixed = HDM(ThresholdNet(2)).explain(square2d, diameter=4, stride=1, batch_size=5)
     np.testing.assert_array_equal(expl.map, fixed.map)
+
+
+def test_a_later_run_of_the_model_replays_the_measurement(monkeypatch, square2d):
+    clock = FakeTime({1: 5.0, 2: 3.0, 4: 2.0, 8: 2.5})
+    _patched_tuner(monkeypatch, clock)
+    model = TimedNet(clock)
+    kw = {"n_masks": 60, "grid": 4, "seed": 2}  # no batch_size: measured by default
+    first = SegRISE(model).explain(square2d, **kw)
+    sizes = list(model.sizes)
+    clock.per_input = {1: 1.0, 2: 9.0}  # the clock is not read again: the choice stays
+    model.sizes.clear()
+    again = SegRISE(model).explain(square2d, **kw)
+    assert model.sizes == sizes  # the same chunks in the same order
+    np.testing.assert_array_equal(again.map, first.map)
+    assert first.params["batch_measurement_reused"] is False
+    assert again.params["batch_measurement_reused"] is True
+    assert again.params["batch_size_measured"] == first.params["batch_size_measured"] == 4
+    assert again.params["batch_ms_per_input"] == first.params["batch_ms_per_input"]
+    other = TimedNet(clock)  # another model measures afresh, with the clock as it is now
+    SegRISE(other).explain(square2d, **kw)
+    assert other.sizes[1:6] == [1, 1, 2, 2, 1]
+    hdm = HDM(model).explain(square2d, diameter=4, stride=2)  # another method, too
+    assert hdm.params["batch_measurement_reused"] is False
+
+
+def test_a_model_that_cannot_be_weakly_referenced_is_measured_every_run(square2d):
+    from maskscope._engine.batch_tuner import measurement_memo
+
+    assert measurement_memo([1, 2], "SegRISE") is None  # a list: no weak reference
+    net = ThresholdNet(2)
+    assert measurement_memo(net, "SegRISE") is measurement_memo(net, "SegRISE")
+    assert measurement_memo(net, "SegRISE") is not measurement_memo(net, "HDM")

@@ -14,16 +14,41 @@ is a real chunk of the run: no mask is evaluated twice.
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
 size) is measured afresh.
+
+A measurement is remembered for the model, method and input shape in this process
+(:func:`measurement_memo`): a later run replays it, with the same chunks in the same
+order and the same size kept, without reading the clock. Two runs of one seed in a
+session then give the same map bit for bit, as with a fixed batch size; a new process
+measures again, and its map may differ from this one's by float rounding.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-__all__ = ["BatchTuner", "candidate_sizes"]
+__all__ = ["BatchTuner", "candidate_sizes", "measurement_memo"]
+
+#: model -> {(what else decides the speed, input shape, limit): (limit kept, timings)}
+_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def measurement_memo(model: Any, *key: Any) -> dict | None:
+    """The measurements remembered for ``model`` and ``key`` in this process.
+
+    ``key`` holds what else decides the speed (the method, precision, compilation,
+    padding, device). None when ``model`` cannot be weakly referenced (nothing is then
+    remembered).
+    """
+    try:
+        per_model = _MEMOS.setdefault(model, {})
+    except TypeError:
+        return None
+    return per_model.setdefault(tuple(key), {})
 
 
 def candidate_sizes(limit: int) -> list[int]:
@@ -71,6 +96,11 @@ class BatchTuner:
     n_measures
         How many times a measurement started (1, plus one per out-of-memory back-off or
         new input shape).
+    reused
+        Whether the latest measurement was replayed from ``memo``.
+    memo
+        A dict shared by runs of one model (:func:`measurement_memo`), or None: finished
+        measurements go in, and a run of a shape found there replays it.
     """
 
     def __init__(
@@ -79,8 +109,13 @@ class BatchTuner:
         *,
         warmup: int = 1,
         slower: float = 1.15,
+        memo: dict | None = None,
     ) -> None:
         self.clock = clock
+        self.memo = memo
+        self.reused = False
+        self._key: tuple | None = None
+        self._replay: dict[int, float] | None = None
         self.warmup = int(warmup)
         self.slower = float(slower)
         self.chosen: int | None = None
@@ -93,19 +128,29 @@ class BatchTuner:
         self._t0: float | None = None
 
     # ------------------------------------------------------------------ set-up
-    def begin(self, shape: tuple[int, ...], limit: int) -> None:
+    def begin(self, shape: tuple[int, ...], limit: int, where: tuple = ()) -> None:
         """A task with inputs of ``shape`` and a largest batch of ``limit`` starts.
 
         A task of the shape measured before (the next slice of a volume) keeps what was
-        measured, an out-of-memory bound included; a new shape is measured afresh.
+        measured, an out-of-memory bound included; a new shape is measured afresh, or
+        replayed from ``memo`` when a run of this shape, limit and ``where`` (the device
+        and dtype) measured it before.
         """
         shape = tuple(shape)
         if shape == self._shape:
             return
         self._shape = shape
-        self._restart(max(1, int(limit)))
+        self._key = (tuple(where), shape, max(1, int(limit)))
+        known = self.memo.get(self._key) if self.memo is not None else None
+        if known is not None:
+            kept_limit, timings = known
+            self._restart(kept_limit, replay=dict(timings))
+        else:
+            self._restart(self._key[2])
 
-    def _restart(self, limit: int) -> None:
+    def _restart(self, limit: int, replay: dict[int, float] | None = None) -> None:
+        self._replay = replay
+        self.reused = replay is not None
         self._limit = limit
         self._todo = candidate_sizes(limit)
         self.timings = {}
@@ -139,14 +184,19 @@ class BatchTuner:
         if self._seen < self.warmup:
             self._seen += 1
             return
-        assert self._t0 is not None
-        self.timings[size] = (self._now() - self._t0) / n
+        if self._replay is not None and size in self._replay:
+            self.timings[size] = self._replay[size]
+        else:
+            assert self._t0 is not None
+            self.timings[size] = (self._now() - self._t0) / n
         self._t0 = None
         self._seen = 0
         self._todo.pop(0)
         best = min(self.timings.values())
         if not self._todo or self.timings[size] > self.slower * best:
             self.chosen = min(self.timings, key=self.timings.__getitem__)
+            if self.memo is not None and self._key is not None and not self.reused:
+                self.memo[self._key] = (self._limit, dict(self.timings))
 
     def out_of_memory(self, size: int) -> int:
         """A chunk of ``size`` ran out of memory: measure again below it; the next size."""
@@ -161,6 +211,7 @@ class BatchTuner:
             "batch_size_measured": self.chosen,
             "batch_sizes_timed": sizes,
             "batch_ms_per_input": [round(self.timings[k] * 1000, 4) for k in sizes],
+            "batch_measurement_reused": self.reused,
         }
 
     def _now(self) -> float:

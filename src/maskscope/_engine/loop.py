@@ -45,11 +45,12 @@ class RunOptions:
 
     seed: int = param(0, help="Seed of the random masks: same seed, same map.", min=0)
     batch_size: int | None = param(
-        16,
+        None,
         help="Perturbed inputs per model call (same masks for any value; the map changes "
         "by float rounding at most). None = measured: the first chunks are timed at "
-        "1, 2, 4, ... inputs and the fastest size is kept (two runs then agree up to float "
-        "rounding, not bit for bit).",
+        "1, 2, 4, ... inputs and the fastest size is kept; later runs of the model in this "
+        "process replay the measurement. A number fixes it (maps equal bit for bit across "
+        "processes).",
         min=1,
     )
     max_batch_voxels: int | None = param(
@@ -283,7 +284,8 @@ def run_task(
     """
     if tuner is not None:
         tuner.clock = tuner.clock or device_clock(task.x.device)
-        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x))
+        where = (str(task.x.device), str(task.x.dtype))
+        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x), where)
         batch_size = tuner.size()
     else:
         batch_size = min(batch_size or 1, batch_limit(options, task.x))

@@ -151,7 +151,7 @@ def _evaluation(expl: Any, model: Callable, job: Job) -> dict[str, Any]:
             model=model,
             steps=job.eval_steps,
             n_random=1,
-            batch_size=int(job.values.get("batch_size", 16)),
+            batch_size=int(job.values.get("batch_size") or 16),
             outputs=job.outputs,
             spatial_dims=job.spatial_dims,
         )

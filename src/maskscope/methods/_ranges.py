@@ -9,6 +9,9 @@ of :meth:`~maskscope.Method.explain` bit for bit on the same device type.
 
 Splittable: RISE, SegRISE, PixelRISE with ``merge="mean"`` and HDM, on a whole image or
 volume (not a 2D model slice by slice), without early stopping.
+
+Every range must chunk its blocks alike, so a split run does not measure its batch size:
+with ``batch_size=None`` it uses :data:`SPLIT_BATCH` inputs per model call.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from .._engine.loop import Step, run_task
 from ..explanation import Explanation
 from ._snapshots import Snapshots
 
-__all__ = ["RangeResult", "iter_merged", "plan_ranges", "run_range"]
+__all__ = ["SPLIT_BATCH", "RangeResult", "iter_merged", "plan_ranges", "run_range"]
+
+#: Inputs per model call of a split run whose ``batch_size`` is None (measured elsewhere).
+SPLIT_BATCH = 16
 
 
 @dataclass
@@ -81,6 +87,10 @@ def _prepared(method: Any, image: Any, kwargs: dict[str, Any]):
     return run
 
 
+def _batch(run: Any) -> int:
+    return run.options.batch_size or SPLIT_BATCH
+
+
 def _task(method: Any, run: Any):
     task, _ = method._task(run, None, run.target)
     if not getattr(task.accumulator, "splittable", True):
@@ -120,7 +130,7 @@ def run_range(method: Any, image: Any, mask_range: tuple[int, int], **kwargs: An
     task.accumulator.collect = True
     step = None
     for step in run_task(  # noqa: B007  (the last step tells the batch size used)
-        task, run.runner, run.options, batch_size=run.options.batch_size, mask_range=(start, stop)
+        task, run.runner, run.options, batch_size=_batch(run), mask_range=(start, stop)
     ):
         pass
     blocks = [_cpu(b) for b in task.accumulator.take_blocks()]
@@ -142,7 +152,7 @@ def iter_merged(
         run.record,
         run.runner,
         n_total=run.n_per_task,
-        batch_size=run.options.batch_size,
+        batch_size=_batch(run),
         yield_every=run.yield_every,
         progress=run.progress,
     )

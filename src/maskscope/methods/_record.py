@@ -8,13 +8,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._engine.batch_tuner import measurement_memo
 from .._engine.custom import checked_fill, checked_score, function_name
 from .._engine.loop import RunOptions, Task
 from .._engine.params import replace_params, validate_params
 from .._engine.perturb import bind
 from .._engine.sliding import SlidingWindow
 
-__all__ = ["checked_task", "jsonable", "resolve_settings", "run_record"]
+__all__ = ["batch_memo", "checked_task", "jsonable", "resolve_settings", "run_record"]
+
+
+def batch_memo(method) -> dict | None:
+    """Where the measured batch sizes of ``method``'s model are remembered in this process.
+
+    A measurement is reused by runs of the same model, method, precision, compilation and
+    padding (see :mod:`~maskscope._engine.batch_tuner`).
+    """
+    call = method.model_call
+    settings = (call.precision, call.compile, call.pad_multiple, call.pad_mode)
+    return measurement_memo(call.model, method.name, *settings)
 
 
 def checked_task(method, task: Task, params: Any) -> Task:

@@ -21,7 +21,7 @@ from ..explanation import Explanation
 from ._crop import crop_arguments, iter_crop, wants_crop
 from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
-from ._record import checked_task, resolve_settings, run_record
+from ._record import batch_memo, checked_task, resolve_settings, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
 from .context import Context, build_context
 
@@ -302,7 +302,7 @@ class Method:
 
     def _snapshots(self, run: Prepared) -> Iterator[Explanation]:
         """Build each task, run it, stream its snapshots; the last one is ``done``."""
-        tuner = BatchTuner() if run.options.batch_size is None else None
+        tuner = BatchTuner(memo=batch_memo(self)) if run.options.batch_size is None else None
         snaps = Snapshots(
             run.record,
             run.runner,
