@@ -102,7 +102,7 @@ def hdm_keywords(case: Case, n: int, setting: dict) -> dict:
     diameter = setting.get("diameter") or OCCLUDER[case.name]
     stride = quality.pick_stride("maskscope:HDM", spatial, round(diameter), n)
     kw = {"diameter": diameter * case.spacing[0], "stride": stride * case.spacing[0]}
-    kw["voxel_spacing"] = case.spacing
+    kw["voxel_spacing"], kw["sweep"] = case.spacing, "full"  # the budget: every centre
     if setting.get("fill") is not None:
         kw["fill"] = setting["fill"]
     return kw

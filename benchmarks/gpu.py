@@ -191,7 +191,10 @@ def method_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
         "SegRISE": (SegRISE, rise),
         "PixelRISE-mean": (PixelRISE, {**rise, "merge": "mean"}),
         "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
-        "HDM": (HDM, {"diameter": 25.0 if dims == 2 else 16.0, "stride": stride}),
+        "HDM": (  # every centre: N forwards, as the RISE family's N masks
+            HDM,
+            {"diameter": 25.0 if dims == 2 else 16.0, "stride": stride, "sweep": "full"},
+        ),
     }
     return table_[label]
 

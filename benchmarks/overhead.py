@@ -49,7 +49,8 @@ def method_kwargs(
 ) -> tuple[type, dict]:
     """(method class, explain() keyword arguments) for a method label.
 
-    ``batch_size=None`` leaves the batch size to the method's default.
+    ``batch_size=None`` leaves the batch size to the method's default. HDM sweeps every
+    centre (``sweep="full"``): the peers' sweeps and the engine-cost figures count those.
     """
     grid = 8 if dims == 2 else 6
     batch = {} if batch_size is None else {"batch_size": batch_size}
@@ -60,7 +61,7 @@ def method_kwargs(
         "SegRISE": (SegRISE, rise),
         "PixelRISE-mean": (PixelRISE, {**rise, "merge": "mean"}),
         "PixelRISE-max": (PixelRISE, {**rise, "merge": "max"}),
-        "HDM": (HDM, {"diameter": diameter, "stride": stride, **batch}),
+        "HDM": (HDM, {"diameter": diameter, "stride": stride, "sweep": "full", **batch}),
     }
     if label not in table:
         raise ValueError(f"method must be one of {', '.join(table)}, got {label!r}")

@@ -49,6 +49,7 @@ def maskscope_method(label: str, cfg: dict, spacing: tuple) -> tuple[type, dict]
         "stride": float(cfg["stride"]) * spacing[0],
         "voxel_spacing": spacing,
         "batch_size": int(cfg["batch"]),
+        "sweep": "full",  # the budget is the number of centres, as for the peers' sweeps
     }
     table = {
         "RISE": (RISE, rise),

@@ -112,6 +112,8 @@ def converged(label: str, case: Case, hdm: dict, n: int) -> np.ndarray:
     cls, kw = method_kwargs(label, case, hdm)
     if cls is not HDM:
         kw.update(n_masks=n, seed=1)
+    else:
+        kw.update(sweep="full")
     return cls(case.model).explain(case.image, **kw).map
 
 

@@ -71,7 +71,7 @@ def test_batch_size_invariance_and_forward_count(net2d):
     grids = []
     for bs in (1, 3, 1000):
         spy = Spy(net2d)
-        expl = HDM(spy).explain(img, diameter=6, stride=4, batch_size=bs)
+        expl = HDM(spy).explain(img, diameter=6, stride=4, batch_size=bs, sweep="full")
         assert spy.images == expl.n_total + 1 == 36 + 1
         grids.append(expl.extras["grid_raw"])
     for g in grids[1:]:
@@ -123,7 +123,7 @@ def test_streaming_snapshots_cover_image_early_and_cancel(net2d):
     img = np.zeros((40, 40), np.float32)
     img[10:25, 12:30] = 1.0
     spy = Spy(net2d)
-    gen = HDM(spy).iter_explain(img, diameter=7, stride=2, batch_size=16)
+    gen = HDM(spy).iter_explain(img, diameter=7, stride=2, batch_size=16, sweep="full")
     first = next(gen)
     assert first.n_done == 16 and np.isfinite(first.map).all()
     visited = np.isfinite(first.extras["grid_raw"])
@@ -131,7 +131,7 @@ def test_streaming_snapshots_cover_image_early_and_cancel(net2d):
     assert rows.max() - rows.min() >= 12 and cols.max() - cols.min() >= 12
     gen.close()
     assert spy.images == 17
-    full = HDM(net2d).explain(img, diameter=7, stride=2, batch_size=16)
+    full = HDM(net2d).explain(img, diameter=7, stride=2, batch_size=16, sweep="full")
     assert np.isfinite(full.extras["grid_raw"]).all()
 
 

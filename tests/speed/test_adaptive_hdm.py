@@ -205,7 +205,7 @@ def _full_sweep(dims: int):
     """The full sweep of the small image or volume (computed once per test run)."""
     img = _image() if dims == 2 else _volume()
     kw = {"diameter": 6, "stride": 1 if dims == 2 else 2, "batch_size": 8}
-    return img, kw, HDM(ThresholdNet(dims)).explain(img, **kw)
+    return img, kw, HDM(ThresholdNet(dims)).explain(img, sweep="full", **kw)
 
 
 @pytest.mark.parametrize("rule", ["hidden", "change"])
@@ -228,7 +228,7 @@ def test_adaptive_sweep_against_the_full_sweep(dims, rule):
 
 
 def test_adaptive_map_equals_the_full_sweep_on_the_two_boxes():
-    full = HDM(ThresholdNet(2)).explain(_image(), diameter=6, stride=1, batch_size=8)
+    full = HDM(ThresholdNet(2)).explain(_image(), diameter=6, stride=1, batch_size=8, sweep="full")
     adapt = HDM(ThresholdNet(2)).explain(
         _image(), diameter=6, stride=1, sweep="adaptive", batch_size=8
     )

@@ -165,10 +165,10 @@ def test_out_of_memory_in_a_measured_run_measures_again(monkeypatch, square2d):
     model = TimedNet(clock)
     model.fail_above = 4
     with pytest.warns(RuntimeWarning, match="out of memory with a batch of 8"):
-        expl = HDM(model).explain(square2d, diameter=4, stride=1, batch_size=None)
+        expl = HDM(model).explain(square2d, diameter=4, stride=1, sweep="full")
     assert max(model.sizes) == 4 and expl.params["batch_size_measured"] == 4
     assert sum(model.sizes) == expl.n_forward == 16 * 16 + 1
-    fixed = HDM(ThresholdNet(2)).explain(square2d, diameter=4, stride=1, batch_size=5)
+    fixed = HDM(ThresholdNet(2)).explain(square2d, diameter=4, stride=1, batch_size=5, sweep="full")
     np.testing.assert_array_equal(expl.map, fixed.map)
 
 

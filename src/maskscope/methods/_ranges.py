@@ -11,7 +11,9 @@ Splittable: RISE, SegRISE, PixelRISE with ``merge="mean"`` and HDM, on a whole i
 volume (not a 2D model slice by slice), without early stopping.
 
 Every range must chunk its blocks alike, so a split run does not measure its batch size:
-with ``batch_size=None`` it uses :data:`SPLIT_BATCH` inputs per model call.
+with ``batch_size=None`` it uses :data:`SPLIT_BATCH` inputs per model call. HDM's adaptive
+sweep picks each level's centres from the levels before, so a split HDM run sweeps every
+centre (``sweep="full"``) unless asked otherwise, and refuses ``sweep="adaptive"``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def plan_ranges(
 
 
 def _prepared(method: Any, image: Any, kwargs: dict[str, Any]):
+    if method.name == "HDM" and "sweep" not in kwargs and kwargs.get("params") is None:
+        kwargs = {**kwargs, "sweep": "full"}  # an adaptive sweep cannot be split
     run = method._prepare(image, **kwargs)
     if run.inp.sliced:
         raise ValueError(

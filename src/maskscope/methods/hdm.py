@@ -16,6 +16,7 @@ from .._engine.adaptive_sweep import (
     hidden_content,
     hiding_centres,
 )
+from .._engine.custom import checked_fill, function_name
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
 from .._engine.loop import RunOptions, Task
 from .._engine.mask_batch import MaskBatch
@@ -66,10 +67,10 @@ class HDMParams:
         choices=DISTANCES,
     )
     sweep: str = param(
-        "full",
-        help="'full': every centre; 'adaptive': a coarse pass, then only the centres whose "
-        "neighbours differ or whose occluder hides something (content_rule); the others "
-        "take their neighbours' interpolation.",
+        "adaptive",
+        help="'adaptive': a coarse pass, then only the centres whose neighbours differ or "
+        "whose occluder hides something (content_rule); the others take their neighbours' "
+        "interpolation. 'full': every centre, the model's distance everywhere.",
         choices=("full", "adaptive"),
     )
     refine_tol: float = param(
@@ -182,8 +183,10 @@ class HDM(Method):
         # gets the masks, and is wrapped with its checks by the base class)
         acc = DistanceGrid(grid, baseline)
         source, planned = grid, None
-        if params.sweep == "adaptive":
-            acc = adaptive_sweep(grid, ctx.x, perturb, baseline, params)
+        if params.sweep == "adaptive":  # its plan sees what a user's fill hides, checked
+            label = f"the fill_fn {function_name(self.fill_fn)}" if self.fill_fn else ""
+            plan_fill = checked_fill(perturb, label) if self.fill_fn else perturb
+            acc = adaptive_sweep(grid, ctx.x, plan_fill, baseline, params)
             source, planned = acc, acc.planned
         return Task(
             x=ctx.x,
