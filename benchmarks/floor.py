@@ -203,7 +203,7 @@ def _peers(r, c: dict, best_batch: int | None, peers_python: str | None) -> list
             row = {"peer": peer, "method": label, "speed_up": None, "bound": None}
             theirs, ours = (runs or {}).get(peer), (runs or {}).get(label)
             if theirs is None or ours is None:
-                note = "peers' venv missing" if not peers_python else "did not run"
+                note = "peers not run" if not peers_python else "did not run"
                 rows.append({**row, "note": note})
                 continue
             row.update(
@@ -253,11 +253,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=1200, help="seconds per process")
     p.add_argument("--peers-python", default=None, help=f"default {PEERS_PYTHON} if it exists")
     p.add_argument("--docs", action="store_true", help="also write it into docs/benchmarks.md")
+    p.add_argument("--n2d", type=int, help="masks per 2D default run (the measured batch size")
+    p.add_argument("--n3d", type=int, help="costs a few chunks: larger N amortise them)")
+    p.add_argument("--no-peers", action="store_true", help="skip the peers' table")
     args = p.parse_args(argv)
     c = settings(args.quick)["floor"]
     if args.repeats:
         c = {**c, "repeats": args.repeats}
+    for model, n in (("unet2d", args.n2d), ("unet3d", args.n3d)):
+        if n:
+            c = {**c, "n": {**c["n"], model: n}}
     peers = args.peers_python or (str(PEERS_PYTHON) if PEERS_PYTHON.exists() else None)
+    peers = None if args.no_peers else peers
     with tempfile.TemporaryDirectory() as tmp:
         r = Runner(args, Path(tmp))
         res = {"floor": [collect(r, c, peers)], "errors": r.results["errors"]}

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import METHODS, RunOptions, describe_params
 from .cli_roi import add_roi_flags, roi_kwargs, wrap_patch_model
@@ -102,6 +103,33 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="reference segmentation file (default: the prediction)")
 
 
+def add_call_flags(p: Any) -> None:
+    """How the model is called: ``--output-key``, ``--pad-multiple``, ``--pad-mode``."""
+    p.add_argument(
+        "--output-key",
+        metavar="KEY|INDEX",
+        help="the segmentation in the model's output: a dict key (logits) or a tuple index (0); "
+        "default: the tensor, a dict's out/logits/pred, .logits, a tuple's first element",
+    )
+    p.add_argument(
+        "--pad-multiple",
+        metavar="K",
+        type=_number_list(int),
+        help="pad inputs to a multiple of K per axis (or K1,K2,K3) and crop outputs back "
+        "(U-Nets need 2**levels, e.g. 16)",
+    )
+    p.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
+
+
+def call_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of :func:`add_call_flags`' flags, for a method or an evaluation."""
+    return {
+        "output_key": parse_output_key(args.output_key),
+        "pad_multiple": args.pad_multiple,
+        "pad_mode": args.pad_mode,
+    }
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """``--axes``, ``--normalize`` and ``--percentiles``: the data as the model was trained."""
     parser.add_argument(
@@ -162,20 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ex.add_argument("--spatial-dims", type=int, choices=[2, 3])
     add_data_flags(ex)
-    ex.add_argument(
-        "--output-key",
-        metavar="KEY|INDEX",
-        help="what to explain in the model's output: a dict key (logits) or a tuple index (0); "
-        "default: the tensor, a dict's out/logits/pred, .logits, a tuple's first element",
-    )
-    ex.add_argument(
-        "--pad-multiple",
-        metavar="K",
-        type=_number_list(int),
-        help="pad inputs to a multiple of K per axis (or K1,K2,K3) and crop outputs back "
-        "(U-Nets need 2**levels, e.g. 16)",
-    )
-    ex.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
+    add_call_flags(ex)
     ex.add_argument("--debug", action="store_true", help="show the traceback of an error")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     add_roi_flags(ex)
@@ -269,9 +284,7 @@ def _explain(args: argparse.Namespace) -> int:
         wrap_patch_model(_load_model(args), args),
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
-        output_key=parse_output_key(args.output_key),
-        pad_multiple=args.pad_multiple,
-        pad_mode=args.pad_mode,
+        **call_options(args),
     )
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)

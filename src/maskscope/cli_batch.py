@@ -29,8 +29,7 @@ class _ModelFlags:
 
 def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``batch`` subcommand to the ``maskscope`` parser's subparsers."""
-    from .cli import CLI_METHODS, _add_params, _number_list, add_data_flags, add_input_flags
-    from .gui import PAD_MODES
+    from .cli import CLI_METHODS, _add_params, add_call_flags, add_data_flags, add_input_flags
     from .io import FORMATS
 
     ba = sub.add_parser(
@@ -49,9 +48,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     ba.add_argument("--slices", help="2D model on volumes: 'all' or indices like 10,11,12")
     ba.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ba.add_argument("--spatial-dims", type=int, choices=[2, 3])
-    ba.add_argument("--output-key", metavar="KEY|INDEX", help="as for 'maskscope explain'")
-    ba.add_argument("--pad-multiple", metavar="K", type=_number_list(int))
-    ba.add_argument("--pad-mode", default="zeros", choices=list(PAD_MODES))
+    add_call_flags(ba)
     add_data_flags(ba)
     ba.add_argument("--map-format", choices=list(FORMATS), help="default: the input's format")
     ba.add_argument("--evaluate", action="store_true", help="deletion / insertion AUC of every map")
@@ -73,15 +70,10 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _job(args: argparse.Namespace):
     from .batch import Job
-    from .cli import CLI_METHODS, _slices, method_values
-    from .gui.models import parse_output_key
+    from .cli import CLI_METHODS, _slices, call_options, method_values
 
     method, values = CLI_METHODS[args.method], method_values(args)
-    options = {"pad_mode": args.pad_mode}
-    if args.output_key is not None:
-        options["output_key"] = parse_output_key(args.output_key)
-    if args.pad_multiple is not None:
-        options["pad_multiple"] = args.pad_multiple
+    options = {k: v for k, v in call_options(args).items() if v is not None}
     if not isinstance(args.percentiles, tuple) or len(args.percentiles) != 2:
         raise ValueError(f"--percentiles takes two numbers like 0.5,99.5, got {args.percentiles}")
     return Job(

@@ -14,7 +14,7 @@ __all__ = ["add_evaluate_parser", "run_evaluate"]
 
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
-    from .cli import CLI_METHODS, _add_params, add_data_flags, add_input_flags
+    from .cli import CLI_METHODS, _add_params, add_call_flags, add_data_flags, add_input_flags
     from .evaluate.substrates import SUBSTRATES
 
     ev = sub.add_parser(
@@ -33,6 +33,7 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--target", type=int, help="class to score (default: all foreground)")
     ev.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ev.add_argument("--spatial-dims", type=int, choices=[2, 3])
+    add_call_flags(ev)
     ev.add_argument("--substrate", default="zero", choices=list(SUBSTRATES))
     ev.add_argument("--blur-sigma", type=float, default=5.0, help="blur substrate sigma (voxels)")
     ev.add_argument("--steps", type=int, default=50, help="steps per curve")
@@ -76,11 +77,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
     from . import METHODS
-    from .cli import CLI_METHODS, method_values
+    from .cli import CLI_METHODS, call_options, method_values
 
     values = method_values(args)
     cls = METHODS[CLI_METHODS[args.method]]
-    explainer = cls(model, outputs=args.outputs, spatial_dims=args.spatial_dims)
+    explainer = cls(
+        model, outputs=args.outputs, spatial_dims=args.spatial_dims, **call_options(args)
+    )
     return explainer.explain(
         image, reference=reference, target=args.target, progress=not args.quiet, **values
     )
@@ -135,6 +138,7 @@ def _check_reference(reference: np.ndarray, target: int | None) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
+    from .cli import call_options
     from .evaluate import iter_faithfulness
     from .io import read_image
     from .models import UntrustedModelError, load_model
@@ -174,6 +178,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or 16,
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
+        **call_options(args),
     )
     _report(_drain(gen, args), args)
     return 0

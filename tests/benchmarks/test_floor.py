@@ -87,5 +87,5 @@ def test_without_the_peers_venv_no_peer_runs():
     r = FakeRunner()
     rows = floor.collect(r, settings(True)["floor"], None)["peers"]
     assert not [cfg for kind, cfg in r.asked if kind == "side"]
-    assert {x["note"] for x in rows} == {"peers' venv missing"}
+    assert {x["note"] for x in rows} == {"peers not run"}
     assert len(rows) == sum(len(v) for v in floor.FLOOR_PEERS.values())

@@ -9,3 +9,15 @@ def make():
 
 def make3d():
     return ThresholdNet(3)
+
+
+class DictThreshold(ThresholdNet):
+    """ThresholdNet whose output is a dict with two entries (neither a default key)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return {"seg": out, "aux": out[:, :1] * 0.0}
+
+
+def make_dict():
+    return DictThreshold(2)

@@ -14,7 +14,7 @@ from maskscope.io import read_image
 from tests.conftest import ThresholdNet
 from tests.distributed.cases import write_2d, write_broken
 
-FLAGS = ["--n-masks", "16", "--grid", "4", "--seed", "2", "--quiet"]
+FLAGS = ["--n-masks", "16", "--grid", "4", "--seed", "2", "--batch-size", "8", "--quiet"]
 
 
 def test_batch_on_the_cluster_then_again_skips_every_case(tmp_path, address, capsys):
@@ -29,7 +29,7 @@ def test_batch_on_the_cluster_then_again_skips_every_case(tmp_path, address, cap
     assert main(argv) == 0
     assert "3 case(s): 0 computed, 3 finished before, 0 failed" in capsys.readouterr().out
     want = SegRISE(ThresholdNet(2)).explain(
-        read_image(out.parent / "data" / "img01.tif").data, n_masks=16, grid=4, seed=2
+        read_image(out.parent / "data" / "img01.tif").data, n_masks=16, grid=4, seed=2, batch_size=8
     )
     assert np.array_equal(read_image(out / "maps" / "img01.tif").data, want.map.astype("f4"))
 
@@ -53,8 +53,8 @@ def test_evaluate_puts_the_deletion_and_insertion_aucs_in_the_summary(tmp_path):
     assert main(argv) == 0
     (row,) = json.loads((out / "summary.json").read_text())["cases"]
     model = ThresholdNet(2)
-    expl = SegRISE(model).explain(np.load(path), n_masks=16, grid=4, seed=2)
-    want = faithfulness(expl, model=model, steps=6, n_random=1)
+    expl = SegRISE(model).explain(np.load(path), n_masks=16, grid=4, seed=2, batch_size=8)
+    want = faithfulness(expl, model=model, steps=6, n_random=1, batch_size=8)
     assert row["deletion_auc"] == pytest.approx(want.auc("deletion"), abs=1e-12)
     assert row["insertion_auc"] == pytest.approx(want.auc("insertion"), abs=1e-12)
     assert row["random_deletion_auc"] == pytest.approx(want.auc("deletion", random=True))

@@ -88,3 +88,23 @@ def test_stop_keeps_the_partial_curves(make_napari_viewer, qtbot, model2d):
     assert not panel.result.done and 0 < panel.result.deletion.n_done < 401
     assert "(in progress)" in panel.summary.text()
     assert not panel.plot.pixmap().isNull()
+
+
+def test_evaluate_calls_the_model_as_the_run_did(make_napari_viewer, qtbot, errors):
+    from tests.cli.threshold_factory import DictThreshold
+    from tests.conftest import ThresholdNet
+
+    viewer = make_napari_viewer()
+    viewer.add_image(square_image(), name="sq")
+    model = DictThreshold(2)  # a dict of two entries: the output key says which
+    widget = explain_in_viewer(
+        viewer, model, method="SegRISE", n_masks=24, batch_size=8, output_key="seg"
+    )
+    widget.evaluation.steps.setValue(6)
+    run_to_end(qtbot, widget)
+    result = evaluate_to_end(qtbot, widget.evaluation)
+    assert result.done and errors() == []
+    want = faithfulness(widget.last_snapshot, model=ThresholdNet(2), steps=6, batch_size=8)
+    np.testing.assert_array_equal(
+        result.curves()["deletion"].runs["dice"], want.curves()["deletion"].runs["dice"]
+    )

@@ -97,3 +97,20 @@ def test_a_volume_explained_slice_by_slice_is_evaluated_on_the_shown_slice():
     assert "slice 0 was not explained: show one of the explained slices (2)" in (
         panel.summary.value
     )
+
+
+def test_evaluate_calls_the_model_as_the_run_did(image2d):
+    from tests.cli.threshold_factory import DictThreshold
+
+    w = ExplainWidget(DictThreshold(2), image2d, method="SegRISE", n_masks=24, batch_size=8)
+    w.output_key_text.value = "seg"  # a dict of two entries: the key says which
+    w.run().wait(30)
+    assert w.explanation is not None and w.explanation.done
+    w.evaluation.steps_text.value = 6
+    w.evaluation.evaluate_button.click()
+    result = w.evaluation.wait(30)
+    assert result is not None and result.done and w.evaluation.error is None
+    want = faithfulness(w.explanation, model=ThresholdNet(2), steps=6)
+    np.testing.assert_array_equal(
+        result.curves()["deletion"].runs["dice"], want.curves()["deletion"].runs["dice"]
+    )

@@ -154,6 +154,7 @@ def _evaluation(expl: Any, model: Callable, job: Job) -> dict[str, Any]:
             batch_size=int(job.values.get("batch_size") or 16),
             outputs=job.outputs,
             spatial_dims=job.spatial_dims,
+            **job.model_options,
         )
     except ValueError as exc:  # e.g. a volume explained slice by slice
         return {"evaluation_note": str(exc).splitlines()[0]}

@@ -12,6 +12,7 @@ import torch
 
 from .._engine.inputs import model_device_dtype, model_layout, prepare_image, prepare_reference
 from .._engine.loop import ModelRunner, RunOptions, batch_limit
+from .._engine.model_call import ModelCall
 from .._engine.scores import (
     OUTPUT_KINDS,
     PreparedReference,
@@ -186,10 +187,22 @@ def prepare_problem(
     batch_size: int = 16,
     outputs: str = "logits",
     spatial_dims: int | None = None,
+    output_key: str | int | None = None,
+    output: Callable | None = None,
+    pad_multiple: int | tuple[int, ...] | None = None,
+    pad_mode: str = "zeros",
 ) -> Problem:
-    """Check the inputs, run the model once on the image, and build the scores."""
+    """Check the inputs, run the model once on the image, and build the scores.
+
+    The model is called as the methods call it (:class:`~maskscope._engine.model_call.
+    ModelCall`: output adapter and padding); its layout, device and dtype are read from
+    the model itself.
+    """
     if not callable(model):
         raise TypeError(f"model must be callable, got {type(model).__name__}")
+    call = ModelCall(
+        model, output_key=output_key, output=output, pad_multiple=pad_multiple, pad_mode=pad_mode
+    )
     if outputs not in OUTPUT_KINDS:
         raise ValueError(f"outputs must be one of {OUTPUT_KINDS}, got {outputs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
@@ -207,7 +220,7 @@ def prepare_problem(
         )
     x, sub_t = _inputs(model, image, saliency.shape, sub_fn, spatial_dims)
     spatial = tuple(x.shape[2:])
-    runner = ModelRunner(model, spatial)
+    runner = ModelRunner(call, spatial)
     out = runner(x)
     if out.ndim <= 2:
         raise ValueError(

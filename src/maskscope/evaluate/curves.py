@@ -199,6 +199,10 @@ def iter_faithfulness(
     blur_sigma: float = 5.0,
     outputs: str = "logits",
     spatial_dims: int | None = None,
+    output_key: str | int | None = None,
+    output: Callable | None = None,
+    pad_multiple: int | tuple[int, ...] | None = None,
+    pad_mode: str = "zeros",
     cancel: Cancel = None,
 ) -> Iterator[FaithfulnessResult]:
     """Deletion and insertion curves of a map and of random orders, yielded as they fill.
@@ -232,6 +236,10 @@ def iter_faithfulness(
         model's batched forward pass at most).
     outputs, spatial_dims
         ``"logits"`` or ``"probabilities"``; 2 or 3 when the model does not tell.
+    output_key, output, pad_multiple, pad_mode
+        How the model is called, as for the methods (:class:`~maskscope.SegRISE` and the
+        others): which part of a dict or tuple output is the segmentation, and padding
+        of the input to a multiple (the output cropped back). Use the explanation's.
     cancel
         A callable or ``threading.Event`` checked before every model call: when it is
         true, the generator stops (the last snapshot stays partial).
@@ -257,7 +265,8 @@ class _Evaluation:
         self.substrate = substrate_name(args["substrate"])
         self.cancel = args["cancel"]
         names = ("model", "image", "reference", "target", "substrate", "blur_sigma")
-        names += ("batch_size", "outputs", "spatial_dims")
+        names += ("batch_size", "outputs", "spatial_dims", "output_key", "output")
+        names += ("pad_multiple", "pad_mode")
         self.problem = prepare_problem(source, **{k: args[k] for k in names})
         self.counts = step_counts(self.problem.n_voxels, self.steps)
         self.fractions = self.counts / self.problem.n_voxels

@@ -139,8 +139,8 @@ class EvaluatePanel(QWidget):
             steps=self.steps.value(),
             n_random=self.n_random.value(),
             batch_size=int(batch),
-            outputs=loaded.outputs,
             spatial_dims=loaded.spatial_dims,
+            **loaded.method_kwargs(),  # outputs, output key and padding, as the run had them
         )
 
     def _on_result(self, result: FaithfulnessResult) -> None:

@@ -112,8 +112,8 @@ class EvaluatePanel(widgets.VBox):
                 steps=int(self.steps_text.value),
                 n_random=int(self.random_text.value),
                 batch_size=int(batch),
-                outputs=owner.outputs,
                 spatial_dims=owner.spatial_dims,
+                **owner.session.model.method_kwargs(),  # outputs, output key, padding
             )
         except Exception as exc:
             self.error = exc
