@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import maskscope.methods.base as base
+import maskscope.methods._record as record
 from maskscope import HDM, RISE, SegRISE
 from maskscope._engine.batch_tuner import BatchTuner, candidate_sizes
 from tests.conftest import ThresholdNet
@@ -125,7 +125,7 @@ def test_the_same_shape_keeps_its_measurement_and_a_new_one_starts_again():
 
 
 def _patched_tuner(monkeypatch, clock: FakeTime) -> None:
-    monkeypatch.setattr(base, "BatchTuner", functools.partial(BatchTuner, clock.now))
+    monkeypatch.setattr(record, "BatchTuner", functools.partial(BatchTuner, clock.now))
 
 
 def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, square2d):
@@ -202,3 +202,22 @@ def test_a_model_that_cannot_be_weakly_referenced_is_measured_every_run(square2d
     net = ThresholdNet(2)
     assert measurement_memo(net, "SegRISE") is measurement_memo(net, "SegRISE")
     assert measurement_memo(net, "SegRISE") is not measurement_memo(net, "HDM")
+
+
+def test_a_compiled_model_runs_at_a_fixed_batch_instead_of_measuring(monkeypatch, square2d):
+    from maskscope.methods._record import COMPILED_BATCH
+
+    sizes = []
+
+    def fake_compile(model, dynamic):  # stands in for the compiler: records its batches
+        def run(x):
+            sizes.append(x.shape[0])
+            return model(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    expl = RISE(ThresholdNet(2), compile=True).explain(square2d, n_masks=40, grid=4)
+    assert expl.params["batch_size_used"] == COMPILED_BATCH == 16
+    assert "batch_size_measured" not in expl.params
+    assert set(sizes) == {1, 16}  # the unperturbed input, then full (or padded) batches

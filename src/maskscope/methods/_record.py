@@ -8,14 +8,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._engine.batch_tuner import measurement_memo
+from .._engine.batch_tuner import BatchTuner, measurement_memo
 from .._engine.custom import checked_fill, checked_score, function_name
 from .._engine.loop import RunOptions, Task
 from .._engine.params import replace_params, validate_params
 from .._engine.perturb import bind
 from .._engine.sliding import SlidingWindow
 
-__all__ = ["batch_memo", "checked_task", "jsonable", "resolve_settings", "run_record"]
+__all__ = ["batch_memo", "batch_plan", "checked_task", "jsonable", "resolve_settings", "run_record"]
+
+#: The batch size of a compiled model's run when ``batch_size`` is None: measuring would
+#: compile the model once per size tried.
+COMPILED_BATCH = 16
+
+
+def batch_plan(method, options: RunOptions) -> tuple[int | None, BatchTuner | None]:
+    """The run's batch size, or None and the tuner that measures it.
+
+    A number in ``options.batch_size`` is kept; None is measured, except for a compiled
+    model (``compile=True``), which runs at :data:`COMPILED_BATCH`.
+    """
+    if options.batch_size is not None:
+        return options.batch_size, None
+    if method.model_call.compile:
+        return COMPILED_BATCH, None
+    return None, BatchTuner(memo=batch_memo(method))
 
 
 def batch_memo(method) -> dict | None:

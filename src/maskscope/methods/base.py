@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .._engine.batch_tuner import BatchTuner
 from .._engine.cancel import CancelToken
 from .._engine.devices import check_device
 from .._engine.inputs import model_device_dtype, model_layout
@@ -21,7 +20,7 @@ from ..explanation import Explanation
 from ._crop import crop_arguments, iter_crop, wants_crop
 from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
-from ._record import batch_memo, checked_task, resolve_settings, run_record
+from ._record import batch_plan, checked_task, resolve_settings, run_record
 from ._snapshots import RunRecord, Snapshots, attach_partial
 from .context import Context, build_context
 
@@ -302,12 +301,12 @@ class Method:
 
     def _snapshots(self, run: Prepared) -> Iterator[Explanation]:
         """Build each task, run it, stream its snapshots; the last one is ``done``."""
-        tuner = BatchTuner(memo=batch_memo(self)) if run.options.batch_size is None else None
+        batch_size, tuner = batch_plan(self, run.options)
         snaps = Snapshots(
             run.record,
             run.runner,
             n_total=run.n_per_task * len(run.inp.indices),
-            batch_size=run.options.batch_size,
+            batch_size=batch_size,
             yield_every=run.yield_every,
             progress=run.progress,
             tuner=tuner,
