@@ -221,3 +221,20 @@ def test_a_compiled_model_runs_at_a_fixed_batch_instead_of_measuring(monkeypatch
     assert expl.params["batch_size_used"] == COMPILED_BATCH == 16
     assert "batch_size_measured" not in expl.params
     assert set(sizes) == {1, 16}  # the unperturbed input, then full (or padded) batches
+
+
+def test_a_size_keeps_the_faster_of_its_two_chunks():
+    clock = FakeTime({1: 10.0, 2: 6.0, 4: 8.0})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 8, 8), 4)
+    chunks = 0
+    while tuner.measuring:
+        b = tuner.size()
+        tuner.start()
+        clock.t += clock.cost(b)
+        chunks += 1
+        if chunks == 4:  # another job takes the processor during size 2's second chunk
+            clock.t += 100.0
+        tuner.done(b)
+    assert tuner.timings == pytest.approx({1: 10.0, 2: 6.0, 4: 8.0})
+    assert tuner.chosen == 2

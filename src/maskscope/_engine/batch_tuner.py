@@ -5,8 +5,9 @@ only a matter of speed, and the fastest one depends on the processor, the model 
 input size (on one CPU thread a small 2D U-Net at 240² runs fastest one image at a time,
 the bundled one at 8; a GPU wants far more). :class:`BatchTuner` measures it on the run
 itself: the first chunks of a run are run at candidate sizes 1, 2, 4, ... up to a limit,
-each once untimed (the first call at a new shape allocates and picks kernels) and once
-timed, the whole chunk (masks, perturbation, model, scores, sums) per input. Sizes are
+each twice (the first call at a new shape allocates and picks kernels), the whole chunk
+(masks, perturbation, model, scores, sums) per input, the faster of the two kept: other
+jobs on a shared machine only ever make a chunk slower. Sizes are
 tried in increasing order until one is clearly slower per input than the best so far
 (``slower`` times), and the fastest is kept for the rest of the run. Every timed chunk
 is a real chunk of the run: no mask is evaluated twice.
@@ -24,6 +25,7 @@ measures again, and its map may differ from this one's by float rounding.
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -126,6 +128,7 @@ class BatchTuner:
         self._todo: list[int] = []
         self._seen = 0
         self._t0: float | None = None
+        self._fastest = math.inf
 
     # ------------------------------------------------------------------ set-up
     def begin(self, shape: tuple[int, ...], limit: int, where: tuple = ()) -> None:
@@ -156,6 +159,7 @@ class BatchTuner:
         self.timings = {}
         self.chosen = None
         self._seen = 0
+        self._fastest = math.inf
         self.n_measures += 1
 
     @property
@@ -170,26 +174,32 @@ class BatchTuner:
     # ------------------------------------------------------------------ chunks
     def start(self) -> None:
         """A chunk starts (call before its masks are made)."""
-        if self.measuring and self._seen >= self.warmup:
+        if self.measuring and self._replay is None:
             self._t0 = self._now()
 
     def done(self, n: int) -> None:
-        """The chunk of ``n`` inputs started last is done (its sums are updated)."""
+        """The chunk of ``n`` inputs started last is done (its sums are updated).
+
+        A size's time is the fastest of its chunks, warm-up included: a warm-up chunk is
+        slower when it allocates or picks kernels, and any chunk is slower when another
+        job takes the processor, never faster.
+        """
         if not self.measuring:
             return
         size = self._todo[0]
+        took = math.inf if self._t0 is None else (self._now() - self._t0) / max(n, 1)
+        self._t0 = None
         if n != size:  # a task's last, shorter chunk tells nothing about this size
-            self._t0 = None
             return
+        self._fastest = min(self._fastest, took)
         if self._seen < self.warmup:
             self._seen += 1
             return
         if self._replay is not None and size in self._replay:
             self.timings[size] = self._replay[size]
         else:
-            assert self._t0 is not None
-            self.timings[size] = (self._now() - self._t0) / n
-        self._t0 = None
+            self.timings[size] = self._fastest
+        self._fastest = math.inf
         self._seen = 0
         self._todo.pop(0)
         best = min(self.timings.values())
