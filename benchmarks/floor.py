@@ -149,6 +149,8 @@ def _forwards(r, c: dict) -> dict:
 
 def _methods(r, c: dict, forwards: dict) -> list[dict]:
     rows = []
+    if c.get("skip_defaults"):
+        return rows
     for model in c["batches"]:
         if model not in forwards:
             continue
@@ -256,10 +258,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n2d", type=int, help="masks per 2D default run (the measured batch size")
     p.add_argument("--n3d", type=int, help="costs a few chunks: larger N amortise them)")
     p.add_argument("--no-peers", action="store_true", help="skip the peers' table")
+    p.add_argument("--no-defaults", action="store_true", help="skip the default-settings table")
+    p.add_argument("--peers-n", type=int, help="masks (or centres) per peer comparison")
     args = p.parse_args(argv)
     c = settings(args.quick)["floor"]
     if args.repeats:
         c = {**c, "repeats": args.repeats}
+    if args.no_defaults:
+        c = {**c, "skip_defaults": True}
+    if args.peers_n:
+        c = {**c, "peers_n": args.peers_n}
     for model, n in (("unet2d", args.n2d), ("unet3d", args.n3d)):
         if n:
             c = {**c, "n": {**c["n"], model: n}}
