@@ -64,6 +64,22 @@ class TinyClassifier(nn.Module):
         return torch.stack([y[..., :w].mean((1, 2, 3)), y[..., w:].mean((1, 2, 3))], 1) * 4
 
 
+class OneChannel(nn.Module):
+    """Segments by the local mean of input channel ``signal`` only (of 4)."""
+
+    def __init__(self, signal: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, signal] = 1 / 9
+        self.eval()
+
+    def forward(self, x):
+        m = self.conv(x) - 0.4837
+        return torch.cat([-m, m], 1) * 8
+
+
 class Spy(nn.Module):
     """Wraps a model and counts forward calls and images."""
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import torch
 
 from maskscope import RISE, ROI, SegRISE
 from maskscope.gui import ranking_html
 from maskscope.napari import explain_in_viewer
+from tests.conftest import OneChannel
 
 from .conftest import run_to_end, saliency_layers
 
@@ -81,29 +81,13 @@ def test_bad_roi_choices_are_messages_and_the_widget_stays_usable(
     assert widget.last_snapshot.done
 
 
-class _OneChannel(torch.nn.Module):
-    """Segments by the local mean of input channel 2 (of 4) only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(4, 1, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.weight[:, 2] = 1 / 9
-        self.eval()
-
-    def forward(self, x):
-        m = self.conv(x) - 0.4837
-        return torch.cat([-m, m], 1) * 8
-
-
 def test_a_map_per_channel_and_their_ranking(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(3)
     img = rng.random((4, 24, 24)).astype(np.float32) * 0.3
     img[:, 6:16, 5:15] += 0.6
     viewer.add_image(img, name="four")
-    model = _OneChannel()  # one model: the API run replays the widget's measured batches
+    model = OneChannel()  # one model: the API run replays the widget's measured batches
     widget = explain_in_viewer(viewer, model, method="RISE", n_masks=150, grid=4)
     widget.inputs.channel.setCurrentIndex(widget.inputs.channel.findData(0))
     widget.add_prediction.setChecked(False)

@@ -6,14 +6,13 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("ipywidgets")
 
 from maskscope import RISE, SegRISE, SlidingWindow
 from maskscope.gui import channel_ranking, ranking_html
 from maskscope.notebook import ExplainWidget
-from tests.conftest import ThresholdNet
+from tests.conftest import OneChannel, ThresholdNet
 from tests.gui.patch_only import PatchOnly
 
 
@@ -62,31 +61,16 @@ def test_bad_values_are_shown_and_the_next_run_works(field, value, message):
     assert w.error is None and w.explanation.done
 
 
-class _OneChannel(torch.nn.Module):
-    """Segments by the local mean of input channel 2 (of 4) only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(4, 1, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.weight[:, 2] = 1 / 9
-        self.eval()
-
-    def forward(self, x):
-        m = self.conv(x) - 0.4837
-        return torch.cat([-m, m], 1) * 8
-
-
 def test_a_per_channel_run_shows_the_channels_ranked_in_a_table():
     rng = np.random.default_rng(3)
     img = rng.random((4, 24, 24)).astype(np.float32) * 0.3
     img[:, 6:16, 5:15] += 0.6
-    w = ExplainWidget(_OneChannel(), img, method="RISE", per_channel=True, n_masks=150, grid=4)
+    model = OneChannel()  # one model: the API run replays the widget's measured batches
+    w = ExplainWidget(model, img, method="RISE", per_channel=True, n_masks=150, grid=4)
     assert w.channel_table.value == ""
     expl = w.run().wait(timeout=60)
     assert w.error is None, w.error
-    want = RISE(_OneChannel()).explain(img, per_channel=True, n_masks=150, grid=4)
+    want = RISE(model).explain(img, per_channel=True, n_masks=150, grid=4)
     order = np.argsort(-want.extras["channel_importance"], kind="stable").tolist()
     assert order[0] == 2
     assert w.channel_table.value == ranking_html(channel_ranking(expl))  # napari's table

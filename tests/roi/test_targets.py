@@ -10,7 +10,7 @@ from torch import nn
 from maskscope import HDM, RISE, ROI, PixelRISE, SegRISE
 from maskscope._engine.masks import RiseMasks
 from maskscope._engine.targets import ChannelMasks
-from tests.conftest import Spy
+from tests.conftest import OneChannel, Spy
 from tests.methods.reference import estimate_np, softmax
 
 N = 24
@@ -71,22 +71,6 @@ def test_several_targets_errors(bands_image):
         SegRISE(Bands()).explain(bands_image, targets=[], n_masks=4)
     with pytest.raises(ValueError, match="several ROIs or several targets, not both"):
         SegRISE(Bands()).explain(bands_image, roi=["0:4,0:4", "4:8,4:8"], targets=[1, 2])
-
-
-class OneChannel(nn.Module):
-    """Segments by the local mean of input channel ``signal`` only (of 4)."""
-
-    def __init__(self, signal: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(4, 1, 3, padding=1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.weight[:, signal] = 1 / 9
-        self.eval()
-
-    def forward(self, x):
-        m = self.conv(x) - 0.4837
-        return torch.cat([-m, m], 1) * 8
 
 
 @pytest.mark.parametrize("signal", [0, 2])
