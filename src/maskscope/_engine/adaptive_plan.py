@@ -166,14 +166,20 @@ class AdaptivePlan:
         self.reasons.flat[cand] = why
         return cand[~quiet]
 
+    def _on_coarser(self, ax: int, cand: np.ndarray, h: int):
+        """Along axis ``ax``: the coarser level's positions, the candidates' coordinates,
+        where they fall among those positions, and whether they are one of them."""
+        coarse = axis_level(self.counts[ax], 2 * h)
+        i = self._coords[ax, cand]
+        pos = np.searchsorted(coarse, i)
+        exact = coarse[np.minimum(pos, coarse.size - 1)] == i
+        return coarse, i, pos, exact
+
     def _corners(self, cand: np.ndarray, h: int) -> list[tuple[tuple, np.ndarray]]:
         """The parents: ``2**nd`` (index tuple, weight) pairs of the multilinear interpolation."""
         per_axis = []
-        for ax, n in enumerate(self.counts):
-            coarse = axis_level(n, 2 * h)
-            i = self._coords[ax, cand]
-            pos = np.searchsorted(coarse, i)
-            exact = coarse[np.minimum(pos, coarse.size - 1)] == i
+        for ax in range(len(self.counts)):
+            coarse, i, pos, exact = self._on_coarser(ax, cand, h)
             lo = np.where(exact, i, coarse[np.maximum(pos - 1, 0)])
             hi = np.where(exact, i, coarse[np.minimum(pos, coarse.size - 1)])
             w = np.where(exact, 0.0, (i - lo) / np.maximum(hi - lo, 1))
@@ -188,11 +194,8 @@ class AdaptivePlan:
         """Smallest and largest value of the coarser centres within ``reach`` cells."""
         r = self.reach
         per_axis = []
-        for ax, n in enumerate(self.counts):
-            coarse = axis_level(n, 2 * h)
-            i = self._coords[ax, cand]
-            pos = np.searchsorted(coarse, i)
-            exact = coarse[np.minimum(pos, coarse.size - 1)] == i
+        for ax in range(len(self.counts)):
+            coarse, _, pos, exact = self._on_coarser(ax, cand, h)
             between = pos[:, None] + np.arange(-r, r)[None, :]  # r below, r above
             around = pos[:, None] + np.arange(-(r - 1), r)[None, :]  # itself, r − 1 each way
             around = np.concatenate([around, around[:, -1:]], axis=1)
