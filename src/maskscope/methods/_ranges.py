@@ -78,8 +78,8 @@ def plan_ranges(
 
 
 def _prepared(method: Any, image: Any, kwargs: dict[str, Any]):
-    if method.name == "HDM" and "sweep" not in kwargs and kwargs.get("params") is None:
-        kwargs = {**kwargs, "sweep": "full"}  # an adaptive sweep cannot be split
+    if kwargs.get("params") is None:  # what a method splits with unless told otherwise
+        kwargs = {**getattr(method, "split_defaults", {}), **kwargs}
     run = method._prepare(image, **kwargs)
     if run.inp.sliced:
         raise ValueError(

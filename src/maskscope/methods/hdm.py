@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -125,6 +125,8 @@ class HDM(Method):
     Params = HDMParams
     target_none_means_all = True
     stochastic = False
+    #: A split run divides a fixed list of centres into ranges (see methods/_ranges.py)
+    split_defaults: ClassVar[dict[str, Any]] = {"sweep": "full"}
 
     def __init__(
         self,
