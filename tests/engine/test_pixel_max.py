@@ -26,7 +26,29 @@ def brute_force(masks: np.ndarray, scores: np.ndarray, p: float, estimator="cent
     return np.max(maps, axis=0)
 
 
-def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False, est="centred"):
+def slab_budget(spatial, n, n_pix, rows, per_row_masks):
+    """max_bytes giving ``rows`` per slab when a row of a slab holds ``per_row_masks`` masks.
+
+    Small budgets keep one live pixel; the kept scores of the others and three flat maps
+    come first (see ``PixelMax.slab_plan``).
+    """
+    n_vox = int(np.prod(spatial))
+    row = n_vox // spatial[0]
+    used = n * (n_pix - 1) + 3 * n_vox
+    return (used + rows * per_row_masks * row) * 4
+
+
+def run(
+    spatial,
+    n,
+    n_pix,
+    batch,
+    max_bytes,
+    buffer_masks=256,
+    snapshots=False,
+    est="centred",
+    factored=False,
+):
     gen = RiseMasks(spatial, 3, 0.5, seed=11)
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
     acc = PixelMax(
@@ -39,6 +61,7 @@ def run(spatial, n, n_pix, batch, max_bytes, buffer_masks=256, snapshots=False, 
         max_bytes=max_bytes,
         buffer_masks=buffer_masks,
         estimator=est,
+        factored=factored,
     )
     seen = []
     for start in range(0, n, batch):
@@ -64,18 +87,17 @@ def test_live_mode_matches_brute_force(spatial, batch, est):
 
 @pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
-@pytest.mark.parametrize("buffer_masks", [256, 8])  # all masks of a slab at once, or in chunks
-def test_slab_mode_matches_brute_force_within_budget(spatial, est, buffer_masks):
-    n_vox = int(np.prod(spatial))
-    n, n_pix = 30, 40
-    # room for the scores, one live pixel and a few rows of the rest: several slabs
-    budget = (n * n_pix + 16 * n_vox + 3 * (n_pix + n) * n_vox // spatial[0]) * 4
+@pytest.mark.parametrize("plan", ["gathered", "summed"])
+def test_slab_mode_matches_brute_force_within_budget(spatial, est, plan):
+    """Several slabs of the first axis, with a slab's masks gathered or its sums kept."""
+    n, n_pix, chunk = 30, 6, 8  # summed: less memory than gathered when n > 2 × pixels
+    per_row = n + chunk if plan == "gathered" else 2 * (n_pix - 1) + chunk
+    budget = slab_budget(spatial, n, n_pix, 2, per_row)
     acc, slabs, got, want, _, _ = run(
-        spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=buffer_masks, est=est
+        spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk, est=est
     )
-    assert acc.tiled
-    rows = acc.rows_per_slab
-    assert 1 < rows < spatial[0] and len(slabs) == -(-spatial[0] // rows)
+    assert acc.tiled and acc.final_pass == plan and acc.rows_per_slab == 2
+    assert len(slabs) == -(-spatial[0] // 2)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -122,17 +144,32 @@ def test_halves_give_the_split_half_reliability():
     assert acc.partial().reliability == pytest.approx(2 * r / (1 + r), rel=1e-5)
 
 
-def test_memory_stays_within_budget_whatever_n():
+@pytest.mark.parametrize("factored", [False, True])
+def test_memory_stays_within_budget_whatever_n(factored):
     spatial = (40, 40)
     budget = 2**20
     held = []
     for n in (100, 400):
-        acc = PixelMax(spatial, 300, 0.5, n, RiseMasks(spatial, 3, 0.5, 0), CPU, max_bytes=budget)
+        gen = RiseMasks(spatial, 3, 0.5, 0)
+        acc = PixelMax(spatial, 300, 0.5, n, gen, CPU, max_bytes=budget, factored=factored)
         assert acc.tiled
         tensors = [*acc.acc, acc._buf_m, acc._buf_s, acc.scores]
         held.append(sum(t.numel() * t.element_size() for t in tensors))
-        slab = (2 * int(acc.rest.numel()) + min(256, n)) * acc.slab_rows() * spatial[1] * 4
-        assert held[-1] <= budget and acc.scores.numel() * 4 + slab <= budget
+        assert held[-1] <= budget
+        for start in range(0, n, 50):
+            acc.update(MaskBatch(start, gen(start, start + 50)), torch.rand(50, 300))
+        scores = acc.scores.numel() * 4
+        slabs = list(acc.finish())
+        rows = acc.rows_per_slab
+        if factored:
+            assert acc.final_pass == "factored" and len(slabs) == -(-spatial[1] // rows)
+            # the masks' second factor of a slab (g0 = 3 rows each) and a chunk rendering
+            slab = (n + min(256, n)) * 3 * rows * 4
+        elif acc.final_pass == "gathered":
+            slab = (n + min(256, n)) * rows * spatial[1] * 4
+        else:
+            slab = (2 * int(acc.rest.numel()) + min(256, n)) * rows * spatial[1] * 4
+        assert scores + slab <= budget
 
 
 def test_slab_rows_of_masks_equal_full_masks():
@@ -148,19 +185,33 @@ def test_slab_rows_of_masks_equal_full_masks():
 @pytest.mark.parametrize("spatial", [(13, 11), (6, 9, 7)])
 @pytest.mark.parametrize("n", [3, 31])
 def test_slab_mode_is_the_same_for_any_batch_and_chunk(spatial, n):
-    """Slab products straight into the maxima, or summed over chunks: one map."""
-    n_vox = int(np.prod(spatial))
-    budget = (n * 60 + 16 * n_vox + 2 * (60 + n) * n_vox // spatial[0]) * 4
-    maps = []
-    for batch, buffer_masks in ((1, 256), (n, 256), (4, 2), (7, 5)):
+    """Slabs gathered or summed, in any chunks, or from the factors: one map."""
+    maps, passes = [], set()
+    for batch, buffer_masks, factored in (
+        (1, 256, False),
+        (n, 256, False),
+        (4, 2, False),
+        (7, 5, False),
+        (5, 4, True),
+    ):
+        # one row of a slab gathered when at most 2 masks are rendered at a time, else summed
+        budget = slab_budget(spatial, n, 60, 1, n + 2)
         acc, _, got, want, _, _ = run(
-            spatial, n, 60, batch, max_bytes=budget, buffer_masks=buffer_masks
+            spatial,
+            n,
+            60,
+            batch,
+            max_bytes=budget,
+            buffer_masks=buffer_masks,
+            factored=factored,
         )
         assert acc.tiled
+        passes.add(acc.final_pass)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         maps.append(got)
     for other in maps[1:]:
         np.testing.assert_allclose(other, maps[0], rtol=1e-5, atol=1e-6)
+    assert passes == {"gathered", "summed", "factored"}
 
 
 def test_slab_products_agree_with_float64_on_large_scores():
@@ -199,9 +250,8 @@ def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
             slabs_rendered.append(rows)
         return gen(start, stop, rows=rows)
 
-    n_vox = int(np.prod(spatial))
-    budget = (n * n_pix + 16 * n_vox + 2 * (n_pix + n) * n_vox // spatial[0]) * 4
-    acc = PixelMax(spatial, n_pix, 0.5, n, masks_fn, CPU, max_bytes=budget)
+    budget = slab_budget(spatial, n, n_pix, 2, 2 * n)  # two rows per slab, gathered
+    acc = PixelMax(spatial, n_pix, 0.5, n, masks_fn, CPU, max_bytes=budget, factored=False)
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(3))
     x = torch.rand(1, 1, *spatial)
     task = Task(

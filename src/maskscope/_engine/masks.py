@@ -206,30 +206,56 @@ class RiseMasks:
         """
         return self._render(grids, shifts, rows)[0]
 
+    def _cropped(self, shifts, ax: int, span: tuple[int, int] | None) -> torch.Tensor:
+        """``(n, count, g)``: axis ``ax``'s interpolation rows ``span`` at each mask's shift."""
+        lo, hi = (0, self.spatial[ax]) if span is None else span
+        if not 0 <= lo < hi <= self.spatial[ax]:
+            name = "rows" if ax == 0 else "side"
+            raise ValueError(f"{name} must satisfy 0 <= lo < hi <= {self.spatial[ax]}, got {span}")
+        first = lo + self.origin[ax]
+        idx = shifts[:, ax : ax + 1] + torch.arange(first, first + hi - lo, device=self.device)
+        return self._mats[ax][idx]
+
+    def _side(self, grids, shifts, side: tuple[int, int] | None = None) -> torch.Tensor:
+        """The second factor ``Y (n, g0, rest)``; ``side`` restricts axis 1 to a range."""
+        n = grids.shape[0]
+        x = grids.to(self.dtype)
+        m1 = self._cropped(shifts, 1, side)
+        if len(self.spatial) == 2:
+            return torch.bmm(x, m1.transpose(1, 2))  # (n, g0, W)
+        g0, g1, g2 = self.grid
+        m2 = self._cropped(shifts, 2, None)
+        x = torch.bmm(x.reshape(n, g0 * g1, g2), m2.transpose(1, 2))  # (n, g0·g1, W)
+        x = torch.matmul(m1.unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
+        return x.reshape(n, g0, -1)  # (n, g0, H·W)
+
     def _render(self, grids, shifts, rows):
         """The masks and their two factors ``(L, Y)`` (see :class:`MaskBatch`)."""
         n = grids.shape[0]
-        x = grids.to(self.dtype)
-        lo, hi = (0, self.spatial[0]) if rows is None else rows
-        if not 0 <= lo < hi <= self.spatial[0]:
-            raise ValueError(f"rows must satisfy 0 <= lo < hi <= {self.spatial[0]}, got {rows}")
-        mats = []
-        for ax, size in enumerate(self.spatial):
-            first, count = (lo, hi - lo) if ax == 0 else (0, size)
-            first += self.origin[ax]
-            idx = shifts[:, ax : ax + 1] + torch.arange(first, first + count, device=self.device)
-            mats.append(self._mats[ax][idx])  # (n, count, g): the cropped rows
-        shape = (n, 1, hi - lo, *self.spatial[1:])
-        out = self._output(shape)
-        if len(self.spatial) == 2:
-            y = torch.bmm(x, mats[1].transpose(1, 2))  # (n, g0, W)
-        else:
-            g0, g1, g2 = self.grid
-            x = torch.bmm(x.reshape(n, g0 * g1, g2), mats[2].transpose(1, 2))  # (n, g0·g1, W)
-            x = torch.matmul(mats[1].unsqueeze(1), x.reshape(n, g0, g1, -1))  # (n, g0, H, W)
-            y = x.reshape(n, self.grid[0], -1)  # (n, g0, H·W)
-        masks = torch.bmm(mats[0], y, out=out).reshape(shape)  # (n, rows, rest) → masks
-        return masks, mats[0], y
+        lmat = self._cropped(shifts, 0, rows)
+        shape = (n, 1, lmat.shape[1], *self.spatial[1:])
+        y = self._side(grids, shifts)
+        masks = torch.bmm(lmat, y, out=self._output(shape)).reshape(shape)  # (n, rows, rest)
+        return masks, lmat, y
+
+    def first_factors(self) -> torch.Tensor:
+        """``(cell0, size0, g0)``: the first factor ``L`` of a mask for each shift along axis 0.
+
+        Mask ``i``'s ``L`` is ``first_factors()[shift0]``, ``shift0`` from :meth:`side_factors`.
+        """
+        shifts = torch.arange(self.cells[0], device=self.device)[:, None]
+        return self._cropped(shifts, 0, None)
+
+    def side_factors(
+        self, start: int, stop: int, side: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks ``start .. stop-1`` as factors: ``(shift0 (n,), Y (n, g0, rest))``.
+
+        ``masks[i]`` is ``first_factors()[shift0[i]] @ Y[i]``; ``side = (lo, hi)`` keeps
+        indices ``lo .. hi-1`` of axis 1 only (``rest`` then counts those).
+        """
+        grids, shifts = self.params(start, stop)
+        return shifts[:, 0], self._side(grids, shifts, side)
 
     def batch(self, start: int, stop: int) -> MaskBatch:
         """Masks ``start .. stop-1`` with their factors, as the loop's :class:`MaskBatch`."""

@@ -69,6 +69,10 @@ class CentredHalves:
         self.u = torch.stack([u0, c_e - c_a, c_o - c_a], dim=1).float()  # (P, 3)
         self.n = n
 
+    def nbytes(self) -> int:
+        """Memory held by the product matrices."""
+        return sum(t.numel() * t.element_size() for t in (self.a_even, self.a_odd, self.u))
+
     @property
     def n_pixels(self) -> int:
         """P."""
@@ -84,6 +88,7 @@ def slab_maxima(
     masks: Callable[[int, int], torch.Tensor],
     coverage: torch.Tensor,
     chunk: int,
+    gather: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three flat maxima over pixels (all masks, even, odd) of one slab of voxels.
 
@@ -97,22 +102,40 @@ def slab_maxima(
     coverage
         ``(2, slab voxels)`` float32: the even and the odd masks' coverage over the slab.
     chunk
-        Masks rendered at a time at most. When all ``n`` fit in one chunk, the products go
-        tile by tile straight into their maxima; otherwise they are summed over the
-        chunks for the whole slab first.
+        Masks rendered at a time at most.
+    gather
+        Gather the slab of all ``n`` masks (rendered ``chunk`` at a time) and take the
+        products tile by tile straight into their maxima: the ``P × voxels`` sums are never
+        written to memory. Otherwise (less memory when ``n`` exceeds twice the pixels) the
+        slab's two products are summed over the chunks first and reduced by tiles.
     """
     n, width = halves.n, coverage.shape[1]
     ones = torch.ones(1, width, dtype=coverage.dtype, device=coverage.device)
     weights = torch.cat([ones, coverage])  # (3, width)
     out = torch.empty(3, width, dtype=torch.float32, device=coverage.device)
-    if 0 < n <= chunk:
-        m = masks(0, n)
-        _fused(halves, m[0::2], m[1::2], weights, out)
+    if n > 0 and gather:
+        m = _gathered(masks, n, width, chunk, coverage)
+        n_e = (n + 1) // 2
+        _fused(halves, m[:n_e], m[n_e:], weights, out)
     else:
         _summed(halves, masks, weights, chunk, out)
     for row, scale in zip(out, halves.scale, strict=True):
         row.mul_(scale)
     return out[0], out[1], out[2]
+
+
+def _gathered(masks, n: int, width: int, chunk: int, like: torch.Tensor) -> torch.Tensor:
+    """The slab of all ``n`` masks, ``(n, width)``: the even-indexed ones first, then the odd."""
+    m = torch.empty(n, width, dtype=torch.float32, device=like.device)
+    n_e = (n + 1) // 2
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        part = masks(start, stop)
+        first = start % 2  # the row of the chunk's first even-indexed mask
+        e0, e1, o0, o1 = (start + 1) // 2, (stop + 1) // 2, start // 2, stop // 2
+        m[e0:e1] = part[first::2]
+        m[n_e + o0 : n_e + o1] = part[1 - first :: 2]
+    return m
 
 
 def _reduce(pe: torch.Tensor, po: torch.Tensor, u, w: torch.Tensor, out, cols: slice) -> None:
