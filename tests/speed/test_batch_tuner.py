@@ -74,9 +74,11 @@ def test_sizes_are_tried_upwards_until_one_is_slower_and_the_fastest_is_kept():
     tuner = BatchTuner(clock.now)
     tuner.begin((1, 1, 8, 8), 32)
     sizes = drive(tuner, clock, 100)
-    # each size once untimed, once timed; 16 is more than 1.15x the best: stop there
+    # each size once untimed, once timed; 16 is more than 1.15x the best: stop there;
+    # then one more chunk of each size tried, in the same order
     assert sizes[:10] == [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]
-    assert set(sizes[10:-1]) == {4} and sum(sizes) == 100
+    assert sizes[10:15] == [1, 2, 4, 8, 16]
+    assert set(sizes[15:-1]) == {4} and sum(sizes) == 100
     assert tuner.chosen == 4
     assert tuner.timings == pytest.approx({1: 10.0, 2: 6.0, 4: 4.0, 8: 4.2, 16: 7.0})
     rec = tuner.record()
@@ -88,7 +90,7 @@ def test_batch_one_is_kept_when_it_is_fastest():
     clock = FakeTime({1: 2.0, 2: 2.6})
     tuner = BatchTuner(clock.now, warmup=0)
     tuner.begin((1, 1, 8, 8), 64)
-    assert drive(tuner, clock, 5) == [1, 2, 1, 1]
+    assert drive(tuner, clock, 7) == [1, 2, 1, 2, 1]
     assert tuner.chosen == 1
 
 
@@ -108,7 +110,7 @@ def test_out_of_memory_measures_again_below_the_failed_size():
     assert tuner.size() == 4
     assert tuner.out_of_memory(4) == 1
     assert tuner.n_measures == 2 and tuner.timings == {}
-    drive(tuner, clock, 6)
+    assert drive(tuner, clock, 9) == [1, 1, 2, 2, 1, 2]
     assert tuner.chosen == 2  # only 1 and 2 remain below the failed 4
 
 
@@ -116,7 +118,7 @@ def test_the_same_shape_keeps_its_measurement_and_a_new_one_starts_again():
     clock = FakeTime({1: 2.0, 2: 1.0})
     tuner = BatchTuner(clock.now, warmup=0)
     tuner.begin((1, 1, 4, 4), 2)
-    drive(tuner, clock, 3)
+    assert drive(tuner, clock, 6) == [1, 2, 1, 2]
     assert tuner.chosen == 2
     tuner.begin((1, 1, 4, 4), 2)
     assert (tuner.chosen, tuner.n_measures) == (2, 1)
@@ -135,7 +137,8 @@ def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, squ
     expl = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
     assert model.sizes[0] == 1  # the unperturbed pass
     assert model.sizes[1:9] == [1, 1, 2, 2, 4, 4, 8, 8]
-    assert set(model.sizes[9:-1]) == {4}
+    assert model.sizes[9:13] == [1, 2, 4, 8]  # one more chunk of each
+    assert set(model.sizes[13:-1]) == {4}
     assert sum(model.sizes) == 61 == expl.n_forward  # every mask once, none twice
     assert expl.params["batch_size"] is None
     assert expl.params["batch_size_measured"] == 4 and expl.params["batch_size_used"] == 4
@@ -153,8 +156,10 @@ def test_slices_of_a_volume_share_one_measurement(monkeypatch, cube3d):
         cube3d, n_masks=12, grid=3, slices=[2, 3, 4], target=1, batch_size=None
     )
     # slice 2: 1, 1, 2, 2, 4 (untimed) and a short 2; slice 3 goes on where slice 2
-    # stopped: 4 timed (slower than 2), then 2s; slice 4 uses 2 from its first chunk
-    assert model.sizes.count(4) == 2 and expl.params["batch_size_measured"] == 2
+    # stopped: 4 timed (slower than 2), one more chunk of 1, 2 and 4, and a short 1;
+    # slice 4 uses 2 from its first chunk
+    assert model.sizes.count(4) == 3 and expl.params["batch_size_measured"] == 2
+    assert model.sizes[7:13] == [1, 4, 1, 2, 4, 1]  # slice 3, its unperturbed pass first
     assert model.sizes[-7:] == [1, 2, 2, 2, 2, 2, 2]
     assert sum(model.sizes) == expl.n_forward == 3 * 13
 
@@ -237,4 +242,23 @@ def test_a_size_keeps_the_faster_of_its_two_chunks():
             clock.t += 100.0
         tuner.done(b)
     assert tuner.timings == pytest.approx({1: 10.0, 2: 6.0, 4: 8.0})
+    assert tuner.chosen == 2
+
+
+def test_one_more_chunk_of_each_size_recovers_from_a_burst_of_other_work():
+    clock = FakeTime({1: 10.0, 2: 6.0, 4: 8.0})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 8, 8), 4)
+    sizes = []
+    while tuner.measuring:
+        b = tuner.size()
+        tuner.start()
+        clock.t += clock.cost(b)
+        sizes.append(b)
+        if len(sizes) in (3, 4):  # another job takes the processor during both chunks of 2
+            clock.t += 100.0
+        tuner.done(b)
+    # 2 looked slower than 1, so 4 was not tried; the third chunk of 2 shows its speed
+    assert sizes == [1, 1, 2, 2, 1, 2]
+    assert tuner.timings == pytest.approx({1: 10.0, 2: 6.0})
     assert tuner.chosen == 2

@@ -9,8 +9,10 @@ each twice (the first call at a new shape allocates and picks kernels), the whol
 (masks, perturbation, model, scores, sums) per input, the faster of the two kept: other
 jobs on a shared machine only ever make a chunk slower. Sizes are
 tried in increasing order until one is clearly slower per input than the best so far
-(``slower`` times), and the fastest is kept for the rest of the run. Every timed chunk
-is a real chunk of the run: no mask is evaluated twice.
+(``slower`` times); then every size tried runs one more chunk, in the same order, and its
+fastest chunk counts (a burst of other work that slowed both chunks of the best size is
+unlikely to slow that one too). The fastest size is kept for the rest of the run. Every
+timed chunk is a real chunk of the run: no mask is evaluated twice.
 
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
@@ -126,6 +128,7 @@ class BatchTuner:
         self._shape: tuple[int, ...] | None = None
         self._limit = 1
         self._todo: list[int] = []
+        self._confirming = False
         self._seen = 0
         self._t0: float | None = None
         self._fastest = math.inf
@@ -155,7 +158,9 @@ class BatchTuner:
         self._replay = replay
         self.reused = replay is not None
         self._limit = limit
-        self._todo = candidate_sizes(limit)
+        # a replay goes through the sizes that were measured, in the same order
+        self._todo = sorted(replay) if replay is not None else candidate_sizes(limit)
+        self._confirming = False
         self.timings = {}
         self.chosen = None
         self._seen = 0
@@ -191,6 +196,13 @@ class BatchTuner:
         self._t0 = None
         if n != size:  # a task's last, shorter chunk tells nothing about this size
             return
+        if self._confirming:
+            self._todo.pop(0)
+            if self._replay is None:
+                self.timings[size] = min(self.timings[size], took)
+            if not self._todo:
+                self._choose()
+            return
         self._fastest = min(self._fastest, took)
         if self._seen < self.warmup:
             self._seen += 1
@@ -203,10 +215,27 @@ class BatchTuner:
         self._seen = 0
         self._todo.pop(0)
         best = min(self.timings.values())
-        if not self._todo or self.timings[size] > self.slower * best:
-            self.chosen = min(self.timings, key=self.timings.__getitem__)
-            if self.memo is not None and self._key is not None and not self.reused:
-                self.memo[self._key] = (self._limit, dict(self.timings))
+        slower = self._replay is None and self.timings[size] > self.slower * best
+        if not self._todo or slower:
+            self._confirm()
+
+    def _confirm(self) -> None:
+        """Every size measured gets one more chunk, in the same order (its time: the fastest).
+
+        A burst of other work that slowed both chunks of one size is unlikely to slow its
+        third chunk too, a moment later; with one size there is nothing to compare.
+        """
+        if len(self.timings) < 2:
+            self._choose()
+            return
+        self._confirming = True
+        self._todo = sorted(self.timings)
+
+    def _choose(self) -> None:
+        self._confirming = False
+        self.chosen = min(self.timings, key=self.timings.__getitem__)
+        if self.memo is not None and self._key is not None and not self.reused:
+            self.memo[self._key] = (self._limit, dict(self.timings))
 
     def out_of_memory(self, size: int) -> int:
         """A chunk of ``size`` ran out of memory: measure again below it; the next size."""
