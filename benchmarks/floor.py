@@ -156,7 +156,10 @@ def _methods(r, c: dict, forwards: dict) -> list[dict]:
             continue
         best = forwards[model]["best"]
         for label in LABELS:
-            cfg = {"model": model, "method": label, "n": c["n"][model], "repeats": c["repeats"]}
+            n, repeats = c["n"][model], c["repeats"]
+            if label == "PixelRISE-max" and c.get("n_max"):  # its final pass depends on N
+                n, repeats = c["n_max"], c.get("max_repeats") or repeats
+            cfg = {"model": model, "method": label, "n": n, "repeats": repeats}
             cfg |= {"stride": c["stride"][model], "best_batch": best["batch"]}
             res = r.child("default", cfg)
             if res:
@@ -260,6 +263,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-peers", action="store_true", help="skip the peers' table")
     p.add_argument("--no-defaults", action="store_true", help="skip the default-settings table")
     p.add_argument("--peers-n", type=int, help="masks (or centres) per peer comparison")
+    p.add_argument(
+        "--n-max",
+        type=int,
+        help="masks of the PixelRISE-max rows (its final pass's cost per "
+        "mask falls with N; 2000 is its default)",
+    )
+    p.add_argument("--max-repeats", type=int, help="runs per median of those rows")
     args = p.parse_args(argv)
     c = settings(args.quick)["floor"]
     if args.repeats:
@@ -268,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         c = {**c, "skip_defaults": True}
     if args.peers_n:
         c = {**c, "peers_n": args.peers_n}
+    if args.n_max:
+        c = {**c, "n_max": args.n_max, "max_repeats": args.max_repeats}
     for model, n in (("unet2d", args.n2d), ("unet3d", args.n3d)):
         if n:
             c = {**c, "n": {**c["n"], model: n}}

@@ -84,7 +84,8 @@ def floor_report(res: dict, heading: str = HEADING) -> list[str]:
         *_forwards_table(run),
         f"Every method at default settings (no `batch_size`: the engine's choice), "
         f"N = {c['n']['unet2d']} in 2D and {c['n']['unet3d']} in 3D (grid 8 / 6), HDM "
-        f"stride {c['stride']['unet2d']:g} / {c['stride']['unet3d']:g}; its wall time per "
+        f"stride {c['stride']['unet2d']:g} / {c['stride']['unet3d']:g}{_max_rows(c)}; its "
+        "wall time per "
         "model evaluation (including the unperturbed one) beside the floor: the model alone "
         "on as many inputs at the sweep's best batch, measured in the same process right "
         "after each run (so that both see the same load); ratio = median wall ÷ median "
@@ -101,3 +102,11 @@ def floor_report(res: dict, heading: str = HEADING) -> list[str]:
         *_peers_table(run),
     ]
     return out
+
+
+def _max_rows(c: dict) -> str:
+    """How the PixelRISE-max rows differ from the others, when they do."""
+    if not c.get("n_max"):
+        return ""
+    repeats = c.get("max_repeats") or c["repeats"]
+    return f", PixelRISE max at N = {c['n_max']} (medians of {repeats})"

@@ -46,6 +46,25 @@ def test_forward_sweep_finds_the_best_batch_and_methods_run_at_it():
     assert all(m["sweep_floor_s"] == 0.020 for m in res["methods"])
 
 
+def test_pixelrise_max_rows_can_run_at_their_own_n():
+    from report_floor import _max_rows
+
+    r = FakeRunner()
+    c = {**settings(True)["floor"], "n_max": 2000, "max_repeats": 1}
+    res = floor.collect(r, c, None)
+    defaults = {(cfg["model"], cfg["method"]): cfg for kind, cfg in r.asked if kind == "default"}
+    for model in ("unet2d", "unet3d"):
+        assert (
+            defaults[model, "PixelRISE-max"]["n"],
+            defaults[model, "PixelRISE-max"]["repeats"],
+        ) == (2000, 1)
+        assert defaults[model, "RISE"]["n"] == c["n"][model]
+        assert defaults[model, "RISE"]["repeats"] == c["repeats"]
+    assert res["settings"]["n_max"] == 2000
+    assert _max_rows(c) == ", PixelRISE max at N = 2000 (medians of 1)"
+    assert _max_rows(settings(True)["floor"]) == ""
+
+
 def test_peers_bound_is_095_of_the_peer_wall_over_its_own_floor():
     r = FakeRunner()
     res = floor.collect(r, settings(True)["floor"], "/peers/python")
