@@ -9,10 +9,11 @@ each twice (the first call at a new shape allocates and picks kernels), the whol
 (masks, perturbation, model, scores, sums) per input, the faster of the two kept: other
 jobs on a shared machine only ever make a chunk slower. Sizes are
 tried in increasing order until one is clearly slower per input than the best so far
-(``slower`` times); then every size tried runs one more chunk, in the same order, and its
-fastest chunk counts (a burst of other work that slowed both chunks of the best size is
-unlikely to slow that one too). The fastest size is kept for the rest of the run. Every
-timed chunk is a real chunk of the run: no mask is evaluated twice.
+(``slower`` times); then every size within ``confirm_within`` times the best runs one more
+chunk, in the same order, and its fastest chunk counts (a burst of other work that slowed
+both chunks of the best size is unlikely to slow that one too). The fastest size is kept
+for the rest of the run. Every timed chunk is a real chunk of the run: no mask is
+evaluated twice.
 
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
@@ -90,6 +91,8 @@ class BatchTuner:
         Untimed chunks per candidate before the timed one.
     slower
         Stop trying larger sizes once one takes this many times the best time per input.
+    confirm_within
+        Sizes within this many times the best run one more chunk before the choice.
 
     Attributes
     ----------
@@ -113,6 +116,7 @@ class BatchTuner:
         *,
         warmup: int = 1,
         slower: float = 1.15,
+        confirm_within: float = 1.5,
         memo: dict | None = None,
     ) -> None:
         self.clock = clock
@@ -122,6 +126,7 @@ class BatchTuner:
         self._replay: dict[int, float] | None = None
         self.warmup = int(warmup)
         self.slower = float(slower)
+        self.confirm_within = float(confirm_within)
         self.chosen: int | None = None
         self.timings: dict[int, float] = {}
         self.n_measures = 0
@@ -129,6 +134,8 @@ class BatchTuner:
         self._limit = 1
         self._todo: list[int] = []
         self._confirming = False
+        self._confirmed: set[int] = set()  # the sizes that ran one more chunk
+        self._replay_confirmed: set[int] = set()
         self._seen = 0
         self._t0: float | None = None
         self._fastest = math.inf
@@ -149,8 +156,9 @@ class BatchTuner:
         self._key = (tuple(where), shape, max(1, int(limit)))
         known = self.memo.get(self._key) if self.memo is not None else None
         if known is not None:
-            kept_limit, timings = known
+            kept_limit, timings, confirmed = known
             self._restart(kept_limit, replay=dict(timings))
+            self._replay_confirmed = set(confirmed)
         else:
             self._restart(self._key[2])
 
@@ -161,6 +169,7 @@ class BatchTuner:
         # a replay goes through the sizes that were measured, in the same order
         self._todo = sorted(replay) if replay is not None else candidate_sizes(limit)
         self._confirming = False
+        self._confirmed = set()
         self.timings = {}
         self.chosen = None
         self._seen = 0
@@ -220,22 +229,32 @@ class BatchTuner:
             self._confirm()
 
     def _confirm(self) -> None:
-        """Every size measured gets one more chunk, in the same order (its time: the fastest).
+        """The contenders get one more chunk each, in the same order (their time: the fastest).
 
-        A burst of other work that slowed both chunks of one size is unlikely to slow its
-        third chunk too, a moment later; with one size there is nothing to compare.
+        A contender is a size within ``confirm_within`` times the best: a burst of other
+        work that slowed both chunks of one size is unlikely to slow its third chunk too, a
+        moment later. Sizes far slower (one input at a time on a large 3D model) are not run
+        again, and with one contender there is nothing to compare.
         """
-        if len(self.timings) < 2:
+        best = min(self.timings.values())
+        if self._replay is not None:  # the same chunks as the measurement replayed
+            contenders = sorted(self._replay_confirmed)
+        else:
+            contenders = sorted(
+                k for k, t in self.timings.items() if t <= self.confirm_within * best
+            )
+            self._confirmed = set(contenders) if len(contenders) > 1 else set()
+        if len(contenders) < 2:
             self._choose()
             return
         self._confirming = True
-        self._todo = sorted(self.timings)
+        self._todo = contenders
 
     def _choose(self) -> None:
         self._confirming = False
         self.chosen = min(self.timings, key=self.timings.__getitem__)
         if self.memo is not None and self._key is not None and not self.reused:
-            self.memo[self._key] = (self._limit, dict(self.timings))
+            self.memo[self._key] = (self._limit, dict(self.timings), set(self._confirmed))
 
     def out_of_memory(self, size: int) -> int:
         """A chunk of ``size`` ran out of memory: measure again below it; the next size."""
