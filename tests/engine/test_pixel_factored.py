@@ -12,7 +12,7 @@ from maskscope._engine.masks import RiseMasks
 from maskscope._engine.pixel_factored import factored_flops
 from maskscope._engine.pixel_max import FACTORED_SHARE, PixelMax
 
-from .test_pixel_max import brute_force
+from .test_pixel_max import brute_force, cancel_after_the_first_slab
 
 CPU = torch.device("cpu")
 
@@ -99,9 +99,6 @@ def test_factored_pass_through_a_window(full, window):
 
 
 def test_cancel_during_the_factored_pass_stops_after_the_slab_in_progress():
-    from maskscope._engine.cancel import CancelToken
-    from maskscope._engine.loop import ModelRunner, RunOptions, Task, run_task
-
     spatial, n, n_pix = (7, 12), 20, 30
     sides = []
 
@@ -112,24 +109,7 @@ def test_cancel_during_the_factored_pass_stops_after_the_slab_in_progress():
 
     gen = Recording(spatial, 3, 0.5, seed=2)
     acc = PixelMax(spatial, n_pix, 0.5, n, gen, CPU, max_bytes=2**12, factored=True)
-    scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(3))
-    x = torch.rand(1, 1, *spatial)
-    task = Task(
-        x=x,
-        n_total=n,
-        masks=gen.batch,
-        perturb=lambda batch: x * batch.masks,
-        score=lambda out: scores[: out.shape[0]],
-        accumulator=acc,
-    )
-    token = CancelToken()
-    steps = []
-    for step in run_task(
-        task, ModelRunner(lambda b: b, spatial), RunOptions(), batch_size=n, cancel=token
-    ):
-        steps.append(step)
-        if step.n_done == n and not step.final and not step.cancelled:
-            token.cancel()  # the first slab is done
+    steps = cancel_after_the_first_slab(acc, gen, n, n_pix)
     assert acc.final_pass == "factored" and acc.rows_per_slab < spatial[1]
     assert steps[-1].cancelled and not steps[-1].final
     # cancelled after the first slab: the second (in progress then) ends, no other starts

@@ -237,10 +237,32 @@ def test_slab_products_agree_with_float64_on_large_scores():
     assert err < 0.02 * (want.max() - want.min())
 
 
-def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
+def cancel_after_the_first_slab(acc: PixelMax, gen: RiseMasks, n: int, n_pix: int) -> list:
+    """Run ``acc``'s task through the loop, cancelling once the first slab is done; the steps."""
     from maskscope._engine.cancel import CancelToken
     from maskscope._engine.loop import ModelRunner, RunOptions, Task, run_task
 
+    scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(3))
+    x = torch.rand(1, 1, *acc.spatial)
+    task = Task(
+        x=x,
+        n_total=n,
+        masks=gen.batch,
+        perturb=lambda batch: x * batch.masks,
+        score=lambda out: scores[: out.shape[0]],
+        accumulator=acc,
+    )
+    token = CancelToken()
+    steps = []
+    runner = ModelRunner(lambda b: b, acc.spatial)
+    for step in run_task(task, runner, RunOptions(), batch_size=n, cancel=token):
+        steps.append(step)
+        if step.n_done == n and not step.final and not step.cancelled:
+            token.cancel()  # the first slab is done
+    return steps
+
+
+def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
     spatial, n, n_pix = (12, 7), 20, 30
     gen = RiseMasks(spatial, 3, 0.5, seed=2)
     slabs_rendered = []
@@ -252,24 +274,7 @@ def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
 
     budget = slab_budget(spatial, n, n_pix, 2, 2 * n)  # two rows per slab, gathered
     acc = PixelMax(spatial, n_pix, 0.5, n, masks_fn, CPU, max_bytes=budget, factored=False)
-    scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(3))
-    x = torch.rand(1, 1, *spatial)
-    task = Task(
-        x=x,
-        n_total=n,
-        masks=gen.batch,
-        perturb=lambda batch: x * batch.masks,
-        score=lambda out: scores[: out.shape[0]],
-        accumulator=acc,
-    )
-    token = CancelToken()
-    steps = []
-    for step in run_task(
-        task, ModelRunner(lambda b: b, spatial), RunOptions(), batch_size=n, cancel=token
-    ):
-        steps.append(step)
-        if step.n_done == n and not step.final and not step.cancelled:
-            token.cancel()  # the first slab is done
+    steps = cancel_after_the_first_slab(acc, gen, n, n_pix)
     assert acc.tiled and acc.rows_per_slab < spatial[0]
     assert steps[-1].cancelled and not steps[-1].final
     # cancelled after the first slab: the second (in progress then) ends, no other starts
