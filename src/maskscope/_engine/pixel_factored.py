@@ -80,7 +80,6 @@ class FactoredPass:
         self.side = side
         self.chunk = max(1, int(chunk))
         n = halves.n
-        self.n_e = (n + 1) // 2
         shift0 = shift0.long()
         # rows of the slab's Y buffer: the even masks sorted by shift, then the odd
         parity = torch.arange(n, device=shift0.device) % 2
@@ -138,7 +137,7 @@ class FactoredPass:
             z = self._first_stages(y[:, :, b0:b1].contiguous())
             for c0 in range(b0, b1, tile):
                 c1 = min(c0 + tile, b1)
-                maxima = self._maxima(z, c0 - b0, c1 - b0, b1 - b0, weights[:, :, c0:c1])
+                maxima = self._maxima(z, c0 - b0, c1 - b0, weights[:, :, c0:c1])
                 out[:, :, c0:c1] = maxima.view(3, size0, c1 - c0)
         for row, scale in zip(out, self.halves.scale, strict=True):
             row.mul_(scale)
@@ -172,7 +171,7 @@ class FactoredPass:
             out.append(z.view(len(mine) * g0, w * p))
         return out
 
-    def _maxima(self, z, c0: int, c1: int, width: int, weights: torch.Tensor) -> torch.Tensor:
+    def _maxima(self, z, c0: int, c1: int, weights: torch.Tensor) -> torch.Tensor:
         """The three maxima ``(3, size0 · (c1 - c0))`` of columns ``c0 .. c1-1`` of a block."""
         h = self.halves
         p, w = h.n_pixels, c1 - c0
