@@ -134,8 +134,7 @@ class BatchTuner:
         self._limit = 1
         self._todo: list[int] = []
         self._confirming = False
-        self._confirmed: set[int] = set()  # the sizes that ran one more chunk
-        self._replay_confirmed: set[int] = set()
+        self._confirmed: set[int] = set()  # the sizes that run (or ran) one more chunk
         self._seen = 0
         self._t0: float | None = None
         self._fastest = math.inf
@@ -158,7 +157,7 @@ class BatchTuner:
         if known is not None:
             kept_limit, timings, confirmed = known
             self._restart(kept_limit, replay=dict(timings))
-            self._replay_confirmed = set(confirmed)
+            self._confirmed = set(confirmed)
         else:
             self._restart(self._key[2])
 
@@ -236,14 +235,11 @@ class BatchTuner:
         moment later. Sizes far slower (one input at a time on a large 3D model) are not run
         again, and with one contender there is nothing to compare.
         """
-        best = min(self.timings.values())
-        if self._replay is not None:  # the same chunks as the measurement replayed
-            contenders = sorted(self._replay_confirmed)
-        else:
-            contenders = sorted(
-                k for k, t in self.timings.items() if t <= self.confirm_within * best
-            )
-            self._confirmed = set(contenders) if len(contenders) > 1 else set()
+        if self._replay is None:  # a replay runs the same chunks as the measurement did
+            best = min(self.timings.values())
+            within = {k for k, t in self.timings.items() if t <= self.confirm_within * best}
+            self._confirmed = within if len(within) > 1 else set()
+        contenders = sorted(self._confirmed)
         if len(contenders) < 2:
             self._choose()
             return

@@ -82,29 +82,24 @@ class FactoredPass:
         n = halves.n
         shift0 = shift0.long()
         # rows of the slab's Y buffer: the even masks sorted by shift, then the odd
-        parity = torch.arange(n, device=shift0.device) % 2
-        order = torch.argsort(parity * first_factors.shape[0] + shift0, stable=True)
+        cells0, size0 = first_factors.shape[0], first_factors.shape[1]
+        key = torch.arange(n, device=shift0.device) % 2 * cells0 + shift0  # half, then shift
+        order = torch.argsort(key, stable=True)
         self.pos = torch.empty_like(order)
         self.pos[order] = torch.arange(n, device=order.device)
-        groups = []  # (half, shift, first row, last row) of each non-empty group
-        sorted_shift, sorted_half = shift0[order].tolist(), parity[order].tolist()
-        lo = 0
-        for i in range(1, n + 1):
-            if i == n or (sorted_shift[i], sorted_half[i]) != (sorted_shift[lo], sorted_half[lo]):
-                groups.append((sorted_half[lo], sorted_shift[lo], lo, i))
-                lo = i
-        self.groups = groups
+        keys, counts = torch.unique_consecutive(key[order], return_counts=True)
         a = (halves.a_even.T, halves.a_odd.T)  # (n_e, P), (n_o, P): rows in mask order
-        self.a = [a[h][order[lo:hi] // 2] for h, _, lo, hi in groups]  # i // 2: row in its half
-        size0 = first_factors.shape[1]
-        self.lcat = [
-            torch.cat(
-                [first_factors.new_zeros(size0, 0)]
-                + [first_factors[s] for hh, s, _, _ in groups if hh == h],
-                dim=1,
-            )
-            for h in (0, 1)
-        ]  # (size0, groups·g0) per half
+        #: per half, the groups of masks of one shift: (first row, end row, their scores)
+        self.groups: tuple[list, list] = ([], [])
+        lo = 0
+        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            half = k // cells0  # mask i's row in its half's scores is i // 2
+            self.groups[half].append((lo, lo + c, a[half][order[lo : lo + c] // 2]))
+            lo += c
+        empty = first_factors.new_zeros(size0, 0)
+        shifts = [[k % cells0 for k in keys.tolist() if k // cells0 == h] for h in (0, 1)]
+        #: per half, ``(size0, groups · g0)``: the groups' first factors side by side
+        self.lcat = [torch.cat([empty, *(first_factors[s] for s in sh)], dim=1) for sh in shifts]
 
     def bytes_per_side_index(self) -> int:
         """Memory per index of axis 1 in a slab: the masks' ``Y`` there, one chunk rendering."""
@@ -119,7 +114,7 @@ class FactoredPass:
 
     def _widths(self, size0: int) -> tuple[int, int]:
         """Columns per block of first stages and per tile of sums (see module notes)."""
-        p, n_groups = self.halves.n_pixels, max(len(self.groups), 1)
+        p, n_groups = self.halves.n_pixels, max(len(self.groups[0]) + len(self.groups[1]), 1)
         block = max(1, min(FIRST_ROWS // self.g0, self.tile_elements // (n_groups * self.g0 * p)))
         return block, max(1, min(block, self._sum_elements() // max(size0 * p, 1)))
 
@@ -160,13 +155,12 @@ class FactoredPass:
         p = self.halves.n_pixels
         flat = y.view(n, g0 * w)
         out = []
-        for half in (0, 1):
-            mine = [(g, a) for g, a in zip(self.groups, self.a, strict=True) if g[0] == half]
+        for mine in self.groups:
             if not mine:  # no mask in this half (n = 1)
                 out.append(None)
                 continue
             z = y.new_empty(len(mine), g0 * w, p)
-            for k, ((_, _, g_lo, g_hi), a) in enumerate(mine):
+            for k, (g_lo, g_hi, a) in enumerate(mine):
                 torch.mm(flat[g_lo:g_hi].T, a, out=z[k])
             out.append(z.view(len(mine) * g0, w * p))
         return out

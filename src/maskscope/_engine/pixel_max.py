@@ -242,10 +242,6 @@ class PixelMax:
         """Masks per product in :meth:`finish` (all masks added, or the expected total)."""
         return min(self.buffer_masks, max(self.n or self.n_total, 1))
 
-    def slab_rows(self) -> int:
-        """Indices of the first spatial axis per slab in :meth:`finish` (fits the budget)."""
-        return self.slab_plan()[0]
-
     def slab_plan(self) -> tuple[int, bool]:
         """(rows per slab, whether a slab gathers all masks) for :meth:`finish`.
 

@@ -124,6 +124,17 @@ def slab_maxima(
     return out[0], out[1], out[2]
 
 
+def _halves_of(start: int, stop: int) -> tuple[tuple[slice, int, int], tuple[slice, int, int]]:
+    """Where masks ``start .. stop-1`` go in the two halves.
+
+    Returns ``(rows, lo, hi)`` for the even-indexed masks, then for the odd: their rows in
+    the chunk, and their index range in their half.
+    """
+    first = start % 2  # the row of the chunk's first even-indexed mask
+    even = (slice(first, None, 2), (start + 1) // 2, (stop + 1) // 2)
+    return even, (slice(1 - first, None, 2), start // 2, stop // 2)
+
+
 def _gathered(masks, n: int, width: int, chunk: int, like: torch.Tensor) -> torch.Tensor:
     """The slab of all ``n`` masks, ``(n, width)``: the even-indexed ones first, then the odd."""
     m = torch.empty(n, width, dtype=torch.float32, device=like.device)
@@ -131,10 +142,9 @@ def _gathered(masks, n: int, width: int, chunk: int, like: torch.Tensor) -> torc
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         part = masks(start, stop)
-        first = start % 2  # the row of the chunk's first even-indexed mask
-        e0, e1, o0, o1 = (start + 1) // 2, (stop + 1) // 2, start // 2, stop // 2
-        m[e0:e1] = part[first::2]
-        m[n_e + o0 : n_e + o1] = part[1 - first :: 2]
+        (ev, e0, e1), (od, o0, o1) = _halves_of(start, stop)
+        m[e0:e1] = part[ev]
+        m[n_e + o0 : n_e + o1] = part[od]
     return m
 
 
@@ -168,11 +178,10 @@ def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:
     for start in range(0, halves.n, chunk):
         stop = min(start + chunk, halves.n)
         m = masks(start, stop)
-        first = start % 2  # the row of the chunk's first even-indexed mask
-        e0, e1, o0, o1 = (start + 1) // 2, (stop + 1) // 2, start // 2, stop // 2
-        pe.addmm_(halves.a_even[:, e0:e1], m[first::2])
+        (ev, e0, e1), (od, o0, o1) = _halves_of(start, stop)
+        pe.addmm_(halves.a_even[:, e0:e1], m[ev])
         if o1 > o0:
-            po.addmm_(halves.a_odd[:, o0:o1], m[1 - first :: 2])
+            po.addmm_(halves.a_odd[:, o0:o1], m[od])
     tile = _tile(p, width)
     for a in range(0, width, tile):
         b = min(a + tile, width)
