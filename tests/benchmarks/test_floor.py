@@ -5,8 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import floor
+import numpy as np
 import pytest
+import torch
 from settings import settings
+
+IMAGE = np.zeros((1, 8, 8), dtype=np.float32)
 
 
 class FakeRunner:
@@ -108,3 +112,38 @@ def test_without_the_peers_venv_no_peer_runs():
     assert not [cfg for kind, cfg in r.asked if kind == "side"]
     assert {x["note"] for x in rows} == {"peers not run"}
     assert len(rows) == sum(len(v) for v in floor.FLOOR_PEERS.values())
+
+
+def test_the_forward_table_shows_both_malloc_settings_and_the_best_of_either():
+    from report_floor import _forwards_table
+
+    rows = [
+        {"batch": 1, "host_memory": "system", "s_per_image": 0.030},
+        {"batch": 2, "host_memory": "system", "s_per_image": 0.020},
+        {"batch": 1, "host_memory": "keep", "s_per_image": 0.012},
+        {"batch": 2, "host_memory": "keep", "s_per_image": 0.016},
+    ]
+    best = min(rows, key=lambda x: x["s_per_image"])
+    text = "\n".join(_forwards_table({"forwards": {"unet2d": {"rows": rows, "best": best}}}))
+    assert "| 2D U-Net, 240² | 1 | 30.00 | 12.00 **best** |" in text
+    assert "| 2D U-Net, 240² | 2 | 20.00 | 16.00 |" in text
+
+
+def test_the_forward_child_times_each_size_as_is_then_with_memory_kept(monkeypatch):
+    from maskscope._engine import host_memory
+
+    calls = []
+
+    class Counter:
+        def hold(self):
+            calls.append("hold")
+            return True
+
+    monkeypatch.setattr(floor, "HOST_MEMORY", Counter())
+    monkeypatch.setattr(floor, "model_and_image", lambda *a: (torch.nn.Identity(), IMAGE, None))
+    cfg = {"model": "tiny", "device": "cpu", "batches": [1, 2], "images": 4, "repeats": 2}
+    res = floor.run_forwards(cfg)
+    modes = [(x["batch"], x["host_memory"]) for x in res["rows"]]
+    assert modes == [(1, "system"), (2, "system"), (1, "keep"), (2, "keep")]
+    assert calls == ["hold"] and host_memory.HOST_MEMORY_MODES == ("keep", "system")
+    assert all(len(x["runs"]) == 2 and x["s_per_image"] > 0 for x in res["rows"])

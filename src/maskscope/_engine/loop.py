@@ -23,6 +23,7 @@ from .accumulate import Partial
 from .batch_tuner import BatchTuner, device_clock
 from .blocks import block_end
 from .cancel import CancelToken
+from .host_memory import HOST_MEMORY, HOST_MEMORY_MODES
 from .inputs import check_output
 from .mask_batch import MaskBatch
 from .params import param, validate_params
@@ -78,6 +79,15 @@ class RunOptions:
         0.0,
         help="Seconds between streamed snapshots (0 = after every chunk).",
         min=0.0,
+        gui=False,
+    )
+    host_memory: str = param(
+        "keep",
+        help="On a CPU under Linux (glibc): 'keep' keeps the memory the model frees between "
+        "calls while the run lasts, instead of taking it back from the system, page by page, "
+        "at every call; it is given back when the run ends. 'system' leaves malloc's "
+        "settings alone.",
+        choices=HOST_MEMORY_MODES,
         gui=False,
     )
 
@@ -281,10 +291,18 @@ def run_task(
     stop)`` runs only those masks (``start`` a multiple of
     :data:`~.blocks.SUM_BLOCK`). No chunk straddles a multiple of
     :data:`~.blocks.SUM_BLOCK`, so every block of masks is chunked alike in any run.
+    On a CPU, ``options.host_memory="keep"`` holds :data:`~.host_memory.HOST_MEMORY`
+    until the task ends (or its generator is closed).
     """
+    with HOST_MEMORY.kept_for(task.x.device, options.host_memory):
+        yield from _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range)
+
+
+def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) -> Iterator[Step]:
+    """:func:`run_task`'s loop."""
     if tuner is not None:
         tuner.clock = tuner.clock or device_clock(task.x.device)
-        where = (str(task.x.device), str(task.x.dtype))
+        where = (str(task.x.device), str(task.x.dtype), options.host_memory)
         tuner.begin(tuple(task.x.shape), tune_limit(options, task.x), where)
         batch_size = tuner.size()
     else:
