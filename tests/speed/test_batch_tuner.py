@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -126,8 +127,35 @@ def test_the_same_shape_keeps_its_measurement_and_a_new_one_starts_again():
     assert tuner.chosen is None and tuner.n_measures == 2
 
 
-def _patched_tuner(monkeypatch, clock: FakeTime) -> None:
-    monkeypatch.setattr(record, "BatchTuner", functools.partial(BatchTuner, clock.now))
+def _patched_tuner(monkeypatch, clock: FakeTime, budget_share: float = math.inf) -> None:
+    """Runs measure on ``clock``; without a budget unless one is given."""
+    tuner = functools.partial(BatchTuner, clock.now, budget_share=budget_share)
+    monkeypatch.setattr(record, "BatchTuner", tuner)
+
+
+def test_a_budget_keeps_the_sizes_whose_two_chunks_fit_and_always_1_and_2():
+    assert candidate_sizes(64, budget=30) == [1, 2, 4, 8]  # 2 + 4 + 8 + 16 inputs
+    assert candidate_sizes(64, budget=29.9) == [1, 2, 4]
+    assert candidate_sizes(64, budget=1) == [1, 2]
+    assert candidate_sizes(1, budget=0) == [1]
+    assert candidate_sizes(145, budget=None) == candidate_sizes(145)
+
+
+def test_a_short_run_measures_only_the_sizes_a_quarter_of_its_inputs_pays_for(
+    monkeypatch, square2d
+):
+    clock = FakeTime({1: 5.0, 2: 3.0, 4: 2.0, 8: 1.0, 16: 0.5})
+    _patched_tuner(monkeypatch, clock, budget_share=0.25)
+    model = TimedNet(clock)
+    short = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
+    assert short.params["batch_sizes_timed"] == [1, 2, 4]  # 14 of 60 inputs; 8 would be 30
+    assert 8 not in model.sizes and short.params["batch_size_measured"] == 4
+    again = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
+    assert again.params["batch_measurement_reused"] and np.array_equal(again.map, short.map)
+    longer = SegRISE(model).explain(square2d, n_masks=256, grid=4, seed=2, batch_size=None)
+    assert not longer.params["batch_measurement_reused"]  # it affords more: measured afresh
+    assert longer.params["batch_sizes_timed"] == [1, 2, 4, 8, 16]  # 62 of 256 inputs
+    assert longer.params["batch_size_measured"] == 16
 
 
 def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, square2d):

@@ -13,7 +13,8 @@ tried in increasing order until one is clearly slower per input than the best so
 chunk, in the same order, and its fastest chunk counts (a burst of other work that slowed
 both chunks of the best size is unlikely to slow that one too). The fastest size is kept
 for the rest of the run. Every timed chunk is a real chunk of the run: no mask is
-evaluated twice.
+evaluated twice. A short run tries only the sizes it can afford: the sweep's chunks stay
+within a quarter of the task's inputs (``budget_share``), sizes 1 and 2 always tried.
 
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
@@ -56,15 +57,27 @@ def measurement_memo(model: Any, *key: Any) -> dict | None:
     return per_model.setdefault(tuple(key), {})
 
 
-def candidate_sizes(limit: int) -> list[int]:
-    """Powers of two up to ``limit``, and ``limit`` itself."""
+def candidate_sizes(limit: int, budget: float | None = None) -> list[int]:
+    """Powers of two up to ``limit``, and ``limit`` itself.
+
+    With ``budget``, only the sizes whose two chunks keep the inputs of the sweep so far
+    (two chunks per size) within ``budget`` inputs, and always the first two.
+    """
     limit = max(1, int(limit))
     sizes = [1]
     while sizes[-1] * 2 <= limit:
         sizes.append(sizes[-1] * 2)
     if sizes[-1] != limit:
         sizes.append(limit)
-    return sizes
+    if budget is None:
+        return sizes
+    kept, spent = [], 0
+    for size in sizes:
+        if len(kept) >= 2 and spent + 2 * size > budget:
+            break
+        kept.append(size)
+        spent += 2 * size
+    return kept
 
 
 def device_clock(device: torch.device) -> Callable[[], float]:
@@ -93,6 +106,10 @@ class BatchTuner:
         Stop trying larger sizes once one takes this many times the best time per input.
     confirm_within
         Sizes within this many times the best run one more chunk before the choice.
+    budget_share
+        The sweep tries only the sizes whose two chunks each keep it within this share of
+        the task's inputs (``total`` of :meth:`begin`; at least sizes 1 and 2): a short run
+        is not spent measuring sizes it has too few inputs to profit from.
 
     Attributes
     ----------
@@ -117,6 +134,7 @@ class BatchTuner:
         warmup: int = 1,
         slower: float = 1.15,
         confirm_within: float = 1.5,
+        budget_share: float = 0.25,
         memo: dict | None = None,
     ) -> None:
         self.clock = clock
@@ -127,11 +145,13 @@ class BatchTuner:
         self.warmup = int(warmup)
         self.slower = float(slower)
         self.confirm_within = float(confirm_within)
+        self.budget_share = float(budget_share)
         self.chosen: int | None = None
         self.timings: dict[int, float] = {}
         self.n_measures = 0
         self._shape: tuple[int, ...] | None = None
         self._limit = 1
+        self._budget: float | None = None
         self._todo: list[int] = []
         self._confirming = False
         self._confirmed: set[int] = set()  # the sizes that run (or ran) one more chunk
@@ -140,33 +160,38 @@ class BatchTuner:
         self._fastest = math.inf
 
     # ------------------------------------------------------------------ set-up
-    def begin(self, shape: tuple[int, ...], limit: int, where: tuple = ()) -> None:
+    def begin(
+        self, shape: tuple[int, ...], limit: int, where: tuple = (), total: int | None = None
+    ) -> None:
         """A task with inputs of ``shape`` and a largest batch of ``limit`` starts.
 
         A task of the shape measured before (the next slice of a volume) keeps what was
         measured, an out-of-memory bound included; a new shape is measured afresh, or
-        replayed from ``memo`` when a run of this shape, limit and ``where`` (the device
-        and dtype) measured it before.
+        replayed from ``memo`` when a run of this shape, limit, ``where`` (the device and
+        dtype) and largest size within the budget of ``total`` inputs measured it before.
         """
         shape = tuple(shape)
         if shape == self._shape:
             return
         self._shape = shape
-        self._key = (tuple(where), shape, max(1, int(limit)))
+        limit = max(1, int(limit))
+        self._budget = None if total is None else self.budget_share * int(total)
+        largest = candidate_sizes(limit, self._budget)[-1]
+        self._key = (tuple(where), shape, limit, largest)
         known = self.memo.get(self._key) if self.memo is not None else None
         if known is not None:
             kept_limit, timings, confirmed = known
             self._restart(kept_limit, replay=dict(timings))
             self._confirmed = set(confirmed)
         else:
-            self._restart(self._key[2])
+            self._restart(limit)
 
     def _restart(self, limit: int, replay: dict[int, float] | None = None) -> None:
         self._replay = replay
         self.reused = replay is not None
         self._limit = limit
         # a replay goes through the sizes that were measured, in the same order
-        self._todo = sorted(replay) if replay is not None else candidate_sizes(limit)
+        self._todo = sorted(replay) if replay is not None else candidate_sizes(limit, self._budget)
         self._confirming = False
         self._confirmed = set()
         self.timings = {}
