@@ -13,8 +13,9 @@ tried in increasing order until one is clearly slower per input than the best so
 chunk, in the same order, and its fastest chunk counts (a burst of other work that slowed
 both chunks of the best size is unlikely to slow that one too). The fastest size is kept
 for the rest of the run. Every timed chunk is a real chunk of the run: no mask is
-evaluated twice. A short run tries only the sizes it can afford: the sweep's chunks stay
-within a quarter of the task's inputs (``budget_share``), sizes 1 and 2 always tried.
+evaluated twice. A short run on a CPU tries only the sizes it can afford: the sweep's
+chunks stay within a quarter of the task's inputs (``budget_share``), sizes 1 and 2 always
+tried. On a GPU, where the best sizes are large and quick to time, every size is tried.
 
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
