@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["HOST_MEMORY", "HOST_MEMORY_MODES", "HostMemory", "glibc", "kept_for"]
+__all__ = ["HOST_MEMORY", "HOST_MEMORY_MODES", "HostMemory", "glibc"]
 
 #: ``RunOptions.host_memory`` values: keep freed memory during a run, or leave malloc as is.
 HOST_MEMORY_MODES = ("keep", "system")
@@ -124,8 +124,3 @@ class HostMemory:
 
 #: The process's one counter (glibc's settings are process-wide).
 HOST_MEMORY = HostMemory(glibc())
-
-
-def kept_for(device: torch.device | str, mode: str = "keep"):
-    """:meth:`HostMemory.kept_for` of :data:`HOST_MEMORY`."""
-    return HOST_MEMORY.kept_for(device, mode)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._engine.host_memory import kept_for
+from .._engine.host_memory import HOST_MEMORY
 from .._engine.loop import is_out_of_memory
 from ._setup import SCORES, Problem, prepare_problem
 from .result import Curve, FaithfulnessResult
@@ -294,7 +294,7 @@ class _Evaluation:
 
     def generate(self) -> Iterator[FaithfulnessResult]:
         """Snapshots after every model call; the last one done unless cancelled."""
-        with kept_for(self.problem.x.device):  # the model's freed memory stays (host_memory)
+        with HOST_MEMORY.kept_for(self.problem.x.device):  # the model's freed memory stays
             for _ in _run_jobs(self.problem, self.jobs, self.counts, self.cancel):
                 yield self.snapshot(False)
         if all(job.snapshot(self.fractions).done for job in self.jobs):
