@@ -8,7 +8,7 @@ measured two-seed correlation, the reliability each run reported (mean of the tw
 their difference.
 
     python benchmarks/estimators.py                       # both cases, N up to 2000
-    python benchmarks/estimators.py --cases mri3d --n 250 1000 4000 --configs centred/iid
+    python benchmarks/estimators.py --cases mri3d --n 256 1024 4096 --configs centred/iid
 """
 
 from __future__ import annotations
@@ -26,15 +26,28 @@ from cases import case_parser, cases_of
 from maskscope import PixelRISE, SegRISE
 
 METHODS = {"SegRISE": (SegRISE, {}), "PixelRISE-mean": (PixelRISE, {"merge": "mean"})}
-CONFIGS = ("paper/iid", "centred/iid", "centred/antithetic", "centred/stratified")
+CONFIGS = (
+    "paper/iid",
+    "centred/iid",
+    "centred/stratified",
+    "covariate/iid",
+    "covariate/stratified",
+)
 
 
 def snapshots_at(method, image, ns, seed, **kw) -> dict[int, object]:
-    """The snapshots of one run of ``max(ns)`` masks at each n in ``ns``."""
+    """The snapshots of one run of ``max(ns)`` masks at each n in ``ns``.
+
+    Chunks of 8 masks: the loop ends a chunk at every multiple of 256 (the sums' blocks), so
+    a snapshot falls on every multiple of 8.
+    """
+    bad = [n for n in ns if n % 8]
+    if bad:
+        raise SystemExit(f"--n must be multiples of 8 (snapshots come every 8 masks), got {bad}")
     want = set(ns)
     got = {}
     for snap in method.iter_explain(
-        image, n_masks=max(ns), seed=seed, batch_size=25, max_batch_voxels=2**24, **kw
+        image, n_masks=max(ns), seed=seed, batch_size=8, max_batch_voxels=2**24, **kw
     ):
         if snap.n_done in want:
             got[snap.n_done] = snap
@@ -87,7 +100,7 @@ def run_case(case, ns, configs, grid, pairs: int = 1) -> list[dict]:
 
 def main() -> None:
     parser = case_parser(__doc__.splitlines()[0])
-    parser.add_argument("--n", nargs="+", type=int, default=[250, 500, 1000, 2000])
+    parser.add_argument("--n", nargs="+", type=int, default=[128, 256, 512, 1024, 2048])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--grid", type=int, default=6)
     parser.add_argument("--pairs", type=int, default=1, help="seed pairs averaged")

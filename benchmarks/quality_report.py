@@ -17,9 +17,9 @@ SECTION = "## Map quality"
 
 #: What a high value of each tool's map means (all oriented so that high = important).
 ORIENTATION = {
-    "maskscope:RISE": "score kept (centred)",
-    "maskscope:SegRISE": "Dice kept (centred)",
-    "maskscope:PixelRISE-mean": "score kept (centred)",
+    "maskscope:RISE": "score kept (covariate)",
+    "maskscope:SegRISE": "Dice kept (covariate)",
+    "maskscope:PixelRISE-mean": "score kept (covariate)",
     "maskscope:PixelRISE-max": "score kept, max over px",
     "maskscope:HDM": "Hausdorff increase",
     "maskscope:HDM-hd95": "HD95 increase",
@@ -283,7 +283,7 @@ that must fit in the image, interpret-segmentation takes `int(size / offset)` po
 axis). `forwards` = images through the model in one run, counted by a wrapper (the \
 unperturbed input included); interpret-segmentation's RISE re-runs all N masks for every \
 1000 pixels of its segment and gives the mean and the max merge from one run. maskscope runs \
-at its defaults of the day otherwise (centred estimator; HDM fill `{hdm["fill"]}`, distance \
+at its defaults of the day otherwise (covariate estimator; HDM fill `{hdm["fill"]}`, distance \
 `{hdm["distance"]}`; `HDM-hd95` and `HDM-dice` are the HD95 and 1 − Dice options). Each \
 tool runs in its own process in the peers' venv; its maps are saved and scored here, \
 identically:

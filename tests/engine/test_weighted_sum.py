@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskscope._engine.accumulate import WeightedSum
+from maskscope._engine.covariate import RegionCovariate, mask_kernels
 from maskscope._engine.mask_batch import MaskBatch
 from maskscope._engine.masks import RiseMasks
 from tests.methods.reference import estimate_np, reliability_np
@@ -14,16 +15,28 @@ from tests.methods.reference import estimate_np, reliability_np
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("est", ["centred", "paper"])
+def _box(spatial) -> torch.Tensor:
+    """A box of about the middle third of every axis."""
+    region = torch.zeros(spatial, dtype=torch.bool)
+    region[tuple(slice(s // 3, max(s // 3 + 1, 2 * s // 3)) for s in spatial)] = True
+    return region
+
+
+@pytest.mark.parametrize("est", ["covariate", "centred", "paper"])
 @pytest.mark.parametrize(
     ("spatial", "grid"), [((13, 11), 3), ((9, 10), (1, 4)), ((6, 7, 5), 2), ((5, 8, 6), (1, 3, 2))]
 )
 def test_factored_sums_equal_full_mask_sums(spatial, grid, est):
     gen = RiseMasks(spatial, grid, 0.5, seed=3, dtype=torch.float64)
-    fast = WeightedSum(spatial, 0.5, CPU, estimator=est)
-    slow = WeightedSum(spatial, 0.5, CPU, estimator=est)
+    region = _box(spatial)
+    cov = RegionCovariate(region, mask_kernels(gen), 0.5)
+    fast = WeightedSum(spatial, 0.5, CPU, estimator=est, covariate=cov)
+    slow = WeightedSum(spatial, 0.5, CPU, estimator=est, covariate=cov)
     used = []
-    weights = torch.rand(150, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # weights that depend on how much of the region is kept, and on noise
+    noise = torch.rand(150, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    masks_all = gen(0, 150).reshape(150, -1)
+    weights = 0.3 * noise + masks_all[:, region.flatten()].mean(1)
     xs = []
     for start in range(0, 150, 7):
         stop = min(start + 7, 150)
@@ -43,12 +56,16 @@ def test_factored_sums_equal_full_mask_sums(spatial, grid, est):
         xs.append(masks.reshape(stop - start, -1).numpy())
     assert all(used) and len(used) == 22
     xs, w = np.concatenate(xs), weights.numpy()
-    want, se = estimate_np(xs, w, 0.5, est)
+    flat_region, c = region.flatten().numpy(), cov.cov.numpy()
+    if est == "covariate":  # the slope is far from 0: the correction is tested
+        assert fast.slope() > 0.5
+    want, se = estimate_np(xs, w, 0.5, est, flat_region, c)
     np.testing.assert_allclose(fast.mean().numpy(), want, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fast.mean().numpy(), slow.mean().numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(fast.stderr().numpy(), se, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(slow.stderr().numpy(), se, rtol=1e-9, atol=1e-12)
-    assert fast.reliability() == pytest.approx(reliability_np(xs, w, 0.5, est), rel=1e-9)
+    rel = reliability_np(xs, w, 0.5, est, flat_region, c)
+    assert fast.reliability() == pytest.approx(rel, rel=1e-9)
     assert slow.reliability() == pytest.approx(fast.reliability(), rel=1e-9)
 
 

@@ -24,7 +24,7 @@ def test_centred_and_paper_differ_by_the_coverage_term(net2d):
     img = _square()
     kw = {"n_masks": 60, "grid": 4, "p_keep": 0.4, "seed": 3}
     paper = SegRISE(net2d).explain(img, estimator="paper", **kw)
-    centred = SegRISE(net2d).explain(img, **kw)
+    centred = SegRISE(net2d).explain(img, estimator="centred", **kw)
     assert centred.params["estimator"] == "centred"
     masks = masks_np(img.shape, 4, 0.4, 3, 60)
     ref = model_np(net2d, img[None]).argmax(0)
@@ -42,7 +42,7 @@ def test_centred_and_paper_differ_by_the_coverage_term(net2d):
 
 
 @pytest.mark.parametrize("sampling", ["iid", "stratified"])
-@pytest.mark.parametrize("estimator", ["centred", "paper"])
+@pytest.mark.parametrize("estimator", ["covariate", "centred", "paper"])
 def test_same_map_and_reliability_for_any_batch_size(net2d, sampling, estimator):
     img = _square()
     kw = {"n_masks": 300, "grid": 4, "seed": 5, "sampling": sampling, "estimator": estimator}
@@ -68,7 +68,8 @@ def test_stratified_cells_are_kept_in_a_fixed_share_of_each_block(p):
 
 
 def test_bad_estimator_and_sampling_are_named(net2d):
-    with pytest.raises(ValueError, match=r"estimator must be one of 'centred', 'paper', got 'x'"):
+    named = r"estimator must be one of 'covariate', 'centred', 'paper', got 'x'"
+    with pytest.raises(ValueError, match=named):
         SegRISE(net2d).explain(_square(), n_masks=4, estimator="x")
     with pytest.raises(ValueError, match=r"sampling must be one of 'iid', 'stratified'"):
         SegRISE(net2d).explain(_square(), n_masks=4, sampling="sobol")
@@ -86,7 +87,7 @@ def test_centring_removes_the_coverage_noise():
     net = ThresholdNet(2)
     img = _square(32, 4, 28)
     paper, a, _ = _agreement(net, img, 400, estimator="paper")
-    centred, c, _ = _agreement(net, img, 400)
+    centred, c, _ = _agreement(net, img, 400, estimator="centred")
     coverage = masks_np(img.shape, 4, 0.5, 0, 400).mean(0)
     cov_paper = np.corrcoef(a.map.ravel(), coverage.ravel())[0, 1]
     cov_centred = np.corrcoef(c.map.ravel(), coverage.ravel())[0, 1]

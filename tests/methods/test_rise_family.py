@@ -11,10 +11,13 @@ from tests.conftest import Spy, ThresholdNet, TinyClassifier
 
 from .reference import (
     dice_np,
+    estimate_np,
     masks_np,
     model_np,
     pixel_max_np,
+    region_cov_np,
     reliability_np,
+    rise_cov_np,
     rise_np,
     softmax,
 )
@@ -30,9 +33,14 @@ def test_segrise_matches_reference_2d(net2d, square2d):
     expl = SegRISE(net2d).explain(square2d, n_masks=N, grid=4, p_keep=0.5, seed=1)
     ref = _ref_labels(net2d, square2d)
     masks = masks_np((16, 16), 4, 0.5, 1, N)
-    want, se = rise_np(net2d, square2d[None], masks, 0.5, lambda o: dice_np(o.argmax(0), ref, [1]))
+
+    def dice(o):
+        return dice_np(o.argmax(0), ref, [1])
+
+    want, se = rise_cov_np(net2d, square2d[None], masks, 0.5, dice, 4, ref == 1)
     np.testing.assert_allclose(expl.map, want, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(expl.stderr, se, rtol=1e-5, atol=1e-9)
+    # the error expands a variance over float32 masks' sums: 1e-5 of it is their rounding
+    np.testing.assert_allclose(expl.stderr, se, rtol=1e-4, atol=1e-9)
     assert expl.n_done == N and expl.done and expl.target is None
     np.testing.assert_array_equal(expl.reference, ref)
 
@@ -41,12 +49,16 @@ def test_segrise_matches_reference_3d(net3d, cube3d):
     expl = SegRISE(net3d).explain(cube3d, n_masks=N, grid=(2, 3, 4), p_keep=0.4, seed=2)
     ref = _ref_labels(net3d, cube3d)
     masks = masks_np((8, 8, 8), (2, 3, 4), 0.4, 2, N)
-    want, _ = rise_np(net3d, cube3d[None], masks, 0.4, lambda o: dice_np(o.argmax(0), ref, [1]))
+
+    def dice(o):
+        return dice_np(o.argmax(0), ref, [1])
+
+    want, _ = rise_cov_np(net3d, cube3d[None], masks, 0.4, dice, (2, 3, 4), ref == 1)
     assert expl.map.shape == (8, 8, 8)
     np.testing.assert_allclose(expl.map, want, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("estimator", ["centred", "paper"])
+@pytest.mark.parametrize("estimator", ["covariate", "centred", "paper"])
 def test_rise_segment_score_matches_reference(net2d, square2d, estimator):
     expl = RISE(net2d).explain(
         square2d, n_masks=N, grid=4, p_keep=0.5, baseline=0.25, seed=3, estimator=estimator
@@ -61,12 +73,16 @@ def test_rise_segment_score_matches_reference(net2d, square2d, estimator):
     weights = np.array(
         [weight(model_np(net2d, (square2d * m + 0.25 * (1 - m))[None])) for m in masks]
     )
-    c = weights.mean() if estimator == "centred" else 0.0
-    want = c + sum((w - c) * m for w, m in zip(weights, masks, strict=True)) / (N * 0.5)
+    cov = region_cov_np((16, 16), 4, 0.5, region)
+    want, _ = estimate_np(masks, weights, 0.5, estimator, region, cov)
+    if estimator != "covariate":  # the formula itself, written out
+        c = weights.mean() if estimator == "centred" else 0.0
+        sums = sum((w - c) * m for w, m in zip(weights, masks, strict=True))
+        np.testing.assert_allclose(want, c + sums / (N * 0.5), rtol=1e-12)
     np.testing.assert_allclose(expl.map, want, rtol=1e-6, atol=1e-9)
     assert expl.target == 1
     assert expl.reliability == pytest.approx(
-        reliability_np(masks, weights, 0.5, estimator), rel=1e-6
+        reliability_np(masks, weights, 0.5, estimator, region, cov), rel=1e-6
     )
 
 
@@ -193,8 +209,14 @@ def test_multiclass_target_and_all_foreground():
     only2 = SegRISE(model, spatial_dims=2).explain(img, n_masks=20, grid=3, seed=0, target=2)
     masks = masks_np((12, 12), 3, 0.5, 0, 20)
     for expl, classes in ((all_fg, [1, 2]), (only2, [2])):
-        want, _ = rise_np(
-            model, img[None], masks, 0.5, lambda o, c=classes: dice_np(o.argmax(0), ref, c)
+        want, _ = rise_cov_np(
+            model,
+            img[None],
+            masks,
+            0.5,
+            lambda o, c=classes: dice_np(o.argmax(0), ref, c),
+            3,
+            np.isin(ref, classes),
         )
         np.testing.assert_allclose(expl.map, want, rtol=1e-6)
     rise = RISE(model, spatial_dims=2).explain(img, n_masks=5, grid=3)
@@ -211,7 +233,9 @@ def test_one_channel_sigmoid_model():
     expl = SegRISE(Sig().eval(), spatial_dims=2).explain(img, n_masks=30, grid=3, seed=0)
     masks = masks_np((10, 10), 3, 0.5, 0, 30)
     ref = img > 0.5
-    want, _ = rise_np(Sig(), img[None], masks, 0.5, lambda o: dice_np(o[0] > 0, ref, [True]))
+    want, _ = rise_cov_np(
+        Sig(), img[None], masks, 0.5, lambda o: dice_np(o[0] > 0, ref, [True]), 3, ref
+    )
     np.testing.assert_allclose(expl.map, want, rtol=1e-6)
     assert np.isfinite(expl.map).all()
     probs = SegRISE(
@@ -228,7 +252,9 @@ def test_multichannel_2d_input():
     assert expl.map.shape == (12, 12)
     masks = masks_np((12, 12), 3, 0.5, 0, 20)
     ref = model_np(net, img).argmax(0)
-    want, _ = rise_np(net, img, masks, 0.5, lambda o: dice_np(o.argmax(0), ref, [1]))
+    want, _ = rise_cov_np(
+        net, img, masks, 0.5, lambda o: dice_np(o.argmax(0), ref, [1]), 3, ref == 1
+    )
     np.testing.assert_allclose(expl.map, want, rtol=1e-6)
 
 
@@ -237,7 +263,9 @@ def test_given_reference_is_used(net2d, square2d):
     gt[4:10, 5:9] = 1  # only part of the predicted rectangle
     expl = SegRISE(net2d).explain(square2d, reference=gt, n_masks=N, grid=4, seed=0)
     masks = masks_np((16, 16), 4, 0.5, 0, N)
-    want, _ = rise_np(net2d, square2d[None], masks, 0.5, lambda o: dice_np(o.argmax(0), gt, [1]))
+    want, _ = rise_cov_np(
+        net2d, square2d[None], masks, 0.5, lambda o: dice_np(o.argmax(0), gt, [1]), 4, gt == 1
+    )
     np.testing.assert_allclose(expl.map, want, rtol=1e-6)
     np.testing.assert_array_equal(expl.reference, gt)
     assert not np.array_equal(expl.prediction, gt)

@@ -10,7 +10,7 @@ import torch
 
 from maskscope import HDM, RISE, ROI, PixelRISE, SegRISE, component_at
 from tests.conftest import Spy, ThresholdNet, TinyClassifier
-from tests.methods.reference import dice_np, masks_np, model_np, rise_np, softmax
+from tests.methods.reference import dice_np, masks_np, model_np, rise_cov_np, softmax
 
 N, GRID, P = 24, 3, 0.5
 
@@ -44,7 +44,8 @@ def test_segrise_dice_is_computed_inside_the_roi(two_squares, batch_size):
     def weight(out):  # Dice of the prediction inside the ROI against the reference inside it
         return dice_np(_labels(out) * roi, ref, [1])
 
-    want, _ = rise_np(model, two_squares[None], masks, P, weight)
+    # the covariate: the share kept of the reference inside the ROI
+    want, _ = rise_cov_np(model, two_squares[None], masks, P, weight, GRID, ref == 1)
     kw = dict(n_masks=N, grid=GRID, batch_size=batch_size, crop=False)  # the whole-image run
     got = SegRISE(model).explain(two_squares, roi=roi, **kw)
     np.testing.assert_allclose(got.map, want, rtol=1e-6, atol=1e-9)  # float32 masks
@@ -58,7 +59,9 @@ def test_rise_probability_is_the_mean_over_the_reference_inside_the_roi(two_squa
     box = ROI.from_box("7:13,8:15")  # the second square
     region = (ref == 1) & box.resolve(two_squares.shape)
     masks = masks_np(two_squares.shape, GRID, P, 0, N)
-    want, _ = rise_np(model, two_squares[None], masks, P, lambda o: softmax(o)[1][region].mean())
+    want, _ = rise_cov_np(
+        model, two_squares[None], masks, P, lambda o: softmax(o)[1][region].mean(), GRID, region
+    )
     got = RISE(model).explain(two_squares, roi=box, n_masks=N, grid=GRID, crop=False)
     np.testing.assert_allclose(got.map, want, rtol=1e-6, atol=1e-9)
     pixel = PixelRISE(model).explain(two_squares, roi="7:13,8:15", n_masks=N, grid=GRID, crop=False)

@@ -11,7 +11,7 @@ from maskscope import HDM, RISE, ROI, PixelRISE, SegRISE
 from maskscope._engine.masks import RiseMasks
 from maskscope._engine.targets import ChannelMasks
 from tests.conftest import OneChannel, Spy
-from tests.methods.reference import estimate_np, softmax
+from tests.methods.reference import estimate_np, region_cov_np, softmax
 
 N = 24
 
@@ -104,8 +104,9 @@ def test_per_channel_map_against_a_slow_reference():
                 out0 = model(torch.from_numpy(img[None]))[0].numpy()
             ref = out0.argmax(0) == 1
         weights.append(softmax(out)[1][ref].mean())
+    cov = region_cov_np((10, 12), 3, 0.5, ref)  # each channel's masks: the same grid
     for c in range(4):
-        want, _ = estimate_np(masks[:, c], np.asarray(weights), 0.5)
+        want, _ = estimate_np(masks[:, c], np.asarray(weights), 0.5, "covariate", ref, cov)
         np.testing.assert_allclose(got.extras[f"channel_{c}"], want, rtol=1e-5, atol=1e-7)
 
 

@@ -43,6 +43,9 @@ class SumBlock:
         Sum of the weights, and of the even-indexed masks' weights.
     complete
         Whether the block holds all its masks (False: the last, open block of a range).
+    moments
+        The covariate's scalar sums (``Σ φ``, ``Σ φ·even``, ``Σ φ²``, ``Σ φ²·even``,
+        ``Σ w·φ``, ``Σ w·φ·even``); empty without a covariate.
     """
 
     index: int
@@ -53,6 +56,7 @@ class SumBlock:
     w_sum: float
     w_even: float
     complete: bool = True
+    moments: tuple[float, ...] = ()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""RISE running sums: the centred (control-variate) estimator, its standard error and reliability.
+"""RISE running sums: the variance-reduced estimators, their standard error and reliability.
 
 With masks ``mᵢ`` (keep probability ``p``, so ``E[mᵢ] = p`` at every voxel) and weights ``wᵢ``,
 the paper's map (Petsiuk et al. 2018) is ``Σ wᵢ mᵢ / (n p)``. When the weights vary little
@@ -8,15 +8,20 @@ masks' own coverage noise, the same for any model. The centred map
     ``S = w̄ + Σ (wᵢ − w̄) mᵢ / (n p)``
 
 has the same expectation (``E[Σ mᵢ] = n p``), and the coverage noise is gone: it is a control
-variate computed from the same runs. ``estimator="paper"`` keeps the published form.
+variate computed from the same runs. ``estimator="paper"`` keeps the published form. The
+default, ``"covariate"``, also regresses the weights on the share of the explained region
+that each mask keeps, whose covariance with every voxel is known exactly (see
+:mod:`~.covariate`); without a region it is the centred estimator.
 
 Every snapshot carries a **reliability**: the two halves of the masks (even and odd indices)
 give two independent maps; their correlation ``r``, Spearman–Brown corrected to ``2r / (1 + r)``,
 predicts the correlation between this map and one made with another seed and as many masks.
+Each half uses its own slope, so the halves stay independent.
 
 All sums are linear in per-mask coefficients, so they are kept as a few columns:
 ``Σ cᵢ mᵢ`` for ``c ∈ {w, 1, w·e, e}`` (``e`` = 1 for even mask indices) and ``Σ dᵢ mᵢ²`` for
-``d ∈ {w², w, 1}``, each a single matrix product per chunk. They are summed by blocks of
+``d ∈ {w², w, 1}``, each a single matrix product per chunk; with a covariate ``φ``, also
+``c ∈ {φ, φ·e}`` and ``d ∈ {φ², φ, w·φ}``. They are summed by blocks of
 :data:`~.blocks.SUM_BLOCK` masks, so that ranges of masks run apart merge to the same bits
 (:meth:`WeightedSum.take_blocks`, :meth:`WeightedSum.add_block`).
 """
@@ -29,16 +34,19 @@ import torch
 
 from .accumulate import Partial, accumulation_dtype
 from .blocks import SUM_BLOCK, SumBlock
+from .covariate import RegionCovariate
 from .factor_sums import PendingFactors
 from .mask_batch import MaskBatch
+from .sum_estimates import Moments, estimate, slope, standard_error
 
 __all__ = ["ESTIMATORS", "WeightedSum", "split_half_reliability"]
 
 #: The estimators of the RISE family's map.
-ESTIMATORS = ("centred", "paper")
+ESTIMATORS = ("covariate", "centred", "paper")
 
-_Q = 4  # first-moment columns: w, 1, w·even, even
-_R = 3  # second-moment columns: w², w, 1
+# first-moment columns: w, 1, w·even, even (then φ, φ·even); second-moment columns: w², w,
+# 1 (then φ², φ, w·φ); scalar sums: w, w·even (then φ, φ·even, φ², φ²·even, w·φ, w·φ·even)
+_COLUMNS = {False: (4, 3, 2), True: (6, 6, 8)}
 
 
 def split_half_reliability(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -72,7 +80,10 @@ class WeightedSum:
     device
         Where the sums live.
     estimator
-        ``"centred"`` (default) or ``"paper"`` (``Σ wᵢ mᵢ / (n p)``).
+        ``"covariate"`` (default), ``"centred"`` or ``"paper"`` (``Σ wᵢ mᵢ / (n p)``).
+    covariate
+        The explained region's :class:`~.covariate.RegionCovariate`, used by
+        ``"covariate"`` (without one, that estimator is the centred one).
 
     Notes
     -----
@@ -95,12 +106,16 @@ class WeightedSum:
         spatial: tuple[int, ...],
         p_keep: float,
         device: torch.device,
-        estimator: str = "centred",
+        estimator: str = "covariate",
+        covariate: RegionCovariate | None = None,
     ) -> None:
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         self.spatial = tuple(spatial)
         self.estimator = estimator
+        #: The covariate in use (None: the centred or the paper's estimator).
+        self.covariate = covariate if estimator == "covariate" else None
+        self._q, self._r, n_scalars = _COLUMNS[self.covariate is not None]
         self.p = float(p_keep)
         self.dtype = accumulation_dtype(device)
         self.n_vox = math.prod(self.spatial)
@@ -111,10 +126,10 @@ class WeightedSum:
         self.n = 0
         self.n_even = 0
         # the sums of the open block (see blocks.py): the totals are closed blocks only
-        self._b1 = torch.zeros(_Q, self.n_vox, dtype=self.dtype, device=device)
-        self._b2 = torch.zeros(_R, self.n_vox, dtype=self.dtype, device=device)
-        self._closed_w = [0.0, 0.0]  # weights' sum and even-indexed sum, closed blocks
-        self._open_w = [0.0, 0.0]
+        self._b1 = torch.zeros(self._q, self.n_vox, dtype=self.dtype, device=device)
+        self._b2 = torch.zeros(self._r, self.n_vox, dtype=self.dtype, device=device)
+        self._closed_w = [0.0] * n_scalars  # the scalar sums of the closed blocks
+        self._open_w = [0.0] * n_scalars
         self._open_n = [0, 0]
         self.collect = False  # keep every closed block for take_blocks (split runs)
         self._collected: list[SumBlock] = []
@@ -137,14 +152,24 @@ class WeightedSum:
         even = (torch.arange(start, start + b, device=w.device) % 2 == 0).to(w.dtype)
         wd = weights.double()
         n_even = (b + 1 - start % 2) // 2  # even indices in start .. start + b - 1
-        self._open_w[0] += float(wd.sum())
-        self._open_w[1] += float((wd * even.double()).sum())
+        cols1 = [w, torch.ones_like(w), w * even, even]
+        cols2 = [w * w, w, torch.ones_like(w)]
+        scalars = [wd, wd * even.double()]
+        if self.covariate is not None:
+            phi = self.covariate.features(m)
+            f = phi.to(m.dtype)
+            cols1 += [f, f * even]
+            cols2 += [f * f, f, w * f]
+            scalars += [phi, phi * phi, wd * phi]
+            scalars = scalars[:2] + [t for x in scalars[2:] for t in (x, x * even.double())]
+        for k, total in enumerate(torch.stack(scalars).sum(dim=1).tolist()):
+            self._open_w[k] += total
         self._open_n[0] += b
         self._open_n[1] += n_even
         self.n_even += n_even
         self.n += b
-        c1 = torch.stack([w, torch.ones_like(w), w * even, even], dim=1)  # (b, Q)
-        c2 = torch.stack([w * w, w, torch.ones_like(w)], dim=1)  # (b, R)
+        c1 = torch.stack(cols1, dim=1)  # (b, first-moment columns)
+        c2 = torch.stack(cols2, dim=1)  # (b, second-moment columns)
         parts = batch.factors
         if parts is not None and parts[1].dtype == m.dtype:
             self._add_factors(*parts, c1, c2)
@@ -187,9 +212,10 @@ class WeightedSum:
         pending = self._pending
         if pending is None or pending.key != (rows, k, rest, y.dtype) or n > pending.cap:
             self._flush_factors()
-            per_mask = PendingFactors.bytes_per_mask(rows, k, rest, _Q + _R, y.element_size())
+            cols = self._q + self._r
+            per_mask = PendingFactors.bytes_per_mask(rows, k, rest, cols, y.element_size())
             cap = max(n, min(self.FLUSH_EVERY, self.PENDING_BYTES // per_mask))
-            pending = self._pending = PendingFactors(rows, k, rest, y, cap, _Q, _R)
+            pending = self._pending = PendingFactors(rows, k, rest, y, cap, self._q, self._r)
         if pending.n + n > pending.cap:
             self._flush_factors()
         pending.add(lmat, y, c1, c2)
@@ -237,11 +263,12 @@ class WeightedSum:
         self._add_block_sums(self._b1, self._b2, self._open_w)
         self._b1.zero_()
         self._b2.zero_()
-        self._open_w, self._open_n = [0.0, 0.0], [0, 0]
+        self._open_w, self._open_n = [0.0] * len(self._open_w), [0, 0]
 
     def _block(self, index: int, b1, b2, complete: bool) -> SumBlock:
         n, n_even = self._open_n
-        return SumBlock(index, b1, b2, n, n_even, *self._open_w, complete=complete)
+        w_sum, w_even, *rest = self._open_w
+        return SumBlock(index, b1, b2, n, n_even, w_sum, w_even, complete, tuple(rest))
 
     def _add_block_sums(self, b1: torch.Tensor, b2: torch.Tensor, w: list[float]) -> None:
         if self.s1 is None:
@@ -249,7 +276,7 @@ class WeightedSum:
         else:
             self.s1.add_(b1)
             self.s2.add_(b2)
-        self._closed_w = [self._closed_w[0] + w[0], self._closed_w[1] + w[1]]
+        self._closed_w = [a + b for a, b in zip(self._closed_w, w, strict=True)]
 
     def take_blocks(self) -> list[SumBlock]:
         """The blocks closed since ``collect`` was set, then the open one (``complete=False``).
@@ -270,17 +297,20 @@ class WeightedSum:
         last of a run) becomes this accumulator's open block, which must be empty.
         """
         b1, b2 = block.s1.to(self._b1.device), block.s2.to(self._b2.device)
+        scalars = [block.w_sum, block.w_even, *block.moments]
+        if b1.shape != self._b1.shape or len(scalars) != len(self._open_w):
+            raise ValueError("the block was summed with another estimator or covariate")
         self._cached = None
         self.n += block.n
         self.n_even += block.n_even
         if block.complete:
-            self._add_block_sums(b1, b2, [block.w_sum, block.w_even])
+            self._add_block_sums(b1, b2, scalars)
             return
         if self._open_n[0] or self._staged or self._pending_n:
             raise ValueError("an open block can only be added after every complete block")
         self._b1.copy_(b1)
         self._b2.copy_(b2)
-        self._open_w, self._open_n = [block.w_sum, block.w_even], [block.n, block.n_even]
+        self._open_w, self._open_n = scalars, [block.n, block.n_even]
 
     def coverage(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``Σ mᵢ`` per voxel, flat: over all masks and over the even-indexed ones."""
@@ -298,43 +328,53 @@ class WeightedSum:
         return self._cached
 
     # ------------------------------------------------------------------ estimates
-    def _map(self, s_w: torch.Tensor, s_1: torch.Tensor, n: int, w_sum: float) -> torch.Tensor:
-        if self.estimator == "paper":
-            return s_w / (max(n, 1) * self.p)
-        w_bar = w_sum / max(n, 1)
-        return w_bar + (s_w - w_bar * s_1) / (max(n, 1) * self.p)
+    def _moments(self, half: str = "all") -> Moments:
+        """The first-moment sums of all masks, or of the ``"even"`` or ``"odd"`` half."""
+        s1, _ = self._sums()
+        w = [a + b for a, b in zip(self._closed_w, self._open_w, strict=True)]
+        cov = self.covariate is not None
+        if half == "all":
+            sums, n, sc = (s1[0], s1[1], s1[4] if cov else None), self.n, w[0::2]
+        elif half == "even":
+            sums, n, sc = (s1[2], s1[3], s1[5] if cov else None), self.n_even, w[1::2]
+        else:
+            phi = s1[4] - s1[5] if cov else None
+            sums, n = (s1[0] - s1[2], s1[1] - s1[3], phi), self.n - self.n_even
+            sc = [a - b for a, b in zip(w[0::2], w[1::2], strict=True)]
+        return Moments(sums[0], sums[1], n, sc[0], sums[2], *sc[1:])
+
+    def _estimate(self, m: Moments) -> torch.Tensor:
+        cov = None if self.covariate is None else self.covariate.cov.to(m.s_w)
+        return estimate(m, self.p, self.estimator, cov)
 
     def mean(self) -> torch.Tensor:
         """The current map, flat."""
-        s1, _ = self._sums()
-        return self._map(s1[0], s1[1], self.n, self.w_sum)
+        return self._estimate(self._moments())
+
+    def slope(self) -> float:
+        """The covariate's least-squares slope over all masks (0 without a covariate)."""
+        return slope(self._moments()) if self.covariate is not None else 0.0
 
     def stderr(self) -> torch.Tensor | None:
         """Per-voxel standard error of the current map (None before two masks).
 
-        The map is the mean of ``Xᵢ = (wᵢ − c) mᵢ / p`` (plus ``c``), with ``c = w̄`` for the
-        centred estimator and 0 for the paper's; the error is ``sqrt(var(X) / n)`` with the
-        unbiased sample variance (the estimate of ``w̄`` itself is neglected).
+        See :func:`~.sum_estimates.standard_error`.
         """
-        n = self.n
-        if n < 2:
+        if self.n < 2:
             return None
-        s1, s2 = self._sums()
-        c = 0.0 if self.estimator == "paper" else self.w_sum / n
-        mean_x = (s1[0] - c * s1[1]) / (n * self.p)
-        mean_x2 = (s2[0] - 2.0 * c * s2[1] + c * c * s2[2]) / (n * self.p * self.p)
-        var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
-        return torch.sqrt(var / n)
+        _, s2 = self._sums()
+        cov = self.covariate is not None
+        return standard_error(self._moments(), s2, self.p, self.estimator, cov)
 
     def halves(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The maps of the even- and the odd-indexed masks (None before two of each)."""
+        """The maps of the even- and the odd-indexed masks (None before two of each).
+
+        Each half's map is computed from its own sums alone (its own mean weight and slope).
+        """
         n_even, n_odd = self.n_even, self.n - self.n_even
         if n_even < 2 or n_odd < 2:
             return None
-        s1, _ = self._sums()
-        even = self._map(s1[2], s1[3], n_even, self.w_even)
-        odd = self._map(s1[0] - s1[2], s1[1] - s1[3], n_odd, self.w_sum - self.w_even)
-        return even, odd
+        return self._estimate(self._moments("even")), self._estimate(self._moments("odd"))
 
     def reliability(self) -> float | None:
         """Predicted correlation of this map with one from another seed (split halves)."""

@@ -74,7 +74,7 @@ class PixelRISE(Method):
         def pixel_scores(out: torch.Tensor) -> torch.Tensor:
             return pixel_probabilities(out, index, target, kind)
 
-        def make_accumulator(masks) -> PixelMax:
+        def make_accumulator(masks, covariate) -> PixelMax:
             return PixelMax(
                 ctx.spatial,
                 index.numel(),
@@ -84,6 +84,7 @@ class PixelRISE(Method):
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
                 estimator=params.estimator,
+                covariate=covariate,
             )
 
         return rise_task(ctx, params, pixel_scores, make_accumulator)

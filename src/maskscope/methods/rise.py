@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .._engine.accumulate import WeightedSum
+from .._engine.covariate import RegionCovariate, mask_kernels
 from .._engine.crop import WindowMasks
 from .._engine.loop import Task
 from .._engine.masks import SAMPLINGS, RiseMasks
@@ -20,7 +21,7 @@ from .._engine.weighted_sum import ESTIMATORS
 from .base import Method
 from .context import Context
 
-__all__ = ["RISE", "RISEParams", "rise_task"]
+__all__ = ["RISE", "RISEParams", "region_covariate", "rise_task"]
 
 
 @dataclass
@@ -47,9 +48,11 @@ class RISEParams:
         choices=("min", "mean"),
     )
     estimator: str = param(
-        "centred",
-        help="'centred' subtracts the mean weight times each voxel's coverage (same "
-        "expectation, far less noise); 'paper' is the published Σ w·m / (N·p).",
+        "covariate",
+        help="'covariate' also regresses the weights on the share of the segment each mask "
+        "keeps (same expectation, 3–4× fewer masks for the same agreement); 'centred' "
+        "subtracts the mean weight times each voxel's coverage; 'paper' is the published "
+        "Σ w·m / (N·p).",
         choices=ESTIMATORS,
     )
     sampling: str = param(
@@ -60,16 +63,30 @@ class RISEParams:
     )
 
 
+def region_covariate(ctx: Context, params: RISEParams, masks: RiseMasks):
+    """The explained segment's :class:`RegionCovariate` for ``estimator="covariate"``.
+
+    None for the other estimators, and where there is no segment (a classifier, or a
+    reference without the explained class): the estimator is then the centred one.
+    """
+    if params.estimator != "covariate" or ctx.reference is None:
+        return None
+    region = ctx.region()
+    if not bool(region.any()):
+        return None
+    return RegionCovariate(region, mask_kernels(masks), params.p_keep)
+
+
 def rise_task(
     ctx: Context,
     params: RISEParams,
     score: Callable[[torch.Tensor], torch.Tensor],
-    make_accumulator: Callable[[RiseMasks], Any] | None = None,
+    make_accumulator: Callable[[RiseMasks, Any], Any] | None = None,
 ) -> Task:
     """The task of a RISE-family method: seeded random masks, ``params.baseline`` perturbation.
 
-    ``make_accumulator(masks)`` builds the accumulator (a :class:`WeightedSum` by default,
-    which gives a standard error).
+    ``make_accumulator(masks, covariate)`` builds the accumulator (a :class:`WeightedSum`
+    by default, which gives a standard error).
     """
 
     # the loop uses each chunk of masks and perturbed inputs before making the next: the
@@ -81,18 +98,25 @@ def rise_task(
             return WindowMasks(full, window, params.grid, params.p_keep, seed, **kw)
         return RiseMasks(ctx.spatial, params.grid, params.p_keep, seed, **kw)
 
-    def weighted_sum() -> WeightedSum:
-        return WeightedSum(ctx.spatial, params.p_keep, ctx.device, estimator=params.estimator)
+    def weighted_sum(covariate: RegionCovariate | None) -> WeightedSum:
+        return WeightedSum(
+            ctx.spatial, params.p_keep, ctx.device, params.estimator, covariate=covariate
+        )
 
     if ctx.per_channel:
         if make_accumulator is not None:
             raise ValueError("per_channel applies to RISE, SegRISE and PixelRISE merge='mean'")
         masks = ChannelMasks(make_masks, ctx.x.shape[1], ctx.seed)
         region = ctx.region() if ctx.reference is not None else None
-        acc = PerChannel([weighted_sum() for _ in masks.streams], region)
+        covariate = region_covariate(ctx, params, masks.streams[0])
+        acc = PerChannel([weighted_sum(covariate) for _ in masks.streams], region)
     else:
         masks = make_masks(ctx.seed)
-        acc = make_accumulator(masks) if make_accumulator is not None else weighted_sum()
+        covariate = region_covariate(ctx, params, masks)
+        if make_accumulator is not None:
+            acc = make_accumulator(masks, covariate)
+        else:
+            acc = weighted_sum(covariate)
     return Task(
         x=ctx.x,
         n_total=params.n_masks,

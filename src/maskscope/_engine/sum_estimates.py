@@ -1,0 +1,97 @@
+"""The RISE family's map and standard error from the running sums of :mod:`~.weighted_sum`.
+
+A set of masks (all of them, or one half) is summarised by :class:`Moments`: the flat sums
+``Σ wᵢ mᵢ``, ``Σ mᵢ`` and, for the covariate estimator, ``Σ φᵢ mᵢ``, with the scalar sums of
+the weights and features. :func:`estimate` turns them into the map of one estimator
+(``"paper"``, ``"centred"`` or ``"covariate"``; see :mod:`~.covariate` for the last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Moments", "estimate", "slope", "standard_error"]
+
+
+@dataclass
+class Moments:
+    """First-moment sums of a set of masks.
+
+    Attributes
+    ----------
+    s_w, s_1
+        ``Σ wᵢ mᵢ`` and ``Σ mᵢ``, flat.
+    n
+        Number of masks.
+    w
+        ``Σ wᵢ``.
+    s_phi
+        ``Σ φᵢ mᵢ`` (None without a covariate).
+    phi, phi2, w_phi
+        ``Σ φᵢ``, ``Σ φᵢ²`` and ``Σ wᵢ φᵢ``.
+    """
+
+    s_w: torch.Tensor
+    s_1: torch.Tensor
+    n: int
+    w: float
+    s_phi: torch.Tensor | None = None
+    phi: float = 0.0
+    phi2: float = 0.0
+    w_phi: float = 0.0
+
+
+def slope(m: Moments) -> float:
+    """Least-squares slope of the weights on the feature (0 where the feature is constant)."""
+    if m.s_phi is None or m.n < 2:
+        return 0.0
+    sxx = m.phi2 - m.phi * m.phi / m.n
+    if not sxx > 1e-12 * max(m.phi2, 1e-300):
+        return 0.0
+    return (m.w_phi - m.w * m.phi / m.n) / sxx
+
+
+def estimate(m: Moments, p: float, estimator: str, cov: torch.Tensor | None) -> torch.Tensor:
+    """The map of ``estimator`` from the moments ``m`` (``cov`` = ``Cov(φ, m(x))``, flat)."""
+    n = max(m.n, 1)
+    if estimator == "paper":
+        return m.s_w / (n * p)
+    w_bar = m.w / n
+    out = w_bar + (m.s_w - w_bar * m.s_1) / (n * p)
+    beta = slope(m) if cov is not None else 0.0
+    if beta != 0.0:
+        phi_bar = m.phi / n
+        out = out - (beta / (n * p)) * (m.s_phi - phi_bar * m.s_1 - (n - 1) * cov)
+    return out
+
+
+def standard_error(
+    m: Moments, s2: torch.Tensor, p: float, estimator: str, covariate: bool
+) -> torch.Tensor | None:
+    """Per-voxel standard error of :func:`estimate`'s map (None before two masks).
+
+    The map is the mean of ``Xᵢ = eᵢ mᵢ / p`` plus terms that do not vary with ``i``, with
+    ``eᵢ = wᵢ`` (paper), ``wᵢ − w̄`` (centred) or ``wᵢ − w̄ − β (φᵢ − φ̄)`` (covariate): the
+    error is ``sqrt(var(X) / n)`` with the unbiased sample variance (the estimates of ``w̄``
+    and ``β`` themselves are neglected). ``s2`` holds the second-moment sums ``Σ dᵢ mᵢ²``
+    for ``d`` in ``(w², w, 1)``, then ``(φ², φ, w φ)`` with a covariate.
+    """
+    n = m.n
+    if n < 2:
+        return None
+    c = 0.0 if estimator == "paper" else m.w / n
+    sum_em = m.s_w - c * m.s_1
+    sum_e2m2 = s2[0] - 2.0 * c * s2[1] + c * c * s2[2]
+    beta = slope(m) if covariate and estimator != "paper" else 0.0
+    if beta != 0.0:
+        f = m.phi / n
+        sum_em = sum_em - beta * (m.s_phi - f * m.s_1)
+        cross = s2[5] - f * s2[1] - c * s2[4] + c * f * s2[2]
+        square = s2[3] - 2.0 * f * s2[4] + f * f * s2[2]
+        sum_e2m2 = sum_e2m2 - 2.0 * beta * cross + beta * beta * square
+    mean_x = sum_em / (n * p)
+    mean_x2 = sum_e2m2 / (n * p * p)
+    var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
+    return torch.sqrt(var / n)
