@@ -123,12 +123,16 @@ def test_without_a_segment_the_covariate_is_the_centred_estimator():
     np.testing.assert_array_equal(a.map, b.map)
 
 
-def test_pixelrise_mean_extra_of_max_uses_the_covariate(net2d):
+def test_pixelrise_max_is_centred_throughout(net2d):
+    """The max of centred per-pixel maps is at least their mean, the centred mean-merge."""
     img = _square()
     kw = {"n_masks": 120, "grid": 4, "seed": 1}
-    mean = PixelRISE(net2d).explain(img, merge="mean", **kw)
+    mean = PixelRISE(net2d).explain(img, merge="mean", estimator="centred", **kw)
     mx = PixelRISE(net2d).explain(img, merge="max", **kw)
+    centred = PixelRISE(net2d).explain(img, merge="max", estimator="centred", **kw)
     np.testing.assert_allclose(mx.extras["mean"], mean.map, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(mx.map, centred.map)
+    assert np.all(mx.map >= mx.extras["mean"] - 1e-9)
 
 
 def test_blocks_of_another_estimator_are_refused():

@@ -38,9 +38,9 @@ class PixelMax:
     :mod:`~maskscope._engine.weighted_sum`): centred, ``s̄_j + Σᵢ (s_ij − s̄_j) mᵢ / (n p)``
     with ``s̄_j`` the pixel's mean score, or the paper's ``Σᵢ s_ij mᵢ / (n p)``. The
     centring needs only the masks' coverage ``Σᵢ mᵢ`` (kept by the mean-merge's sums) and
-    the per-pixel score sums, and is applied when a map is asked for. The covariate
-    estimator applies to the mean-merge (the extra ``"mean"``); each pixel's own map is the
-    centred one (a slope per pixel and per half is not kept).
+    the per-pixel score sums, and is applied when a map is asked for. ``"covariate"`` is
+    the centred estimator here, for every pixel and for the mean-merge (the extra
+    ``"mean"``): a slope per pixel and per half is not kept.
 
     When the ``P × voxels`` accumulator fits in ``max_bytes`` it is kept whole and updated
     during the model pass (through the mask buffer), so every snapshot is the exact
@@ -87,8 +87,6 @@ class PixelMax:
     factored
         The final pass from the masks' factors (needs ``masks.side_factors``): None when it
         costs fewer multiply-adds and fits the budget, or always / never.
-    covariate
-        The mean-merge's :class:`~.covariate.RegionCovariate` (see ``estimator``).
     """
 
     #: Its reliability comes from the halves' maxima; there is no per-voxel standard error.
@@ -109,7 +107,6 @@ class PixelMax:
         buffer_masks: int = 256,
         estimator: str = "covariate",
         factored: bool | None = None,
-        covariate=None,
     ) -> None:
         self.factored = factored
         self.spatial = tuple(int(s) for s in spatial)
@@ -154,7 +151,8 @@ class PixelMax:
         #: How :meth:`finish` went: ``"gathered"``, ``"summed"`` or ``"factored"``.
         self.final_pass: str | None = None
         self.n = 0
-        self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator, covariate=covariate)
+        centred = "paper" if estimator == "paper" else "centred"
+        self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator=centred)
         self.score_sums = torch.zeros(2, self.n_pixels, dtype=torch.float64, device=device)
 
     def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:

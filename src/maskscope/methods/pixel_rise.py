@@ -74,7 +74,9 @@ class PixelRISE(Method):
         def pixel_scores(out: torch.Tensor) -> torch.Tensor:
             return pixel_probabilities(out, index, target, kind)
 
-        def make_accumulator(masks, covariate) -> PixelMax:
+        def make_accumulator(masks, _covariate) -> PixelMax:
+            # every per-pixel map is centred, and so is the mean-merge kept beside them:
+            # the max over the pixels stays at least their mean, snapshot after snapshot
             return PixelMax(
                 ctx.spatial,
                 index.numel(),
@@ -84,7 +86,6 @@ class PixelRISE(Method):
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
                 estimator=params.estimator,
-                covariate=covariate,
             )
 
         return rise_task(ctx, params, pixel_scores, make_accumulator)
