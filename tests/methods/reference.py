@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from maskscope._engine.masks import RiseMasks
+from maskscope._engine.sum_estimates import MIN_FIT  # the covariate's masks at least
 
 
 def masks_np(shape, grid, p_keep, seed, n) -> np.ndarray:
@@ -89,11 +90,12 @@ def estimate_np(masks, weights, p_keep, estimator="centred", region=None, cov=No
 
     ``"covariate"`` (with ``region`` and its ``cov`` from :func:`region_cov_np`): the
     weights' least-squares slope on ``φ`` = the mask's mean over the region minus ``p``,
-    and ``w̄ + [Σ (w − w̄) m − β (Σ (φ − φ̄) m − (N − 1) C)] / (N p)``.
+    and ``w̄ + [Σ (w − w̄) m − β (Σ (φ − φ̄) m − (N − 1) C)] / (N p)``; centred below
+    ``MIN_FIT`` masks.
     """
     n = len(masks)
     c = 0.0 if estimator == "paper" else weights.mean()
-    if estimator != "covariate" or region is None:
+    if estimator != "covariate" or region is None or n < MIN_FIT:
         xs = np.stack([(w - c) * m / p_keep for w, m in zip(weights, masks, strict=True)])
         return xs.mean(0) + c, xs.std(0, ddof=1) / np.sqrt(n)
     phi = np.array([m[region].mean() - p_keep for m in masks])

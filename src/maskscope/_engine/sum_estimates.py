@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Moments", "estimate", "slope", "standard_error"]
+__all__ = ["MIN_FIT", "Moments", "estimate", "slope", "standard_error"]
+
+#: Masks a set needs before its slope is used (fewer: the centred map). With very few masks
+#: the fit leaves almost no residual, and the map would be the slope times ``C`` alone: a
+#: blurred copy of the segment, the same for every seed, that says nothing yet.
+MIN_FIT = 16
 
 
 @dataclass
@@ -44,8 +49,11 @@ class Moments:
 
 
 def slope(m: Moments) -> float:
-    """Least-squares slope of the weights on the feature (0 where the feature is constant)."""
-    if m.s_phi is None or m.n < 2:
+    """Least-squares slope of the weights on the feature.
+
+    0 where the feature is constant, and for fewer than :data:`MIN_FIT` masks.
+    """
+    if m.s_phi is None or m.n < MIN_FIT:
         return 0.0
     sxx = m.phi2 - m.phi * m.phi / m.n
     if not sxx > 1e-12 * max(m.phi2, 1e-300):
