@@ -8,6 +8,7 @@ A near-free model (one 1×1 convolution) exposes the engine's own cost per mask.
     python benchmarks/overhead.py --quick         # fewer masks
     python benchmarks/overhead.py --device cuda
     python benchmarks/overhead.py --with-3d       # also 64×96×96 with the bundled 3D model
+    python benchmarks/overhead.py --models 1x1 1x1-3d --estimator centred   # engine cost
 
 ``benchmarks/run.py`` measures each case in a fresh process through :func:`measure`.
 """
@@ -90,6 +91,9 @@ def make_case(mname: str, label: str, args) -> tuple:
             dims=3,
         )
         kw = {**kw, "voxel_spacing": spacing}
+    estimator = getattr(args, "estimator", None)
+    if estimator is not None and cls is not HDM:
+        kw = {**kw, "estimator": estimator}
     return mname, label, cls(model), image, kw
 
 
@@ -147,12 +151,16 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated method labels")
     parser.add_argument("--with-3d", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--models", nargs="+", default=None, choices=["unet2d", "1x1", "unet3d", "1x1-3d"]
+    )
+    parser.add_argument("--estimator", default=None, help="the RISE family's (default: ours)")
     args = parser.parse_args()
     if args.quick:
         args.n_masks, args.stride, args.repeats = 200, 10.0, 1
     torch.set_num_threads(args.threads)
     only = set(args.only.split(",")) if args.only else None
-    models = ["unet2d", "1x1"] + (["unet3d"] if args.with_3d else [])
+    models = args.models or ["unet2d", "1x1"] + (["unet3d"] if args.with_3d else [])
     print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
     print("| model | method | forwards | wall (s) | floor (s) | ratio | engine ms/mask |")
     print("|---|---|---:|---:|---:|---:|---:|")
