@@ -68,12 +68,13 @@ class RegionCovariate:
         count = int(region.sum())
         if count == 0:
             raise ValueError("the covariate needs a non-empty region")
-        # imported here: accumulate imports weighted_sum, which imports this module
-        from .accumulate import _apply_separable
-
+        self.spatial = tuple(region.shape)
         self.p = float(p_keep)
-        basis = region.to(device=kernels[0].device, dtype=torch.float64) / count
-        out = _apply_separable(basis, kernels)  # the kernels are symmetric
+        device = kernels[0].device
+        basis = region.to(device=device, dtype=torch.float64) / count
+        out = basis
+        for k in kernels:  # contracts the leading axis and appends the result: one per axis
+            out = torch.tensordot(out, k, dims=([0], [1]))
         #: ``Cov(φ, m(x))``, flat (float64).
         self.cov = (self.p * (1.0 - self.p)) * out.reshape(-1)
         self.count = count

@@ -154,15 +154,14 @@ class WeightedSum:
         n_even = (b + 1 - start % 2) // 2  # even indices in start .. start + b - 1
         cols1 = [w, torch.ones_like(w), w * even, even]
         cols2 = [w * w, w, torch.ones_like(w)]
-        ev = even.double()
-        scalars = [wd, wd * ev]
+        scalars = [wd, wd * even.double()]
         if self.covariate is not None:
             phi = self.covariate.features(m)
             f = phi.to(m.dtype)
             cols1 += [f, f * even]
             cols2 += [f * f, f, w * f]
-            for x in (phi, phi * phi, wd * phi):  # each with its even-indexed part
-                scalars += [x, x * ev]
+            scalars += [phi, phi * phi, wd * phi]
+            scalars = scalars[:2] + [t for x in scalars[2:] for t in (x, x * even.double())]
         for k, total in enumerate(torch.stack(scalars).sum(dim=1).tolist()):
             self._open_w[k] += total
         self._open_n[0] += b
@@ -364,7 +363,8 @@ class WeightedSum:
         if self.n < 2:
             return None
         _, s2 = self._sums()
-        return standard_error(self._moments(), s2, self.p, self.estimator)
+        cov = self.covariate is not None
+        return standard_error(self._moments(), s2, self.p, self.estimator, cov)
 
     def halves(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The maps of the even- and the odd-indexed masks (None before two of each).
