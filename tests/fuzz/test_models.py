@@ -178,4 +178,7 @@ def test_cancel_while_pixelrise_max_finishes_its_slabs() -> None:
             token.cancel()  # the model pass is over: the slabs are being finished
     last = snaps[-1]
     assert last.cancelled and not last.done and last.n_done == 128
-    assert np.all(last.map <= full.map + 1e-12) and not np.array_equal(last.map, full.map)
+    # the two runs' batch sizes are tuned by time, so their float32 sums may round apart
+    slack = 1e-5 * np.abs(full.map).max()
+    assert np.all(last.map <= full.map + slack)
+    assert (full.map - last.map).max() > 100 * slack  # the unfinished slabs are the live maxima
