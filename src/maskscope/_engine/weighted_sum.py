@@ -35,7 +35,7 @@ import torch
 from .accumulate import Partial, accumulation_dtype
 from .blocks import SUM_BLOCK, SumBlock
 from .covariate import RegionCovariate
-from .factor_sums import PendingFactors
+from .factor_sums import FactoredSums
 from .mask_batch import MaskBatch
 from .sum_estimates import Moments, estimate, slope, standard_error
 
@@ -136,7 +136,7 @@ class WeightedSum:
         self._stage: tuple[torch.Tensor, torch.Tensor] | None = None
         self._staged = 0
         self._square: torch.Tensor | None = None
-        self._pending: PendingFactors | None = None
+        self._factored: FactoredSums | None = None
         self._cached: tuple[torch.Tensor, torch.Tensor] | None = None  # _sums() until a change
 
     # ------------------------------------------------------------------ updates
@@ -208,31 +208,20 @@ class WeightedSum:
     def _add_factors(self, lmat, y, c1, c2) -> None:
         """Hold one chunk's factors (see :mod:`~.factor_sums`) until their products."""
         n, rows, k = lmat.shape
-        rest = y.shape[2]
-        pending = self._pending
-        if pending is None or pending.key != (rows, k, rest, y.dtype) or n > pending.cap:
-            self._flush_factors()
-            cols = self._q + self._r
-            per_mask = PendingFactors.bytes_per_mask(rows, k, rest, cols, y.element_size())
-            cap = max(n, min(self.FLUSH_EVERY, self.PENDING_BYTES // per_mask))
-            pending = self._pending = PendingFactors(rows, k, rest, y, cap, self._q, self._r)
-        if pending.n + n > pending.cap:
-            self._flush_factors()
-        pending.add(lmat, y, c1, c2)
-        if pending.n >= pending.cap:
-            self._flush_factors()
+        held = self._factored
+        if held is None or held.key != (rows, k, y.shape[2], y.dtype) or n > held.cap:
+            if held is not None:
+                held.lift(self._b1, self._b2)
+            # the grouped sums may take as much memory as the open block's sums
+            budget = max(self.PENDING_BYTES, self._b1.nbytes + self._b2.nbytes)
+            held = self._factored = FactoredSums(
+                lmat, y, self._q, self._r, n, self.FLUSH_EVERY, self.PENDING_BYTES, budget
+            )
+        held.add(lmat, y, c1, c2, self._b1, self._b2)
 
     @property
     def _pending_n(self) -> int:
-        return 0 if self._pending is None else self._pending.n
-
-    def _flush_factors(self) -> None:
-        if not self._pending_n:
-            return
-        p1, p2 = self._pending.products()
-        self._b1.add_(p1)
-        self._b2.add_(p2)
-        self._pending.n = 0
+        return 0 if self._factored is None else self._factored.n
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -251,13 +240,13 @@ class WeightedSum:
         if self._stage is not None and self._staged:
             b1, b2 = b1 + self._stage[0], b2 + self._stage[1]
         if self._pending_n:
-            p1, p2 = self._pending.products()
-            b1, b2 = b1 + p1, b2 + p2
+            b1, b2 = self._factored.added_to(b1, b2)
         return b1, b2
 
     def _close_block(self, index: int) -> None:
         self._flush()
-        self._flush_factors()
+        if self._factored is not None:
+            self._factored.lift(self._b1, self._b2)
         if self.collect:
             self._collected.append(self._block(index, self._b1.clone(), self._b2.clone(), True))
         self._add_block_sums(self._b1, self._b2, self._open_w)
