@@ -29,6 +29,7 @@ All sums are linear in per-mask coefficients, so they are kept as a few columns:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -222,6 +223,18 @@ class WeightedSum:
     @property
     def _pending_n(self) -> int:
         return 0 if self._factored is None else self._factored.n
+
+    def finish(self) -> Iterator[int]:
+        """At the end of the run: add what is held to the open block's sums, in place.
+
+        The last snapshot then reads the sums without copying them (the loop calls this
+        before it; a generator with nothing to yield).
+        """
+        self._flush()
+        if self._factored is not None:
+            self._factored.lift(self._b1, self._b2)
+        self._cached = None
+        yield from ()
 
     # ------------------------------------------------------------------ blocks
     @property
