@@ -68,13 +68,12 @@ class RegionCovariate:
         count = int(region.sum())
         if count == 0:
             raise ValueError("the covariate needs a non-empty region")
-        self.spatial = tuple(region.shape)
+        # imported here: accumulate imports weighted_sum, which imports this module
+        from .accumulate import _apply_separable
+
         self.p = float(p_keep)
-        device = kernels[0].device
-        basis = region.to(device=device, dtype=torch.float64) / count
-        out = basis
-        for k in kernels:  # contracts the leading axis and appends the result: one per axis
-            out = torch.tensordot(out, k, dims=([0], [1]))
+        basis = region.to(device=kernels[0].device, dtype=torch.float64) / count
+        out = _apply_separable(basis, kernels)  # the kernels are symmetric
         #: ``Cov(φ, m(x))``, flat (float64).
         self.cov = (self.p * (1.0 - self.p)) * out.reshape(-1)
         self.count = count

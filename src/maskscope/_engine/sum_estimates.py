@@ -75,16 +75,14 @@ def estimate(m: Moments, p: float, estimator: str, cov: torch.Tensor | None) -> 
     return out
 
 
-def standard_error(
-    m: Moments, s2: torch.Tensor, p: float, estimator: str, covariate: bool
-) -> torch.Tensor | None:
+def standard_error(m: Moments, s2: torch.Tensor, p: float, estimator: str) -> torch.Tensor | None:
     """Per-voxel standard error of :func:`estimate`'s map (None before two masks).
 
     The map is the mean of ``Xᵢ = eᵢ mᵢ / p`` plus terms that do not vary with ``i``, with
     ``eᵢ = wᵢ`` (paper), ``wᵢ − w̄`` (centred) or ``wᵢ − w̄ − β (φᵢ − φ̄)`` (covariate): the
     error is ``sqrt(var(X) / n)`` with the unbiased sample variance (the estimates of ``w̄``
     and ``β`` themselves are neglected). ``s2`` holds the second-moment sums ``Σ dᵢ mᵢ²``
-    for ``d`` in ``(w², w, 1)``, then ``(φ², φ, w φ)`` with a covariate.
+    for ``d`` in ``(w², w, 1)``, then ``(φ², φ, w φ)`` with a covariate (``m.s_phi`` set).
     """
     n = m.n
     if n < 2:
@@ -92,7 +90,7 @@ def standard_error(
     c = 0.0 if estimator == "paper" else m.w / n
     sum_em = m.s_w - c * m.s_1
     sum_e2m2 = s2[0] - 2.0 * c * s2[1] + c * c * s2[2]
-    beta = slope(m) if covariate and estimator != "paper" else 0.0
+    beta = slope(m) if estimator != "paper" else 0.0
     if beta != 0.0:
         f = m.phi / n
         sum_em = sum_em - beta * (m.s_phi - f * m.s_1)

@@ -155,14 +155,15 @@ class WeightedSum:
         n_even = (b + 1 - start % 2) // 2  # even indices in start .. start + b - 1
         cols1 = [w, torch.ones_like(w), w * even, even]
         cols2 = [w * w, w, torch.ones_like(w)]
-        scalars = [wd, wd * even.double()]
+        ev = even.double()
+        scalars = [wd, wd * ev]
         if self.covariate is not None:
             phi = self.covariate.features(m)
             f = phi.to(m.dtype)
             cols1 += [f, f * even]
             cols2 += [f * f, f, w * f]
-            scalars += [phi, phi * phi, wd * phi]
-            scalars = scalars[:2] + [t for x in scalars[2:] for t in (x, x * even.double())]
+            for x in (phi, phi * phi, wd * phi):  # each with its even-indexed part
+                scalars += [x, x * ev]
         for k, total in enumerate(torch.stack(scalars).sum(dim=1).tolist()):
             self._open_w[k] += total
         self._open_n[0] += b
@@ -365,8 +366,7 @@ class WeightedSum:
         if self.n < 2:
             return None
         _, s2 = self._sums()
-        cov = self.covariate is not None
-        return standard_error(self._moments(), s2, self.p, self.estimator, cov)
+        return standard_error(self._moments(), s2, self.p, self.estimator)
 
     def halves(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The maps of the even- and the odd-indexed masks (None before two of each).

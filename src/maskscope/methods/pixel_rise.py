@@ -74,7 +74,7 @@ class PixelRISE(Method):
         def pixel_scores(out: torch.Tensor) -> torch.Tensor:
             return pixel_probabilities(out, index, target, kind)
 
-        def make_accumulator(masks, _covariate) -> PixelMax:
+        def make_accumulator(masks) -> PixelMax:
             # every per-pixel map is centred, and so is the mean-merge kept beside them:
             # the max over the pixels stays at least their mean, snapshot after snapshot
             return PixelMax(

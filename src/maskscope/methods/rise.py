@@ -21,7 +21,7 @@ from .._engine.weighted_sum import ESTIMATORS
 from .base import Method
 from .context import Context
 
-__all__ = ["RISE", "RISEParams", "region_covariate", "rise_task"]
+__all__ = ["RISE", "RISEParams", "rise_task"]
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RISEParams:
     )
 
 
-def region_covariate(ctx: Context, params: RISEParams, masks: RiseMasks):
+def _region_covariate(ctx: Context, params: RISEParams, masks: RiseMasks):
     """The explained segment's :class:`RegionCovariate` for ``estimator="covariate"``.
 
     None for the other estimators, and where there is no segment (a classifier, or a
@@ -81,12 +81,12 @@ def rise_task(
     ctx: Context,
     params: RISEParams,
     score: Callable[[torch.Tensor], torch.Tensor],
-    make_accumulator: Callable[[RiseMasks, Any], Any] | None = None,
+    make_accumulator: Callable[[RiseMasks], Any] | None = None,
 ) -> Task:
     """The task of a RISE-family method: seeded random masks, ``params.baseline`` perturbation.
 
-    ``make_accumulator(masks, covariate)`` builds the accumulator (a :class:`WeightedSum`
-    by default, which gives a standard error).
+    ``make_accumulator(masks)`` builds the accumulator (a :class:`WeightedSum` by default,
+    which gives a standard error and uses the segment's covariate).
     """
 
     # the loop uses each chunk of masks and perturbed inputs before making the next: the
@@ -98,7 +98,8 @@ def rise_task(
             return WindowMasks(full, window, params.grid, params.p_keep, seed, **kw)
         return RiseMasks(ctx.spatial, params.grid, params.p_keep, seed, **kw)
 
-    def weighted_sum(covariate: RegionCovariate | None) -> WeightedSum:
+    def weighted_sum(masks: RiseMasks) -> WeightedSum:
+        covariate = _region_covariate(ctx, params, masks)
         return WeightedSum(
             ctx.spatial, params.p_keep, ctx.device, params.estimator, covariate=covariate
         )
@@ -108,15 +109,10 @@ def rise_task(
             raise ValueError("per_channel applies to RISE, SegRISE and PixelRISE merge='mean'")
         masks = ChannelMasks(make_masks, ctx.x.shape[1], ctx.seed)
         region = ctx.region() if ctx.reference is not None else None
-        covariate = region_covariate(ctx, params, masks.streams[0])
-        acc = PerChannel([weighted_sum(covariate) for _ in masks.streams], region)
+        acc = PerChannel([weighted_sum(stream) for stream in masks.streams], region)
     else:
         masks = make_masks(ctx.seed)
-        covariate = region_covariate(ctx, params, masks)
-        if make_accumulator is not None:
-            acc = make_accumulator(masks, covariate)
-        else:
-            acc = weighted_sum(covariate)
+        acc = make_accumulator(masks) if make_accumulator is not None else weighted_sum(masks)
     return Task(
         x=ctx.x,
         n_total=params.n_masks,
