@@ -95,3 +95,38 @@ def test_batches_carry_the_factors_of_their_own_masks():
         torch.testing.assert_close(torch.bmm(lmat, y).reshape(masks.shape), masks)
     assert torch.equal(a_masks, gen(0, 4)) and (a.start, a.stop, b.start, b.stop) == (0, 4, 4, 8)
     assert a.without_fast_paths().factors is None
+
+
+def _run(gen, region, n: int, snapshot_every: int | None = None, collect: bool = False):
+    cov = RegionCovariate(region, mask_kernels(gen), 0.5)
+    acc = WeightedSum(gen.spatial, 0.5, CPU, covariate=cov)
+    acc.collect = collect
+    for start in range(0, n, 12):
+        batch = gen.batch(start, min(start + 12, n))
+        kept = batch.masks.reshape(batch.masks.shape[0], -1)[:, region.flatten()]
+        acc.update(batch, kept.double().mean(1) + 0.01 * (start % 5))
+        if snapshot_every and start % snapshot_every == 0:
+            acc.partial()  # reads the held groups and pending masks without changing them
+    return acc
+
+
+def test_snapshots_and_finish_keep_the_sums_across_blocks():
+    """600 masks (two closed blocks and an open one) through the grouped sums."""
+    spatial = (24, 10, 9)
+    gen = RiseMasks(spatial, 3, 0.5, seed=2)
+    region = _box(spatial)
+    quiet, watched = _run(gen, region, 600), _run(gen, region, 600, snapshot_every=36)
+    assert quiet._pending_n > 0  # the open block holds grouped sums or pending masks
+    before = quiet.mean()
+    assert torch.equal(before, watched.mean())  # the snapshots changed nothing
+    assert list(quiet.finish()) == [] and quiet._pending_n == 0
+    torch.testing.assert_close(quiet.mean(), before, rtol=1e-6, atol=1e-8)
+    # a run's blocks, taken after its finish, merge to its map bit for bit
+    split = _run(gen, region, 600, collect=True)
+    list(split.finish())
+    blocks = split.take_blocks()
+    assert [b.complete for b in blocks] == [True, True, False]
+    merged = WeightedSum(spatial, 0.5, CPU, covariate=split.covariate)
+    for block in blocks:
+        merged.add_block(block)
+    assert torch.equal(merged.mean(), quiet.mean())
