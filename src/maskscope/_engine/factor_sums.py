@@ -53,7 +53,6 @@ class PendingFactors:
         n_second: int,
     ) -> None:
         new = like.new_empty
-        self.key = (rows, k, rest, like.dtype)
         self.cap = int(cap)
         self.n = 0
         self.lmat = new((cap, rows, k))
@@ -113,13 +112,15 @@ class GroupSums:
     max_groups
         Distinct first factors held at most (the memory is ``max_groups`` ×
         :meth:`bytes_per_group`); :meth:`add` refuses more.
+    out
+        The full-size arrays :meth:`products` writes into (a :class:`PendingFactors`'s own
+        can be shared: each product is used before the next is taken); new ones if None.
     """
 
     def __init__(
         self, rows: int, k: int, rest: int, like: torch.Tensor, n_first: int, n_second: int,
-        max_groups: int,
+        max_groups: int, out: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:  # fmt: skip
-        self.key = (rows, k, rest, like.dtype)
         self.max_groups = max(1, int(max_groups))
         self._like = like
         self._shape = (rows, k, rest, n_first, n_second)
@@ -127,7 +128,9 @@ class GroupSums:
         self.n = 0  # masks summed since the last clear
         self._cap = 0
         self._lu = self._z1 = self._z2 = None
-        self._out = (like.new_empty((n_first, rows, rest)), like.new_empty((n_second, rows, rest)))
+        if out is None:
+            out = (like.new_empty((n_first, rows, rest)), like.new_empty((n_second, rows, rest)))
+        self._out = out
 
     @staticmethod
     def bytes_per_group(
@@ -235,7 +238,9 @@ class FactoredSums:
         self.key = (rows, k, rest, y.dtype)
         self.pending = PendingFactors(rows, k, rest, y, self.cap, n_first, n_second)
         per_group = GroupSums.bytes_per_group(rows, k, rest, n_first, n_second, size)
-        self.groups = GroupSums(rows, k, rest, y, n_first, n_second, group_bytes // per_group)
+        self.groups = GroupSums(
+            rows, k, rest, y, n_first, n_second, group_bytes // per_group, self.pending._out
+        )
 
     @property
     def n(self) -> int:

@@ -231,11 +231,15 @@ class WeightedSum:
         The last snapshot then reads the sums without copying them (the loop calls this
         before it; a generator with nothing to yield).
         """
+        self._settle()
+        self._cached = None
+        yield from ()
+
+    def _settle(self) -> None:
+        """Everything staged or held added to the open block's sums."""
         self._flush()
         if self._factored is not None:
             self._factored.lift(self._b1, self._b2)
-        self._cached = None
-        yield from ()
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -258,9 +262,7 @@ class WeightedSum:
         return b1, b2
 
     def _close_block(self, index: int) -> None:
-        self._flush()
-        if self._factored is not None:
-            self._factored.lift(self._b1, self._b2)
+        self._settle()
         if self.collect:
             self._collected.append(self._block(index, self._b1.clone(), self._b2.clone(), True))
         self._add_block_sums(self._b1, self._b2, self._open_w)
