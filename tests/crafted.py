@@ -33,9 +33,24 @@ def _rewrite(src: Path, dst: Path, suffix: str, payload: bytes) -> None:
     assert hits == 1, f"{src} has no single {suffix} entry"
 
 
+def _segmenter() -> torch.nn.Conv2d:
+    """A fixed 2-class segmenter: foreground where the 3×3 mean exceeds 0.25.
+
+    Fixed weights, not a random initialisation: what it segments must not depend on the
+    global random state that earlier tests leave (a random one may segment nothing).
+    0.25 is no multiple of 1/9, so images of 0s and 1s never hit a tie.
+    """
+    model = torch.nn.Conv2d(1, 2, 3, padding=1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.weight[1].fill_(1.0 / 9.0)
+        model.bias.copy_(torch.tensor([0.25, 0.0]))
+    return model.eval()
+
+
 def crafted_pt2(tmp: Path, marker: Path) -> Path:
     """A working ``.pt2`` whose pickled sample inputs write ``marker`` when loaded."""
-    model = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
+    model = _segmenter()
     dims = ({0: torch.export.Dim("batch")},)
     program = torch.export.export(model, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=dims)
     clean = tmp / "clean.pt2"
@@ -52,7 +67,7 @@ def crafted_torchscript(tmp: Path, marker: Path) -> Path:
     clean = tmp / "clean.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(torch.nn.Conv2d(1, 2, 3, padding=1)), str(clean))
+        torch.jit.save(torch.jit.script(_segmenter()), str(clean))
     evil = tmp / "crafted.pt"
     _rewrite(clean, evil, "/data.pkl", pickle.dumps(_WritesMarker(marker), protocol=2))
     return evil

@@ -40,13 +40,17 @@ def test_snapshots_own_their_arrays(net2d, square2d):
     assert not np.allclose(rest[-1].map, kept)
 
 
-def test_closing_the_generator_stops_model_calls(net2d, square2d):
+@pytest.mark.parametrize(("pipeline", "in_flight"), [("off", 0), ("on", 10)])
+def test_closing_the_generator_stops_model_calls(net2d, square2d, pipeline, in_flight):
     spy = Spy(net2d)
-    gen = SegRISE(spy).iter_explain(square2d, n_masks=1000, grid=4, batch_size=10)
+    kw = {"n_masks": 1000, "grid": 4, "batch_size": 10, "pipeline": pipeline}
+    gen = SegRISE(spy).iter_explain(square2d, **kw)
     snap = next(gen)
     next(gen)
     gen.close()
-    assert spy.images == 1 + 20
+    # pipelined, the third chunk's model call was running when the second snapshot came:
+    # closing waits for it, and starts nothing more
+    assert spy.images == 1 + 20 + in_flight
     assert snap.n_done == 10 and not snap.done
 
 
@@ -68,15 +72,21 @@ def test_tqdm_progress_bar_runs(net2d, square2d, capsys):
     assert "20/20" in capsys.readouterr().err
 
 
-def test_early_stop_reaches_tolerance(net2d):
+@pytest.mark.parametrize(("pipeline", "in_flight"), [("off", 0), ("on", 20)])
+def test_early_stop_reaches_tolerance(net2d, pipeline, in_flight):
     img = np.zeros((24, 24), np.float32)
     img[6:14, 6:14] = 1.0
     spy = Spy(net2d)
-    expl = SegRISE(spy).explain(img, n_masks=4000, grid=4, batch_size=20, tol=0.1, min_masks=40)
+    expl = SegRISE(spy).explain(
+        img, n_masks=4000, grid=4, batch_size=20, tol=0.1, min_masks=40, pipeline=pipeline
+    )
     assert expl.stopped_early and expl.done
     assert 40 <= expl.n_done < 4000 and expl.n_total == expl.n_done
     assert expl.reliability >= 0.9
-    assert spy.images == expl.n_done + 1
+    # pipelined, the next chunk's model call was running when the run stopped: it is not
+    # in the map, nor in n_forward
+    assert spy.images == expl.n_done + 1 + in_flight
+    assert expl.n_forward == expl.n_done + 1
     # the promise holds: a map of reliability ρ correlates about √ρ with the converged map
     long = SegRISE(net2d).explain(img, n_masks=4000, grid=4, batch_size=200, seed=7)
     r = np.corrcoef(expl.map.ravel(), long.map.ravel())[0, 1]

@@ -119,18 +119,21 @@ def test_coarse_to_fine_first_level_spans_the_image():
     assert first[:, 0].max() == 40 and first[:, 1].max() == 40
 
 
-def test_streaming_snapshots_cover_image_early_and_cancel(net2d):
+@pytest.mark.parametrize(("pipeline", "in_flight"), [("off", 0), ("on", 16)])
+def test_streaming_snapshots_cover_image_early_and_cancel(net2d, pipeline, in_flight):
     img = np.zeros((40, 40), np.float32)
     img[10:25, 12:30] = 1.0
     spy = Spy(net2d)
-    gen = HDM(spy).iter_explain(img, diameter=7, stride=2, batch_size=16, sweep="full")
+    gen = HDM(spy).iter_explain(
+        img, diameter=7, stride=2, batch_size=16, sweep="full", pipeline=pipeline
+    )
     first = next(gen)
     assert first.n_done == 16 and np.isfinite(first.map).all()
     visited = np.isfinite(first.extras["grid_raw"])
     rows, cols = np.nonzero(visited)
     assert rows.max() - rows.min() >= 12 and cols.max() - cols.min() >= 12
     gen.close()
-    assert spy.images == 17
+    assert spy.images == 17 + in_flight  # pipelined, the second chunk was in flight
     full = HDM(net2d).explain(img, diameter=7, stride=2, batch_size=16, sweep="full")
     assert np.isfinite(full.extras["grid_raw"]).all()
 

@@ -12,8 +12,8 @@ or once the estimate is reliable enough (``RunOptions.tol``).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,8 +26,12 @@ from .cancel import CancelToken
 from .host_memory import HOST_MEMORY, HOST_MEMORY_MODES
 from .inputs import check_output
 from .mask_batch import MaskBatch
+from .out_of_memory import back_off as _back_off
+from .out_of_memory import is_out_of_memory
 from .params import param, validate_params
 from .perturb import BatchPerturbation
+from .pipeline import PIPELINE_MODES, chunk_bytes, pipelined_chunks, should_pipeline
+from .reused import ReusedArray
 
 __all__ = [
     "ModelRunner",
@@ -90,6 +94,14 @@ class RunOptions:
         choices=HOST_MEMORY_MODES,
         gui=False,
     )
+    pipeline: str = param(
+        "auto",
+        help="Run the model on the next chunk in a second thread while the engine sums this "
+        "one and makes the one after (the same chunks in the same order: the same map). "
+        "'auto': on a CPU where torch's threads leave a core free; 'on': always; 'off': never.",
+        choices=PIPELINE_MODES,
+        gui=False,
+    )
 
     def __post_init__(self) -> None:
         validate_params(self)
@@ -134,6 +146,9 @@ class Task:
         For a sweep that plans as it goes (adaptive HDM): ``() -> int``, how many of the
         ``n_total`` perturbations are known so far; the task ends when every planned one
         is done. None: all ``n_total``.
+    reused
+        The arrays that ``masks`` and ``perturb`` rewrite at every call: the loop gives them
+        a second slot when it makes a chunk while the model runs on the one before.
     """
 
     x: torch.Tensor
@@ -147,6 +162,7 @@ class Task:
     prediction: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
     planned: Callable[[], int] | None = None
+    reused: tuple[ReusedArray, ...] = ()
 
     def known(self) -> int:
         """Perturbations known so far (``n_total`` unless the task plans as it goes)."""
@@ -197,12 +213,17 @@ class ModelRunner:
         self.n_classes: int | None = None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.evaluate(batch)
+        self.n_forward += batch.shape[0]
+        return out
+
+    def evaluate(self, batch: torch.Tensor) -> torch.Tensor:
+        """The checked outputs, not counted (the caller counts them once it uses them)."""
         with torch.inference_mode():
             out = self.model(batch)
         out = check_output(out, batch.shape[0], batch.shape[2:], expect_k=self.n_classes)
         if self.n_classes is None:
             self.n_classes = int(out.shape[1])
-        self.n_forward += batch.shape[0]
         return out
 
 
@@ -231,29 +252,6 @@ def batch_limit(options: RunOptions, x: torch.Tensor) -> int:
         return max(1, options.max_batch_voxels // x.numel())
     limit = AUTO_BATCH_VOXELS.get(x.device.type, AUTO_BATCH_VOXELS_OTHER)
     return max(2, limit // x.numel())
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether an exception is a device running out of memory (CUDA, MPS, XPU, CPU)."""
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _back_off(size: int, exc: BaseException) -> int:
-    """Halve the batch after an out-of-memory error; the same masks are recomputed."""
-    new = max(1, size // 2)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    warnings.warn(
-        f"out of memory with a batch of {size} ({str(exc).splitlines()[0][:120]}); "
-        f"continuing with batches of {new}: the same masks, so the map changes by float "
-        "rounding at most",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-    return new
 
 
 def relative_error(partial: Partial) -> float | None:
@@ -319,36 +317,60 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
         if cancel is not None and cancel.cancelled:
             yield Step(done, batch_size, cancelled=True)
             return
-        stop = min(done + batch_size, known(), block_end(done))
-        if tuner is not None:
-            tuner.start()
-        batch = task.masks(done, stop)
-        try:
-            outputs = runner(task.perturb(batch))
-        except Exception as exc:
-            if not is_out_of_memory(exc) or stop - done == 1:
-                raise
-            del batch
-            batch_size = _back_off(stop - done, exc)
+        if (tuner is None or not tuner.measuring) and should_pipeline(
+            options.pipeline, task.x.device, chunk_bytes(task.x, batch_size)
+        ):
+            is_cancelled = lambda: cancel is not None and cancel.cancelled  # noqa: E731
+            chunks = pipelined_chunks(task, runner, batch_size, done, known, is_cancelled)
+        else:
+            chunks = _one_chunk(task, runner, batch_size, done, known, tuner)
+        with closing(chunks):  # closing a pipeline waits for its model call in flight
+            while True:
+                try:
+                    done = next(chunks)
+                except StopIteration as over:
+                    done, failed = over.value
+                    break
+                if tuner is not None:
+                    batch_size = tuner.size()
+                partial = None
+                if options.tol is not None and done >= options.min_masks:
+                    partial = task.accumulator.partial()
+                    reliability = partial.reliability
+                    if reliability is not None and 1.0 - reliability <= options.tol:
+                        chunks.close()  # a model call in flight is not summed
+                        yield from _finish(task, done, batch_size, cancel, stopped_early=True)
+                        return
+                if done < known():
+                    yield Step(done, batch_size, partial)
+        if failed is not None:
+            exc, size = failed
+            batch_size = _back_off(size, exc)
             if tuner is not None:
-                batch_size = tuner.out_of_memory(stop - done)
-            continue
-        task.accumulator.update(batch, task.score(outputs))
-        del batch, outputs
-        if tuner is not None:
-            tuner.done(stop - done)
-            batch_size = tuner.size()
-        done = stop
-        partial = None
-        if options.tol is not None and done >= options.min_masks:
-            partial = task.accumulator.partial()
-            reliability = partial.reliability
-            if reliability is not None and 1.0 - reliability <= options.tol:
-                yield from _finish(task, done, batch_size, cancel, stopped_early=True)
-                return
-        if done < known():
-            yield Step(done, batch_size, partial)
+                batch_size = tuner.out_of_memory(size)
     yield from _finish(task, done, batch_size, cancel)
+
+
+def _one_chunk(task, runner, batch_size, done, known, tuner):
+    """One chunk in this thread, timed by the tuner: :func:`~.pipeline.pipelined_chunks`'
+    protocol (yields the masks done; returns ``(done, (out-of-memory error, size) or None)``).
+    """
+    stop = min(done + batch_size, known(), block_end(done))
+    if tuner is not None:
+        tuner.start()
+    batch = task.masks(done, stop)
+    try:
+        outputs = runner(task.perturb(batch))
+    except Exception as exc:
+        if not is_out_of_memory(exc) or stop - done == 1:
+            raise
+        return done, (exc, stop - done)
+    task.accumulator.update(batch, task.score(outputs))
+    del batch, outputs
+    if tuner is not None:
+        tuner.done(stop - done)
+    yield stop
+    return stop, None
 
 
 def _finish(task: Task, done: int, batch_size: int, cancel, *, stopped_early: bool = False):

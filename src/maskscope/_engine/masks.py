@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .mask_batch import MaskBatch
+from .reused import ReusedArray
 
 __all__ = ["BLOCK", "SAMPLINGS", "RiseMasks", "interpolation_matrix", "linear_weights"]
 
@@ -119,8 +120,8 @@ class RiseMasks:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.sampling = sampling
         self.spatial = tuple(int(s) for s in spatial)
-        self.reuse_output = bool(reuse_output)
-        self._out: torch.Tensor | None = None
+        #: The array every chunk is written into (None: a fresh one per chunk).
+        self.output = ReusedArray() if reuse_output else None
         nd = len(self.spatial)
         if nd not in (2, 3):
             raise ValueError(f"masks need 2 or 3 spatial axes, got shape {self.spatial}")
@@ -264,11 +265,9 @@ class RiseMasks:
 
     def _output(self, shape: tuple[int, ...]) -> torch.Tensor | None:
         """The reused output array viewed as ``(n, rows, rest)`` for the last product."""
-        if not self.reuse_output:
+        if self.output is None:
             return None
-        if self._out is None or tuple(self._out.shape) != shape:
-            self._out = torch.empty(shape, dtype=self.dtype, device=self.device)
-        return self._out.view(shape[0], shape[2], -1)
+        return self.output.take(shape, self.dtype, self.device).view(shape[0], shape[2], -1)
 
     def __call__(self, start: int, stop: int, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """Masks ``start .. stop-1`` as a ``(stop - start, 1, *spatial)`` tensor in [0, 1].

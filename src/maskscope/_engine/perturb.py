@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .mask_batch import MaskBatch
+from .reused import ReusedArray
 
 __all__ = [
     "BatchPerturbation",
@@ -136,25 +137,24 @@ def blend_into(
 ) -> BatchPerturbation:
     """:func:`make_perturbation` of ``x`` itself, writing every batch into one array.
 
-    The array is reallocated only when the batch's shape changes, so each call overwrites
-    the previous result: for a loop that runs the model on each batch before perturbing
-    the next (fresh multi-megabyte arrays cost page faults on every chunk).
+    The array (the function's ``output``, a :class:`~.reused.ReusedArray`) is reallocated
+    only when the batch's shape changes, so each call overwrites the previous result: for a
+    loop that runs the model on each batch before perturbing the next (fresh multi-megabyte
+    arrays cost page faults on every chunk), or that gives the array a second slot.
     """
     value = resolve_fill(x, baseline)
     is_zero = isinstance(value, float) and value == 0.0
     diff = x if is_zero else x - value
-    kept: dict[str, torch.Tensor] = {}
+    output = ReusedArray()
 
     def perturb(batch: MaskBatch) -> torch.Tensor:
         masks = batch.masks
         shape = (masks.shape[0], *x.shape[1:])
-        dtype = torch.result_type(x, masks)
-        out = kept.get("out")
-        if out is None or tuple(out.shape) != shape or out.dtype != dtype:
-            out = kept["out"] = torch.empty(shape, dtype=dtype, device=x.device)
+        out = output.take(shape, torch.result_type(x, masks), x.device)
         torch.mul(diff, masks, out=out)
         return out if is_zero else out.add_(value)
 
+    perturb.output = output  # type: ignore[attr-defined]
     return perturb
 
 

@@ -113,16 +113,19 @@ def rise_task(
     else:
         masks = make_masks(ctx.seed)
         acc = make_accumulator(masks) if make_accumulator is not None else weighted_sum(masks)
+    perturb = blend_into(ctx.x, params.baseline)
+    reused = [perturb.output, getattr(masks, "output", None)]  # channels' masks are copies
     return Task(
         x=ctx.x,
         n_total=params.n_masks,
         masks=masks.batch,
-        perturb=blend_into(ctx.x, params.baseline),
+        perturb=perturb,
         score=score,
         accumulator=acc,
         target=ctx.target,
         reference=ctx.reference,
         prediction=ctx.prediction,
+        reused=tuple(r for r in reused if r is not None),
     )
 
 
