@@ -6,7 +6,8 @@ run, the two settings taking turns: the wall time per model evaluation with
 alone on as many inputs at the same batch size), and their ratios. The maps of the two
 settings are compared too: they must be equal bit for bit.
 
-    python benchmarks/pipeline.py                    # 2D and 3D, 3 runs each
+    python benchmarks/pipeline.py                    # 2D and 3D, 3 runs each: ~30 min
+                                                     # on 2 shared cores
     python benchmarks/pipeline.py --models unet2d --repeats 5
 
 With ``--threads`` equal to the cores, ``"on"`` shows what overlapping costs when torch's
@@ -34,8 +35,8 @@ METHODS = {
     "unet3d": ("RISE", "SegRISE", "PixelRISE-mean", "HDM"),
 }
 SIZES = {
-    "unet2d": {"n": 1000, "stride": 16.0, "batch": 8},
-    "unet3d": {"n": 150, "stride": 24.0, "batch": 2},
+    "unet2d": {"n": 600, "stride": 16.0, "batch": 8},
+    "unet3d": {"n": 100, "stride": 32.0, "batch": 2},
 }
 
 
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--only", help="comma-separated methods")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--n2d", type=int, default=SIZES["unet2d"]["n"], help="masks per 2D run")
+    p.add_argument("--n3d", type=int, default=SIZES["unet3d"]["n"], help="masks per 3D run")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args(argv)
@@ -102,33 +105,40 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.repeats):
                 for mode in ("off", "on"):
                     cfg = {"model": model, "method": method, "pipeline": mode}
-                    cfg.update(SIZES[model], threads=args.threads)
+                    n = args.n2d if model == "unet2d" else args.n3d
+                    cfg.update(SIZES[model], n=n, threads=args.threads)
                     runs[mode].append(run_child(cfg, args.timeout))
             rows.append((model, method, runs))
-            print(f"  {model} {method} done", file=sys.stderr, flush=True)
+            print(table(rows)[-1], file=sys.stderr, flush=True)
     print(machine_line(threads=args.threads) + f" · took {(time.time() - t0) / 60:.1f} min")
     print()
-    print(
+    print("\n".join(table(rows)))
+
+
+def table(rows: list[tuple[str, str, dict]]) -> list[str]:
+    """The markdown table: per (model, method), both settings' runs (or errors)."""
+    lines = [
         "| model | method | evaluations | batch | off: ms / evaluation | on: ms / evaluation "
-        "| floor: ms / image | off ÷ floor | on ÷ floor | on ÷ off (paired) | same map |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        "| floor: ms / image | off ÷ floor | on ÷ floor | on ÷ off (paired) | same map |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for model, method, runs in rows:
         bad = [r["error"] for mode in runs for r in runs[mode] if "error" in r]
         if bad:
-            print(f"| {model} | {method} | error: {bad[0]} |")
+            lines.append(f"| {model} | {method} | error: {bad[0]} |")
             continue
         off, on = runs["off"], runs["on"]
-        n = off[0]["n"]
         per = {m: statistics.median(r["wall"] / r["n"] for r in runs[m]) for m in runs}
         floor = statistics.median(r["floor"] / r["n"] for r in off + on)
         paired = statistics.median(b["wall"] / a["wall"] for a, b in zip(off, on, strict=True))
         same = len({r["digest"] for r in off + on}) == 1
-        print(
-            f"| {model} | {method} | {n} | {SIZES[model]['batch']} | {per['off'] * 1e3:.2f} "
-            f"| {per['on'] * 1e3:.2f} | {floor * 1e3:.2f} | {per['off'] / floor:.3f} "
-            f"| {per['on'] / floor:.3f} | {paired:.3f} | {'yes' if same else '**NO**'} |"
+        lines.append(
+            f"| {model} | {method} | {off[0]['n']} | {SIZES[model]['batch']} "
+            f"| {per['off'] * 1e3:.2f} | {per['on'] * 1e3:.2f} | {floor * 1e3:.2f} "
+            f"| {per['off'] / floor:.3f} | {per['on'] / floor:.3f} | {paired:.3f} "
+            f"| {'yes' if same else '**NO**'} |"
         )
+    return lines
 
 
 if __name__ == "__main__":

@@ -259,3 +259,14 @@ def test_auto_in_a_run_follows_the_spare_core(monkeypatch):
 def test_a_bad_pipeline_value_names_the_field_and_its_choices():
     with pytest.raises(ValueError, match=r"pipeline.*'auto', 'on', 'off'.*'sometimes'"):
         RunOptions(pipeline="sometimes")
+
+
+def test_a_worker_given_its_share_of_the_cores_does_not_pipeline(monkeypatch):
+    from maskscope.batch.model_source import ModelSource
+
+    monkeypatch.setattr(pipeline, "_CORES", None)  # put back after the test
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the suite's threads stay
+    model, _ = ModelSource(Recorder(2), threads=1).load()
+    assert pipeline.usable_cores() == 1 and not pipeline.spare_core()
+    RISE(model).explain(image2d(), n_masks=40, batch_size=4, grid=4)
+    assert WORKER not in " ".join(model.threads)

@@ -29,6 +29,7 @@ __all__ = [
     "PIPELINE_MODES",
     "chunk_bytes",
     "pipelined_chunks",
+    "set_cores",
     "should_pipeline",
     "spare_core",
 ]
@@ -41,8 +42,22 @@ PIPELINE_MODES = ("auto", "on", "off")
 PIPELINE_MAX_BYTES = 2**26
 
 
+#: Cores this process may use when it shares the machine (:func:`set_cores`); None: all.
+_CORES: int | None = None
+
+
+def set_cores(n: int | None) -> None:
+    """The cores this process may use when other processes share the machine's cores (Dask
+    workers, each with its share as torch threads): the pipeline's worker counts against
+    them. None: every core the process may run on."""
+    global _CORES
+    _CORES = None if n is None else max(1, int(n))
+
+
 def usable_cores() -> int:
-    """Cores this process may run on."""
+    """Cores this process may use: :func:`set_cores`' share, else all it may run on."""
+    if _CORES is not None:
+        return _CORES
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

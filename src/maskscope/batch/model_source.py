@@ -51,7 +51,9 @@ class ModelSource:
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     threads
-        Torch threads of the process that runs it (None: leave torch's setting).
+        Torch threads of the process that runs it, and its share of the cores: a run then
+        pipelines its chunks only with a core of that share to spare (None: leave torch's
+        setting, all cores).
     """
 
     spec: Any
@@ -68,11 +70,13 @@ class ModelSource:
         """Set the threads, load the model on its device; returns ``(model, device)``."""
         import torch
 
+        from .._engine.pipeline import set_cores
         from ..models import UntrustedModelError, load_model
         from ..wording import load_for_frontend
 
-        if self.threads is not None:
+        if self.threads is not None:  # this process's share of the cores
             torch.set_num_threads(int(self.threads))
+            set_cores(int(self.threads))
         device = pick_device(self.device, index)
         if not isinstance(self.spec, str):
             model = self.spec
