@@ -8,7 +8,8 @@ ever touched by the calling thread, the model only by the worker, so the chunks,
 order and the sums are those of the plain loop: the map is the same bit for bit.
 
 On a CPU this uses a core that the model's own threads leave free (``torch`` ops release
-the interpreter lock): the engine's work then costs no wall time while the model runs.
+the interpreter lock): the engine's work can then run while the model does, instead of
+after it (docs/speed.md gives what it saved where it was measured).
 :func:`spare_core` says whether there is one; ``RunOptions.pipeline`` decides.
 """
 
