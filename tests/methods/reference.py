@@ -113,11 +113,14 @@ def reliability_np(masks, weights, p_keep, estimator="centred", region=None, cov
     return max(2 * r / (1 + r), -1.0)  # kept in [-1, 1] when the halves disagree
 
 
-def pixel_max_np(model, image, masks, p_keep, pixels, target, estimator="centred"):
-    """Per-pixel RISE maps, each computed separately, then the max over pixels."""
+def pixel_max_np(model, image, masks, p_keep, pixels, target, estimator="centred", gain=True):
+    """Per-pixel RISE maps, each computed separately, then the max over pixels.
+
+    ``gain``: each pixel's map less its mean score (``max_of="gain"``) before the max.
+    """
     maps = []
     outs = [softmax(model_np(model, image * m[None]))[target] for m in masks]
     for px in pixels:
         w = np.array([o[px] for o in outs], dtype=np.float64)
-        maps.append(estimate_np(masks, w, p_keep, estimator)[0])
+        maps.append(estimate_np(masks, w, p_keep, estimator)[0] - (w.mean() if gain else 0.0))
     return np.max(maps, axis=0)

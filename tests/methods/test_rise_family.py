@@ -104,9 +104,15 @@ def test_pixelrise_mean_equals_rise(net2d, square2d):
     np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-8)
 
 
+@pytest.mark.parametrize(
+    "max_of, estimator", [("gain", "covariate"), ("map", "covariate"), ("gain", "paper")]
+)
 @pytest.mark.parametrize("max_memory_mb", [512, None])
-def test_pixelrise_max_matches_brute_force(net2d, square2d, max_memory_mb, monkeypatch):
+def test_pixelrise_max_matches_brute_force(
+    net2d, square2d, max_memory_mb, max_of, estimator, monkeypatch
+):
     kwargs = {"n_masks": N, "grid": 4, "merge": "max", "seed": 6, "batch_size": 7}
+    kwargs |= {"max_of": max_of, "estimator": estimator}
     if max_memory_mb is None:
         # force several pixel tiles: 16·16 voxels · 4 bytes = 1 KiB per pixel
         import maskscope._engine.pixel_max as acc
@@ -123,11 +129,13 @@ def test_pixelrise_max_matches_brute_force(net2d, square2d, max_memory_mb, monke
     region = _ref_labels(net2d, square2d) == 1
     pixels = list(zip(*np.nonzero(region), strict=True))
     masks = masks_np((16, 16), 4, 0.5, 6, N)
-    want = pixel_max_np(net2d, square2d[None], masks, 0.5, pixels, 1)
+    centred = "paper" if estimator == "paper" else "centred"
+    gain = max_of == "gain"
+    want = pixel_max_np(net2d, square2d[None], masks, 0.5, pixels, 1, centred, gain)
     np.testing.assert_allclose(expl.map, want, rtol=1e-5, atol=1e-7)
     assert spy.images == N + 1  # tiles never re-run the model
     # the max merge is centred throughout (see PixelMax), its mean-merge too
-    mean = RISE(net2d).explain(square2d, n_masks=N, grid=4, seed=6, estimator="centred").map
+    mean = RISE(net2d).explain(square2d, n_masks=N, grid=4, seed=6, estimator=centred).map
     np.testing.assert_allclose(expl.extras["mean"], mean, rtol=1e-5)
 
 
@@ -138,7 +146,9 @@ def test_pixelrise_max_pixel_subset_is_spread_and_the_same_for_every_seed(net2d,
     b = PixelRISE(net2d).explain(square2d, max_pixels=5, **kw)
     c = PixelRISE(net2d).explain(square2d, max_pixels=None, **kw)
     np.testing.assert_array_equal(a.map, b.map)
-    assert np.all(a.map <= c.map + 1e-12)
+    # float32 sums on two paths: a slack at the map's scale, far below its differences
+    slack = 1e-6 * np.abs(c.map).max()
+    assert np.all(a.map <= c.map + slack)
     assert not np.allclose(a.map, c.map)
     # the subset: 5 pixels evenly spread over the segment in raster order, whatever the seed
     region = list(zip(*np.nonzero(_ref_labels(net2d, square2d) == 1), strict=True))
@@ -165,8 +175,8 @@ def test_pixelrise_max_same_for_every_batch_size(net2d, square2d):
         .map
         for bs in (1, 3, N)
     ]
-    for m in maps[1:]:
-        np.testing.assert_allclose(m, maps[0], rtol=1e-5)
+    for m in maps[1:]:  # gains sit near 0: a tolerance at the map's scale
+        np.testing.assert_allclose(m, maps[0], rtol=1e-5, atol=1e-6 * np.abs(maps[0]).max())
 
 
 def test_seed_determines_map(net2d, square2d):

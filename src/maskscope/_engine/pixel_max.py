@@ -87,6 +87,9 @@ class PixelMax:
     factored
         The final pass from the masks' factors (needs ``masks.side_factors``): None when it
         costs fewer multiply-adds and fits the budget, or always / never.
+    gain
+        Merge each pixel's map less its mean score (how much its probability rises when
+        a voxel is kept) instead of the map itself (``PixelRISEParams.max_of``).
     """
 
     #: Its reliability comes from the halves' maxima; there is no per-voxel standard error.
@@ -107,8 +110,10 @@ class PixelMax:
         buffer_masks: int = 256,
         estimator: str = "covariate",
         factored: bool | None = None,
+        gain: bool = False,
     ) -> None:
         self.factored = factored
+        self.gain = bool(gain)
         self.spatial = tuple(int(s) for s in spatial)
         self.n_vox = math.prod(self.spatial)
         self.p = float(p_keep)
@@ -221,10 +226,11 @@ class PixelMax:
 
     def _pixel_maps(self, rows, score_total, coverage, n: int) -> torch.Tensor:
         scale = 1.0 / (max(n, 1) * self.p)
-        if self.estimator == "paper":
-            return rows * scale
         mean = (score_total / max(n, 1))[:, None]
-        return (rows - mean * coverage) * scale + mean
+        if self.estimator == "paper":
+            return rows * scale - mean if self.gain else rows * scale
+        centred = (rows - mean * coverage) * scale
+        return centred if self.gain else centred + mean
 
     def _current(self):
         if self.best is not None:
@@ -278,7 +284,9 @@ class PixelMax:
         self.best = self._merged(self.acc, self.live)
         self.acc = None
         sums = self.score_sums[:, self.rest]
-        halves = CentredHalves(self.scores[: self.n], sums, self.p, self.estimator != "paper")
+        halves = CentredHalves(
+            self.scores[: self.n], sums, self.p, self.estimator != "paper", gain=self.gain
+        )
         plan = self.slab_plan()  # the kept scores' place is the product matrices' now
         self.scores = None
         factored = self._factored_pass(halves)

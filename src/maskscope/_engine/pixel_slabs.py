@@ -6,7 +6,9 @@ go into the product itself:
 
     ``map_j = c_j + sc · Σᵢ (s_ij − c_j) mᵢ = sc · (Σᵢ (s_ij − c_j) mᵢ + c_j / sc)``
 
-with ``c_j`` the pixel's mean score (0 for the paper's estimator) and ``sc = 1 / (n p)``.
+with ``c_j`` the pixel's mean score (0 for the paper's estimator) and ``sc = 1 / (n p)``;
+a gain (``max_of="gain"``) subtracts the mean score from each map, which changes only
+that bias.
 Each half of the masks (even and odd indices) is one product ``A (P, n/2) @ M (n/2, V)``
 plus a bias per pixel, and since ``sc > 0`` the max over pixels of a map is ``sc`` times
 the max of that product. The map of all masks is the sum of the two halves' products plus
@@ -46,26 +48,38 @@ class CentredHalves:
         The masks' keep probability.
     centred
         Centre each pixel's map on its mean score (False: the paper's estimator).
+    gain
+        Each pixel's map less its mean score (the gain of its probability when a voxel is
+        kept; see ``PixelRISEParams.max_of``), instead of the map itself.
     """
 
     def __init__(
-        self, scores: torch.Tensor, sums: torch.Tensor, p_keep: float, centred: bool
+        self,
+        scores: torch.Tensor,
+        sums: torch.Tensor,
+        p_keep: float,
+        centred: bool,
+        gain: bool = False,
     ) -> None:
         n = scores.shape[0]
         n_e, n_o = (n + 1) // 2, n // 2
         self.scale = tuple(1.0 / (max(k, 1) * p_keep) for k in (n, n_e, n_o))  # all, e, o
         s = scores.double()
         zero = torch.zeros_like(sums[0])
-        c_e = sums[0] / max(n_e, 1) if centred else zero
-        c_o = sums[1] / max(n_o, 1) if centred else zero
-        c_a = (sums[0] + sums[1]) / max(n, 1) if centred else zero
+        means = (sums[0] / max(n_e, 1), sums[1] / max(n_o, 1), (sums[0] + sums[1]) / max(n, 1))
+        c_e, c_o, c_a = means if centred else (zero, zero, zero)
         sc_a, sc_e, sc_o = self.scale
+        # what each map adds to sc · Σ (s − c) m, over sc: its centre, less its mean for a gain
+        d_e, d_o, d_a = (
+            (c - m if gain else c) / sc
+            for c, m, sc in zip((c_e, c_o, c_a), means, (sc_e, sc_o, sc_a), strict=True)
+        )
         self.a_even = (s[0::2] - c_e).T.float().contiguous()  # (P, n_e)
         self.a_odd = (s[1::2] - c_o).T.float().contiguous()  # (P, n_o)
-        self.b_even = (c_e / sc_e).float()[:, None]
-        self.b_odd = (c_o / sc_o).float()[:, None]
+        self.b_even = d_e.float()[:, None]
+        self.b_odd = d_o.float()[:, None]
         # map_all / sc_a = E + O + u0 + u1 cov_e + u2 cov_o
-        u0 = c_a / sc_a - c_e / sc_e - c_o / sc_o
+        u0 = d_a - d_e - d_o
         self.u = torch.stack([u0, c_e - c_a, c_o - c_a], dim=1).float()  # (P, 3)
         self.n = n
 

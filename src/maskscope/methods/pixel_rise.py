@@ -27,6 +27,14 @@ class PixelRISEParams(RISEParams):
         help="Merge the per-pixel maps by their mean (one pass) or their max.",
         choices=("mean", "max"),
     )
+    max_of: str = param(
+        "gain",
+        help="merge='max': the max over the segment pixels of how much each pixel's "
+        "probability rises when a voxel is kept ('gain': its map less its mean), or of the "
+        "pixels' maps themselves ('map', as interpret-segmentation merges them: the pixels "
+        "with the highest probability then decide the max everywhere).",
+        choices=("gain", "map"),
+    )
     max_pixels: int | None = param(
         4096,
         help="Segment pixels explained with merge='max' (evenly spread over the segment "
@@ -47,7 +55,8 @@ class PixelRISE(Method):
     The score of pixel *j* for mask *i* is the probability of the target class at *j*. The
     per-pixel maps ``Σᵢ s_ij mᵢ / (N p)`` are merged by their mean (identical to RISE with
     the segment's mean probability: one pass, no per-pixel storage) or by their maximum
-    (exact: per-pixel sums within ``max_memory_mb``, never re-running the model).
+    (exact: per-pixel sums within ``max_memory_mb``, never re-running the model): by
+    default the maximum of each pixel's gain, its map less its mean score (``max_of``).
     A max-merged result also carries the mean-merged map as ``extras["mean"]``.
     """
 
@@ -75,8 +84,7 @@ class PixelRISE(Method):
             return pixel_probabilities(out, index, target, kind)
 
         def make_accumulator(masks) -> PixelMax:
-            # every per-pixel map is centred, and so is the mean-merge kept beside them:
-            # the max over the pixels stays at least their mean, snapshot after snapshot
+            # every per-pixel map is centred, and so is the mean-merge kept beside them
             return PixelMax(
                 ctx.spatial,
                 index.numel(),
@@ -86,6 +94,7 @@ class PixelRISE(Method):
                 ctx.device,
                 max_bytes=params.max_memory_mb * 2**20,
                 estimator=params.estimator,
+                gain=params.max_of == "gain",
             )
 
         return rise_task(ctx, params, pixel_scores, make_accumulator)
