@@ -33,32 +33,43 @@ def test_side_factors_make_the_masks(spatial):
         gen.side_factors(0, 2, side=(3, 3))
 
 
-def run(gen, spatial, n, n_pix, max_bytes, factored, est="centred", batch=3):
+def run(gen, spatial, n, n_pix, max_bytes, factored, est="centred", batch=3, gain=False):
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
     acc = PixelMax(
-        spatial, n_pix, 0.5, n, gen, CPU, max_bytes=max_bytes, estimator=est, factored=factored
+        spatial,
+        n_pix,
+        0.5,
+        n,
+        gen,
+        CPU,
+        max_bytes=max_bytes,
+        estimator=est,
+        factored=factored,
+        gain=gain,
     )
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         acc.update(MaskBatch(start, gen(start, stop)), scores[start:stop])
     slabs = list(acc.finish())
-    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5, est)
+    masks = gen(0, n)[:, 0].double().numpy()
+    want = brute_force(masks, scores.double().numpy(), 0.5, est, gain)
     return acc, slabs, acc.partial(), want
 
 
+@pytest.mark.parametrize("gain", [False, True])
 @pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 9), (7, 6, 5)])
 @pytest.mark.parametrize("n", [1, 2, 5, 40])
-def test_factored_pass_matches_brute_force_in_slabs(spatial, n, est):
+def test_factored_pass_matches_brute_force_in_slabs(spatial, n, est, gain):
     gen = RiseMasks(spatial, 3, 0.5, seed=11)
-    acc, slabs, got, want = run(gen, spatial, n, 20, 2**12, True, est)
+    acc, slabs, got, want = run(gen, spatial, n, 20, 2**12, True, est, gain=gain)
     assert acc.tiled and acc.final_pass == "factored"
     assert len(slabs) == -(-spatial[1] // acc.rows_per_slab)
     np.testing.assert_allclose(got.map.numpy(), want, rtol=1e-5, atol=1e-6)
     if n >= 5:  # several slabs of axis 1 when the masks' factors fill the budget
         assert acc.rows_per_slab < spatial[1]
         # the halves' maxima (the reliability) agree with the per-mask pass's
-        other, _, ref, _ = run(gen, spatial, n, 20, 2**12, False, est)
+        other, _, ref, _ = run(gen, spatial, n, 20, 2**12, False, est, gain=gain)
         assert other.final_pass != "factored"
         assert got.reliability == pytest.approx(ref.reliability, abs=1e-5)
 

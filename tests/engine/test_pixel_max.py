@@ -13,16 +13,18 @@ from maskscope._engine.pixel_max import PixelMax
 CPU = torch.device("cpu")
 
 
-def brute_force(masks: np.ndarray, scores: np.ndarray, p: float, estimator="centred"):
+def brute_force(masks: np.ndarray, scores: np.ndarray, p: float, estimator="centred", gain=False):
     """max_j of pixel j's RISE map, one pixel map at a time (float64).
 
     ``"paper"``: ``Σ_i s_ij m_i / (n p)``; ``"centred"``: ``s̄_j + Σ_i (s_ij − s̄_j) m_i / (n p)``.
+    ``gain``: each map less ``s̄_j`` before the max.
     """
     n = len(masks)
     maps = []
     for j in range(scores.shape[1]):
         c = 0.0 if estimator == "paper" else scores[:, j].mean()
-        maps.append(c + np.tensordot(scores[:, j] - c, masks, axes=1) / (n * p))
+        pixel_map = c + np.tensordot(scores[:, j] - c, masks, axes=1) / (n * p)
+        maps.append(pixel_map - scores[:, j].mean() if gain else pixel_map)
     return np.max(maps, axis=0)
 
 
@@ -48,6 +50,7 @@ def run(
     snapshots=False,
     est="centred",
     factored=False,
+    gain=False,
 ):
     gen = RiseMasks(spatial, 3, 0.5, seed=11)
     scores = torch.rand(n, n_pix, generator=torch.Generator().manual_seed(2))
@@ -62,6 +65,7 @@ def run(
         buffer_masks=buffer_masks,
         estimator=est,
         factored=factored,
+        gain=gain,
     )
     seen = []
     for start in range(0, n, batch):
@@ -70,31 +74,34 @@ def run(
         if snapshots:
             seen.append((stop, acc.partial().map.numpy().copy()))
     slabs = list(acc.finish())
-    want = brute_force(gen(0, n)[:, 0].double().numpy(), scores.double().numpy(), 0.5, est)
+    masks = gen(0, n)[:, 0].double().numpy()
+    want = brute_force(masks, scores.double().numpy(), 0.5, est, gain)
     return acc, slabs, acc.partial().map.numpy(), want, seen, (gen, scores)
 
 
+@pytest.mark.parametrize("gain", [False, True])
 @pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(9, 7), (5, 6, 4)])
 @pytest.mark.parametrize("batch", [1, 4, 13])
-def test_live_mode_matches_brute_force(spatial, batch, est):
+def test_live_mode_matches_brute_force(spatial, batch, est, gain):
     acc, slabs, got, want, _, _ = run(
-        spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8, est=est
+        spatial, 40, 6, batch, max_bytes=2**20, buffer_masks=8, est=est, gain=gain
     )
     assert not acc.tiled and slabs == []
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("gain", [False, True])
 @pytest.mark.parametrize("est", ["centred", "paper"])
 @pytest.mark.parametrize("spatial", [(11, 7), (7, 6, 5)])
 @pytest.mark.parametrize("plan", ["gathered", "summed"])
-def test_slab_mode_matches_brute_force_within_budget(spatial, est, plan):
+def test_slab_mode_matches_brute_force_within_budget(spatial, est, plan, gain):
     """Several slabs of the first axis, with a slab's masks gathered or its sums kept."""
     n, n_pix, chunk = 30, 6, 8  # summed: less memory than gathered when n > 2 × pixels
     per_row = n + chunk if plan == "gathered" else 2 * (n_pix - 1) + chunk
     budget = slab_budget(spatial, n, n_pix, 2, per_row)
     acc, slabs, got, want, _, _ = run(
-        spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk, est=est
+        spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk, est=est, gain=gain
     )
     assert acc.tiled and acc.final_pass == plan and acc.rows_per_slab == 2
     assert len(slabs) == -(-spatial[0] // 2)
