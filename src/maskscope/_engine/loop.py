@@ -98,9 +98,7 @@ class RunOptions:
         "auto",
         help="Run the model on the next chunk in a second thread while the engine sums this "
         "one and makes the one after (the same chunks in the same order: the same map). "
-        "'auto': on a CPU where torch's threads leave a core free; 'on': always; 'off': never. "
-        "Unless 'off', work after the last model call (PixelRISE max's final pass) takes "
-        "the cores torch's threads leave free.",
+        "'auto': on a CPU where torch's threads leave a core free; 'on': always; 'off': never.",
         choices=PIPELINE_MODES,
         gui=False,
     )
