@@ -270,39 +270,3 @@ def test_a_worker_given_its_share_of_the_cores_does_not_pipeline(monkeypatch):
     assert pipeline.usable_cores() == 1 and not pipeline.spare_core()
     RISE(model).explain(image2d(), n_masks=40, batch_size=4, grid=4)
     assert WORKER not in " ".join(model.threads)
-
-
-@pytest.mark.parametrize("mode", ["auto", "off"])
-def test_the_final_pass_takes_the_spare_cores_and_gives_them_back(monkeypatch, mode):
-    """PixelRISE max's final pass (after the last model call) runs on the cores torch's
-    threads leave free unless the pipeline is off; the user's thread count is back at every
-    step the loop hands out, and after the run."""
-    import maskscope._engine.pixel_max as pixel_max
-
-    monkeypatch.setattr(pipeline, "usable_cores", lambda: 3)
-    inside, between = [], []
-    finish = pixel_max.PixelMax.finish
-
-    def recording(self):
-        for step in finish(self):
-            inside.append(torch.get_num_threads())
-            yield step
-
-    monkeypatch.setattr(pixel_max.PixelMax, "finish", recording)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        kw = {"merge": "max", "n_masks": 40, "grid": 4, "batch_size": 8, "pipeline": mode}
-        kw["max_memory_mb"] = 1  # the segment's sums do not fit: a final pass in slabs
-        net = ThresholdNet(3)
-        img = np.zeros((1, 20, 24, 18), np.float32)
-        img[0, 5:15, 6:16, 5:13] = 1.0  # 800 pixels: 55 MB of sums
-        snaps = []
-        for snap in PixelRISE(net).iter_explain(img, yield_every=0.0, **kw):
-            between.append(torch.get_num_threads())
-            snaps.append(snap)
-        assert inside and all(t == (3 if mode == "auto" else 1) for t in inside)
-        assert set(between) == {1} and torch.get_num_threads() == 1
-        assert snaps[-1].n_done == 40
-    finally:
-        torch.set_num_threads(threads)

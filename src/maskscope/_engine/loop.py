@@ -30,7 +30,7 @@ from .out_of_memory import back_off as _back_off
 from .out_of_memory import is_out_of_memory
 from .params import param, validate_params
 from .perturb import BatchPerturbation
-from .pipeline import PIPELINE_MODES, all_cores, chunk_bytes, pipelined_chunks, should_pipeline
+from .pipeline import PIPELINE_MODES, chunk_bytes, pipelined_chunks, should_pipeline
 from .reused import ReusedArray
 
 __all__ = [
@@ -339,9 +339,7 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
                     reliability = partial.reliability
                     if reliability is not None and 1.0 - reliability <= options.tol:
                         chunks.close()  # a model call in flight is not summed
-                        yield from _finish(
-                            task, done, batch_size, cancel, options, stopped_early=True
-                        )
+                        yield from _finish(task, done, batch_size, cancel, stopped_early=True)
                         return
                 if done < known():
                     yield Step(done, batch_size, partial)
@@ -350,7 +348,7 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
             batch_size = _back_off(size, exc)
             if tuner is not None:
                 batch_size = tuner.out_of_memory(size)
-    yield from _finish(task, done, batch_size, cancel, options)
+    yield from _finish(task, done, batch_size, cancel)
 
 
 def _one_chunk(task, runner, batch_size, done, known, tuner):
@@ -375,17 +373,11 @@ def _one_chunk(task, runner, batch_size, done, known, tuner):
     return stop, None
 
 
-def _finish(task: Task, done, batch_size, cancel, options, *, stopped_early: bool = False):
-    """The accumulator's final pass (PixelRISE max over all pixels, on every core the model's
-    threads left free: :func:`~.pipeline.all_cores`), then the final step."""
+def _finish(task: Task, done: int, batch_size: int, cancel, *, stopped_early: bool = False):
+    """The accumulator's final pass (PixelRISE max over all pixels), then the final step."""
     finish = getattr(task.accumulator, "finish", None)
     if finish is not None:
-        steps = finish()
-        while True:
-            with all_cores(options.pipeline, task.x.device):
-                step = next(steps, None)
-            if step is None:
-                break
+        for _ in finish():
             if cancel is not None and cancel.cancelled:
                 yield Step(done, batch_size, cancelled=True, stopped_early=stopped_early)
                 return

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import torch
 
@@ -29,7 +28,6 @@ from .out_of_memory import is_out_of_memory
 __all__ = [
     "PIPELINE_MAX_BYTES",
     "PIPELINE_MODES",
-    "all_cores",
     "chunk_bytes",
     "pipelined_chunks",
     "set_cores",
@@ -70,24 +68,6 @@ def usable_cores() -> int:
 def spare_core() -> bool:
     """Whether torch's CPU threads leave a core free for the engine's work."""
     return torch.get_num_threads() < usable_cores()
-
-
-@contextmanager
-def all_cores(mode: str, device: torch.device) -> Iterator[None]:
-    """Within the block, torch's CPU threads take the cores they leave free, when ``mode``
-    (``RunOptions.pipeline``) is not ``"off"``: for work after the last model call (PixelRISE
-    max's final pass), where the pipeline's worker no longer needs the spare core. The
-    user's thread count is back after the block, also between two steps of a generator.
-    """
-    threads = torch.get_num_threads()
-    raise_to = usable_cores() if mode != "off" and device.type == "cpu" else threads
-    if raise_to > threads:
-        torch.set_num_threads(raise_to)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
 
 
 def should_pipeline(mode: str, device: torch.device, chunk_bytes: int) -> bool:
