@@ -141,13 +141,14 @@ def test_pixelrise_max_is_centred_throughout(net2d, max_of):
     mx = PixelRISE(net2d).explain(img, merge="max", **kw)
     centred = PixelRISE(net2d).explain(img, merge="max", estimator="centred", **kw)
     np.testing.assert_array_equal(mx.map, centred.map)
-    offset = 0.0
-    if max_of == "gain":
+    offset, slack = 0.0, 1e-9
+    if max_of == "gain":  # w̄ from numpy in float64 beside the run's float32 sums
+        slack = 1e-6
         region = model_np(net2d, img[None]).argmax(0) == 1
         masks = masks_np(img.shape, 4, 0.5, 1, 120)
         probs = [softmax(model_np(net2d, img[None] * m[None]))[1][region].mean() for m in masks]
         offset = float(np.mean(probs))
-    assert np.all(mx.map >= mx.extras["mean"] - offset - 1e-6)
+    assert np.all(mx.map >= mx.extras["mean"] - offset - slack)
     # and not trivially: somewhere the max is well above that mean
     assert np.max(mx.map - (mx.extras["mean"] - offset)) > 1e-3
 
