@@ -32,6 +32,7 @@ from .params import param, validate_params
 from .perturb import BatchPerturbation
 from .pipeline import PIPELINE_MODES, chunk_bytes, pipelined_chunks, should_pipeline
 from .reused import ReusedArray
+from .workers import final_workers
 
 __all__ = [
     "ModelRunner",
@@ -339,7 +340,7 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
                     reliability = partial.reliability
                     if reliability is not None and 1.0 - reliability <= options.tol:
                         chunks.close()  # a model call in flight is not summed
-                        yield from _finish(task, done, batch_size, cancel, stopped_early=True)
+                        yield from _finish(task, done, batch_size, cancel, options, True)
                         return
                 if done < known():
                     yield Step(done, batch_size, partial)
@@ -348,7 +349,7 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
             batch_size = _back_off(size, exc)
             if tuner is not None:
                 batch_size = tuner.out_of_memory(size)
-    yield from _finish(task, done, batch_size, cancel)
+    yield from _finish(task, done, batch_size, cancel, options)
 
 
 def _one_chunk(task, runner, batch_size, done, known, tuner):
@@ -373,11 +374,13 @@ def _one_chunk(task, runner, batch_size, done, known, tuner):
     return stop, None
 
 
-def _finish(task: Task, done: int, batch_size: int, cancel, *, stopped_early: bool = False):
-    """The accumulator's final pass (PixelRISE max over all pixels), then the final step."""
+def _finish(task: Task, done, batch_size, cancel, options, stopped_early: bool = False):
+    """The accumulator's final pass (PixelRISE max over all pixels, in as many threads as
+    the cores hold at torch's thread count: :func:`~.workers.final_workers`), then the final
+    step."""
     finish = getattr(task.accumulator, "finish", None)
     if finish is not None:
-        for _ in finish():
+        for _ in finish(workers=final_workers(options.pipeline, task.x.device)):
             if cancel is not None and cancel.cancelled:
                 yield Step(done, batch_size, cancelled=True, stopped_early=stopped_early)
                 return

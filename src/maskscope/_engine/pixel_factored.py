@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from .pixel_slabs import CentredHalves
+from .workers import Workers
 
 __all__ = ["FactoredPass", "factored_flops"]
 
@@ -79,6 +80,8 @@ class FactoredPass:
         self.spatial = spatial
         self.side = side
         self.chunk = max(1, int(chunk))
+        #: Blocks :meth:`slab` computes at once at most (each holds :meth:`tile_bytes`).
+        self.at_once = 1
         n = halves.n
         shift0 = shift0.long()
         # rows of the slab's Y buffer: the even masks sorted by shift, then the odd
@@ -118,22 +121,27 @@ class FactoredPass:
         block = max(1, min(FIRST_ROWS // self.g0, self.tile_elements // (n_groups * self.g0 * p)))
         return block, max(1, min(block, self._sum_elements() // max(size0 * p, 1)))
 
-    def slab(self, lo: int, hi: int, weights: torch.Tensor) -> torch.Tensor:
+    def slab(self, lo: int, hi: int, weights: torch.Tensor, workers=None) -> torch.Tensor:
         """The three maxima ``(3, size0, cols)`` of the voxels with axis-1 index in [lo, hi).
 
         ``weights (3, size0, cols)``: ones, the even and the odd masks' coverage there.
+        ``workers``: a :class:`~.workers.Workers` sharing the blocks of columns, at most
+        :attr:`at_once` at a time (the same maxima for any number).
         """
         y = self._gather(lo, hi)  # (n, g0, cols)
         size0, cols = weights.shape[1], weights.shape[2]
         out = torch.empty(3, size0, cols, dtype=torch.float32, device=y.device)
         block, tile = self._widths(size0)
-        for b0 in range(0, cols, block):
+
+        def one_block(b0: int) -> None:
             b1 = min(b0 + block, cols)
             z = self._first_stages(y[:, :, b0:b1].contiguous())
             for c0 in range(b0, b1, tile):
                 c1 = min(c0 + tile, b1)
                 maxima = self._maxima(z, c0 - b0, c1 - b0, weights[:, :, c0:c1])
                 out[:, :, c0:c1] = maxima.view(3, size0, c1 - c0)
+
+        (workers or Workers(1)).limited(self.at_once).map(one_block, range(0, cols, block))
         for row, scale in zip(out, self.halves.scale, strict=True):
             row.mul_(scale)
         return out

@@ -18,8 +18,9 @@ import torch
 from .accumulate import Partial
 from .mask_batch import MaskBatch
 from .pixel_factored import TILE_ELEMENTS, FactoredPass, factored_flops
-from .pixel_slabs import CentredHalves, slab_maxima
+from .pixel_slabs import CentredHalves, slab_maxima, tile_bytes
 from .weighted_sum import WeightedSum, split_half_reliability
+from .workers import Workers
 
 __all__ = ["PixelMax"]
 
@@ -95,8 +96,10 @@ class PixelMax:
     #: Its reliability comes from the halves' maxima; there is no per-voxel standard error.
     has_stderr = False
 
-    #: Pixels centred and reduced at a time when a map is asked for (bounds the temporary).
+    #: Pixels and voxels centred and reduced at a time when a map is asked for: the
+    #: temporaries (``REDUCE_PIXELS × REDUCE_VOXELS`` float64 each) stay in the caches.
     REDUCE_PIXELS = 64
+    REDUCE_VOXELS = 2048
 
     def __init__(
         self,
@@ -197,32 +200,39 @@ class PixelMax:
         even = (self.n + 1) // 2
         return even, self.n - even
 
-    def _merged(self, halves, pixels: torch.Tensor | None, lo: int = 0):
+    def _merged(self, halves, pixels: torch.Tensor | None, lo: int = 0, workers=None):
         """Max over pixels of their maps, for all masks and for each half.
 
         ``halves``: the ``Σ s m`` rows of the even and the odd masks (voxels from ``lo``).
+        The voxels go by tiles of :attr:`REDUCE_VOXELS` (the temporaries stay in the caches),
+        shared by ``workers`` (a :class:`~.workers.Workers`: each tile is its own part).
         Returns three flat maps: all masks, even half, odd half.
         """
         n_e, n_o = self._counts()
         sums_e, sums_o = halves
-        width = sums_e.shape[1]
+        n_pix, width = sums_e.shape
         cov_all, cov_even = self.mean_acc.coverage()
         cov_e = cov_even[lo : lo + width]
         cov = cov_all[lo : lo + width]
         score = self.score_sums if pixels is None else self.score_sums[:, pixels]
-        best = [None, None, None]
-        for i in range(0, sums_e.shape[0], self.REDUCE_PIXELS):
-            j = slice(i, i + self.REDUCE_PIXELS)
-            e, o = sums_e[j].double(), sums_o[j].double()
-            parts = (
-                (e + o, score[0, j] + score[1, j], cov, self.n),
-                (e, score[0, j], cov_e, n_e),
-                (o, score[1, j], cov - cov_e, n_o),
-            )
-            for k, (rows, total, coverage, n) in enumerate(parts):
-                value = self._pixel_maps(rows, total, coverage, n).amax(dim=0)
-                best[k] = value if best[k] is None else torch.maximum(best[k], value)
-        return tuple(best)
+        best = torch.empty(3, width, dtype=torch.float64, device=sums_e.device)
+
+        def tile(a: int) -> None:
+            v = slice(a, a + self.REDUCE_VOXELS)
+            for i in range(0, n_pix, self.REDUCE_PIXELS):
+                j = slice(i, i + self.REDUCE_PIXELS)
+                e, o = sums_e[j, v].double(), sums_o[j, v].double()
+                parts = (
+                    (e + o, score[0, j] + score[1, j], cov[v], self.n),
+                    (e, score[0, j], cov_e[v], n_e),
+                    (o, score[1, j], cov[v] - cov_e[v], n_o),
+                )
+                for k, part in enumerate(parts):
+                    value = self._pixel_maps(*part).amax(dim=0)
+                    best[k, v] = value if i == 0 else torch.maximum(best[k, v], value)
+
+        (workers or Workers(1)).map(tile, range(0, width, self.REDUCE_VOXELS))
+        return best[0], best[1], best[2]
 
     def _pixel_maps(self, rows, score_total, coverage, n: int) -> torch.Tensor:
         scale = 1.0 / (max(n, 1) * self.p)
@@ -259,42 +269,53 @@ class PixelMax:
         """
         if self.rest is None:
             return self.spatial[0], True
-        row = self.n_vox // self.spatial[0]
-        n_rest = int(self.rest.numel())
-        n, chunk = max(self.n or self.n_total, 1), self._slab_chunk()
-        used = (int(self.scores.numel()) if self.scores is not None else 0) + 3 * self.n_vox
-        avail = self.max_bytes - used * _F32
-        gathered = avail // ((n + chunk) * row * _F32)
+        gathered = self._slab_avail() // self._row_bytes(True)
         if gathered >= 1:
             return int(min(self.spatial[0], gathered)), True
-        summed = avail // ((2 * n_rest + chunk) * row * _F32)
+        summed = self._slab_avail() // self._row_bytes(False)
         return int(min(self.spatial[0], max(1, summed))), False
 
-    def finish(self) -> Iterator[int]:
+    def _slab_avail(self) -> int:
+        """The budget left for a slab of the per-mask pass, beside the kept scores' place."""
+        used = (int(self.scores.numel()) if self.scores is not None else 0) + 3 * self.n_vox
+        return self.max_bytes - used * _F32
+
+    def _row_bytes(self, gather: bool) -> int:
+        """Memory of one row (index of axis 0) of a per-mask pass's slab."""
+        n, chunk = max(self.n or self.n_total, 1), self._slab_chunk()
+        held = n if gather else 2 * int(self.rest.numel())
+        return (held + chunk) * (self.n_vox // self.spatial[0]) * _F32
+
+    def finish(self, workers: int = 1) -> Iterator[int]:
         """Compute the pixels not accumulated live, slab by slab; yields slabs done.
 
         Each slab's masks are rendered again (no model calls) and the max over pixels is
         taken straight from the centred products (see :mod:`~.pixel_slabs`), or from the
-        masks' factors when that costs less (:mod:`~.pixel_factored`).
+        masks' factors when that costs less (:mod:`~.pixel_factored`). ``workers`` threads
+        share each slab's parts, as many at once as the memory budget holds
+        (:mod:`~.workers`: the same map for any number).
         """
         self._flush()
         self._buf_m = self._buf_s = None
         if self.scores is None:
             return
-        self.best = self._merged(self.acc, self.live)
-        self.acc = None
-        sums = self.score_sums[:, self.rest]
-        halves = CentredHalves(
-            self.scores[: self.n], sums, self.p, self.estimator != "paper", gain=self.gain
-        )
-        plan = self.slab_plan()  # the kept scores' place is the product matrices' now
-        self.scores = None
-        factored = self._factored_pass(halves)
-        if factored is not None:
-            self.final_pass = "factored"
-            yield from self._side_slabs(factored)
-        else:
-            yield from self._row_slabs(halves, plan)
+        with Workers(workers) as pool:
+            self.best = self._merged(self.acc, self.live, workers=pool)
+            self.acc = None
+            sums = self.score_sums[:, self.rest]
+            halves = CentredHalves(
+                self.scores[: self.n], sums, self.p, self.estimator != "paper", gain=self.gain
+            )
+            plan = self.slab_plan()  # the kept scores' place is the product matrices' now
+            spare = self._slab_avail() - plan[0] * self._row_bytes(plan[1])
+            tiles = tile_bytes(halves.n_pixels, plan[0] * (self.n_vox // self.spatial[0]))
+            self.scores = None
+            factored = self._factored_pass(halves)
+            if factored is not None:
+                self.final_pass = "factored"
+                yield from self._side_slabs(factored, pool)
+            else:
+                yield from self._row_slabs(halves, plan, pool.limited(spare // tiles))
 
     def _factored_pass(self, halves: CentredHalves) -> FactoredPass | None:
         """The factored pass when asked for or cheaper (and the masks have factors)."""
@@ -314,9 +335,11 @@ class PixelMax:
         if self.factored is None and side < 1:
             return None
         self.rows_per_slab = int(min(self.spatial[1], max(1, side)))
+        # blocks at once beside the slab's masks (each holds its first stages and sums)
+        fp.at_once = (avail - self.rows_per_slab * fp.bytes_per_side_index()) // fp.tile_bytes()
         return fp
 
-    def _side_slabs(self, fp: FactoredPass) -> Iterator[int]:
+    def _side_slabs(self, fp: FactoredPass, workers: Workers) -> Iterator[int]:
         """The factored pass, in slabs of ``rows_per_slab`` indices of axis 1."""
         size0, size1 = self.spatial[0], self.spatial[1]
         shape = (size0, size1, -1)
@@ -326,14 +349,15 @@ class PixelMax:
             hi = min(lo + step, size1)
             ce = cov_even[:, lo:hi]
             weights = torch.stack([torch.ones_like(ce), ce, cov_all[:, lo:hi] - ce])
-            merged = fp.slab(lo, hi, weights.reshape(3, size0, -1).float())
+            merged = fp.slab(lo, hi, weights.reshape(3, size0, -1).float(), workers)
             for flat, value in zip(self.best, merged, strict=True):
                 part = flat.view(shape)[:, lo:hi]
                 part.copy_(torch.maximum(part, value.view(part.shape).to(flat.dtype)))
             yield i + 1
 
-    def _row_slabs(self, halves: CentredHalves, plan: tuple[int, bool]) -> Iterator[int]:
-        """The per-mask pass, in slabs of ``rows_per_slab`` indices of axis 0."""
+    def _row_slabs(self, halves: CentredHalves, plan, workers: Workers) -> Iterator[int]:
+        """The per-mask pass, in slabs of ``rows_per_slab`` indices of axis 0 (``workers``:
+        as many at once as the budget holds beside a slab)."""
         rows, gather = plan
         self.rows_per_slab = rows
         self.final_pass = "gathered" if gather else "summed"
@@ -348,7 +372,8 @@ class PixelMax:
                 m = self.masks_fn(start, stop, rows=(lo, hi))
                 return m.reshape(stop - start, -1).float()
 
-            merged = slab_maxima(halves, masks, cov, self._slab_chunk(), gather)
+            chunk = self._slab_chunk()
+            merged = slab_maxima(halves, masks, cov, chunk, gather, workers)
             for flat, value in zip(self.best, merged, strict=True):
                 torch.maximum(flat[part], value.to(flat.dtype), out=flat[part])
             yield i + 1

@@ -25,11 +25,14 @@ reduced tile by tile.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["CentredHalves", "slab_maxima"]
+from .workers import Workers
+
+__all__ = ["CentredHalves", "slab_maxima", "tile_bytes"]
 
 #: Pixel-voxel products per tile: ``P × tile`` floats stay in the processor's caches.
 TILE_ELEMENTS = 2**19
@@ -97,12 +100,19 @@ def _tile(n_pixels: int, width: int) -> int:
     return max(64, min(width, TILE_ELEMENTS // max(n_pixels, 1)))
 
 
+def tile_bytes(n_pixels: int, width: int) -> int:
+    """Memory of one tile's two products when all masks of a slab ``width`` voxels wide are
+    at hand (a worker of :func:`slab_maxima` holds one)."""
+    return 2 * n_pixels * _tile(n_pixels, width) * 4
+
+
 def slab_maxima(
     halves: CentredHalves,
     masks: Callable[[int, int], torch.Tensor],
     coverage: torch.Tensor,
     chunk: int,
     gather: bool = True,
+    workers: Workers | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three flat maxima over pixels (all masks, even, odd) of one slab of voxels.
 
@@ -122,6 +132,8 @@ def slab_maxima(
         products tile by tile straight into their maxima: the ``P × voxels`` sums are never
         written to memory. Otherwise (less memory when ``n`` exceeds twice the pixels) the
         slab's two products are summed over the chunks first and reduced by tiles.
+    workers
+        Threads sharing the tiles of gathered masks (:mod:`~.workers`; the same maxima).
     """
     n, width = halves.n, coverage.shape[1]
     ones = torch.ones(1, width, dtype=coverage.dtype, device=coverage.device)
@@ -130,7 +142,7 @@ def slab_maxima(
     if n > 0 and gather:
         m = _gathered(masks, n, width, chunk, coverage)
         n_e = (n + 1) // 2
-        _fused(halves, m[:n_e], m[n_e:], weights, out)
+        _fused(halves, m[:n_e], m[n_e:], weights, out, workers or Workers(1))
     else:
         _summed(halves, masks, weights, chunk, out)
     for row, scale in zip(out, halves.scale, strict=True):
@@ -170,18 +182,23 @@ def _reduce(pe: torch.Tensor, po: torch.Tensor, u, w: torch.Tensor, out, cols: s
     torch.amax(pe, dim=0, out=out[0, cols])
 
 
-def _fused(halves: CentredHalves, m_e, m_o, weights, out) -> None:
+def _fused(halves: CentredHalves, m_e, m_o, weights, out, workers: Workers) -> None:
     """All masks at hand: products of one tile at a time, reduced while in the caches."""
     p, width = halves.n_pixels, weights.shape[1]
     tile = _tile(p, width)
-    pe_buf = torch.empty(p * tile, dtype=torch.float32, device=weights.device)
-    po_buf = torch.empty_like(pe_buf)
-    for a in range(0, width, tile):
+    held = threading.local()  # each thread's two product buffers
+
+    def one_tile(a: int) -> None:
+        if not hasattr(held, "pe"):
+            held.pe = torch.empty(p * tile, dtype=torch.float32, device=weights.device)
+            held.po = torch.empty_like(held.pe)
         b = min(a + tile, width)
-        pe, po = pe_buf[: p * (b - a)].view(p, -1), po_buf[: p * (b - a)].view(p, -1)
+        pe, po = held.pe[: p * (b - a)].view(p, -1), held.po[: p * (b - a)].view(p, -1)
         torch.addmm(halves.b_even, halves.a_even, m_e[:, a:b], out=pe)
         torch.addmm(halves.b_odd, halves.a_odd, m_o[:, a:b], out=po)
         _reduce(pe, po, halves.u, weights[:, a:b], out, slice(a, b))
+
+    workers.map(one_tile, range(0, width, tile))
 
 
 def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:

@@ -225,11 +225,11 @@ class WeightedSum:
     def _pending_n(self) -> int:
         return 0 if self._factored is None else self._factored.n
 
-    def finish(self) -> Iterator[int]:
+    def finish(self, workers: int = 1) -> Iterator[int]:
         """At the end of the run: add what is held to the open block's sums, in place.
 
         The last snapshot then reads the sums without copying them (the loop calls this
-        before it; a generator with nothing to yield).
+        before it; a generator with nothing to yield). ``workers`` is not used here.
         """
         self._settle()
         self._cached = None
