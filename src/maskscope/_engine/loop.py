@@ -98,8 +98,9 @@ class RunOptions:
     pipeline: str = param(
         "auto",
         help="Run the model on the next chunk in a second thread while the engine sums this "
-        "one and makes the one after (the same chunks in the same order: the same map). "
-        "'auto': on a CPU where torch's threads leave a core free; 'on': always; 'off': never.",
+        "one and makes the one after, and share PixelRISE max's final pass among the threads "
+        "the free cores hold (the same chunks and parts: the same map). 'auto': on a CPU "
+        "where torch's threads leave a core free; 'on': always; 'off': never.",
         choices=PIPELINE_MODES,
         gui=False,
     )
