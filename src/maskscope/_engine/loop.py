@@ -23,6 +23,7 @@ from .accumulate import Partial
 from .batch_tuner import BatchTuner, device_clock
 from .blocks import block_end
 from .cancel import CancelToken
+from .checks import is_check, next_check
 from .host_memory import HOST_MEMORY, HOST_MEMORY_MODES
 from .inputs import check_output
 from .mask_batch import MaskBatch
@@ -311,9 +312,14 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
     else:
         batch_size = min(batch_size or 1, batch_limit(options, task.x))
     done, end = mask_range if mask_range is not None else (0, None)
+    first_check = options.min_masks if options.tol is not None else None
 
     def known() -> int:  # the masks planned so far (an adaptive sweep plans as it goes)
         return task.known() if end is None else min(end, task.known())
+
+    def chunk_end(first: int) -> int:  # no chunk straddles a sum block or a check of tol
+        ends = block_end(first)
+        return ends if first_check is None else min(ends, next_check(first, first_check))
 
     while done < known():
         if cancel is not None and cancel.cancelled:
@@ -323,9 +329,11 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
             options.pipeline, task.x.device, chunk_bytes(task.x, batch_size)
         ):
             is_cancelled = lambda: cancel is not None and cancel.cancelled  # noqa: E731
-            chunks = pipelined_chunks(task, runner, batch_size, done, known, is_cancelled)
+            chunks = pipelined_chunks(
+                task, runner, batch_size, done, known, is_cancelled, chunk_end
+            )
         else:
-            chunks = _one_chunk(task, runner, batch_size, done, known, tuner)
+            chunks = _one_chunk(task, runner, batch_size, done, known, tuner, chunk_end)
         with closing(chunks):  # closing a pipeline waits for its model call in flight
             while True:
                 try:
@@ -336,7 +344,7 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
                 if tuner is not None:
                     batch_size = tuner.size()
                 partial = None
-                if options.tol is not None and done >= options.min_masks:
+                if first_check is not None and is_check(done, first_check):
                     partial = task.accumulator.partial()
                     reliability = partial.reliability
                     if reliability is not None and 1.0 - reliability <= options.tol:
@@ -353,11 +361,11 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
     yield from _finish(task, done, batch_size, cancel, options)
 
 
-def _one_chunk(task, runner, batch_size, done, known, tuner):
+def _one_chunk(task, runner, batch_size, done, known, tuner, chunk_end):
     """One chunk in this thread, timed by the tuner: :func:`~.pipeline.pipelined_chunks`'
     protocol (yields the masks done; returns ``(done, (out-of-memory error, size) or None)``).
     """
-    stop = min(done + batch_size, known(), block_end(done))
+    stop = min(done + batch_size, known(), chunk_end(done))
     if tuner is not None:
         tuner.start()
     batch = task.masks(done, stop)

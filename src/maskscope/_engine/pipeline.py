@@ -91,12 +91,14 @@ def pipelined_chunks(
     start: int,
     known: Callable[[], int],
     cancelled: Callable[[], bool],
+    chunk_end: Callable[[int], int] = block_end,
 ) -> Generator[int, None, tuple[int, tuple[BaseException, int] | None]]:
     """Run a task's chunks from ``start`` with the model of each in a worker thread.
 
     ``runner`` is the loop's :class:`~.loop.ModelRunner`: the worker calls its ``evaluate``,
     and a chunk's forwards are counted when its sums are updated. The task's ``reused``
-    arrays get a second slot.
+    arrays get a second slot. A chunk from mask ``i`` ends at ``chunk_end(i)`` at the latest
+    (the loop's sum blocks and checks of ``tol``).
 
     Yields the masks done after each chunk's sums are updated (the caller may read the
     accumulator then: no sum is in progress, though the next chunk's model call is). The
@@ -113,7 +115,7 @@ def pipelined_chunks(
     pool = ThreadPoolExecutor(1, thread_name_prefix="maskscope-model")
 
     def prepare(first: int):
-        stop = min(first + batch_size, known(), block_end(first))
+        stop = min(first + batch_size, known(), chunk_end(first))
         batch = task.masks(first, stop)
         return batch, task.perturb(batch)
 
