@@ -215,7 +215,7 @@ class PixelMax:
         cov_e = cov_even[lo : lo + width]
         cov = cov_all[lo : lo + width]
         score = self.score_sums if pixels is None else self.score_sums[:, pixels]
-        best = torch.empty(3, width, dtype=torch.float64, device=sums_e.device)
+        best = torch.full((3, width), -math.inf, dtype=torch.float64, device=sums_e.device)
 
         def tile(a: int) -> None:
             v = slice(a, a + self.REDUCE_VOXELS)
@@ -229,7 +229,7 @@ class PixelMax:
                 )
                 for k, part in enumerate(parts):
                     value = self._pixel_maps(*part).amax(dim=0)
-                    best[k, v] = value if i == 0 else torch.maximum(best[k, v], value)
+                    torch.maximum(best[k, v], value, out=best[k, v])
 
         (workers or Workers(1)).map(tile, range(0, width, self.REDUCE_VOXELS))
         return best[0], best[1], best[2]
