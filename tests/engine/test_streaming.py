@@ -282,3 +282,30 @@ def test_automatic_batch_limit_on_large_images():
     small = torch.zeros(1, 1, 64, 64)
     assert batch_limit(RunOptions(), small) == AUTO_BATCH_VOXELS["cpu"] // 4096
     assert batch_limit(RunOptions(max_batch_voxels=5000), small) == 1
+
+
+def test_costly_snapshots_come_at_most_a_tenth_of_the_time(monkeypatch, net2d, square2d):
+    """A snapshot that takes 20 ms to make is followed by at least 9 × 20 ms without one,
+    whatever ``yield_every`` asks; ``yield_every=0`` still gives every chunk."""
+    import time
+
+    import maskscope._engine.weighted_sum as weighted_sum
+
+    partial = weighted_sum.WeightedSum.partial
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.02)
+        return partial(self, *args, **kwargs)
+
+    monkeypatch.setattr(weighted_sum.WeightedSum, "partial", slow)
+    kw = {"n_masks": 200, "grid": 4, "batch_size": 2, "pipeline": "off"}
+    every = list(SegRISE(net2d).iter_explain(square2d, yield_every=0.0, **kw))
+    assert [s.n_done for s in every] == list(range(2, 201, 2))
+    t0 = time.perf_counter()
+    paced = list(SegRISE(net2d).iter_explain(square2d, yield_every=0.001, **kw))
+    wall = time.perf_counter() - t0
+    assert paced[-1].done and paced[-1].n_done == 200
+    # the first snapshot, then one per 0.18 s at most, and the last
+    assert 2 <= len(paced) <= 2 + wall / 0.18
+    gaps = np.diff([s.elapsed for s in paced[:-1]])
+    assert (gaps >= 9 * 0.02).all()

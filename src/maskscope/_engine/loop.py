@@ -83,7 +83,9 @@ class RunOptions:
     )
     yield_every: float = param(
         0.0,
-        help="Seconds between streamed snapshots (0 = after every chunk).",
+        help="Seconds between streamed snapshots (0 = after every chunk); above 0, also at "
+        "least 9 times what the last snapshot took to make, so that they take at most a "
+        "tenth of the run.",
         min=0.0,
         gui=False,
     )

@@ -98,7 +98,8 @@ class Snapshots:
     batch_size
         The largest batch asked for (the steps report the one used).
     yield_every
-        Seconds between streamed snapshots (0: after every chunk); None: no intermediate
+        Seconds between streamed snapshots (0: after every chunk), and at least
+        :attr:`PACE` times what the last one took to make; None: no intermediate
         snapshots at all (only the last).
     progress
         True for a tqdm bar, or a callable receiving every snapshot.
@@ -106,6 +107,9 @@ class Snapshots:
         The :class:`~maskscope._engine.batch_tuner.BatchTuner` measuring the batch size,
         when there is one (its choice and timings go in every snapshot's ``params``).
     """
+
+    #: Snapshots wait this many times their own cost: they take at most 1/(PACE + 1) of a run.
+    PACE = 9
 
     def __init__(
         self,
@@ -129,6 +133,7 @@ class Snapshots:
         self.target: int | None = None
         self.yield_every = yield_every
         self.last_yield, self.n_yields = -math.inf, 0
+        self.cost = 0.0  # seconds the last streamed snapshot took to make
         self.callback = progress if callable(progress) else None
         self.bar = None
         if progress is True:
@@ -180,12 +185,13 @@ class Snapshots:
             return None if last_task or not self.due() else self.streamed(None)
         if not self.due():
             return None
+        since = time.perf_counter()
         partial = step.partial
         if partial is None:
             partial = task.accumulator.partial()
             if step.n_done < task.n_total:  # the final pass's steps keep the last figures
                 self._trust(partial)
-        return self.streamed((self.index, self.canvas.collect(task, partial)))
+        return self.streamed((self.index, self.canvas.collect(task, partial)), since)
 
     def _trust(self, partial: Partial) -> None:
         assert self.task is not None
@@ -194,15 +200,24 @@ class Snapshots:
 
     # ------------------------------------------------------------------ snapshots
     def due(self) -> bool:
-        """Whether a streamed snapshot is due now."""
+        """Whether a streamed snapshot is due now.
+
+        With ``yield_every > 0`` the snapshots also wait :attr:`PACE` times what the last
+        one took to make (its maps, assembled), so that they take at most a tenth of the
+        run: a 3D snapshot can cost more than a chunk's model call.
+        """
         if self.yield_every is None:
             return False
-        return self.n_yields == 0 or time.perf_counter() - self.last_yield >= self.yield_every
+        wait = max(self.yield_every, self.PACE * self.cost) if self.yield_every > 0 else 0.0
+        return self.n_yields == 0 or time.perf_counter() - self.last_yield >= wait
 
-    def streamed(self, current) -> Explanation:
-        """An intermediate snapshot, counted for the pace of streaming."""
+    def streamed(self, current, since: float | None = None) -> Explanation:
+        """An intermediate snapshot, counted for the pace of streaming (``since``: when
+        making it began, for its cost)."""
         snap = self.snapshot(current)
         self.last_yield, self.n_yields = time.perf_counter(), self.n_yields + 1
+        if since is not None:
+            self.cost = self.last_yield - since
         return snap
 
     def live(self) -> tuple[int | None, dict[str, np.ndarray]] | None:
