@@ -214,7 +214,9 @@ class PixelMax:
         cov_all, cov_even = self.mean_acc.coverage()
         cov_e = cov_even[lo : lo + width]
         cov = cov_all[lo : lo + width]
+        cov_o = cov - cov_e
         score = self.score_sums if pixels is None else self.score_sums[:, pixels]
+        score_all = score[0] + score[1]
         best = torch.full((3, width), -math.inf, dtype=torch.float64, device=sums_e.device)
 
         def tile(a: int) -> None:
@@ -223,9 +225,9 @@ class PixelMax:
                 j = slice(i, i + self.REDUCE_PIXELS)
                 e, o = sums_e[j, v].double(), sums_o[j, v].double()
                 parts = (
-                    (e + o, score[0, j] + score[1, j], cov[v], self.n),
+                    (e + o, score_all[j], cov[v], self.n),
                     (e, score[0, j], cov_e[v], n_e),
-                    (o, score[1, j], cov[v] - cov_e[v], n_o),
+                    (o, score[1, j], cov_o[v], n_o),
                 )
                 for k, part in enumerate(parts):
                     value = self._pixel_maps(*part).amax(dim=0)

@@ -71,7 +71,6 @@ class Workers:
         view = Workers(min(self.n, max(1, int(at_most))))
         view._pool = self._pool if view.n > 1 else None
         view.owner = False
-        view._gate = threading.BoundedSemaphore(view.n)
         return view
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
