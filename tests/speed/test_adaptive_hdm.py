@@ -11,7 +11,12 @@ import torch
 
 from maskscope import HDM
 from maskscope._engine.adaptive_plan import REASONS, AdaptivePlan
-from maskscope._engine.adaptive_sweep import default_first_step, hidden_content, hiding_centres
+from maskscope._engine.adaptive_sweep import (
+    default_first_step,
+    hidden_content,
+    hiding_centres,
+    structure_centres,
+)
 from maskscope._engine.cancel import CancelToken
 from maskscope._engine.occlusion import CentreGrid
 from tests.conftest import Spy, ThresholdNet
@@ -113,6 +118,7 @@ def _case(counts, rng):
         ((9, 11, 7), 2, 0.0, ("content",)),
         ((10, 6, 5), 4, 0.0, ("must", "busy")),
         ((17, 13), 4, 0.5, ("content", "busy")),
+        ((11, 9, 6), 2, 0.0, ("must", "content")),  # both, as the 'structures' rule
     ],
 )
 def test_plan_equals_the_reference_for_any_chunking(counts, h0, tol, rules, reach):
@@ -208,7 +214,7 @@ def _full_sweep(dims: int):
     return img, kw, HDM(ThresholdNet(dims)).explain(img, sweep="full", **kw)
 
 
-@pytest.mark.parametrize("rule", ["hidden", "change"])
+@pytest.mark.parametrize("rule", ["structures", "hidden", "change"])
 @pytest.mark.parametrize("dims", [2, 3])
 def test_adaptive_sweep_against_the_full_sweep(dims, rule):
     img, kw, full = _full_sweep(dims)
@@ -291,7 +297,7 @@ def test_hidden_content_is_the_mean_difference_in_each_disk():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("rule", ["hidden", "change"])
+@pytest.mark.parametrize("rule", ["structures", "hidden", "change"])
 def test_the_sweep_evaluates_what_the_plan_asks_on_the_full_sweeps_distances(rule):
     vol, kw, full = _full_sweep(3)
     adapt = HDM(ThresholdNet(3)).explain(
@@ -300,11 +306,13 @@ def test_the_sweep_evaluates_what_the_plan_asks_on_the_full_sweeps_distances(rul
     x = torch.from_numpy(vol)[None, None]
     grid = CentreGrid(vol.shape, 6.0, 2.0, (1.0, 1.0, 1.0))
     hidden = torch.zeros_like(x)  # the default fill, 0
-    rules = (
-        {"must": hiding_centres(grid, x, hidden, 0.1)}
-        if rule == "hidden"
-        else {"content": hidden_content(grid, x, hidden), "content_tol": 0.1}
-    )
+    rules = {}
+    if rule == "hidden":
+        rules["must"] = hiding_centres(grid, x, hidden, 0.1)
+    if rule == "structures":
+        rules["must"] = structure_centres(grid, x, hidden, 0.1)
+    if rule != "hidden":
+        rules.update(content=hidden_content(grid, x, hidden), content_tol=0.1)
     plan = run_plan(full.extras["grid_raw"], default_first_step(grid, 6.0), 1000, busy=0.7, **rules)
     np.testing.assert_array_equal(adapt.extras["grid_evaluated"].astype(bool), plan.evaluated)
     np.testing.assert_array_equal(adapt.extras["grid_reasons"], plan.reasons)

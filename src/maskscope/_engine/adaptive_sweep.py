@@ -3,8 +3,8 @@
 :class:`AdaptiveSweep` is HDM's distance grid driven by an
 :class:`~maskscope._engine.adaptive_plan.AdaptivePlan` (which centres are evaluated, level
 by level, and why); this module also computes what the plan's content rules look at:
-which occluders hide something (:func:`hiding_centres`), and how much each one hides
-(:func:`hidden_content`).
+which occluders hide something (:func:`hiding_centres`), which hide a sizeable part of a
+structure (:func:`structure_centres`), and how much each one hides (:func:`hidden_content`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .accumulate import DistanceGrid
 from .adaptive_plan import AdaptivePlan
@@ -25,10 +26,19 @@ __all__ = [
     "default_first_step",
     "hidden_content",
     "hiding_centres",
+    "structure_centres",
 ]
 
 #: Fraction of a level's candidates above which the whole level is evaluated.
 BUSY = 0.7
+
+#: :func:`structure_centres`: an occluder that hides at least this share of a structure's
+#: voxels is always evaluated.
+STRUCTURE_SHARE = 0.02
+
+#: :func:`structure_centres`: structures of fewer voxels than this share of an occluder's
+#: are specks (noise), not structures.
+SPECK = 0.01
 
 
 def default_first_step(grid, diameter: float) -> int:
@@ -69,10 +79,58 @@ def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: flo
     something when, at some voxel of its disk and some channel, ``|x − hidden|`` exceeds
     ``content_tol`` times the image's range. Returns a flat bool array over the centres.
     """
+    return _per_centre(grid, _different(x, hidden, content_tol), "any") > 0
+
+
+def _different(x: torch.Tensor, hidden: torch.Tensor, content_tol: float) -> torch.Tensor:
+    """Bool per voxel (flat): the fill differs from the image by more than ``content_tol``
+    times the image's range, in some channel."""
     diff = (x - hidden).abs().amax(dim=1).flatten()  # (V,)
     span = float(x.max() - x.min())
-    big = diff > content_tol * span if span > 0 else diff > 0
-    return _per_centre(grid, big, "any") > 0
+    return diff > content_tol * span if span > 0 else diff > 0
+
+
+def structure_centres(
+    grid,
+    x: torch.Tensor,
+    hidden: torch.Tensor,
+    content_tol: float,
+    share: float = STRUCTURE_SHARE,
+    speck: float = SPECK,
+) -> np.ndarray:
+    """Centres whose occluder hides a sizeable part of a structure.
+
+    The structures are the connected regions (face-connected voxels) where the fill differs
+    from the image by more than ``content_tol`` times the image's range; those of fewer
+    voxels than ``speck`` times the largest occluder's are specks and are left out. A
+    centre is returned when its occluder covers at least ``share`` of some structure's
+    voxels: a shape on a background, which the model may stop seeing once enough of it is
+    hidden. An occluder inside a body many times its size covers a small share of it, and
+    is left to the rule on what it hides (:func:`hidden_content`). Returns a flat bool
+    array over the centres.
+    """
+    big = _different(x, hidden, content_tol).reshape(grid.spatial).cpu().numpy()
+    labels, n_struct = ndimage.label(big)
+    sizes = np.bincount(labels.ravel(), minlength=n_struct + 1)
+    labels = torch.from_numpy(labels.ravel()).to(grid.device)
+    pairs, counts, largest = [], [], 0
+    for start in range(0, grid.n_centres, 256):
+        flat = torch.arange(start, min(start + 256, grid.n_centres), device=grid.device)
+        rows, voxels = grid.occluded(flat)
+        largest = max(largest, int(torch.bincount(rows).max()))
+        lab = labels[voxels]
+        inside = lab > 0
+        key = (rows[inside] + start) * (n_struct + 1) + lab[inside]
+        key, count = torch.unique(key, return_counts=True)
+        pairs.append(key.cpu().numpy())
+        counts.append(count.cpu().numpy())
+    key, count = np.concatenate(pairs), np.concatenate(counts)
+    struct = key % (n_struct + 1)
+    real = sizes[struct] >= speck * largest
+    hit = real & (count >= share * sizes[struct])
+    out = np.zeros(grid.n_centres, bool)
+    out[key[hit] // (n_struct + 1)] = True
+    return out
 
 
 def hidden_content(grid, x: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:

@@ -15,6 +15,7 @@ from .._engine.adaptive_sweep import (
     default_first_step,
     hidden_content,
     hiding_centres,
+    structure_centres,
 )
 from .._engine.custom import checked_fill, function_name
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
@@ -80,17 +81,27 @@ class HDMParams:
         min=0.0,
     )
     content_rule: str = param(
-        "hidden",
-        help="Adaptive sweep: 'hidden' evaluates every centre whose occluder hides something "
-        "(sparse images); 'change' only those where what it hides is not what its "
-        "neighbours' occluders hide, interpolated (large bodies that fill the image).",
-        choices=("hidden", "change"),
+        "structures",
+        help="Adaptive sweep: 'structures' evaluates every centre whose occluder hides at "
+        "least 2 % of a structure (a shape on a background) and, elsewhere, those where "
+        "what it hides is not what its neighbours' occluders hide, interpolated (inside a "
+        "body much larger than the occluder); 'hidden' every centre whose occluder hides "
+        "anything; 'change' only the second part of 'structures'.",
+        choices=("structures", "hidden", "change"),
     )
     content_tol: float = param(
         0.2,
-        help="Adaptive sweep, as a fraction of the image's range: 'hidden': the fill differs "
-        "from the image by more than this somewhere in the disk; 'change': the mean "
-        "difference in the disk deviates from its neighbours' interpolation by more.",
+        help="Adaptive sweep, as a fraction of the image's range: the fill differs from the "
+        "image by more than this in a structure ('structures') or somewhere in the disk "
+        "('hidden').",
+        min=0.0,
+        max=1.0,
+    )
+    change_tol: float = param(
+        0.1,
+        help="Adaptive sweep ('structures', 'change'), as a fraction of the image's range: "
+        "the mean difference in the disk deviates from its neighbours' interpolation by "
+        "more than this.",
         min=0.0,
         max=1.0,
     )
@@ -211,7 +222,9 @@ def adaptive_sweep(grid, x: torch.Tensor, perturb, baseline: float, params) -> A
     must = content = None
     if params.content_rule == "hidden":
         must = hiding_centres(grid, x, hidden, params.content_tol)
-    else:
+    if params.content_rule == "structures":
+        must = structure_centres(grid, x, hidden, params.content_tol)
+    if params.content_rule in ("structures", "change"):
         content = hidden_content(grid, x, hidden)
     return AdaptiveSweep(
         grid,
@@ -220,7 +233,7 @@ def adaptive_sweep(grid, x: torch.Tensor, perturb, baseline: float, params) -> A
         first_step=default_first_step(grid, params.diameter),
         must=must,
         content=content,
-        content_tol=params.content_tol,
+        content_tol=params.change_tol,
     )
 
 
