@@ -30,6 +30,7 @@ from maskscope import HDM
 from maskscope._engine.adaptive_plan import AdaptivePlan
 from maskscope._engine.adaptive_sweep import (
     BUSY,
+    SPECK,
     default_first_step,
     hidden_content,
     hiding_centres,
@@ -44,13 +45,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 DEFAULT_CASES = [f"shapes2d:{s}" for s in range(8)] + [f"phantom3d:{s}" for s in range(4)]
 DEFAULT_CASES.append("mri3d")
 
-#: (content_rule, content_tol, change_tol) rows; the first is HDM's default.
+#: (content_rule, content_tol, change_tol, speck) rows; the first is HDM's default.
 RULES = (
-    ("structures", 0.2, 0.1),
-    ("structures", 0.2, 0.2),
-    ("hidden", 0.2, None),
-    ("change", None, 0.1),
-    ("change", None, 0.2),
+    ("structures", 0.2, 0.1, SPECK),
+    ("structures", 0.2, 0.1, 0.01),
+    ("structures", 0.2, 0.1, 0.1),
+    ("structures", 0.2, 0.2, SPECK),
+    ("hidden", 0.2, None, None),
+    ("change", None, 0.1, None),
+    ("change", None, 0.2, None),
 )
 
 
@@ -68,14 +71,14 @@ def case(name: str):
     return mri.model, mri.image, 16.0, 6.0, tuple(mri.spacing)
 
 
-def replay(raw: np.ndarray, grid, x, diameter: float, rule, content_tol, change_tol):
+def replay(raw: np.ndarray, grid, x, diameter: float, rule, content_tol, change_tol, speck):
     """The adaptive plan driven by the full sweep's distances ``raw``: (plan, forwards)."""
     hidden = torch.zeros_like(x)  # HDM's default fill
     must = content = None
     if rule == "hidden":
         must = hiding_centres(grid, x, hidden, content_tol)
     if rule == "structures":
-        must = structure_centres(grid, x, hidden, content_tol)
+        must = structure_centres(grid, x, hidden, content_tol, speck=speck)
     if rule in ("structures", "change"):
         content = hidden_content(grid, x, hidden)
     plan = AdaptivePlan(
@@ -104,8 +107,11 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {args.threads} thread(s); rows: rule, content_tol, change_tol"
     )
-    print("| case | rule | content_tol | change_tol | forwards | fewer | max diff / range | r |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| case | rule | content_tol | change_tol | speck | forwards | fewer "
+        "| max diff / range | r |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.cases:
         model, image, diameter, stride, spacing = case(name)
         t0 = time.perf_counter()
@@ -117,13 +123,14 @@ def main() -> None:
         x = x[None, None] if x.ndim == len(spacing) else x[None]
         grid = CentreGrid(x.shape[2:], diameter, stride, spacing)
         span = float(np.ptp(raw)) or 1.0
-        for rule, ctol, chtol in RULES:
-            plan, n = replay(raw, grid, x, diameter, rule, ctol, chtol)
+        for rule, ctol, chtol, speck in RULES:
+            plan, n = replay(raw, grid, x, diameter, rule, ctol, chtol, speck)
             diff = float(np.abs(plan.values - raw).max()) / span
             r = float(np.corrcoef(raw.ravel(), plan.values.ravel())[0, 1]) if raw.std() else 1.0
             print(
                 f"| {name} | {rule} | {ctol if ctol is not None else '–'} | "
-                f"{chtol if chtol is not None else '–'} | {n} | {full.n_forward / n:.2f}× | "
+                f"{chtol if chtol is not None else '–'} | {speck if speck else '–'} | "
+                f"{n} | {full.n_forward / n:.2f}× | "
                 f"{diff:.3f} | {r:.4f} |",
                 flush=True,
             )

@@ -38,7 +38,7 @@ STRUCTURE_SHARE = 0.02
 
 #: :func:`structure_centres`: structures of fewer voxels than this share of an occluder's
 #: are specks (noise), not structures.
-SPECK = 0.01
+SPECK = 0.05
 
 
 def default_first_step(grid, diameter: float) -> int:

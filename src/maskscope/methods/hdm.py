@@ -70,8 +70,8 @@ class HDMParams:
     sweep: str = param(
         "adaptive",
         help="'adaptive': a coarse pass, then only the centres whose neighbours differ or "
-        "whose occluder hides something (content_rule); the others take their neighbours' "
-        "interpolation. 'full': every centre, the model's distance everywhere.",
+        "where what the occluder hides calls for it (content_rule); the others take their "
+        "neighbours' interpolation. 'full': every centre, the model's distance everywhere.",
         choices=("full", "adaptive"),
     )
     refine_tol: float = param(
