@@ -109,8 +109,28 @@ class Explanation:
         return torch.from_numpy(np.array(arr)).to(device or "cpu")
 
     def reliability_text(self) -> str:
-        """The reliability in words, for people who do not read correlations."""
+        """The reliability in words, for people who do not read correlations.
+
+        A finished adaptive HDM sweep that skipped centres says how many the model saw.
+        """
+        note = self.coverage_text()
+        if self.reliability is None and note is not None:
+            return f"deterministic, no sampling noise: {note}"
         return describe_reliability(self.reliability, self.method)
+
+    def coverage_text(self) -> str | None:
+        """For a finished adaptive HDM sweep that skipped centres, how many the model saw;
+        None otherwise."""
+        seen = self.extras.get("grid_evaluated")
+        if not self.done or seen is None:
+            return None
+        n_seen, n_all = int(np.count_nonzero(seen)), int(np.size(seen))
+        if n_seen == n_all:
+            return None
+        return (
+            f"the model saw {n_seen} of {n_all} centres, the others take their neighbours' "
+            "interpolation (sweep='full' evaluates every centre)"
+        )
 
     def with_status(self, **changes: Any) -> Explanation:
         """A copy with some fields changed (e.g. ``done``)."""

@@ -118,3 +118,15 @@ def test_specks_do_not_make_the_sweep_evaluate_everything():
     span = np.ptp(full.map)
     assert np.abs(structures.map - full.map).max() <= 0.25 * span
     assert np.corrcoef(structures.map.ravel(), full.map.ravel())[0, 1] > 0.99
+
+
+def test_the_summary_says_how_many_centres_the_model_saw():
+    img = _specks_and_boxes()
+    kw = {"diameter": 15, "stride": 3, "batch_size": 16}
+    adapt = HDM(ThresholdNet(2)).explain(img, **kw)
+    seen = int(adapt.extras["grid_evaluated"].sum())
+    n_all = adapt.extras["grid_evaluated"].size
+    assert seen < n_all
+    assert f"the model saw {seen} of {n_all} centres" in adapt.reliability_text()
+    full = HDM(ThresholdNet(2)).explain(img, sweep="full", **kw)
+    assert full.reliability_text().startswith("exact")

@@ -59,7 +59,10 @@ def time_left(snap: Explanation) -> float | None:
 
 
 def _trust(snap: Explanation, before: str) -> str:
-    return "" if snap.reliability is None else f"{before}{snap.reliability_text()}"
+    if snap.reliability is not None:
+        return f"{before}{snap.reliability_text()}"
+    note = snap.coverage_text()
+    return "" if note is None else f"{before}{note}"
 
 
 def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:
