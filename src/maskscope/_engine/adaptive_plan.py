@@ -25,6 +25,12 @@ The others take their interpolation. A level is planned once the previous one is
 complete, so the centres evaluated, their order and the map do not depend on the batch
 size. With ``tol`` = 0 a candidate is skipped only when all of its neighbours have one and
 the same distance.
+
+Within a level, the centres to evaluate are visited where their coarser neighbours differ
+most first (ties in grid order): that is where the map is least known, so a streamed map
+sharpens where it changes before it is refined where it is flat. Until a centre is known,
+snapshots show it at the interpolation of its coarser level (:meth:`AdaptivePlan.filled`),
+as a skipped centre would be, rather than at its nearest visited neighbour's value.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ class AdaptivePlan:
         self.evaluated = np.zeros(self.counts, bool)
         self.reasons = np.zeros(self.counts, np.uint8)
         self.visits: list[int] = []  # flat centre indices, in visit order
-        self.step = int(first_step)
+        self.step = self.first_step = int(first_step)
         self._pending = 0
         self._coords = np.indices(self.counts).reshape(len(self.counts), -1)
         first = np.flatnonzero(self._on_level(self.step))
@@ -160,11 +166,43 @@ class AdaptivePlan:
             why |= REASONS["busy"]
         quiet = why == 0
         skip = cand[quiet]
+        spread = (hi - lo)[~quiet]
+        # the most different neighbours first; the same order for any batch size
+        first = np.lexsort((cand[~quiet], -spread))
         kept = [(tuple(a[quiet] for a in idx), w[quiet]) for idx, w in corners]
         self.values.flat[skip] = _interpolate(self.values, kept)
         self.known.flat[skip] = True
         self.reasons.flat[cand] = why
-        return cand[~quiet]
+        return cand[~quiet][first]
+
+    def filled(self, fallback: float = 0.0) -> np.ndarray:
+        """Every centre's value as far as it is known: the others at their interpolation.
+
+        A centre not yet known takes the multilinear interpolation of its parents, level by
+        level from the first (whose missing centres take the nearest known first-level
+        centre's value, or ``fallback`` when none is known): the value it would take if it
+        were skipped, with the centres still to be evaluated standing in for themselves.
+        """
+        out = np.where(self.known, self.values, np.nan)
+        first = self._on_level(self.first_step)
+        top = first & ~self.known.ravel()
+        if top.any():
+            have = np.flatnonzero(first & self.known.ravel())
+            if have.size == 0:
+                out.flat[np.flatnonzero(top)] = fallback
+            else:
+                miss = np.flatnonzero(top)
+                gap = self._coords[:, miss, None] - self._coords[:, None, have]
+                nearest = have[np.argmin((gap.astype(float) ** 2).sum(axis=0), axis=1)]
+                out.flat[miss] = out.flat[nearest]
+        h = self.first_step // 2
+        while h >= 1:
+            cand = np.flatnonzero(self._on_level(h) & ~self._on_level(2 * h))
+            miss = cand[~self.known.flat[cand]]
+            if miss.size:
+                out.flat[miss] = _interpolate(out, self._corners(miss, h))
+            h //= 2
+        return out
 
     def _on_coarser(self, ax: int, cand: np.ndarray, h: int):
         """Along axis ``ax``: the coarser level's positions, the candidates' coordinates,

@@ -148,10 +148,11 @@ class AdaptiveSweep(DistanceGrid):
     The loop asks :meth:`planned` how many visits are known, gets their masks from
     :meth:`batch` and gives their distances to :meth:`update`. Snapshots and the final
     map are those of :class:`~maskscope._engine.accumulate.DistanceGrid`, with the skipped
-    centres at their parents' interpolation; the extra ``grid_evaluated`` marks the centres the
-    model saw (1) and the skipped ones (0), and ``grid_reasons`` why each was evaluated (the
-    sum of the :data:`~maskscope._engine.adaptive_plan.REASONS` flags; 0: skipped or not
-    yet planned).
+    centres at their parents' interpolation, and so are the centres not yet known while the
+    sweep runs (:meth:`~maskscope._engine.adaptive_plan.AdaptivePlan.filled`); the extra
+    ``grid_evaluated`` marks the centres the model saw (1) and the skipped ones (0), and
+    ``grid_reasons`` why each was evaluated (the sum of the
+    :data:`~maskscope._engine.adaptive_plan.REASONS` flags; 0: skipped or not yet planned).
     """
 
     #: Split runs give ranges of a fixed list of centres; this sweep's list grows level
@@ -209,6 +210,11 @@ class AdaptiveSweep(DistanceGrid):
         vals = torch.from_numpy(self.plan.values.ravel()).to(self.values.device)
         self.visited = known
         self.values = torch.where(known, vals, torch.full_like(vals, math.nan))
+
+    def _filled(self) -> torch.Tensor:
+        """Known centres as they are, the others at their interpolation (baseline: none known)."""
+        vals = self.plan.filled(fallback=self.baseline)
+        return torch.from_numpy(vals).to(self.values.device)
 
     def partial(self):
         """The distance grid's maps, and which centres the model saw."""
