@@ -96,6 +96,7 @@ class AdaptivePlan:
         self.evaluated = np.zeros(self.counts, bool)
         self.reasons = np.zeros(self.counts, np.uint8)
         self.visits: list[int] = []  # flat centre indices, in visit order
+        self._queued = np.zeros(self.counts, bool)  # in visits
         self.step = self.first_step = int(first_step)
         self._pending = 0
         self._coords = np.indices(self.counts).reshape(len(self.counts), -1)
@@ -136,8 +137,13 @@ class AdaptivePlan:
             on &= member[self._coords[ax]]
         return on
 
+    def waiting(self, flat: np.ndarray) -> np.ndarray:
+        """Bool per flat index: a visit of this plan not yet recorded."""
+        return self._queued.flat[flat] & ~self.evaluated.flat[flat]
+
     def _plan(self, flat: np.ndarray) -> None:
         self.visits.extend(int(i) for i in flat)
+        self._queued.flat[flat] = True
         self._pending = flat.size
         if flat.size == 0:
             self._next_level()

@@ -190,7 +190,11 @@ class AdaptiveSweep(DistanceGrid):
 
     def batch(self, start: int, stop: int, dtype: torch.dtype) -> MaskBatch:
         """Occlusion masks of visits ``start .. stop-1`` with their holes."""
-        flat = torch.tensor(self.plan.visits[start:stop], device=self.grid.device)
+        return self.masks_of(self.plan.visits[start:stop], start, dtype)
+
+    def masks_of(self, centres: list[int], start: int, dtype: torch.dtype) -> MaskBatch:
+        """Occlusion masks of the flat ``centres``, with their holes, as batch ``start``."""
+        flat = torch.tensor(centres, dtype=torch.int64, device=self.grid.device)
         rows, voxels = self.grid.occluded(flat)
         n = flat.shape[0]
         keep = torch.ones(n, math.prod(self.grid.spatial), dtype=dtype, device=self.grid.device)
@@ -200,8 +204,12 @@ class AdaptiveSweep(DistanceGrid):
     def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:
         """Record the distances of a batch of visits; plan the next level when one is done."""
         flat = np.asarray(self.plan.visits[batch.start : batch.stop])
-        self.plan.record(flat, scores.double().cpu().numpy())
-        self.n += len(batch)
+        self.record(flat, scores.double().cpu().numpy())
+
+    def record(self, flat: np.ndarray, values: np.ndarray) -> None:
+        """Record the distances of the flat centres ``flat`` (visits of this plan)."""
+        self.plan.record(flat, values)
+        self.n += len(flat)
         self._sync()
 
     def _sync(self) -> None:

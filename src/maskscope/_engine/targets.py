@@ -15,6 +15,7 @@ Both are sums over the same perturbed inputs, so they cost the forward passes of
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,7 +65,9 @@ def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
     """One task scoring every target of ``tasks`` (same image, masks, perturbation).
 
     The first task's masks and perturbation are used: every accumulator receives the
-    same mask batches (and their factors), as in its own run.
+    same mask batches (and their factors), as in its own run. Sweeps that plan as they go
+    (adaptive HDM) run the union of their plans' centres
+    (:class:`~maskscope._engine.adaptive_targets.SharedSweeps`).
     """
     first = tasks[0]
     scores = [t.score for t in tasks]
@@ -72,6 +75,14 @@ def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
     def score(out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(s(out) for s in scores)
 
+    accumulator: Any = PerTarget([t.accumulator for t in tasks], names)
+    masks, planned = first.masks, first.planned
+    if first.planned is not None:  # adaptive sweeps: the union of the targets' plans
+        from .adaptive_targets import SharedSweeps
+
+        accumulator = SharedSweeps([t.accumulator for t in tasks], names)
+        masks = functools.partial(accumulator.batch, dtype=first.x.dtype)
+        planned = accumulator.planned
     refs = [t.reference for t in tasks if t.reference is not None]
     preds = [t.prediction for t in tasks if t.prediction is not None]
     info: dict[str, Any] = {}
@@ -80,7 +91,9 @@ def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
     return dataclasses.replace(
         first,
         score=score,
-        accumulator=PerTarget([t.accumulator for t in tasks], names),
+        accumulator=accumulator,
+        masks=masks,
+        planned=planned,
         reference=torch.stack(refs).amax(0) if refs else None,
         prediction=torch.stack(preds).amax(0) if preds else None,
         info=info,

@@ -1,0 +1,70 @@
+"""Several targets' adaptive HDM sweeps in one run: the union of their plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from maskscope import HDM
+from maskscope._engine.adaptive_sweep import AdaptiveSweep
+from maskscope._engine.adaptive_targets import SharedSweeps
+from maskscope._engine.occlusion import CentreGrid
+from tests.conftest import Spy
+from tests.roi.test_targets import Bands
+from tests.speed.test_adaptive_hdm import blob_values, run_plan
+
+
+def _feed(shared: SharedSweeps, values: list[np.ndarray], chunk: int) -> list[int]:
+    """The loop's part: masks of the planned visits, one score per target, in chunks."""
+    done, sizes = 0, []
+    while done < shared.planned():
+        stop = min(done + chunk, shared.planned())
+        batch = shared.batch(done, stop, torch.float32)
+        flat = shared.visits[done:stop]
+        shared.update(batch, tuple(torch.from_numpy(v.flat[flat].copy()) for v in values))
+        sizes.append(len(batch))
+        done = stop
+    return sizes
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 1000])
+@pytest.mark.parametrize("shape,h0", [((40, 36), 4), ((14, 18, 12), 2)])
+def test_each_target_gets_its_own_runs_plan_from_the_union(shape, h0, chunk):
+    grid = CentreGrid(shape, 4.0, 2.0, (1.0,) * len(shape))
+    counts = grid.counts
+    # three targets whose distances change in different places (two overlap)
+    values = [
+        blob_values(counts, [c * 0.25 for c in counts], 2.5),
+        blob_values(counts, [c * 0.75 for c in counts], 2.5, baseline=1.0),
+        blob_values(counts, [c * 0.3 for c in counts], 2.0),
+    ]
+    sweeps = [AdaptiveSweep(grid, 2.0, first_step=h0) for _ in values]
+    shared = SharedSweeps(sweeps, ["a", "b", "c"])
+    _feed(shared, values, chunk)
+    own = [run_plan(v, h0, 1) for v in values]
+    union = np.logical_or.reduce([p.evaluated for p in own])
+    assert len(shared.visits) == len(set(shared.visits)) == int(union.sum())
+    assert not all(np.array_equal(p.evaluated, union) for p in own)  # the plans differ
+    for sweep, plan in zip(sweeps, own, strict=True):
+        assert sweep.plan.finished
+        np.testing.assert_array_equal(sweep.plan.evaluated, plan.evaluated)
+        np.testing.assert_array_equal(sweep.plan.values, plan.values)
+        assert sweep.n == int(plan.evaluated.sum())
+
+
+def test_several_rois_evaluate_the_union_of_their_plans_once():
+    img = np.zeros((40, 44), np.float32)
+    img[4:14, 4:14] = 1.0
+    img[24:36, 26:38] = 1.0
+    rois = ["0:20,0:20", "20:40,22:44"]
+    kw = {"diameter": 4, "stride": 2, "content_rule": "change", "batch_size": 7, "target": 3}
+    singles = [HDM(Bands()).explain(img, roi=r, crop=False, **kw) for r in rois]
+    seen = [s.extras["grid_evaluated"].astype(bool) for s in singles]
+    union = int((seen[0] | seen[1]).sum())
+    assert union > max(int(s.sum()) for s in seen)  # each ROI needs centres the other does not
+    spy = Spy(Bands())
+    got = HDM(spy).explain(img, roi=rois, **kw)
+    assert spy.images == got.n_total + 1 == union + 1
+    for i, single in enumerate(singles):
+        np.testing.assert_array_equal(got.extras[f"target_{i}"], single.map)
