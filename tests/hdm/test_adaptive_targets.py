@@ -53,6 +53,33 @@ def test_each_target_gets_its_own_runs_plan_from_the_union(shape, h0, chunk):
         assert sweep.n == int(plan.evaluated.sum())
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_centre_scored_for_one_target_before_another_plans_it(seed):
+    """Plans a level apart: a target asks for centres the run scored for another."""
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(24, 56)), int(rng.integers(24, 56)))
+    grid = CentreGrid(shape, 4.0, 2.0, (1.0, 1.0))
+    counts = grid.counts
+    values = [
+        blob_values(
+            counts,
+            [c * rng.random() for c in counts],
+            float(rng.uniform(1, 6)),
+            baseline=float(rng.uniform(0, 3)),
+        )
+        for _ in range(3)
+    ]
+    sweeps = [AdaptiveSweep(grid, 2.0, first_step=8) for _ in values]
+    shared = SharedSweeps(sweeps, ["a", "b", "c"])
+    _feed(shared, values, int(rng.choice([3, 4, 7])))
+    own = [run_plan(v, 8, 1) for v in values]
+    union = np.logical_or.reduce([p.evaluated for p in own])
+    assert len(shared.visits) == len(set(shared.visits)) == int(union.sum())
+    for sweep, plan in zip(sweeps, own, strict=True):
+        assert sweep.plan.finished
+        np.testing.assert_array_equal(sweep.plan.values, plan.values)
+
+
 def test_several_rois_evaluate_the_union_of_their_plans_once():
     img = np.zeros((40, 44), np.float32)
     img[4:14, 4:14] = 1.0
