@@ -124,6 +124,11 @@ class Explanation:
         seen = self.extras.get("grid_evaluated")
         if not self.done or seen is None:
             return None
+        seen = np.asarray(seen)
+        skipped = self.params.get("skipped_slices") or []
+        if skipped and seen.ndim == self.map.ndim:  # a 2D model slice by slice: the
+            # slices with nothing to explain had no centres to see
+            seen = np.delete(seen, [int(z) for z in skipped], axis=0)
         n_seen, n_all = int(np.count_nonzero(seen)), int(np.size(seen))
         if n_seen == n_all:
             return None

@@ -95,3 +95,18 @@ def test_several_rois_evaluate_the_union_of_their_plans_once():
     assert spy.images == got.n_total + 1 == union + 1
     for i, single in enumerate(singles):
         np.testing.assert_array_equal(got.extras[f"target_{i}"], single.map)
+
+
+@pytest.mark.parametrize("extra", [{"targets": [1, 3]}, {"roi": ["0:20,0:20", "20:40,22:44"]}])
+@pytest.mark.parametrize(
+    ("sweep", "why"),
+    [("adaptive", "adaptive sweep .* cannot be split.*sweep='full'"),
+     ("full", "several targets or ROIs in one run cannot be split.*one run per target")],
+)  # fmt: skip
+def test_several_targets_cannot_be_split_and_the_error_says_why(extra, sweep, why):
+    from maskscope.methods._ranges import run_range
+
+    img = np.zeros((40, 44), np.float32)
+    img[4:14, 4:14], img[24:36, 26:38] = 1.0, 0.67
+    with pytest.raises(ValueError, match=why):
+        run_range(HDM(Bands()), img, (0, 256), diameter=4, stride=2, sweep=sweep, **extra)

@@ -30,6 +30,9 @@ class SharedSweeps(PerTarget):
     centres its own plan is waiting for.
     """
 
+    #: like one target's adaptive sweep, the run cannot be split into ranges of centres
+    splittable = False
+
     def __init__(self, sweeps: Sequence[AdaptiveSweep], names: Sequence[str]) -> None:
         super().__init__(sweeps, names)
         counts = {tuple(s.grid.counts) for s in sweeps}

@@ -27,6 +27,7 @@ import torch
 
 from .._engine.blocks import SUM_BLOCK
 from .._engine.loop import Step, run_task
+from .._engine.targets import PerTarget
 from ..explanation import Explanation
 from ._snapshots import Snapshots
 
@@ -102,6 +103,12 @@ def _task(method: Any, run: Any):
             f"{method.name}'s adaptive sweep chooses each level's centres from the levels "
             "before, so it cannot be split into ranges; use sweep='full', or explain it in "
             "one process"
+        )
+    if isinstance(task.accumulator, PerTarget):
+        raise ValueError(
+            f"{method.name} with several targets or ROIs in one run cannot be split by "
+            "masks; split one run per target (targets=[k] or one roi), or explain them "
+            "in one process"
         )
     if not hasattr(task.accumulator, "take_blocks"):
         raise ValueError(
