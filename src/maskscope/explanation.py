@@ -130,6 +130,9 @@ class Explanation:
             # slices with nothing to explain had no centres to see
             seen = np.delete(seen, [int(z) for z in skipped], axis=0)
         n_seen, n_all = int(np.count_nonzero(seen)), int(np.size(seen))
+        # several targets' sweeps evaluate the union of their centres: the run's count
+        # (``seen`` marks the first target's own centres, those exact in its ``grid_raw``)
+        n_seen = max(n_seen, min(int(self.n_done), n_all))
         if n_seen == n_all:
             return None
         return (

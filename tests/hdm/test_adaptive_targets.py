@@ -110,3 +110,16 @@ def test_several_targets_cannot_be_split_and_the_error_says_why(extra, sweep, wh
     img[4:14, 4:14], img[24:36, 26:38] = 1.0, 0.67
     with pytest.raises(ValueError, match=why):
         run_range(HDM(Bands()), img, (0, 256), diameter=4, stride=2, sweep=sweep, **extra)
+
+
+def test_coverage_of_several_targets_counts_the_union_the_model_saw():
+    img = np.zeros((40, 44), np.float32)
+    img[4:14, 4:14], img[24:36, 26:38], img[20:30, 2:12] = 1.0, 0.67, 0.31
+    kw = {"diameter": 4, "stride": 2, "content_rule": "change", "batch_size": 8}
+    spy = Spy(Bands())
+    got = HDM(spy).explain(img, targets=[1, 2, 3], **kw)
+    seen = [HDM(Bands()).explain(img, target=t, **kw).extras["grid_evaluated"] for t in (1, 2, 3)]
+    union = int(np.count_nonzero(np.logical_or.reduce([s > 0 for s in seen])))
+    assert union > int(np.count_nonzero(seen[0]))  # the targets' plans differ
+    assert spy.images == union + 1  # the unperturbed input, then each centre once
+    assert f"the model saw {union} of {seen[0].size} centres" in got.coverage_text()
