@@ -125,10 +125,8 @@ class Explanation:
         if not self.done or seen is None:
             return None
         seen = np.asarray(seen)
-        skipped = self.params.get("skipped_slices") or []
-        if skipped and seen.ndim == self.map.ndim:  # a 2D model slice by slice: the
-            # slices with nothing to explain had no centres to see
-            seen = np.delete(seen, [int(z) for z in skipped], axis=0)
+        if self.slices is not None:  # a 2D model slice by slice: the slices it explained
+            seen = seen[list(self.slices)]
         n_seen, n_all = int(np.count_nonzero(seen)), int(np.size(seen))
         # several targets' sweeps evaluate the union of their centres: the run's count
         # (``seen`` marks the first target's own centres, those exact in its ``grid_raw``)

@@ -319,19 +319,22 @@ def test_the_sweep_evaluates_what_the_plan_asks_on_the_full_sweeps_distances(rul
     np.testing.assert_allclose(adapt.extras["grid_raw"], plan.values, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("slices", ["all", [1]])
 @pytest.mark.parametrize("skip_all", [False, True])
-def test_coverage_of_a_sliced_volume_counts_only_the_slices_explained(skip_all):
-    """Slices with nothing to explain have no centres to see: they are not 'interpolated'."""
+def test_coverage_of_a_sliced_volume_counts_only_the_slices_explained(skip_all, slices):
+    """Slices with nothing to explain, or not chosen, have no centres to see: they are not
+    'interpolated'."""
     vol = (0.3 * np.random.default_rng(0).random((3, 30, 26))).astype(np.float32)
     vol[1, 6:18, 5:15] = 1  # only slice 1 has a foreground
     kw = {"diameter": 5, "stride": 2, "batch_size": 8, "content_tol": 0.0}
     rule = "change" if skip_all else "hidden"  # "change" skips centres of slice 1
     spy = Spy(ThresholdNet(2))
-    expl = HDM(spy, spatial_dims=2).explain(vol, content_rule=rule, **kw)
-    assert expl.params["skipped_slices"] == [0, 2]
+    expl = HDM(spy, spatial_dims=2).explain(vol, content_rule=rule, slices=slices, **kw)
+    assert expl.slices == (1,)
     per_slice = expl.extras["grid_evaluated"][1].size
     seen = int(np.count_nonzero(expl.extras["grid_evaluated"][1]))
-    assert spy.images == seen + 3  # every slice unperturbed, then slice 1's centres
+    # the slices looked at unperturbed (all three, or the one chosen), then slice 1's centres
+    assert spy.images == seen + (3 if slices == "all" else 1)
     if seen == per_slice:
         assert expl.coverage_text() is None
     else:
