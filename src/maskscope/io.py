@@ -248,8 +248,12 @@ def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = 
     arr = np.transpose(arr, np.argsort(order))
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
     if header is not None:
-        header = header.copy()
+        # a NIfTI-2 source's header converted field by field, not copied as NIfTI-1 bytes
+        header = nib.Nifti1Header.from_header(header)
         header.set_data_dtype(np.float32)
+        # the source's display window (cal_min / cal_max) would hide a map's values:
+        # 0 / 0 lets viewers take the map's own range
+        header["cal_min"], header["cal_max"] = 0.0, 0.0
     return nib.Nifti1Image(arr, affine, header)
 
 
@@ -273,6 +277,13 @@ def write_map(path: str | Path, data: np.ndarray, like: Volume | None = None) ->
         tifffile.imwrite(path, arr, photometric="minisblack")
     else:
         if like is not None and like.format in _NIFTI:
+            n = min(arr.ndim, np.ndim(like.data), 3)
+            want, got = tuple(np.shape(like.data)[-n:]), tuple(arr.shape[-n:])
+            if want != got:
+                raise ValueError(
+                    f"a map written like {like.format} source must have its spatial shape "
+                    f"{want}, got a map of shape {arr.shape}"
+                )
             img = nifti_image(arr, like.meta["affine"], like.axes or "ijk", like.meta["header"])
         else:
             img = nifti_image(arr, None)

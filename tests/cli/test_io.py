@@ -47,3 +47,25 @@ def test_errors_name_the_problem(tmp_path):
     np.savez(tmp_path / "two.npz", a=np.zeros(2), b=np.ones(2))
     with pytest.raises(ValueError, match=r"choose an array among \['a', 'b'\]"):
         read_image(tmp_path / "two.npz")
+
+
+@pytest.mark.parametrize("name", ["example4d.nii.gz", "example_nifti2.nii.gz"])
+def test_nifti_map_written_like_a_real_file_shows_its_own_range(tmp_path, name):
+    """A map written like nibabel's bundled files: no display window of the source (a viewer
+    would show the map blank), a NIfTI-1 header converted from NIfTI-2, a shape check."""
+    nib = pytest.importorskip("nibabel", reason="nibabel is the optional 'medical' extra")
+    from pathlib import Path
+
+    src = Path(nib.__file__).parent / "tests" / "data" / name
+    vol = read_image(src)
+    assert float(nib.load(str(src)).header["cal_max"]) > 1  # the source's window
+    spatial = vol.data.shape[-3:]
+    m = np.random.default_rng(0).random(spatial).astype(np.float32) * 1e-2 + 0.8
+    out = write_map(tmp_path / "m.nii.gz", m, like=vol)
+    img = nib.load(str(out))
+    assert float(img.header["cal_min"]) == 0 and float(img.header["cal_max"]) == 0
+    assert int(img.header["sizeof_hdr"]) == 348
+    np.testing.assert_allclose(img.affine, nib.load(str(src)).affine, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), m)  # the 'ijk' order kept
+    with pytest.raises(ValueError, match=rf"spatial shape \({spatial[0]}, .*got a map of shape"):
+        write_map(tmp_path / "bad.nii.gz", np.zeros((10, 10, 10), np.float32), like=vol)

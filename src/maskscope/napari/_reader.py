@@ -158,5 +158,5 @@ def write_nifti(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         affine = np.diag([*scale, *[1.0] * (4 - len(scale))])
     # the writer of the command line and the API, with the source's space as "like"
     space = {"affine": np.asarray(affine, dtype=float), "header": None, "axes": axes}
-    like = Volume(np.empty((0,), np.float32), None, ".nii.gz", space)
+    like = Volume(np.broadcast_to(np.float32(0), arr.shape), None, ".nii.gz", space)
     return [str(write_map(path, arr, like=like))]
