@@ -49,9 +49,14 @@ def _read_entries(path: Path) -> dict[str, np.ndarray]:
 
 
 def _check_array(path: Path, key: str, arr: np.ndarray, kind: str) -> np.ndarray:
-    ok = {"float": "fc", "int": "iub", "number": "fiub"}[kind]
+    ok = {"float": "fc", "int": "iub", "number": "fiub", "bool": "b"}[kind]
     if arr.dtype.kind == "c" or arr.dtype.kind not in ok:
-        expected = {"float": "floats", "int": "integer labels", "number": "numbers"}[kind]
+        expected = {
+            "float": "floats",
+            "int": "integer labels",
+            "number": "numbers",
+            "bool": "true/false voxels",
+        }[kind]
         raise _fail(path, key, f"must hold {expected}, got dtype {arr.dtype}")
     return arr
 
@@ -105,7 +110,7 @@ def _check_shapes(path: Path, arrays: dict[str, np.ndarray]) -> None:
     shape = arrays["map"].shape
     if len(shape) not in (2, 3):
         raise _fail(path, "map", f"must be (H, W) or (D, H, W), got shape {shape}")
-    for key in ("stderr", "reference", "prediction"):
+    for key in ("stderr", "reference", "prediction", "roi"):
         if key in arrays and arrays[key].shape != shape:
             raise _fail(path, key, f"must have the map's shape {shape}, got {arrays[key].shape}")
     image = arrays.get("image")
@@ -120,7 +125,7 @@ def read_saved(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray],
     -------
     meta, arrays, extras
         The JSON fields, the named arrays (``map``, ``stderr``, ``reference``,
-        ``prediction``, ``image``) and the extra maps.
+        ``prediction``, ``roi``, ``image``) and the extra maps.
 
     Raises
     ------
@@ -140,7 +145,7 @@ def read_saved(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray],
         )
     meta = _read_meta(path, entries["meta"])
     kinds = {"map": "float", "stderr": "float", "image": "number"}
-    kinds.update(reference="int", prediction="int")
+    kinds.update(reference="int", prediction="int", roi="bool")
     arrays = {k: _check_array(path, k, entries[k], t) for k, t in kinds.items() if k in entries}
     extras = {
         k[len("extra__") :]: _check_array(path, k, v, "number")

@@ -15,6 +15,7 @@ __all__ = ["add_evaluate_parser", "run_evaluate"]
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
     from .cli import CLI_METHODS, _add_params, add_call_flags, add_data_flags, add_input_flags
+    from .cli_roi import add_roi_flag
     from .evaluate.substrates import SUBSTRATES
 
     ev = sub.add_parser(
@@ -31,6 +32,11 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
         "--method", choices=list(CLI_METHODS), help="compute the map with this method instead"
     )
     ev.add_argument("--target", type=int, help="class to score (default: all foreground)")
+    add_roi_flag(
+        ev,
+        "score inside this region only, as 'explain --roi' does (what the model segments "
+        "outside it is no false positive): a box z0:z1,y0:y1,x0:x1 or a mask file",
+    )
     ev.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ev.add_argument("--spatial-dims", type=int, choices=[2, 3])
     add_call_flags(ev)
@@ -75,7 +81,7 @@ def _check_args(args: argparse.Namespace) -> None:
     check_outputs(outputs, inputs)  # before the run: no input overwritten, folders exist
 
 
-def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any):
+def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any, roi: Any):
     from . import METHODS
     from .cli import CLI_METHODS, call_options, method_values
 
@@ -84,6 +90,8 @@ def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, refere
     explainer = cls(
         model, outputs=args.outputs, spatial_dims=args.spatial_dims, **call_options(args)
     )
+    if roi is not None:
+        values["roi"] = roi
     return explainer.explain(
         image, reference=reference, target=args.target, progress=not args.quiet, **values
     )
@@ -126,13 +134,19 @@ def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[i
     return layout.spatial
 
 
-def _check_reference(reference: np.ndarray, target: int | None) -> None:
+def _check_reference(reference: np.ndarray, target: int | None, roi: Any) -> None:
     region = reference == target if target is not None else reference > 0
+    where = ""
+    if roi is not None:
+        from .roi import as_roi
+
+        region = region & as_roi(roi).resolve(reference.shape)
+        where = " inside --roi"
     if not region.any():
         what = f"class {target} (--target)" if target is not None else "foreground (labels > 0)"
         raise ValueError(
-            f"--reference has no voxel of {what}: expected at least one voxel to score the "
-            "curves on"
+            f"--reference has no voxel of {what}{where}: expected at least one voxel to score "
+            "the curves on"
         )
 
 
@@ -157,12 +171,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--reference must have the --image's spatial shape {spatial}, "
             f"got {tuple(reference.shape)}"
         )
+    roi = None
+    if args.roi is not None:
+        from .cli_roi import roi_flag
+
+        roi = roi_flag(args, spatial)
     if reference is not None:
-        _check_reference(np.asarray(reference), args.target)
+        _check_reference(np.asarray(reference), args.target, roi)
     source = (
         _read_map(args.map, spatial, args.axes)
         if args.map
-        else _compute_map(args, model, image, reference)
+        else _compute_map(args, model, image, reference, roi)
     )
     gen = iter_faithfulness(
         source,
@@ -170,6 +189,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         image=image,
         reference=reference,
         target=args.target,
+        roi=roi,
         substrate=args.substrate,
         blur_sigma=args.blur_sigma,
         steps=args.steps,

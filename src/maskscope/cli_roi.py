@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["add_roi_flags", "roi_kwargs", "wrap_patch_model"]
 
-_BOX = re.compile(r"^\s*-?\d+\s*:\s*-?\d+\s*(,\s*-?\d+\s*:\s*-?\d+\s*)*$")
+_BOX = re.compile(r"^\s*-?\d*\s*:\s*-?\d*\s*(,\s*-?\d*\s*:\s*-?\d*\s*)*$")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -26,11 +26,10 @@ def _int_list(text: str) -> tuple[int, ...]:
 def add_roi_flags(parser: argparse.ArgumentParser) -> None:
     """Add ``--roi``, ``--crop`` and the ``--patch-*`` flags to the explain parser."""
     group = parser.add_argument_group("region of interest and large volumes")
-    group.add_argument(
-        "--roi",
-        metavar="BOX|FILE",
-        help="explain only this region: a box z0:z1,y0:y1,x0:x1 (y0:y1,x0:x1 in 2D) or a "
-        "mask file of the image's shape (non-zero voxels)",
+    add_roi_flag(
+        group,
+        "explain only this region: a box z0:z1,y0:y1,x0:x1 (y0:y1,x0:x1 in 2D; 10: runs to "
+        "the end) or a mask file of the image's shape (non-zero voxels)",
     )
     group.add_argument(
         "--crop",
@@ -56,21 +55,17 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--patch-batch", type=int, default=4, help="patches per model call")
 
 
-def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, Any]:
-    """The ``roi=`` and ``crop=`` arguments of ``explain`` from the flags.
+def add_roi_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """Add ``--roi BOX|FILE``."""
+    parser.add_argument("--roi", metavar="BOX|FILE", help=help_text)
 
-    The ROI is checked against the image's ``spatial`` shape here, so that its errors
-    name the flag.
-    """
+
+def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...]) -> Any:
+    """``--roi`` as a box text or a boolean mask, checked against ``spatial``."""
     from .roi import as_roi
 
-    out: dict[str, Any] = {}
-    if args.roi is None:
-        if args.crop is not None:
-            raise ValueError("--crop needs --roi (the region whose box is cropped)")
-        return out
     if _BOX.match(args.roi):
-        out["roi"] = args.roi
+        roi: Any = args.roi
     else:
         from .io import read_image
 
@@ -78,17 +73,32 @@ def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, 
             mask = read_image(args.roi, axes=getattr(args, "axes", None)).data
         except FileNotFoundError:
             raise ValueError(
-                f"--roi must be a box like 10:42,0:64,5:37 or a mask file, got {args.roi!r} "
-                "(no such file)"
+                f"--roi must be a box like 10:42,0:64,5:37 (10: runs to the end) or a mask "
+                f"file, got {args.roi!r} (no such file)"
             ) from None
         mask = np.asarray(mask)
         while mask.ndim > len(spatial) and mask.shape[0] == 1:
             mask = mask[0]
-        out["roi"] = mask != 0
+        roi = mask != 0
     try:
-        as_roi(out["roi"]).resolve(spatial)
+        as_roi(roi).resolve(spatial)
     except ValueError as exc:
         raise ValueError(f"--roi: {exc}") from None
+    return roi
+
+
+def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, Any]:
+    """The ``roi=`` and ``crop=`` arguments of ``explain`` from the flags.
+
+    The ROI is checked against the image's ``spatial`` shape here, so that its errors
+    name the flag.
+    """
+    out: dict[str, Any] = {}
+    if args.roi is None:
+        if args.crop is not None:
+            raise ValueError("--crop needs --roi (the region whose box is cropped)")
+        return out
+    out["roi"] = roi_flag(args, spatial)
     if args.crop is not None:
         if args.crop == "auto":
             out["crop"] = True

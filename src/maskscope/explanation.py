@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["RELIABILITY_WORDS", "Explanation", "describe_reliability"]
 
-_ARRAYS = ("map", "stderr", "reference", "prediction", "image")
+_ARRAYS = ("map", "stderr", "reference", "prediction", "roi", "image")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Explanation:
         The reference segmentation the scores compare with (label image), when one is used.
     prediction
         The model's segmentation of the unperturbed input, when the model segments.
+    roi
+        The region of interest the scores saw (boolean, the map's shape) when the run
+        explained one (``roi=``); the union of them for several. Outside it, the scores
+        counted every voxel as background, and so does :func:`maskscope.evaluate.
+        faithfulness`.
     image
         The input ``(C, *spatial)`` (shared between snapshots of one run, never modified).
     voxel_spacing
@@ -78,6 +83,7 @@ class Explanation:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     reference: np.ndarray | None = None
     prediction: np.ndarray | None = None
+    roi: np.ndarray | None = None
     image: np.ndarray | None = None
     voxel_spacing: tuple[float, ...] = ()
     slices: tuple[int, ...] | None = None

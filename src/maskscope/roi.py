@@ -49,8 +49,15 @@ def _shape_str(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
+def _range_str(s: slice) -> str:
+    return f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+
+
 def parse_box(text: str) -> tuple[slice, ...]:
     """Parse a box ``"z0:z1,y0:y1,x0:x1"`` (or ``"y0:y1,x0:x1"``) into slices.
+
+    As in a Python slice, a range may leave out its start (from 0) or its stop (to the
+    end of the axis): ``"10:,:20,5:15"``.
 
     Raises
     ------
@@ -63,11 +70,12 @@ def parse_box(text: str) -> tuple[slice, ...]:
         try:
             if len(bits) != 2:
                 raise ValueError
-            out.append(slice(int(bits[0]), int(bits[1])))
+            start, stop = (int(b) if b.strip() else None for b in bits)
+            out.append(slice(start, stop))
         except ValueError:
             raise ValueError(
                 f"a box is one start:stop range of integers per spatial axis, comma-separated "
-                f"(e.g. '10:42,0:64,5:37'), got {text!r}"
+                f"(e.g. '10:42,0:64,5:37'; '10:' runs to the end), got {text!r}"
             ) from None
     return tuple(out)
 
@@ -209,14 +217,17 @@ class ROI:
 
     @classmethod
     def from_box(cls, box: str | Sequence[slice | tuple[int, int]], *, grow: int = 0) -> ROI:
-        """A box: ``"z0:z1,y0:y1,x0:x1"``, or one ``slice`` / ``(start, stop)`` per axis."""
+        """A box: ``"z0:z1,y0:y1,x0:x1"``, or one ``slice`` / ``(start, stop)`` per axis.
+
+        A start or stop left out (``"10:"``, ``slice(None, 20)``) runs from 0 or to the end.
+        """
         if isinstance(box, str):
             slices = parse_box(box)
         else:
             slices = tuple(b if isinstance(b, slice) else slice(*b) for b in box)
         for s in slices:
-            if s.step not in (None, 1) or s.start is None or s.stop is None:
-                raise ValueError(f"a box range needs a start and a stop and no step, got {s}")
+            if s.step not in (None, 1):
+                raise ValueError(f"a box range takes no step, got {s}")
         return cls("box", box=slices, grow=_check_grow(grow))
 
     @classmethod
@@ -254,7 +265,7 @@ class ROI:
     def describe(self) -> str:
         """A short text for records and messages."""
         if self.kind == "box":
-            return "box " + ",".join(f"{s.start}:{s.stop}" for s in self.box or ())
+            return "box " + ",".join(_range_str(s) for s in self.box or ())
         if self.kind == "label":
             return f"label {self.value}"
         if self.kind == "point":
@@ -287,6 +298,10 @@ class ROI:
                 f"the ROI box needs one range per spatial axis of shape {_shape_str(spatial)} "
                 f"({len(spatial)}), got {len(box)}: {self.describe()}"
             )
+        box = tuple(
+            slice(0 if s.start is None else s.start, n if s.stop is None else s.stop)
+            for s, n in zip(box, spatial, strict=True)
+        )
         for s, n in zip(box, spatial, strict=True):
             if not 0 <= s.start < s.stop <= n:
                 raise ValueError(

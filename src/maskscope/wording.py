@@ -39,10 +39,18 @@ _EXTRA = {
     "pad_mode": ("--pad-mode", "pad mode"),
     "voxel_spacing": ("--spacing", "voxel spacing"),
     "slices": ("--slices", "scope"),
+    "crop": ("--crop", "crop"),
+    "patch_size": ("--patch-size", "patch size"),
 }
 
 #: How a GUI writes some values (the "model input" field reads 2D / 3D).
-_GUI_VALUES = {"spatial_dims": lambda v: f"{v}D" if v in ("2", "3") else v}
+_GUI_VALUES = {
+    "spatial_dims": lambda v: f"{v}D" if v in ("2", "3") else v,
+    "crop": lambda v: {"False": "off: the whole image", "True": "to the region"}.get(v, v),
+}
+
+#: How the command line writes some values (``crop=False`` is ``--crop off``).
+_CLI_VALUES = {"crop": lambda v: {"False": "off", "True": ""}.get(v, v)}
 
 _ASSIGN = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[A-Za-z0-9_.\-]+)")
 _OWNED = re.compile(r"\b(?:[A-Z]\w*)\.([a-z][a-z0-9_]*)\b")
@@ -76,7 +84,7 @@ def _rewrite(text: str, gui: bool) -> str:
         flag, label = table[name]
         if gui:
             return f'"{label}" = {_GUI_VALUES.get(name, str)(value)}'
-        return f"{flag} {value}"
+        return f"{flag} {_CLI_VALUES.get(name, str)(value)}".rstrip()
 
     def owned(m: re.Match[str]) -> str:
         name = m.group(1)

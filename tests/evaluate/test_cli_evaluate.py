@@ -70,6 +70,35 @@ def test_method_computes_the_map(files, capsys):
     assert f"insertion  dice         {want.auc('insertion'):.4f}" in out
 
 
+def two_segments(tmp_path):
+    """Two squares that the model segments, and a box around the first one."""
+    img = np.zeros((24, 24), np.float32)
+    img[3:9, 3:9] = 1.0
+    img[14:21, 12:22] = 1.0
+    np.save(tmp_path / "two.npy", img)
+    return img, "1:11,1:11"
+
+
+@pytest.mark.parametrize("source", ["map", "method"])
+def test_roi_scores_inside_the_region(tmp_path, capsys, source):
+    img, box = two_segments(tmp_path)
+    expl = SegRISE(ThresholdNet(2)).explain(img, roi=box, n_masks=30, grid=4, seed=2)
+    np.save(tmp_path / "map.npy", expl.map)
+    given = ["--map", str(tmp_path / "map.npy")] if source == "map" else ["--method", "segrise"]
+    code = main([
+        "evaluate", "--model", FACTORY, "--image", str(tmp_path / "two.npy"), *given,
+        "--roi", "1:11,1:11", "--n-masks", "30", "--grid", "4", "--seed", "2",
+        "--steps", "5", "--random-orders", "0", "--json", str(tmp_path / "c.json"), "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    got = json.loads((tmp_path / "c.json").read_text())["curves"]["deletion"]
+    want = faithfulness(expl, model=ThresholdNet(2), steps=5, n_random=0)
+    assert want.deletion.scores("dice")[0] == pytest.approx(1.0)
+    assert got["dice"]["auc"] == pytest.approx(want.deletion.auc("dice"), rel=1e-9)
+    whole = faithfulness(expl.map, model=ThresholdNet(2), image=img, steps=5, n_random=0)
+    assert whole.deletion.auc("dice") != pytest.approx(got["dice"]["auc"], rel=1e-3)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -86,6 +115,12 @@ def test_method_computes_the_map(files, capsys):
             "no voxel of class 0 (--target)",
         ),
         (("--method", "rise", "--reference", "WRONG"), "--reference must have the --image's"),
+        (("--method", "rise", "--roi", "0:30,0:5"), "--roi: the ROI box 0:30,0:5 must lie"),
+        (("--method", "rise", "--roi", "nofile.npy"), "--roi must be a box like 10:42,0:64"),
+        (
+            ("--map", "EMPTY", "--reference", "CORNER", "--roi", "20:,20:"),
+            "--reference has no voxel of foreground (labels > 0) inside --roi",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(files, capsys, extra, message):
@@ -93,7 +128,11 @@ def test_bad_input_is_one_line_naming_the_flag(files, capsys, extra, message):
     np.save(tmp_path / "wrong.npy", np.zeros((24, 23)))
     np.save(tmp_path / "empty.npy", np.zeros((24, 24), np.int64))
     np.save(tmp_path / "ones.npy", np.ones((24, 24), np.int64))
-    paths = {n: str(tmp_path / f"{n.lower()}.npy") for n in ("WRONG", "EMPTY", "ONES")}
+    corner = np.zeros((24, 24), np.int64)
+    corner[:5, :5] = 1
+    np.save(tmp_path / "corner.npy", corner)
+    names = ("WRONG", "EMPTY", "ONES", "CORNER")
+    paths = {n: str(tmp_path / f"{n.lower()}.npy") for n in names}
     code = evaluate(tmp_path, *[paths.get(e, e) for e in extra], "--quiet")
     err = capsys.readouterr().err
     assert code == 2

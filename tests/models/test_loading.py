@@ -6,6 +6,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -143,3 +144,46 @@ def test_state_dict_file_is_refused_with_a_hint(tmp_path: Path) -> None:
 def test_not_a_string() -> None:
     with pytest.raises(ValueError, match="got int"):
         load_model(3)  # type: ignore[arg-type]
+
+
+class _Grouped(nn.Module):
+    """A first convolution with groups: ``in_channels`` is its weight's dim 1 × groups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 2, 3, padding=1, groups=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize(
+    ("net", "channels"), [(_Tiny, 1), (_Grouped, 4)], ids=["one-channel", "grouped"]
+)
+def test_traced_model_layout_is_read_from_its_weights(
+    tmp_path: Path, net: type[nn.Module], channels: int
+) -> None:
+    """A traced TorchScript file keeps no ``in_channels``: the layout comes from the weight."""
+    from maskscope._engine.inputs import model_layout
+
+    path = tmp_path / "traced.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(net().eval(), torch.rand(1, channels, 8, 8)), str(path))
+    loaded = load_model(str(path))
+    assert model_layout(loaded) == (2, channels)
+
+
+def test_traced_2d_model_explains_a_volume_slice_by_slice(tmp_path: Path) -> None:
+    """A (D, H, W) volume for a traced one-channel 2D model is a stack of slices."""
+    from maskscope import SegRISE
+
+    path = tmp_path / "traced.pt"
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(_Tiny().eval(), torch.rand(1, 1, 8, 8)), str(path))
+    volume = np.random.default_rng(0).random((5, 12, 12)).astype(np.float32)
+    expl = SegRISE(load_model(str(path))).explain(volume, slices=[1, 3], n_masks=8, grid=3)
+    assert expl.map.shape == (5, 12, 12)
+    assert expl.slices == (1, 3)

@@ -38,6 +38,12 @@ def test_roi_box_and_crop_give_the_api_map(tmp_path, crop, capsys):
     np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
 
 
+def test_open_ended_roi_box_is_a_box_not_a_file(tmp_path, capsys):
+    assert _run(tmp_path, "--roi", "12:,13:") == 0, capsys.readouterr().err
+    want = SegRISE(ThresholdNet(2)).explain(_image(), roi="12:24,13:26", n_masks=20, grid=4)
+    np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
+
+
 def test_roi_mask_file(tmp_path, capsys):
     mask = np.zeros((24, 26), np.uint8)
     mask[2:10, 2:11] = 1
@@ -58,7 +64,10 @@ def test_patch_size_runs_by_sliding_window(tmp_path, capsys):
     ("flags", "message"),
     [
         (["--roi", "0:4,30:40"], "--roi: the ROI box 0:4,30:40 must lie inside the image"),
-        (["--roi", "nofile.npy"], "--roi must be a box like 10:42,0:64,5:37 or a mask file"),
+        (
+            ["--roi", "nofile.npy"],
+            "--roi must be a box like 10:42,0:64,5:37 (10: runs to the end) or a mask file",
+        ),
         (["--roi", "0:4"], "--roi: the ROI box needs one range per spatial axis"),
         (["--crop"], "--crop needs --roi"),
         (["--roi", "0:4,0:4", "--crop", "a"], "--crop takes no value, 'off' or a margin in voxels"),

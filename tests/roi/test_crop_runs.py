@@ -68,9 +68,10 @@ def test_crop_equals_the_whole_volume_run_in_the_window(volume, method, crop):
     model = Shapes(_fcn())
     roi = ROI.from_box("6:12,8:14,5:11")
     kw = dict(roi=roi, n_masks=20, grid=4, batch_size=7)
-    got = method(model).explain(volume, crop=crop, **kw)
+    # pad_multiple=1: a window of exactly the box plus the margin (no alignment)
+    got = method(model, pad_multiple=1).explain(volume, crop=crop, **kw)
     n_crop = len(model.shapes)
-    full = method(model).explain(volume, crop=False, **kw)
+    full = method(model, pad_multiple=1).explain(volume, crop=False, **kw)
     win = _window(got)
     margin = (2, 2, 2) if crop is True else ((crop,) * 3 if isinstance(crop, int) else crop)
     box = [(6, 12), (8, 14), (5, 11)]
@@ -137,11 +138,54 @@ def test_a_2d_model_on_a_volume_crops_in_plane_and_keeps_the_roi_slices():
     vol[:, 5:12, 5:12] = 1
     vol[:, 18:26, 18:28] = 1
     kw = dict(roi="1:4,17:27,17:29", n_masks=10, grid=4)
-    got = SegRISE(ThresholdNet(2)).explain(vol, crop=True, **kw)
-    full = SegRISE(ThresholdNet(2)).explain(vol, crop=False, **kw)
+    got = SegRISE(ThresholdNet(2), pad_multiple=1).explain(vol, crop=True, **kw)
+    full = SegRISE(ThresholdNet(2), pad_multiple=1).explain(vol, crop=False, **kw)
     win = _window(got)
     assert win == (slice(1, 4), slice(16, 28), slice(16, 30))  # the 3×3 box filter: radius 1
     assert got.slices == full.slices == (1, 2, 3)
     np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
     assert (got.map[0] == 0).all() and (got.map[4:] == 0).all()  # slices not computed
     np.testing.assert_array_equal(got.map[2, :16], got.extras["outside_value"][2])
+
+
+def test_without_pad_multiple_the_window_is_aligned_as_the_image(volume):
+    """A pooling model: the window takes the powers of two that divide the image's sizes."""
+    from maskscope.methods._crop import image_alignment
+
+    model = _strided()
+    kw = dict(roi=ROI.from_box("7:11,9:13,5:9"), n_masks=16, grid=4, batch_size=8)
+    got = SegRISE(model).explain(volume, crop=True, **kw)
+    full = SegRISE(model).explain(volume, crop=False, **kw)
+    align = image_alignment(SHAPE)
+    assert align == (4, 8, 2) and got.params["crop_align"] == list(align)
+    win = _window(got)
+    pairs = zip(win, align, strict=True)
+    assert all(s.start % a == 0 and (s.stop - s.start) % a == 0 for s, a in pairs)
+    assert any(s.stop - s.start < n for s, n in zip(win, SHAPE, strict=True))
+    np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
+
+
+class _Needs64(nn.Module):
+    """Concatenates the input with a 64× down- and up-sampled copy: sizes must divide 64."""
+
+    def forward(self, x):
+        up = nn.functional.avg_pool2d(x, 64, ceil_mode=True).repeat_interleave(64, -1)
+        up = up.repeat_interleave(64, -2)
+        return torch.cat([x, up], dim=1)[:, :2]
+
+
+def test_a_size_failure_on_the_window_names_the_crop():
+    from maskscope._engine.failures import ModelError
+    from maskscope.wording import for_cli, for_gui
+
+    img = np.zeros((128, 128), np.float32)
+    img[10:20, 10:20] = 1.0
+    explainer = SegRISE(_Needs64().eval(), spatial_dims=2)
+    explainer.explain(img, n_masks=2, grid=4)  # the whole image is fine
+    with pytest.raises(ModelError) as err:
+        explainer.explain(img, roi="10:20,10:20", crop=4, n_masks=2, grid=4)
+    text = str(err.value)
+    assert "Sizes of tensors must match" in text
+    assert "the ROI's crop window of 32×32 voxels, aligned to 32,32" in text
+    assert "--pad-multiple 64" in for_cli(text) and "--crop off" in for_cli(text)
+    assert '"crop" = off: the whole image' in for_gui(text)

@@ -117,6 +117,18 @@ def test_bounding_box_and_parse_box():
     m[1, 4] = m[3, 2] = True
     assert bounding_box(m) == (slice(1, 4), slice(2, 5))
     assert parse_box(" 1:4 , 2:5") == (slice(1, 4), slice(2, 5))
+    assert parse_box("3:,:2, : ") == (slice(3, None), slice(None, 2), slice(None, None))
+
+
+def test_open_ended_box_runs_to_the_edges():
+    roi = ROI.from_box("3:,:2,4:6")
+    assert roi.describe() == "box 3:,:2,4:6"
+    want = np.zeros((6, 9, 10), bool)
+    want[3:, :2, 4:6] = True
+    np.testing.assert_array_equal(roi.resolve((6, 9, 10)), want)
+    assert ROI.from_box((slice(None, 4), (1, 3))).resolve((5, 5)).sum() == 8
+    with pytest.raises(ValueError, match=r"must lie inside the image .* \(6, 9, 10\)"):
+        ROI.from_box("7:,:,:").resolve((6, 9, 10))
     with pytest.raises(ValueError, match=r"one start:stop range .* got '1-4,2:5'"):
         parse_box("1-4,2:5")
 

@@ -106,3 +106,31 @@ def test_a_method_explains_a_volume_through_a_patch_model():
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         SlidingWindow(PatchOnly(1), **kwargs)
+
+
+class _NeedsEight(nn.Module):
+    """Concatenates the input with an 8× down- and up-sampled copy: sizes must divide 8."""
+
+    def forward(self, x):
+        up = nn.functional.avg_pool3d(x, 8, ceil_mode=True)
+        for axis in (-1, -2, -3):
+            up = up.repeat_interleave(8, axis)
+        both = torch.cat([x, up], dim=1)  # fails unless every size divides 8
+        return torch.cat([0.5 - x, x - 0.5], dim=1) + 0.0 * both[:, 1:]
+
+
+def test_a_patch_size_the_network_cannot_take_is_blamed_on_the_patch_size():
+    from maskscope._engine.failures import ModelError
+    from maskscope.wording import for_cli, for_gui
+
+    vol = np.zeros((24, 24, 24), np.float32)
+    vol[8:16, 8:16, 8:16] = 1.0
+    model = _NeedsEight().eval()
+    SegRISE(SlidingWindow(model, 16), spatial_dims=3).explain(vol, n_masks=2, grid=4)
+    with pytest.raises(ModelError) as err:
+        SegRISE(SlidingWindow(model, 12), spatial_dims=3).explain(vol, n_masks=2, grid=4)
+    text = str(err.value)
+    assert "on patches of shape (12, 12, 12)" in text and "Sizes of tensors must match" in text
+    assert "patch_size=16,16,16 for a factor of 16" in text and "pad_multiple" not in text
+    assert "--patch-size 16,16,16" in for_cli(text)
+    assert '"patch size" = 16,16,16' in for_gui(text)

@@ -14,14 +14,21 @@ import math
 import re
 from collections.abc import Sequence
 
-__all__ = ["ModelError", "failure_hint", "real_message"]
+__all__ = [
+    "NOT_DIVISIBLE",
+    "ModelError",
+    "failure_hint",
+    "real_message",
+    "suggested_multiple",
+]
 
 _TS_HEADER = "The following operation failed in the TorchScript interpreter"
 _ERROR_LINE = re.compile(
     r"^(?:builtins\.)?((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): "
 )
 
-_NOT_DIVISIBLE = (
+#: Parts of torch's messages when a size does not divide the network's down-sampling.
+NOT_DIVISIBLE = (
     "Sizes of tensors must match",
     "must match the size of tensor b",
     "Expected size",
@@ -81,7 +88,7 @@ def _size_text(spatial: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in spatial)
 
 
-def _suggested_multiple(spatial: Sequence[int], current: object) -> int:
+def suggested_multiple(spatial: Sequence[int], current: object) -> int:
     """A power of two (16 at least) above the largest one already dividing every size."""
     power = min((int(s) & -int(s)) for s in spatial) if spatial else 1
     k = max(16, power * 2)
@@ -143,8 +150,8 @@ def failure_hint(
             f"{_size_text(spatial)}: give an image of the size it was exported for, or export "
             "it with dynamic spatial dimensions"
         )
-    if any(p in message for p in _NOT_DIVISIBLE) and spatial:
-        k = _suggested_multiple(spatial, pad_multiple)
+    if any(p in message for p in NOT_DIVISIBLE) and spatial:
+        k = suggested_multiple(spatial, pad_multiple)
         already = f" (pad_multiple={pad_multiple} was not enough)" if pad_multiple else ""
         return (
             f"the spatial size {_size_text(spatial)} is probably not divisible by the "

@@ -36,6 +36,43 @@ _CONV_NAMES = {
 }
 
 
+def _weight_channels(conv: Any, name: str) -> int | None:
+    """Input channels of a convolution from its weight's shape.
+
+    A traced TorchScript module keeps its weights but not attributes such as
+    ``in_channels`` or ``groups``; ``groups`` is then read from the traced graph (1
+    when it cannot be).
+    """
+    weight = getattr(conv, "weight", None)
+    if isinstance(weight, torch.nn.parameter.UninitializedParameter):  # a lazy convolution
+        return None
+    if not torch.is_tensor(weight) or weight.ndim < 3:
+        return None
+    if name.startswith("ConvTranspose"):  # (in, out / groups, *kernel)
+        return int(weight.shape[0])
+    groups = getattr(conv, "groups", None)
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        groups = _traced_groups(conv) or 1
+    return int(weight.shape[1]) * groups  # (out, in / groups, *kernel)
+
+
+#: Position of ``groups`` among the inputs of the convolution calls in a traced graph.
+_GROUPS_INPUT = {"aten::_convolution": 8, "aten::conv2d": 6, "aten::conv3d": 6}
+
+
+def _traced_groups(conv: Any) -> int | None:
+    """``groups`` of a traced convolution, read from the constant in its graph."""
+    try:
+        for node in conv.graph.nodes():
+            pos = _GROUPS_INPUT.get(node.kind())
+            if pos is not None:
+                value = list(node.inputs())[pos].toIValue()
+                return int(value) if isinstance(value, int) and value > 0 else None
+    except Exception:  # no graph, or one of another form: unknown
+        return None
+    return None
+
+
 def model_layout(model: Callable) -> tuple[int | None, int | None]:
     """Spatial dimensionality and input channels of a model, from its first convolution.
 
@@ -57,7 +94,7 @@ def model_layout(model: Callable) -> tuple[int | None, int | None]:
             name = getattr(m, "original_name", None) or type(m).__name__
             if name in _CONV_NAMES:
                 in_ch = root_channels if isinstance(root_channels, int) else None
-                in_ch = in_ch or getattr(m, "in_channels", None)
+                in_ch = in_ch or getattr(m, "in_channels", None) or _weight_channels(m, name)
                 return _CONV_NAMES[name], (int(in_ch) if in_ch else None)
     except Exception:  # a callable with an unusual modules(): give up on inference
         return None, None

@@ -81,6 +81,8 @@ class Task:
         Label images ``(*spatial)`` (reference used by the scores, model's own prediction).
     info
         Scalars or arrays to report in the snapshot's extras (e.g. a baseline distance).
+    region
+        The region of interest the scores see (a boolean ``spatial`` tensor), if any.
     planned
         For a sweep that plans as it goes (adaptive HDM): ``() -> int``, how many of the
         ``n_total`` perturbations are known so far; the task ends when every planned one
@@ -100,6 +102,7 @@ class Task:
     reference: torch.Tensor | None = None
     prediction: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    region: torch.Tensor | None = None
     planned: Callable[[], int] | None = None
     reused: tuple[ReusedArray, ...] = ()
 

@@ -49,6 +49,24 @@ def _per_axis(value: Any, name: str) -> tuple[int, ...] | int:
     return int(items[0]) if np.isscalar(value) else tuple(int(v) for v in items)
 
 
+def _patch_error(exc: BaseException, size: tuple[int, ...]) -> BaseException:
+    """A size failure on the patches blamed on ``patch_size``, not on the image."""
+    from .failures import NOT_DIVISIBLE, ModelError, real_message, suggested_multiple
+
+    cause = real_message(exc)
+    if isinstance(exc, ModelError) or not any(p in cause for p in NOT_DIVISIBLE):
+        return exc
+    k = suggested_multiple(size, None)
+    rounded = ",".join(str(-(-int(s) // k) * k) for s in size)
+    hint = (
+        f"the model ran on patches of {'×'.join(map(str, size))} voxels, probably not a "
+        "multiple of the network's down-sampling factor: make every patch size a multiple "
+        f"of it (e.g. patch_size={rounded} for a factor of {k}); padding the image does not "
+        "change the patches"
+    )
+    return ModelError(cause, hint, context=f" on patches of shape {tuple(size)}")
+
+
 class SlidingWindow:
     """Wrap a patch-based model so that it runs on volumes of any size.
 
@@ -124,7 +142,10 @@ class SlidingWindow:
     def _predict(self, patches: torch.Tensor) -> torch.Tensor:
         self.n_calls += 1
         self.max_patches = max(self.max_patches, int(patches.shape[0]))
-        return self._adapted(patches)
+        try:
+            return self._adapted(patches)
+        except Exception as exc:
+            raise _patch_error(exc, tuple(patches.shape[2:])) from exc
 
     # the wrapped model's layout, device, dtype and mode, for the engine's checks
     def modules(self):

@@ -85,6 +85,7 @@ def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
         planned = accumulator.planned
     refs = [t.reference for t in tasks if t.reference is not None]
     preds = [t.prediction for t in tasks if t.prediction is not None]
+    regions = [t.region for t in tasks if t.region is not None]
     info: dict[str, Any] = {}
     for t in tasks:
         info.update(t.info)
@@ -96,6 +97,7 @@ def combine_tasks(tasks: Sequence[Any], names: Sequence[str]) -> Any:
         planned=planned,
         reference=torch.stack(refs).amax(0) if refs else None,
         prediction=torch.stack(preds).amax(0) if preds else None,
+        region=torch.stack(regions).any(0) if regions else None,
         info=info,
     )
 

@@ -22,6 +22,7 @@ from .._engine.scores import (
     segmentation,
 )
 from ..explanation import Explanation
+from ..roi import as_roi, restrict_reference, restricted_score
 from .substrates import Substrate, get_substrate
 
 __all__ = ["SCORES", "Problem", "as_map", "prepare_problem"]
@@ -133,8 +134,8 @@ def _make_score(reference: torch.Tensor, target: int | None, k: int, kind: str):
     return score
 
 
-def _source_fields(source: Any, image: Any, reference: Any, target: Any):
-    """Map, image, reference, target and method name from an Explanation or a raw map."""
+def _source_fields(source: Any, image: Any, reference: Any, target: Any, roi: Any):
+    """Map, image, reference, target, ROI and method name from an Explanation or a raw map."""
     if isinstance(source, Explanation):
         if source.slices is not None:
             raise ValueError(
@@ -146,10 +147,28 @@ def _source_fields(source: Any, image: Any, reference: Any, target: Any):
         target = source.target if target is None else target
         if image is None:
             raise ValueError("the explanation holds no image: pass image=")
-        return as_map(source.map), image, reference, target, source.method
+        if roi is None and isinstance(source.params.get("roi"), list):
+            raise ValueError(
+                f"this explanation explained {len(source.params['roi'])} ROIs: evaluate one "
+                "at a time, with its map (expl.extras['target_<i>']) and roi=<that ROI>"
+            )
+        roi = source.roi if roi is None and source.roi is not None else roi
+        return as_map(source.map), image, reference, target, roi, source.method
     if image is None:
         raise ValueError("a raw saliency map needs the image it explains: pass image=")
-    return as_map(source), image, reference, target, None
+    return as_map(source), image, reference, target, roi, None
+
+
+def _roi_region(roi: Any, spatial: tuple[int, ...], labels: torch.Tensor, target: Any):
+    """``roi`` as a boolean tensor of ``spatial`` shape (a point picks a component of
+    ``labels``), refusing the background as the class to score."""
+    if target == 0:
+        raise ValueError(
+            "roi scores a foreground class: outside the ROI every voxel counts as "
+            "background, so target=0 (the background) cannot be scored inside an ROI"
+        )
+    region = as_roi(roi).resolve(spatial, labels.to("cpu").numpy())
+    return torch.from_numpy(np.ascontiguousarray(region)).to(labels.device)
 
 
 def _inputs(model, image, map_shape, sub_fn, spatial_dims) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,6 +201,7 @@ def prepare_problem(
     image: Any = None,
     reference: Any = None,
     target: int | None = None,
+    roi: Any = None,
     substrate: str | Substrate = "zero",
     blur_sigma: float = 5.0,
     batch_size: int = 16,
@@ -210,7 +230,9 @@ def prepare_problem(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sub_fn = get_substrate(substrate, blur_sigma=blur_sigma)
-    saliency, image, reference, target, method = _source_fields(source, image, reference, target)
+    saliency, image, reference, target, roi, method = _source_fields(
+        source, image, reference, target, roi
+    )
     if getattr(model, "training", False):
         warnings.warn(
             "the model is in training mode (dropout / batch-norm statistics change its "
@@ -233,13 +255,18 @@ def prepare_problem(
         ref = segmentation(out, outputs)[0].long()
     else:
         ref = prepare_reference(reference, spatial, n_classes=k).to(x.device)
+    score = None
+    if roi is not None:
+        region = _roi_region(roi, spatial, segmentation(out, outputs)[0].long(), target)
+        ref = restrict_reference(ref, region)
+        score = restricted_score(_make_score(ref, target, k, outputs), region, outputs)
     limit = batch_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,
         substrate=sub_t,
         saliency=saliency,
         runner=runner,
-        score=_make_score(ref, target, k, outputs),
+        score=score or _make_score(ref, target, k, outputs),
         batch_size=min(int(batch_size), limit),
         target=target,
         method=method,

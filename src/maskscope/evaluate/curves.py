@@ -191,6 +191,7 @@ def iter_faithfulness(
     image: Any = None,
     reference: Any = None,
     target: int | None = None,
+    roi: Any = None,
     substrate: str | Callable = "zero",
     steps: int = 50,
     n_random: int = 1,
@@ -223,6 +224,11 @@ def iter_faithfulness(
     target
         The class scored; None: all foreground classes (Dice averaged over them, each
         voxel's own class for the probability).
+    roi
+        Score inside a region of interest only, as the methods' ``roi=`` does (an
+        :class:`~maskscope.ROI`, a box or a boolean mask): outside it every voxel counts
+        as background, so what the model segments elsewhere is no false positive.
+        Default: the explanation's ``roi`` when it explained one.
     substrate, blur_sigma
         ``"zero"``, ``"blur"`` (Gaussian of ``blur_sigma`` voxels), ``"min"`` (each
         channel's minimum) or a callable ``(C, *spatial) -> (C, *spatial)``.
@@ -265,7 +271,7 @@ class _Evaluation:
         self.seed = int(args["seed"])
         self.substrate = substrate_name(args["substrate"])
         self.cancel = args["cancel"]
-        names = ("model", "image", "reference", "target", "substrate", "blur_sigma")
+        names = ("model", "image", "reference", "target", "roi", "substrate", "blur_sigma")
         names += ("batch_size", "outputs", "spatial_dims", "output_key", "output")
         names += ("pad_multiple", "pad_mode")
         self.problem = prepare_problem(source, **{k: args[k] for k in names})

@@ -3,9 +3,10 @@
 :func:`iter_crop` resolves the ROI on the whole image (a point's component needs the
 whole prediction: one forward pass), plans the window (:func:`plan_crop`: the ROI's box
 grown by the margin, estimated from the model's receptive field when not given, aligned
-to ``pad_multiple``), runs the method on the window with the full image's masks seen
-through it, and pastes every snapshot into the full image (:func:`paste`). What holds
-and what differs is in :mod:`maskscope._engine.crop`.
+to ``pad_multiple``, else to the powers of two that divide the image's sizes), runs the
+method on the window with the full image's masks seen through it, and pastes every
+snapshot into the full image (:func:`paste`). What holds and what differs is in
+:mod:`maskscope._engine.crop`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from .._engine.crop import ReceptiveFieldError, crop_window, receptive_field
+from .._engine.failures import ModelError
 from ..explanation import Explanation
 from ..roi import ROI
 from ._focus import full_prediction, roi_list
@@ -26,6 +28,7 @@ __all__ = [
     "CropPlan",
     "check_crop",
     "crop_arguments",
+    "image_alignment",
     "iter_crop",
     "paste",
     "plan_crop",
@@ -50,6 +53,7 @@ class CropPlan:
     window: tuple[slice, ...]
     margin: tuple[int, ...]
     estimated: bool
+    align: tuple[int, ...] = ()
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description for the explanation's params."""
@@ -57,7 +61,23 @@ class CropPlan:
             "crop_window": [[s.start, s.stop] for s in self.window],
             "crop_margin": list(self.margin),
             "crop_margin_estimated": self.estimated,
+            "crop_align": list(self.align),
         }
+
+
+#: The largest alignment taken from the image's own sizes (a 5-level U-Net's stride).
+MAX_IMAGE_ALIGN = 32
+
+
+def image_alignment(sizes: Sequence[int]) -> tuple[int, ...]:
+    """Per axis, the largest power of two (up to :data:`MAX_IMAGE_ALIGN`) dividing its size.
+
+    The model runs on the whole image, so its down-sampling factor divides the image's
+    sizes (or the image is padded to one, ``pad_multiple``). A window whose origin and size
+    are multiples of the same powers of two meets the model's pooling grid where the whole
+    image does, and its size is one the model takes.
+    """
+    return tuple(min(MAX_IMAGE_ALIGN, int(n) & -int(n)) for n in sizes)
 
 
 def check_crop(crop: Any) -> bool | str | tuple[int, ...] | int:
@@ -89,7 +109,8 @@ def plan_crop(
     """The window of a crop-mode run around ``region`` (full-image boolean mask).
 
     For a 2D model on a volume the margin applies in-plane; the window spans the ROI's
-    slices only. ``crop="auto"`` estimates the margin as ``True`` does.
+    slices only. ``crop="auto"`` estimates the margin as ``True`` does. ``align``: the
+    model's padding multiple (``pad_multiple``); None: :func:`image_alignment`.
     """
     nd = region.ndim
     estimated = crop is True or crop == "auto"
@@ -109,14 +130,19 @@ def plan_crop(
                 f"crop needs one margin or {model_dims} (one per axis of the model), got {crop!r}"
             )
     margins = (0,) * (nd - model_dims) + tuple(margin)
-    aligns: Any = 1 if align is None else align
+    aligns: Any = image_alignment(region.shape[nd - model_dims :]) if align is None else align
     if not np.isscalar(aligns):
         aligns = tuple(aligns)
     if np.isscalar(aligns):
         aligns = (int(aligns),) * model_dims
     aligns = (1,) * (nd - model_dims) + tuple(aligns)
     window = crop_window(region, margins, align=aligns)
-    return CropPlan(window=window, margin=tuple(margin), estimated=estimated)
+    return CropPlan(
+        window=window,
+        margin=tuple(margin),
+        estimated=estimated,
+        align=tuple(aligns)[nd - model_dims :],
+    )
 
 
 def _paste_array(
@@ -158,6 +184,7 @@ def paste(
         stderr=_paste_array(snap.stderr, window, spatial),
         reference=_paste_array(snap.reference, window, spatial),
         prediction=_paste_array(snap.prediction, window, spatial),
+        roi=_paste_array(snap.roi, window, spatial),
         extras=extras,
         image=image,
         slices=slices,
@@ -287,7 +314,27 @@ def iter_crop(
     record = {"roi": roi.describe(), **plan.record()}
     if crop == "auto":
         record["crop"] = "auto"
-    return paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
+    pasted = paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
+    return _window_failures(pasted, plan)
+
+
+def _window_failures(run: Iterator[Explanation], plan: CropPlan) -> Iterator[Explanation]:
+    """``run``, with a size failure of the model blamed on the crop window it ran on."""
+    try:
+        yield from run
+    except ModelError as exc:
+        if not exc.hint or "divisible" not in exc.hint:
+            raise
+        size = "×".join(str(s.stop - s.start) for s in plan.window[-len(plan.align) :])
+        align = ",".join(map(str, plan.align))
+        hint = (
+            f"the model ran on the ROI's crop window of {size} voxels, aligned to {align}: "
+            "set pad_multiple to the network's down-sampling factor (e.g. pad_multiple=64) to "
+            "pad the window to a size the network takes, or crop=False to run on the whole image"
+        )
+        new = ModelError(exc.cause, hint, context=exc.context)
+        new.partial = getattr(exc, "partial", None)  # type: ignore[attr-defined]
+        raise new from exc
 
 
 def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why: str):

@@ -39,6 +39,7 @@ def restrict_task(task: Any, region: torch.Tensor, kind: str, target: int | None
         )
     region = region.to(task.x.device)
     task.score = restricted_score(task.score, region, kind)
+    task.region = region
     zero = torch.zeros((), dtype=torch.int64, device=region.device)
     for name in ("reference", "prediction"):
         labels = getattr(task, name)
@@ -90,6 +91,13 @@ def build_tasks(
         return None
     jobs: list[tuple[str, Any, torch.Tensor | None]] = []
     if targets is not None:
+        hi = max(ctx.n_classes, 2) - 1
+        wrong = [int(t) for t in targets if not 0 <= int(t) <= hi]
+        if wrong:
+            raise ValueError(
+                f"targets must be class indices in [0, {hi}] for a model with "
+                f"{ctx.n_classes} output channel(s), got {', '.join(map(str, wrong))}"
+            )
         region = regions[0] if regions else None
         jobs = [(str(t), dataclasses.replace(ctx, target=int(t)), region) for t in targets]
     elif regions is not None:
@@ -155,6 +163,11 @@ def _check_targets(targets: Any) -> None:
         or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in targets)
     ):
         raise TypeError(f"targets must be a non-empty list of class indices, got {targets!r}")
+    twice = sorted({int(t) for t in targets if list(targets).count(t) > 1})
+    if twice:
+        raise ValueError(
+            f"targets names class {', '.join(map(str, twice))} more than once, in {list(targets)}"
+        )
 
 
 def resolve_rois(
@@ -266,6 +279,11 @@ def make_focus(
 ) -> tuple[Focus | None, dict[str, Any]]:
     """Check ``roi``, ``targets`` and ``per_channel``; the run's focus and its record."""
     rois = roi_list(roi)
+    if targets is not None and target is not None:
+        raise ValueError(
+            f"give target= (one class) or targets= (several), not both: got target={target} "
+            f"and targets={list(targets) if isinstance(targets, (list, tuple)) else targets}"
+        )
     if rois is None and targets is None and not per_channel and frame is None:
         return None, {}
     if per_channel and not method.stochastic:

@@ -65,6 +65,8 @@ class Canvas:
             out["reference"] = _np(task.reference, np.int32)
         if task.prediction is not None:
             out["prediction"] = _np(task.prediction, np.int32)
+        if task.region is not None:
+            out["roi"] = _np(task.region, bool)
         return out
 
     def assemble(self, current: tuple[int | None, dict[str, np.ndarray]] | None):
@@ -258,6 +260,7 @@ class Snapshots:
             extras=extras,
             reference=arrays.get("reference"),
             prediction=arrays.get("prediction"),
+            roi=arrays.get("roi"),
             image=rec.image,
             voxel_spacing=rec.voxel_spacing,
             slices=tuple(sorted(computed)) if rec.sliced else None,

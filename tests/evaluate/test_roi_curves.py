@@ -1,0 +1,86 @@
+"""Curves scored inside a region of interest, as the methods' ``roi=`` scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskscope import ROI, Explanation, SegRISE, faithfulness
+from maskscope.evaluate import deletion
+from tests.evaluate.cases import saliency_for
+from tests.evaluate.reference import THRESHOLD, BoxNet, box_mean, perturbed_inputs, ref_auc
+
+STEPS = 6
+
+
+def two_blocks(dims: int) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Two bright blocks on a faint texture, and a box around the first one only."""
+    rng = np.random.default_rng(4)
+    if dims == 2:
+        img = 0.2 * rng.random((12, 14))
+        img[2:6, 2:6] += 0.8
+        img[7:11, 8:13] += 0.8
+        return img.astype(np.float32), (slice(1, 7), slice(1, 7))
+    img = 0.2 * rng.random((7, 9, 10))
+    img[1:4, 1:4, 1:4] += 0.8
+    img[4:7, 5:8, 6:9] += 0.8
+    return img.astype(np.float32), (slice(0, 5), slice(0, 5), slice(0, 5))
+
+
+def ref_roi_curve(image, saliency, box, kind):
+    """The Dice curve by the slow route, with prediction and reference cut to the box."""
+    inside = np.zeros(saliency.shape, bool)
+    inside[box] = True
+    reference = (box_mean(image[None]) > THRESHOLD) & inside
+    dice = []
+    for x in perturbed_inputs(image[None], saliency, kind, STEPS, "zero"):
+        pred = (box_mean(x) > THRESHOLD) & inside
+        dice.append(2.0 * (pred & reference).sum() / (pred.sum() + reference.sum()))
+    return np.array(dice)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+def test_curve_inside_an_roi_matches_the_reference(dims, kind):
+    img, box = two_blocks(dims)
+    sal = saliency_for(img.shape, seed=dims)
+    roi = ",".join(f"{s.start}:{s.stop}" for s in box)
+    res = faithfulness(sal, model=BoxNet(dims), image=img, roi=roi, steps=STEPS, n_random=0)
+    want = ref_roi_curve(img, sal, box, kind)
+    curve = getattr(res, kind)
+    np.testing.assert_allclose(curve.scores("dice"), want, rtol=0, atol=1e-12)
+    assert curve.auc("dice") == pytest.approx(ref_auc(curve.fractions, want), abs=1e-12)
+    whole = faithfulness(sal, model=BoxNet(dims), image=img, steps=STEPS, n_random=0)
+    assert not np.allclose(getattr(whole, kind).scores("dice"), want)  # the ROI matters
+
+
+@pytest.mark.parametrize("crop", ["auto", False])
+def test_an_roi_explanation_is_scored_inside_its_roi(tmp_path, crop):
+    """The other block, which the model also segments, is no false positive."""
+    img, box = two_blocks(2)
+    expl = SegRISE(BoxNet(2)).explain(img, roi=ROI.from_box(box), crop=crop, n_masks=40, grid=3)
+    inside = np.zeros(img.shape, bool)
+    inside[box] = True
+    assert expl.roi is not None and np.array_equal(expl.roi, inside)
+    res = faithfulness(expl, model=BoxNet(2), steps=STEPS, n_random=0)
+    assert res.deletion.scores("dice")[0] == pytest.approx(1.0)  # the intact image
+    assert res.insertion.scores("dice")[-1] == pytest.approx(1.0)
+    want = ref_roi_curve(img, expl.map, box, "deletion")
+    np.testing.assert_allclose(res.deletion.scores("dice"), want, rtol=0, atol=1e-12)
+    loaded = Explanation.load(expl.save(tmp_path / "e.npz"))
+    assert np.array_equal(loaded.roi, inside)
+    again = deletion(loaded, model=BoxNet(2), steps=STEPS)
+    np.testing.assert_array_equal(again.scores("dice"), res.deletion.scores("dice"))
+
+
+def test_roi_scoring_refuses_the_background_and_several_rois():
+    img, box = two_blocks(2)
+    sal = saliency_for(img.shape)
+    with pytest.raises(ValueError, match="target=0"):
+        faithfulness(sal, model=BoxNet(2), image=img, roi=ROI.from_box(box), target=0)
+    other = ROI.from_box("6:12,7:14")
+    expl = SegRISE(BoxNet(2)).explain(img, roi=[ROI.from_box(box), other], n_masks=8, grid=3)
+    with pytest.raises(ValueError, match="explained 2 ROIs: evaluate one at a time"):
+        faithfulness(expl, model=BoxNet(2), steps=STEPS)
+    res = faithfulness(expl, model=BoxNet(2), roi=other, steps=STEPS, n_random=0)
+    assert res.deletion.scores("dice")[0] == pytest.approx(1.0)
