@@ -83,8 +83,13 @@ def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[st
 
 def check_format(out: Path, input_format: str) -> None:
     """``--out`` must end in a known format (and stay NIfTI for a NIfTI input)."""
-    known = any(out.name.lower().endswith(f) for f in FORMATS)
-    if not known or (input_format.startswith(".nii") and ".nii" not in out.name.lower()):
+    name = out.name.lower()
+    if input_format.startswith(".nii") and not name.endswith((".nii", ".nii.gz")):
+        raise ValueError(
+            "a NIfTI --image gives a NIfTI map, in the image's space (its affine and header): "
+            f"--out needs a file name ending in .nii.gz or .nii, got {out.name}"
+        )
+    if not any(name.endswith(f) for f in FORMATS):
         raise ValueError(
             f"--out needs a file name ending in {input_format} (or one of "
             f"{', '.join(FORMATS)}), got {out.name}"

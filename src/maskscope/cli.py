@@ -302,7 +302,7 @@ def _explain(args: argparse.Namespace) -> int:
         normalize=normalize,
         **values,
     )
-    write_map(out, expl.map, like=image)
+    write_map(out, expl.map, like=image, spacing=expl.voxel_spacing or None)
     _report_result(out, png, method_name, expl)
     return 0
 

@@ -164,6 +164,7 @@ def _read_tiff(path: Path, fmt: str) -> Volume:
         series = tif.series[0]
         data = native(series.asarray())
         layout = str(series.axes)
+        spacing = _tiff_spacing(tif, layout)
     if layout.endswith("S") and data.ndim >= 3 and data.shape[-1] in (3, 4):
         if data.ndim > 3:
             raise ValueError(
@@ -172,14 +173,32 @@ def _read_tiff(path: Path, fmt: str) -> Volume:
             )
         rgb = np.moveaxis(data[..., :3], -1, 0)
         return Volume(np.ascontiguousarray(rgb), None, fmt, {"channels": "rgb"})
-    return Volume(data, None, fmt)
+    return Volume(data, spacing, fmt)
+
+
+def _tiff_spacing(tif: Any, layout: str) -> tuple[float, ...] | None:
+    """The voxel spacing an ImageJ TIFF records (``spacing`` and the X/Y resolution)."""
+    meta = tif.imagej_metadata
+    if not meta or layout not in ("YX", "ZYX"):
+        return None
+    try:
+        tags = tif.pages[0].tags
+        x_num, x_den = tags["XResolution"].value
+        y_num, y_den = tags["YResolution"].value
+        yx = (float(y_den) / float(y_num), float(x_den) / float(x_num))
+        if layout == "YX":
+            return yx
+        return (float(meta.get("spacing", 1.0)), *yx)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
     with np.load(path, allow_pickle=False) as z:
         keys = list(z.files)
+        arrays = [k for k in keys if k != "voxel_spacing"]
         if key is None:
-            key = "image" if "image" in keys else (keys[0] if len(keys) == 1 else None)
+            key = "image" if "image" in keys else (arrays[0] if len(arrays) == 1 else None)
         if key is None or key not in keys:
             raise ValueError(f"{path.name}: choose an array among {keys}")
         spacing = tuple(map(float, z["voxel_spacing"])) if "voxel_spacing" in keys else None
@@ -257,24 +276,73 @@ def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = 
     return nib.Nifti1Image(arr, affine, header)
 
 
-def write_map(path: str | Path, data: np.ndarray, like: Volume | None = None) -> Path:
+def _spacing_of(arr: np.ndarray, spacing: Any) -> tuple[float, ...] | None:
+    """``spacing`` as one positive float per trailing (spatial) axis of ``arr``, or None."""
+    if spacing is None or len(tuple(spacing)) == 0:
+        return None
+    vals = tuple(float(s) for s in spacing)
+    if len(vals) > arr.ndim or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(
+            f"spacing must be positive numbers, one per spatial axis of the map of shape "
+            f"{arr.shape}, got {vals}"
+        )
+    return vals
+
+
+def _write_tiff(path: Path, arr: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    """A float32 TIFF; with a spacing, an ImageJ hyperstack that records it."""
+    import tifffile
+
+    if spacing is None or arr.ndim not in (2, 3) or len(spacing) != arr.ndim:
+        tifffile.imwrite(path, arr, photometric="minisblack")
+        return
+    metadata: dict[str, Any] = {"axes": "ZYX" if arr.ndim == 3 else "YX"}
+    if arr.ndim == 3:
+        metadata["spacing"] = spacing[0]
+    y, x = spacing[-2:]
+    tifffile.imwrite(path, arr, imagej=True, resolution=(1.0 / x, 1.0 / y), metadata=metadata)
+
+
+def write_map(
+    path: str | Path,
+    data: np.ndarray,
+    like: Volume | None = None,
+    *,
+    spacing: Any = None,
+) -> Path:
     """Write a map in the format given by ``path``'s suffix.
 
     For NIfTI the array is turned back to the file's axis order and written with the
-    affine and header of ``like`` (when it is a NIfTI volume); ``like=None`` writes an
-    ``(i, j, k)`` array with the identity affine.
+    affine and header of ``like`` (when it is a NIfTI volume); otherwise an ``(i, j, k)``
+    array with the voxel ``spacing`` on the affine's diagonal (identity without one).
+
+    Parameters
+    ----------
+    path
+        ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.nii`` or ``.nii.gz``.
+    data
+        The map (spatial axes last).
+    like
+        The volume the map was made from (its NIfTI space is kept).
+    spacing
+        Voxel spacing per spatial axis, in the array's order: written as ``voxel_spacing``
+        in ``.npz``, as the ImageJ spacing and resolution in a 2D or 3D ``.tif``, and on
+        the affine of a NIfTI file when ``like`` is not NIfTI. ``.npy`` has no place
+        for it. Default: ``like``'s spacing.
     """
     path = Path(path)
     fmt = _check_format(path)
     arr = np.asarray(data, dtype=np.float32)
+    if spacing is None and like is not None and like.voxel_spacing:
+        spacing = tuple(like.voxel_spacing)[-arr.ndim :]
+    spacing = _spacing_of(arr, spacing)
     if fmt == ".npy":
         np.save(path, arr)
     elif fmt == ".npz":
-        np.savez_compressed(path, map=arr)
+        extra = {} if spacing is None else {"voxel_spacing": np.asarray(spacing, np.float64)}
+        np.savez_compressed(path, map=arr, **extra)
     elif fmt in (".tif", ".tiff"):
-        import tifffile
-
-        tifffile.imwrite(path, arr, photometric="minisblack")
+        _write_tiff(path, arr, spacing)
     else:
         if like is not None and like.format in _NIFTI:
             n = min(arr.ndim, np.ndim(like.data), 3)
@@ -286,6 +354,8 @@ def write_map(path: str | Path, data: np.ndarray, like: Volume | None = None) ->
                 )
             img = nifti_image(arr, like.meta["affine"], like.axes or "ijk", like.meta["header"])
         else:
-            img = nifti_image(arr, None)
+            diagonal = list(spacing[-3:]) if spacing is not None else []
+            affine = np.diag([*diagonal, *[1.0] * (4 - len(diagonal))])
+            img = nifti_image(arr, affine)
         _nibabel().save(img, str(path))
     return path

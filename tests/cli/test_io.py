@@ -69,3 +69,58 @@ def test_nifti_map_written_like_a_real_file_shows_its_own_range(tmp_path, name):
     np.testing.assert_array_equal(np.asarray(img.dataobj), m)  # the 'ijk' order kept
     with pytest.raises(ValueError, match=rf"spatial shape \({spatial[0]}, .*got a map of shape"):
         write_map(tmp_path / "bad.nii.gz", np.zeros((10, 10, 10), np.float32), like=vol)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".tif", ".nii.gz"])
+@pytest.mark.parametrize("shape", [(4, 5, 6), (5, 6)], ids=["3d", "2d"])
+def test_spacing_is_written_and_read_back(tmp_path, suffix, shape):
+    spacing = (2.0, 0.5, 0.25)[-len(shape) :]
+    arr = np.random.default_rng(0).random(shape).astype(np.float32)
+    vol = read_image(write_map(tmp_path / f"m{suffix}", arr, spacing=spacing))
+    np.testing.assert_array_equal(vol.data, arr)
+    assert vol.voxel_spacing == pytest.approx(spacing)
+    plain = read_image(write_map(tmp_path / f"p{suffix}", arr))
+    assert plain.voxel_spacing in (None, (1.0,) * len(shape))
+    from_like = read_image(write_map(tmp_path / f"l{suffix}", arr, like=vol))
+    assert from_like.voxel_spacing == pytest.approx(spacing)
+    with pytest.raises(ValueError, match=r"spacing must be positive numbers, one per spatial"):
+        write_map(tmp_path / f"bad{suffix}", arr, spacing=(1.0, -1.0))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".tif", ".nii.gz"])
+def test_cli_spacing_reaches_the_written_map(tmp_path, suffix, capsys):
+    from maskscope.cli import main
+
+    vol = np.zeros((6, 12, 10), np.float32)
+    vol[2:5, 3:9, 2:8] = 1.0
+    np.save(tmp_path / "v.npy", vol)
+    out = tmp_path / f"map{suffix}"
+    code = main([
+        "explain", "--model", "tests.cli.threshold_factory:make3d", "--image",
+        str(tmp_path / "v.npy"), "--spacing", "3,1,0.5", "--n-masks", "8", "--grid", "3",
+        "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert read_image(out).voxel_spacing == pytest.approx((3.0, 1.0, 0.5))
+    np.savez(tmp_path / "v.npz", image=vol, voxel_spacing=np.array([2.0, 1.5, 1.0]))
+    code = main([
+        "explain", "--model", "tests.cli.threshold_factory:make3d", "--image",
+        str(tmp_path / "v.npz"), "--n-masks", "8", "--grid", "3", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert read_image(out).voxel_spacing == pytest.approx((2.0, 1.5, 1.0))
+
+
+def test_a_nifti_image_asks_for_a_nifti_map(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel", reason="nibabel is the optional 'medical' extra")
+    from maskscope.cli import main
+
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), str(tmp_path / "v.nii"))
+    code = main([
+        "explain", "--model", "tests.cli.threshold_factory:make3d", "--image",
+        str(tmp_path / "v.nii"), "--out", str(tmp_path / "map.npy"), "--quiet",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "a NIfTI --image gives a NIfTI map" in err
+    assert "--out needs a file name ending in .nii.gz or .nii, got map.npy" in err

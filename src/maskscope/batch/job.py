@@ -201,7 +201,8 @@ def run_case(
     )
     fmt = job.map_format or image.format
     map_path = store.map_path(case.name, fmt)
-    atomic_write(map_path, lambda tmp: write_map(tmp, expl.map, like=image))
+    spacing = expl.voxel_spacing or None
+    atomic_write(map_path, lambda tmp: write_map(tmp, expl.map, like=image, spacing=spacing))
     expl_path = store.explanation_path(case.name)
     atomic_write(expl_path, lambda tmp: expl.save(tmp))
     row: dict[str, Any] = {
