@@ -268,13 +268,15 @@ def _load_model(args: argparse.Namespace):
 
 def _explain(args: argparse.Namespace) -> int:
     from ._outpaths import check_format, cli_outputs
-    from .io import read_image, write_map
+    from .io import read_companion, read_image, write_map
 
     method_name = CLI_METHODS[args.method]
     values = method_values(args)
     out, png = cli_outputs(args.out, args.png, args.image, args.reference)
     image = read_image(args.image, axes=args.axes)
-    reference = read_image(args.reference, axes=args.axes).data if args.reference else None
+    reference = None
+    if args.reference:
+        reference = read_companion(args.reference, image, "--reference", axes=args.axes).data
     spacing = args.spacing or image.voxel_spacing
     if isinstance(spacing, float):
         spacing = (spacing,)
@@ -290,7 +292,7 @@ def _explain(args: argparse.Namespace) -> int:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
     spatial = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
-    values.update(roi_kwargs(args, spatial))
+    values.update(roi_kwargs(args, spatial, image))
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(
         image.data,

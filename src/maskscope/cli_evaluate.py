@@ -154,12 +154,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
     from .cli import call_options
     from .evaluate import iter_faithfulness
-    from .io import read_image
+    from .io import read_companion, read_image
     from .models import UntrustedModelError, load_model
 
     _check_args(args)
-    image = read_image(args.image, axes=args.axes).data
-    reference = read_image(args.reference, axes=args.axes).data if args.reference else None
+    volume = read_image(args.image, axes=args.axes)
+    image = volume.data
+    reference = None
+    if args.reference:
+        reference = read_companion(args.reference, volume, "--reference", axes=args.axes).data
     try:
         model = load_model(args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:
@@ -175,7 +178,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.roi is not None:
         from .cli_roi import roi_flag
 
-        roi = roi_flag(args, spatial)
+        roi = roi_flag(args, spatial, volume)
     if reference is not None:
         _check_reference(np.asarray(reference), args.target, roi)
     source = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,17 +61,21 @@ def add_roi_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--roi", metavar="BOX|FILE", help=help_text)
 
 
-def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...]) -> Any:
-    """``--roi`` as a box text or a boolean mask, checked against ``spatial``."""
+def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...], image: Any = None) -> Any:
+    """``--roi`` as a box text or a boolean mask, checked against ``spatial`` (and, for a
+    NIfTI mask, against the NIfTI ``image``'s space)."""
     from .roi import as_roi
 
     if _BOX.match(args.roi):
         roi: Any = args.roi
     else:
-        from .io import read_image
+        from .io import check_same_space, read_image
 
         try:
-            mask = read_image(args.roi, axes=getattr(args, "axes", None)).data
+            vol = read_image(args.roi, axes=getattr(args, "axes", None) or "ijk")
+            if image is not None:
+                check_same_space(vol, image, f"--roi {Path(args.roi).name}")
+            mask = vol.data
         except FileNotFoundError:
             raise ValueError(
                 f"--roi must be a box like 10:42,0:64,5:37 (10: runs to the end) or a mask "
@@ -87,7 +92,9 @@ def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...]) -> Any:
     return roi
 
 
-def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, Any]:
+def roi_kwargs(
+    args: argparse.Namespace, spatial: tuple[int, ...], image: Any = None
+) -> dict[str, Any]:
     """The ``roi=`` and ``crop=`` arguments of ``explain`` from the flags.
 
     The ROI is checked against the image's ``spatial`` shape here, so that its errors
@@ -98,7 +105,7 @@ def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...]) -> dict[str, 
         if args.crop is not None:
             raise ValueError("--crop needs --roi (the region whose box is cropped)")
         return out
-    out["roi"] = roi_flag(args, spatial)
+    out["roi"] = roi_flag(args, spatial, image)
     if args.crop is not None:
         if args.crop == "auto":
             out["crop"] = True

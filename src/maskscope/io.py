@@ -27,9 +27,11 @@ __all__ = [
     "FORMATS",
     "Volume",
     "check_axes",
+    "check_same_space",
     "native",
     "nifti_image",
     "nifti_order",
+    "read_companion",
     "read_image",
     "reorder",
     "write_map",
@@ -205,6 +207,13 @@ def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
         return Volume(native(z[key]), spacing, fmt)
 
 
+def read_companion(path: str | Path, image: Volume, flag: str, *, axes: str = "ijk") -> Volume:
+    """Read a label or mask file that goes with ``image`` (checked to share its space)."""
+    vol = read_image(path, axes=axes)
+    check_same_space(vol, image, f"{flag} {Path(path).name}")
+    return vol
+
+
 def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -> Volume:
     """Read an image, volume or label file.
 
@@ -244,6 +253,30 @@ def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -
         if str(exc).startswith(path.name):  # our own message already names the file
             raise
         raise ValueError(f"{path.name}: cannot read it as {fmt} ({exc})") from None
+
+
+#: Largest difference (mm, per affine entry) of two NIfTI files taken to share a space.
+SPACE_TOLERANCE = 1e-3
+
+
+def check_same_space(vol: Volume, image: Volume, what: str) -> None:
+    """Refuse a NIfTI label or mask file that is not on the NIfTI image's voxel grid.
+
+    The shape alone does not tell: a mask of the same shape in another orientation or
+    with another origin (or spacing) marks other voxels. ``what`` names the file in the
+    message (e.g. ``"--reference mask.nii.gz"``). Other formats carry no space: nothing
+    to check.
+    """
+    if vol.format not in _NIFTI or image.format not in _NIFTI:
+        return
+    a, b = np.asarray(vol.meta["affine"], float), np.asarray(image.meta["affine"], float)
+    diff = float(np.abs(a - b).max())
+    if diff > SPACE_TOLERANCE:
+        raise ValueError(
+            f"{what} is not on the image's voxel grid: its affine differs from the image's by "
+            f"up to {diff:.3g} (orientation, spacing or origin); resample it onto the image "
+            "first, e.g. nibabel.processing.resample_from_to(mask, image, order=0)"
+        )
 
 
 def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = None):

@@ -124,3 +124,46 @@ def test_a_nifti_image_asks_for_a_nifti_map(tmp_path, capsys):
     assert code == 2
     assert "a NIfTI --image gives a NIfTI map" in err
     assert "--out needs a file name ending in .nii.gz or .nii, got map.npy" in err
+
+
+def _nifti_case(tmp_path, mask_affine):
+    nib = pytest.importorskip("nibabel", reason="nibabel is the optional 'medical' extra")
+    vol = np.zeros((10, 12, 6), np.float32)
+    vol[3:7, 4:9, 1:5] = 1.0
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), str(tmp_path / "v.nii.gz"))
+    mask = (vol > 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(mask, mask_affine), str(tmp_path / "m.nii.gz"))
+    return tmp_path / "v.nii.gz", tmp_path / "m.nii.gz"
+
+
+@pytest.mark.parametrize("flag", ["--reference", "--roi"])
+@pytest.mark.parametrize("command", ["explain", "evaluate"])
+def test_a_nifti_label_file_on_another_grid_is_refused(tmp_path, capsys, flag, command):
+    """Same shape, flipped first axis: the mask marks other voxels."""
+    from maskscope.cli import main
+
+    flipped = np.diag([-1.0, 1.0, 3.0, 1.0])
+    flipped[0, 3] = 9.0
+    image, mask = _nifti_case(tmp_path, flipped)
+    args = [command, "--model", "tests.cli.threshold_factory:make3d", "--image", str(image)]
+    args += [flag, str(mask), "--n-masks", "4", "--grid", "3", "--quiet"]
+    args += ["--out", str(tmp_path / "o.nii.gz")] if command == "explain" else ["--method", "rise"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} m.nii.gz is not on the image's voxel grid: its affine differs" in err
+    assert "resample it onto the image" in err and err.count("\n") == 1
+
+
+def test_a_nifti_label_file_on_the_same_grid_is_taken(tmp_path, capsys):
+    from maskscope.cli import main
+
+    image, mask = _nifti_case(tmp_path, np.diag([1.0, 1.0, 3.0, 1.0]))
+    out = tmp_path / "o.nii.gz"
+    code = main([
+        "explain", "--model", "tests.cli.threshold_factory:make3d", "--image", str(image),
+        "--reference", str(mask), "--roi", str(mask), "--n-masks", "4", "--grid", "3",
+        "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert read_image(out).data.shape == (10, 12, 6)

@@ -103,11 +103,18 @@ def _read(path, axes: str):
     return read_image(path, axes=axes)
 
 
-def _roi_kwargs(case: Case, axes: str) -> dict[str, Any]:
+def _companion(path, image: Any, what: str, axes: str) -> np.ndarray:
+    """A label or mask file of the case, checked to share the image's space."""
+    from ..io import read_companion
+
+    return np.asarray(read_companion(path, image, what, axes=axes).data)
+
+
+def _roi_kwargs(case: Case, image: Any, axes: str) -> dict[str, Any]:
     """The case's ROI file as ``roi=``: its non-zero voxels, read in the image's order."""
     if case.roi is None:
         return {}
-    return {"roi": np.asarray(_read(case.roi, axes).data) > 0}
+    return {"roi": _companion(case.roi, image, "the ROI", axes) > 0}
 
 
 def _region(labels: np.ndarray, target: int | None) -> np.ndarray:
@@ -187,7 +194,9 @@ def run_case(
 
     t0 = time.perf_counter()
     image = _read(case.image, job.axes)
-    reference = _read(case.reference, job.axes).data if case.reference is not None else None
+    reference = None
+    if case.reference is not None:
+        reference = _companion(case.reference, image, "the reference", job.axes)
     explainer = job.explainer(model)
     expl = explainer.explain(
         image.data,
@@ -196,7 +205,7 @@ def run_case(
         slices=job.slices,
         voxel_spacing=image.voxel_spacing,
         normalize=Normalizer(job.normalize, job.percentiles),
-        **_roi_kwargs(case, job.axes),
+        **_roi_kwargs(case, image, job.axes),
         **job.values,
     )
     fmt = job.map_format or image.format
