@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import METHODS, RunOptions, describe_params
-from .cli_roi import add_roi_flags, roi_kwargs, wrap_patch_model
+from .cli_roi import add_roi_flags, check_patch_axes, roi_kwargs, wrap_patch_model
 from .gui import PAD_MODES
 from .gui.fields import field_kinds
 from .gui.inputs import prepare_image
@@ -291,7 +291,9 @@ def _explain(args: argparse.Namespace) -> int:
     if spacing is not None:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
-    spatial = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels).spatial
+    layout = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels)
+    spatial = layout.spatial
+    check_patch_axes(args, len(spatial) - (1 if layout.slice_by_slice else 0))
     values.update(roi_kwargs(args, spatial, image))
     _report_prediction(explainer, image.data, reference, args, normalize, slices)
     expl = explainer.explain(

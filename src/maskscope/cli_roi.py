@@ -48,12 +48,12 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
         help="run the model by sliding window on patches of P voxels per axis (or P1,P2,P3)",
     )
     group.add_argument(
-        "--patch-overlap", type=float, default=0.25, help="sliding-window overlap in [0, 1)"
+        "--patch-overlap", type=float, help="sliding-window overlap in [0, 1) (default 0.25)"
     )
     group.add_argument(
-        "--patch-blend", default="constant", choices=["constant", "gaussian"], help="blending"
+        "--patch-blend", choices=["constant", "gaussian"], help="blending (default constant)"
     )
-    group.add_argument("--patch-batch", type=int, default=4, help="patches per model call")
+    group.add_argument("--patch-batch", type=int, help="patches per model call (default 4)")
 
 
 def add_roi_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -123,11 +123,25 @@ def roi_kwargs(
     return out
 
 
+#: The sliding-window flags that need ``--patch-size``, and their defaults.
+_PATCH_DEFAULTS = {"patch_overlap": 0.25, "patch_blend": "constant", "patch_batch": 4}
+
+
 def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
     """The model run by sliding window when ``--patch-size`` is given."""
+    given = [k for k in _PATCH_DEFAULTS if getattr(args, k, None) is not None]
     if args.patch_size is None:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ValueError(
+                f"{flags} only tune(s) the sliding window of --patch-size: give --patch-size too"
+            )
         return model
     from . import SlidingWindow
+
+    for k, default in _PATCH_DEFAULTS.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, default)
 
     try:
         size = _int_list(args.patch_size)
@@ -152,3 +166,15 @@ def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
         ):
             text = text.replace(name, flag, 1) if text.startswith(name) else text
         raise ValueError(text) from None
+
+
+def check_patch_axes(args: argparse.Namespace, model_dims: int) -> None:
+    """``--patch-size`` has one value, or one per spatial axis of the model."""
+    if getattr(args, "patch_size", None) is None:
+        return
+    n = len(_int_list(args.patch_size))
+    if n not in (1, model_dims):
+        raise ValueError(
+            f"--patch-size needs one value or {model_dims} (one per spatial axis of the "
+            f"{model_dims}D model), got {n}: {args.patch_size}"
+        )

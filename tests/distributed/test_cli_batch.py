@@ -31,7 +31,10 @@ def test_batch_on_the_cluster_then_again_skips_every_case(tmp_path, address, cap
     want = SegRISE(ThresholdNet(2)).explain(
         read_image(out.parent / "data" / "img01.tif").data, n_masks=16, grid=4, seed=2, batch_size=8
     )
-    assert np.array_equal(read_image(out / "maps" / "img01.tif").data, want.map.astype("f4"))
+    # the workers run torch on one thread, this process maybe on more: the convolution's
+    # sums may round differently, so equal to float32 rounding, not bit for bit
+    got = read_image(out / "maps" / "img01.tif").data
+    np.testing.assert_allclose(got, want.map.astype("f4"), rtol=1e-5, atol=1e-7)
 
 
 def test_a_failed_case_gives_status_1_and_a_line_naming_it(tmp_path, capsys):

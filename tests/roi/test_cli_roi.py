@@ -73,6 +73,14 @@ def test_patch_size_runs_by_sliding_window(tmp_path, capsys):
         (["--roi", "0:4,0:4", "--crop", "a"], "--crop takes no value, 'off' or a margin in voxels"),
         (["--patch-size", "0"], "--patch-size must be a positive int"),
         (["--patch-size", "16", "--patch-overlap", "1"], "--patch-overlap must be in [0, 1)"),
+        (
+            ["--patch-overlap", "0.5", "--patch-blend", "gaussian"],
+            "--patch-overlap, --patch-blend only tune(s) the sliding window of --patch-size",
+        ),
+        (
+            ["--patch-size", "16,16,16"],
+            "--patch-size needs one value or 2 (one per spatial axis of the 2D model), got 3",
+        ),
     ],
 )
 def test_bad_flags_name_the_flag(tmp_path, capsys, flags, message):

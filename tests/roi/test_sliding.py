@@ -12,6 +12,7 @@ from torch import nn
 
 from maskscope import SegRISE
 from maskscope._engine.sliding import SlidingWindow
+from tests.conftest import ThresholdNet
 
 PATCH = 16
 
@@ -134,3 +135,12 @@ def test_a_patch_size_the_network_cannot_take_is_blamed_on_the_patch_size():
     assert "patch_size=16,16,16 for a factor of 16" in text and "pad_multiple" not in text
     assert "--patch-size 16,16,16" in for_cli(text)
     assert '"patch size" = 16,16,16' in for_gui(text)
+
+
+def test_a_patch_size_of_the_wrong_length_is_no_model_failure():
+    from maskscope._engine.sliding import PatchSizeError
+
+    img = np.zeros((16, 16), np.float32)
+    img[4:10, 4:10] = 1.0
+    with pytest.raises(PatchSizeError, match="patch_size has 3 values for an input with 2"):
+        SegRISE(SlidingWindow(ThresholdNet(2), (8, 8, 8))).explain(img, n_masks=2, grid=4)

@@ -161,7 +161,9 @@ class ModelCall:
 
 def _own_error(exc: BaseException) -> bool:
     """Errors of maskscope's own making (the output choice): passed on unchanged."""
-    return isinstance(exc, (OutputChoiceError, PaddingError, ModelError))
+    from .sliding import PatchSizeError
+
+    return isinstance(exc, (OutputChoiceError, PaddingError, ModelError, PatchSizeError))
 
 
 def is_exported_module(model: Any) -> bool:

@@ -49,6 +49,10 @@ def _per_axis(value: Any, name: str) -> tuple[int, ...] | int:
     return int(items[0]) if np.isscalar(value) else tuple(int(v) for v in items)
 
 
+class PatchSizeError(ValueError):
+    """A patch size that does not fit the input (one size per spatial axis, or one)."""
+
+
 def _patch_error(exc: BaseException, size: tuple[int, ...]) -> BaseException:
     """A size failure on the patches blamed on ``patch_size``, not on the image."""
     from .failures import NOT_DIVISIBLE, ModelError, real_message, suggested_multiple
@@ -175,9 +179,9 @@ class SlidingWindow:
         nd = x.ndim - 2
         size = (self.patch_size,) * nd if isinstance(self.patch_size, int) else self.patch_size
         if len(size) != nd:
-            raise ValueError(
+            raise PatchSizeError(
                 f"patch_size has {len(size)} values for an input with {nd} spatial axes "
-                f"{tuple(x.shape[2:])}"
+                f"{tuple(x.shape[2:])}: give one size for every axis, or {nd}"
             )
         return self._infer(
             x,
