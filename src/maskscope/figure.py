@@ -1,15 +1,14 @@
 """A readable PNG figure of an explanation: enlarged slice, colour bar, method and slice.
 
 ``maskscope explain --png`` writes this. The slice is enlarged with nearest-neighbour
-sampling until its short side is at least ``min_size`` pixels (voxels stay square blocks,
-nothing is invented between them); the map is drawn over the image with the overlay
+sampling until its short side is at least ``min_size`` pixels (voxels stay blocks of their
+physical aspect, the voxel spacing's, and nothing is invented between them); the map is drawn over the image with the overlay
 colormap (transparent low end, robust limits, as in napari), the reference outlined; a
 title names the method and the slice, and a colour bar gives the values with their units.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,23 @@ def _outline(rgb: np.ndarray, contour: np.ndarray, colour=(0, 255, 255)) -> None
     rgb[fg & ~ndimage.binary_erosion(fg)] = colour
 
 
+def _enlarged_shape(shape: tuple[int, ...], spacing: tuple[float, ...], min_size: int):
+    """Pixels per axis of a slice of ``shape`` shown with its voxels' physical aspect."""
+    sy, sx = (tuple(float(s) for s in spacing[-2:]) if len(spacing) >= 2 else (1.0, 1.0))
+    finest = min(sy, sx)
+    aspect = (sy / finest, sx / finest)  # pixels per voxel along y and x, before scaling
+    natural = [n * a for n, a in zip(shape[:2], aspect, strict=True)]
+    factor = max(1.0, min_size / min(natural))
+    return tuple(max(n, round(v * factor)) for n, v in zip(shape[:2], natural, strict=True))
+
+
+def _enlarge(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour enlargement of the first two axes of ``arr`` to ``size``."""
+    rows = (np.arange(size[0]) * arr.shape[0]) // size[0]
+    cols = (np.arange(size[1]) * arr.shape[1]) // size[1]
+    return arr[rows][:, cols]
+
+
 def _colour_bar(canvas, draw, x: int, top: int, height: int, cmap: str, limits, font) -> None:
     from PIL import Image
 
@@ -92,13 +108,14 @@ def figure_rgb(
     z = slice_index if slice_index is not None else expl.default_slice()
     pick = (lambda a: a) if z is None else (lambda a: a[z])
     image = None if expl.image is None else pick(expl.image[0])
-    limits = robust_limits(arr)
+    # the colour range of what was explained: a 2D model's slices not computed hold 0
+    explained = arr[list(expl.slices)] if expl.slices and arr.ndim == 3 else arr
+    limits = robust_limits(explained)
     rgb = _blend(pick(arr), image, cmap, limits, opacity)
-    factor = max(1, math.ceil(min_size / min(rgb.shape[:2])))
-    rgb = rgb.repeat(factor, axis=0).repeat(factor, axis=1)  # nearest neighbour
+    size = _enlarged_shape(rgb.shape, tuple(expl.voxel_spacing or ()), min_size)
+    rgb = _enlarge(rgb, size)
     if expl.reference is not None:
-        ref = np.asarray(pick(expl.reference))
-        _outline(rgb, ref.repeat(factor, axis=0).repeat(factor, axis=1))
+        _outline(rgb, _enlarge(np.asarray(pick(expl.reference)), size))
     panel = Image.fromarray(np.ascontiguousarray(rgb))
     font, small = _font(18), _font(14)
     head = 56
