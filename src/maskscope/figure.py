@@ -2,9 +2,10 @@
 
 ``maskscope explain --png`` writes this. The slice is enlarged with nearest-neighbour
 sampling until its short side is at least ``min_size`` pixels (voxels stay blocks of their
-physical aspect, the voxel spacing's, and nothing is invented between them); the map is drawn over the image with the overlay
-colormap (transparent low end, robust limits, as in napari), the reference outlined; a
-title names the method and the slice, and a colour bar gives the values with their units.
+physical aspect, the voxel spacing's, and nothing is invented between them); the map is
+drawn over the image with the overlay colormap (transparent low end, robust limits over
+the slices explained, as in napari), the reference outlined; a title names the method and
+the slice, and a colour bar gives the values with their units.
 """
 
 from __future__ import annotations
