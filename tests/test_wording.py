@@ -35,6 +35,28 @@ from maskscope.wording import ModelLoadError, failure_line, for_cli, for_gui, na
         ),
         ("unknown=3 and x.y stay", "unknown=3 and x.y stay", "unknown=3 and x.y stay"),
         ("MASKSCOPE_DEBUG=1", "MASKSCOPE_DEBUG=1", "MASKSCOPE_DEBUG=1"),
+        (
+            "grid (100, 100) is larger than the image",
+            "--grid (100, 100) is larger than the image",
+            "grid (100, 100) is larger than the image",
+        ),
+        (
+            "target must be a class index in [0, 1]",
+            "--target must be a class index in [0, 1]",
+            "target must be a class index in [0, 1]",
+        ),
+        (
+            "got slices=[1, 9] for a volume",
+            "got --slices 1,9 for a volume",
+            'got "scope" = [1, 9] for a volume',
+        ),
+        (
+            "in the units of voxel_spacing, got 100",
+            "in the units of --spacing, got 100",
+            'in the units of "voxel spacing", got 100',
+        ),
+        ("or crop=False to run", "or --crop off to run", 'or "crop" = off: the whole image to run'),
+        ("the image must be", "the image must be", "the image must be"),
     ],
 )
 def test_api_names_become_flags_and_fields(api, cli, gui):

@@ -56,7 +56,7 @@ def _outline(rgb: np.ndarray, contour: np.ndarray, colour=(0, 255, 255)) -> None
 
 def _enlarged_shape(shape: tuple[int, ...], spacing: tuple[float, ...], min_size: int):
     """Pixels per axis of a slice of ``shape`` shown with its voxels' physical aspect."""
-    sy, sx = (tuple(float(s) for s in spacing[-2:]) if len(spacing) >= 2 else (1.0, 1.0))
+    sy, sx = tuple(float(s) for s in spacing[-2:]) if len(spacing) >= 2 else (1.0, 1.0)
     finest = min(sy, sx)
     aspect = (sy / finest, sx / finest)  # pixels per voxel along y and x, before scaling
     natural = [n * a for n, a in zip(shape[:2], aspect, strict=True)]

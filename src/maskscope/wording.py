@@ -41,6 +41,7 @@ _EXTRA = {
     "slices": ("--slices", "scope"),
     "crop": ("--crop", "crop"),
     "patch_size": ("--patch-size", "patch size"),
+    "target": ("--target", "target class"),
 }
 
 #: How a GUI writes some values (the "model input" field reads 2D / 3D).
@@ -52,7 +53,13 @@ _GUI_VALUES = {
 #: How the command line writes some values (``crop=False`` is ``--crop off``).
 _CLI_VALUES = {"crop": lambda v: {"False": "off", "True": ""}.get(v, v)}
 
-_ASSIGN = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[A-Za-z0-9_.\-]+)")
+_ASSIGN = re.compile(
+    r"\b([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|\[[^\]]*\]|\([^)]*\)|[A-Za-z0-9_.\-]+)"
+)
+#: A message that starts with the parameter it is about: "grid (100, 100) is larger ...".
+_LEADING = re.compile(r"^([a-z][a-z0-9_]*)(?= (?:must|is|has|applies|needs|takes|\())")
+#: A parameter named as a unit: "in the units of voxel_spacing".
+_UNITS = re.compile(r"\bunits of ([a-z][a-z0-9_]*)\b")
 _OWNED = re.compile(r"\b(?:[A-Z]\w*)\.([a-z][a-z0-9_]*)\b")
 _CALLABLE = re.compile(r"(?:give )?(?:a callable )?output=lambda out: \.\.\.")
 
@@ -84,6 +91,8 @@ def _rewrite(text: str, gui: bool) -> str:
         flag, label = table[name]
         if gui:
             return f'"{label}" = {_GUI_VALUES.get(name, str)(value)}'
+        if value[:1] in "[(" and value[-1:] in "])":  # a list or tuple: 1,3 as a flag takes it
+            value = value[1:-1].replace(" ", "")
         return f"{flag} {_CLI_VALUES.get(name, str)(value)}".rstrip()
 
     def owned(m: re.Match[str]) -> str:
@@ -94,7 +103,10 @@ def _rewrite(text: str, gui: bool) -> str:
         return f'"{label}"' if gui else flag
 
     text = _CALLABLE.sub("the Python API's output= (a function of the model's output)", text)
-    return _OWNED.sub(owned, _ASSIGN.sub(assign, text))
+    text = _OWNED.sub(owned, _ASSIGN.sub(assign, text))
+    text = _UNITS.sub(lambda m: "units of " + owned(m), text)
+    # the GUIs' own messages start with their field labels already ("grid takes ...")
+    return text if gui else _LEADING.sub(owned, text)
 
 
 def for_cli(text: str) -> str:
