@@ -149,3 +149,20 @@ def test_bad_method_arguments(net2d):
 def test_score_fn_must_return_one_weight_per_mask(net2d):
     with pytest.raises(ValueError, match=r"score_fn must return a \(2,\) tensor, got \(\)"):
         RISE(net2d, score_fn=lambda out: out.mean()).explain(sq(), n_masks=2, batch_size=2)
+
+
+def test_logits_called_probabilities_are_refused():
+    """A model without a softmax, run with outputs='probabilities': its values say so."""
+    from maskscope import SegRISE, faithfulness
+    from tests.conftest import ThresholdNet
+
+    img = np.zeros((16, 16), np.float32)
+    img[4:10, 4:10] = 1.0
+    match = r"outputs='probabilities' expects values in \[0, 1\], .* set outputs='logits'"
+    with pytest.raises(ValueError, match=match):
+        SegRISE(ThresholdNet(2), outputs="probabilities").explain(img, n_masks=4, grid=4)
+    with pytest.raises(ValueError, match=match):
+        faithfulness(img, model=ThresholdNet(2), image=img, outputs="probabilities", steps=2)
+    soft = torch.nn.Sequential(ThresholdNet(2), torch.nn.Softmax(dim=1)).eval()
+    expl = SegRISE(soft, outputs="probabilities", spatial_dims=2).explain(img, n_masks=4, grid=4)
+    assert expl.map.shape == (16, 16)

@@ -191,7 +191,12 @@ def test_fill_with_image_min_or_mean_occludes_negative_intensities():
     [
         ({"diameter": 0.5}, r"diameter must be between one voxel \(1\) and the image's"),
         ({"diameter": 100}, "largest extent"),
-        ({"stride": 0.2}, "stride 0.2 is less than one voxel"),
+        ({"stride": 0.2}, "stride 0.2 is less than one voxel along spatial axis 0"),
+        (
+            {"stride": 0.8, "voxel_spacing": (1.0, 2.0)},
+            r"stride 0.8 is less than one voxel along spatial axis 1 \(of 2; its voxel_spacing "
+            r"is 2\): give a stride of at least 2",
+        ),
         ({"stride": 0}, r"stride must be in \(0, inf\]"),
         ({"distance": "chamfer"}, "distance must be one of"),
         ({"tol": 0.1}, "early stopping"),

@@ -86,11 +86,12 @@ class CentreGrid:
                 f"largest extent ({extent:g}) in the units of voxel_spacing, got {diameter:g}"
             )
         steps = []
-        for st, sp in zip(strides, self.spacing, strict=True):
+        for axis, (st, sp) in enumerate(zip(strides, self.spacing, strict=True)):
             step = round(st / sp)
             if step < 1:
                 raise ValueError(
-                    f"stride {st:g} is less than one voxel (spacing {sp:g}) along an axis"
+                    f"stride {st:g} is less than one voxel along spatial axis {axis} (of "
+                    f"{nd}; its voxel_spacing is {sp:g}): give a stride of at least {sp:g}"
                 )
             steps.append(step)
         self.steps = tuple(steps)

@@ -22,6 +22,7 @@ from .._engine.scores import (
     segmentation,
 )
 from ..explanation import Explanation
+from ..methods.context import check_probabilities
 from ..roi import as_roi, restrict_reference, restricted_score
 from .substrates import Substrate, get_substrate
 
@@ -250,6 +251,7 @@ def prepare_problem(
             f"(B, K, *spatial), got {tuple(out.shape)}"
         )
     k = int(out.shape[1])
+    check_probabilities(out, outputs)
     target = _check_target(target, k)
     if reference is None:
         ref = segmentation(out, outputs)[0].long()
