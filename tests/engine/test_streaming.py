@@ -29,7 +29,10 @@ def test_each_snapshot_is_the_unbiased_map_so_far(net2d, square2d):
     snaps = list(seg.iter_explain(square2d, n_masks=30, grid=4, batch_size=10, seed=1))
     for snap in snaps:
         partial = seg.explain(square2d, n_masks=snap.n_done, grid=4, batch_size=10, seed=1)
-        np.testing.assert_allclose(snap.map, partial.map, rtol=1e-10)
+        # the same masks and chunks; the model's float32 convolution may round differently
+        # between runs (its thread count, the CPU's kernel), far below the maps' differences
+        np.testing.assert_allclose(snap.map, partial.map, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(snaps[0].map, snaps[-1].map, rtol=1e-3)
 
 
 def test_snapshots_own_their_arrays(net2d, square2d):
