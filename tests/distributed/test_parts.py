@@ -83,6 +83,8 @@ def test_a_failing_model_is_retried_then_recorded_and_every_case_reported(tmp_pa
     assert "the weights are corrupt" in result.failed["img00"]
     record = json.loads((out / "cases" / "img00.json").read_text())
     assert record["status"] == "failed" and record["attempts"] == 3
+    broken = json.loads((out / "cases" / "broken.json").read_text())
+    assert broken["attempts"] == 1  # an unreadable file fails again: no retries
     assert not list((out / "maps").iterdir())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -16,13 +18,20 @@ MODEL2D = "tests.cli.threshold_factory:make"
 MODEL3D = "tests.cli.threshold_factory:make3d"
 
 
-def _single(cls, dims, image, **kw):
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread, as the workers run: the same sums, rounded the same way."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the workers run
+    torch.set_num_threads(1)
     try:
-        return cls(ThresholdNet(dims)).explain(image, **kw)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _single(cls, dims, image, **kw):
+    with _one_thread():
+        return cls(ThresholdNet(dims)).explain(image, **kw)
 
 
 def _assert_same(got, want):
@@ -64,8 +73,9 @@ def test_ranges_merged_in_any_order_equal_one_run(cls, kw):
     method = cls(ThresholdNet(2))
     ranges = plan_ranges(want.n_total, range_size=256)
     assert len(ranges) >= 2
-    results = [run_range(method, image, r, **kw) for r in ranges]
-    _assert_same(list(iter_merged(method, image, reversed(results), **kw))[-1], want)
+    with _one_thread():  # bit for bit needs the same thread count as the single run
+        results = [run_range(method, image, r, **kw) for r in ranges]
+        _assert_same(list(iter_merged(method, image, reversed(results), **kw))[-1], want)
 
 
 def test_split_on_the_cluster_equals_one_run_2d_and_streams(address):
@@ -121,9 +131,10 @@ def test_a_split_run_without_a_batch_size_uses_the_fixed_split_batch():
     want = _single(SegRISE, 2, image, batch_size=SPLIT_BATCH, **kw)
     assert "batch_size_measured" in _single(SegRISE, 2, image, **kw).params  # measured
     method = SegRISE(ThresholdNet(2))
-    results = [run_range(method, image, r, **kw) for r in plan_ranges(300, range_size=256)]
+    with _one_thread():
+        results = [run_range(method, image, r, **kw) for r in plan_ranges(300, range_size=256)]
+        got = list(iter_merged(method, image, results, **kw))[-1]
     assert [r.batch_size for r in results] == [SPLIT_BATCH, SPLIT_BATCH]
-    got = list(iter_merged(method, image, results, **kw))[-1]
     _assert_same(got, want)
     assert got.params["batch_size_used"] == SPLIT_BATCH
 

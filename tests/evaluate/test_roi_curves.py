@@ -84,3 +84,20 @@ def test_roi_scoring_refuses_the_background_and_several_rois():
         faithfulness(expl, model=BoxNet(2), steps=STEPS)
     res = faithfulness(expl, model=BoxNet(2), roi=other, steps=STEPS, n_random=0)
     assert res.deletion.scores("dice")[0] == pytest.approx(1.0)
+
+
+def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
+    """A 2D model on a volume with an ROI: the slice's part of the ROI scores the slice."""
+    from maskscope.evaluate.frontend import evaluation_inputs
+    from tests.conftest import ThresholdNet
+
+    vol = np.zeros((4, 20, 22), np.float32)
+    vol[:, 2:8, 2:8] = 1.0
+    vol[:, 12:18, 12:20] = 1.0
+    expl = SegRISE(ThresholdNet(2)).explain(vol, roi="1:3,0:10,0:10", n_masks=12, grid=3)
+    inputs = evaluation_inputs(expl, slice_index=1)
+    inside = np.zeros((20, 22), bool)
+    inside[0:10, 0:10] = True
+    np.testing.assert_array_equal(inputs["roi"], inside)
+    res = faithfulness(inputs.pop("source"), model=ThresholdNet(2), **inputs, steps=4, n_random=0)
+    assert res.deletion.scores("dice")[0] == pytest.approx(1.0)

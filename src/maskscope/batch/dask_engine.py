@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .dataset import Case
-from .job import Job, run_case
+from .job import Job, fails_again, run_case
 from .model_source import ModelSource, cpu_threads
 from .store import BatchStore
 
@@ -99,7 +99,11 @@ def _plugin_status(name: str, dask_worker: Any = None) -> str | None:
 
 
 def _case_task(case: Case, job: Job, out: str, plugin_name: str) -> dict[str, Any]:
-    """One case on a worker, with the model its plugin loaded."""
+    """One case on a worker, with the model its plugin loaded.
+
+    An error that would come back (bad input) is recorded here and returned as the
+    failed case's row, so that Dask does not retry it; any other raises (and is retried).
+    """
     from distributed import get_worker
 
     from ..wording import failure_line
@@ -108,9 +112,12 @@ def _case_task(case: Case, job: Job, out: str, plugin_name: str) -> dict[str, An
     plugin = worker.plugins[plugin_name]
     if plugin.error is not None:
         raise CaseFailed(plugin.error)
+    store = BatchStore(out)
     try:
-        return run_case(case, job, plugin.model, BatchStore(out), worker=plugin.worker_name)
+        return run_case(case, job, plugin.model, store, worker=plugin.worker_name)
     except Exception as exc:  # one picklable line, as the record keeps it
+        if fails_again(exc):
+            return store.failure(case, failure_line(exc), 1, worker=plugin.worker_name)
         raise CaseFailed(failure_line(exc)) from None
 
 

@@ -20,7 +20,22 @@ import numpy as np
 from .dataset import Case
 from .store import BatchStore, atomic_write
 
-__all__ = ["Job", "run_case"]
+__all__ = ["Job", "fails_again", "run_case"]
+
+
+def fails_again(exc: BaseException) -> bool:
+    """Whether a case's error would come back on a retry: bad input or a known failure.
+
+    A wrong shape, an unreadable file's content or a model that cannot take the input
+    (``ValueError``, ``TypeError``, a :class:`~maskscope._engine.failures.ModelError`
+    with a hint) fail the same way every time; anything else (a lost worker, memory, a
+    file system's hiccup) may not, and is retried.
+    """
+    from .._engine.failures import ModelError
+
+    if isinstance(exc, ModelError):
+        return exc.hint is not None
+    return isinstance(exc, ValueError | TypeError)
 
 
 @dataclass(frozen=True)

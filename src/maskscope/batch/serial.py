@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .dataset import Case
-from .job import Job, run_case
+from .job import Job, fails_again, run_case
 from .model_source import ModelSource
 from .store import BatchStore
 
@@ -49,7 +49,11 @@ def run_serial(
     retries: int = 1,
     worker: str = "local",
 ) -> Iterator[dict[str, Any]]:
-    """Yield each case's record; a case failing ``retries + 1`` times is recorded as failed."""
+    """Yield each case's record; a case failing ``retries + 1`` times is recorded as failed.
+
+    An error that would come back (:func:`~maskscope.batch.job.fails_again`: bad input) is
+    recorded at once, without the retries.
+    """
     from ..wording import failure_line
 
     if not todo:
@@ -57,14 +61,17 @@ def run_serial(
     model, _ = source.load()
     for case in todo:
         error: Exception | None = None
-        for attempt in range(1, retries + 2):
+        attempts = 0
+        for attempts in range(1, retries + 2):
             try:
-                yield run_case(case, job, model, store, worker=worker, attempt=attempt)
+                yield run_case(case, job, model, store, worker=worker, attempt=attempts)
+                error = None
                 break
             except Exception as exc:  # retried, then recorded; KeyboardInterrupt stops
                 error = exc
-        else:
-            assert error is not None
+                if fails_again(exc):
+                    break
+        if error is not None:
             yield store.failure(
-                case, failure_line(error), retries + 1, worker=worker, host=socket.gethostname()
+                case, failure_line(error), attempts, worker=worker, host=socket.gethostname()
             )

@@ -35,12 +35,15 @@ def evaluation_inputs(snap: Explanation | None, slice_index: int | None = None) 
         )
     z = int(slice_index)
     ref = None if snap.reference is None else snap.reference[z]
-    return {
+    out = {
         "source": np.asarray(snap.map[z]),
         "image": np.asarray(snap.image)[:, z],
         "reference": ref,
         "target": snap.target,
     }
+    if snap.roi is not None and snap.roi[z].any():  # the ROI's part of this slice
+        out["roi"] = np.asarray(snap.roi[z])
+    return out
 
 
 def start_evaluation(
