@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,21 +60,19 @@ def add_roi_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--roi", metavar="BOX|FILE", help=help_text)
 
 
-def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...], image: Any = None) -> Any:
+def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...], image: Any) -> Any:
     """``--roi`` as a box text or a boolean mask, checked against ``spatial`` (and, for a
-    NIfTI mask, against the NIfTI ``image``'s space)."""
+    NIfTI mask, against the NIfTI ``image``'s space: a :class:`~maskscope.io.Volume`)."""
     from .roi import as_roi
 
     if _BOX.match(args.roi):
         roi: Any = args.roi
     else:
-        from .io import check_same_space, read_image
+        from .io import read_companion
 
         try:
-            vol = read_image(args.roi, axes=getattr(args, "axes", None) or "ijk")
-            if image is not None:
-                check_same_space(vol, image, f"--roi {Path(args.roi).name}")
-            mask = vol.data
+            axes = getattr(args, "axes", None) or "ijk"
+            mask = read_companion(args.roi, image, "--roi", axes=axes).data
         except FileNotFoundError:
             raise ValueError(
                 f"--roi must be a box like 10:42,0:64,5:37 (10: runs to the end) or a mask "
@@ -92,9 +89,7 @@ def roi_flag(args: argparse.Namespace, spatial: tuple[int, ...], image: Any = No
     return roi
 
 
-def roi_kwargs(
-    args: argparse.Namespace, spatial: tuple[int, ...], image: Any = None
-) -> dict[str, Any]:
+def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...], image: Any) -> dict[str, Any]:
     """The ``roi=`` and ``crop=`` arguments of ``explain`` from the flags.
 
     The ROI is checked against the image's ``spatial`` shape here, so that its errors

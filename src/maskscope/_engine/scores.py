@@ -23,8 +23,10 @@ import torch
 
 __all__ = [
     "OVERLAP_SCORES",
+    "PROBABILITY_SLACK",
     "OverlapScore",
     "PreparedReference",
+    "check_probabilities",
     "class_probability",
     "dice",
     "get_overlap_score",
@@ -241,3 +243,20 @@ def get_overlap_score(score: str | OverlapScore) -> OverlapScore:
     except KeyError:
         valid = ", ".join(repr(k) for k in OVERLAP_SCORES)
         raise ValueError(f"score must be one of {valid} or a callable, got {score!r}") from None
+
+
+#: How far outside [0, 1] a probability may be (float rounding of a softmax or sigmoid).
+PROBABILITY_SLACK = 1e-3
+
+
+def check_probabilities(out: torch.Tensor, kind: str) -> None:
+    """Refuse outputs called probabilities that are not: values outside [0, 1]."""
+    if kind != "probabilities":
+        return
+    lo, hi = float(out.min()), float(out.max())
+    if lo < -PROBABILITY_SLACK or hi > 1.0 + PROBABILITY_SLACK:
+        raise ValueError(
+            f"outputs='probabilities' expects values in [0, 1], but the model returned values "
+            f"in [{lo:.3g}, {hi:.3g}]: these look like logits, so set outputs='logits' (or make "
+            "the model end in a softmax or sigmoid)"
+        )

@@ -16,13 +16,13 @@ from .._engine.model_call import ModelCall
 from .._engine.scores import (
     OUTPUT_KINDS,
     PreparedReference,
+    check_probabilities,
     dice,
     pixel_probabilities,
     probabilities,
     segmentation,
 )
 from ..explanation import Explanation
-from ..methods.context import check_probabilities
 from ..roi import as_roi, restrict_reference, restricted_score
 from .substrates import Substrate, get_substrate
 
@@ -253,22 +253,24 @@ def prepare_problem(
     k = int(out.shape[1])
     check_probabilities(out, outputs)
     target = _check_target(target, k)
+    prediction = segmentation(out, outputs)[0].long()
     if reference is None:
-        ref = segmentation(out, outputs)[0].long()
+        ref = prediction
     else:
         ref = prepare_reference(reference, spatial, n_classes=k).to(x.device)
-    score = None
-    if roi is not None:
-        region = _roi_region(roi, spatial, segmentation(out, outputs)[0].long(), target)
+    region = None if roi is None else _roi_region(roi, spatial, prediction, target)
+    if region is not None:
         ref = restrict_reference(ref, region)
-        score = restricted_score(_make_score(ref, target, k, outputs), region, outputs)
+    score = _make_score(ref, target, k, outputs)
+    if region is not None:
+        score = restricted_score(score, region, outputs)
     limit = batch_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,
         substrate=sub_t,
         saliency=saliency,
         runner=runner,
-        score=score or _make_score(ref, target, k, outputs),
+        score=score,
         batch_size=min(int(batch_size), limit),
         target=target,
         method=method,

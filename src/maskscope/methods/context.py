@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .._engine.loop import ModelRunner
-from .._engine.scores import segmentation
+from .._engine.scores import check_probabilities, segmentation
 
 __all__ = ["Context", "build_context", "resolve_target"]
 
@@ -136,23 +136,6 @@ def build_context(
         device=method.device,
         voxel_spacing=tuple(spacing),
     )
-
-
-#: How far outside [0, 1] a probability may be (float rounding of a softmax or sigmoid).
-PROBABILITY_SLACK = 1e-3
-
-
-def check_probabilities(out: torch.Tensor, kind: str) -> None:
-    """Refuse outputs called probabilities that are not: values outside [0, 1]."""
-    if kind != "probabilities":
-        return
-    lo, hi = float(out.min()), float(out.max())
-    if lo < -PROBABILITY_SLACK or hi > 1.0 + PROBABILITY_SLACK:
-        raise ValueError(
-            f"outputs='probabilities' expects values in [0, 1], but the model returned values "
-            f"in [{lo:.3g}, {hi:.3g}]: these look like logits, so set outputs='logits' (or make "
-            "the model end in a softmax or sigmoid)"
-        )
 
 
 def resolve_target(
