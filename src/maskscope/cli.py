@@ -134,10 +134,10 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     """``--axes``, ``--normalize`` and ``--percentiles``: the data as the model was trained."""
     parser.add_argument(
         "--axes",
-        default="ijk",
+        default=None,
         choices=list(AXES),
         help="NIfTI array order the model was trained on: ijk (nibabel, MONAI; the file's "
-        "own order) or kji (SimpleITK, nnU-Net). Default: ijk",
+        "own order) or kji (SimpleITK, nnU-Net). NIfTI images only. Default: ijk",
     )
     parser.add_argument(
         "--normalize",
@@ -153,6 +153,25 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
         default=PERCENTILES,
         help="low and high percentile of --normalize percentile (default 0.5,99.5)",
     )
+
+
+def image_axes(args: argparse.Namespace) -> str:
+    """The ``--axes`` choice (default ``"ijk"``); refused for an ``--image`` that is not NIfTI.
+
+    A ``.npy``, ``.npz`` or TIFF array has no voxel order other than its own, so an
+    ``--axes`` given with one would change nothing, and the user who gave it expects a
+    transposition that would not happen.
+    """
+    if args.axes is None:
+        return "ijk"
+    name = Path(args.image).name
+    if not name.lower().endswith((".nii", ".nii.gz")):
+        raise ValueError(
+            f"--axes applies to NIfTI images (.nii, .nii.gz) only, got --image {name}: an "
+            "array file is read in its own axis order; leave --axes out (and transpose the "
+            "array if the model was trained on another order)"
+        )
+    return args.axes
 
 
 def normalizer(args: argparse.Namespace) -> Normalizer:
@@ -273,6 +292,7 @@ def _explain(args: argparse.Namespace) -> int:
     method_name = CLI_METHODS[args.method]
     values = method_values(args)
     out, png = cli_outputs(args.out, args.png, args.image, args.reference)
+    args.axes = image_axes(args)
     image = read_image(args.image, axes=args.axes)
     reference = None
     if args.reference:

@@ -83,7 +83,7 @@ def _job(args: argparse.Namespace):
         slices=_slices(args.slices),
         normalize=args.normalize,
         percentiles=tuple(args.percentiles),
-        axes=args.axes,
+        axes=args.axes or "ijk",
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
         model_options=options,

@@ -152,12 +152,13 @@ def _check_reference(reference: np.ndarray, target: int | None, roi: Any) -> Non
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``maskscope evaluate``: print the AUC table, write ``--png`` / ``--json``."""
-    from .cli import call_options
+    from .cli import call_options, image_axes
     from .evaluate import iter_faithfulness
     from .io import read_companion, read_image
     from .models import UntrustedModelError, load_model
 
     _check_args(args)
+    args.axes = image_axes(args)
     volume = read_image(args.image, axes=args.axes)
     image = volume.data
     reference = None

@@ -102,6 +102,7 @@ def test_png_is_readable_size_with_a_colour_bar(tmp_path, capsys):
         (["--axes", "xyz"], "argument --axes: invalid choice: 'xyz'"),
         (["--percentiles", "5"], "--percentiles takes two numbers like 0.5,99.5, got 5.0"),
         (["--percentiles", "90,10"], "percentiles must satisfy 0 <= low < high <= 100"),
+        (["--axes", "kji"], "--axes applies to NIfTI images (.nii, .nii.gz) only, got --image"),
     ],
 )
 def test_bad_flags_name_the_flag(tmp_path, capsys, argv, message):
@@ -112,6 +113,15 @@ def test_bad_flags_name_the_flag(tmp_path, capsys, argv, message):
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_axes_on_an_array_file_is_refused_in_evaluate_too(tmp_path, capsys):
+    np.save(tmp_path / "img.npy", scanner_image() / 1000.0)
+    argv = ["evaluate", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), "--method"]
+    argv += ["segrise"]
+    assert main([*argv, "--axes", "ijk"]) == 2
+    err = capsys.readouterr().err
+    assert "--axes applies to NIfTI images (.nii, .nii.gz) only, got --image img.npy" in err
 
 
 def test_a_strongly_negative_split_half_reliability_is_described():
