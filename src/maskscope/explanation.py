@@ -199,16 +199,60 @@ class Explanation:
         return cls(**meta, **arrays, extras=extras)
 
     # ---------------------------------------------------------------- rendering
-    def default_slice(self) -> int | None:
-        """The slice shown by default for a 3D map (None for 2D)."""
+    def default_slice(self, axis: int = 0) -> int | None:
+        """The slice along ``axis`` shown by default for a 3D map (None for 2D).
+
+        The middle explained slice of a 2D model's run, else the reference's centre, else
+        the middle.
+        """
+        if self.map.ndim == 2:
+            return None
+        if self.slices and axis == 0:
+            return self.slices[len(self.slices) // 2]
+        if self.reference is not None and self.reference.any():
+            zs = np.nonzero(self.reference)[axis]
+            return int(np.round(zs.mean()))
+        return self.map.shape[axis] // 2
+
+    def view_slice(
+        self, slice_index: int | None = None, axis: int | None = None
+    ) -> tuple[int | None, int | None]:
+        """``(axis, slice)`` of a figure of a 3D map; ``(None, None)`` for 2D.
+
+        Without ``axis``: :meth:`default_axis`, or the first axis when ``slice_index`` is
+        given (as before there was a choice). Without ``slice_index``: :meth:`default_slice`
+        along the axis. Out-of-range values are refused with the map's shape.
+        """
+        if self.map.ndim == 2:
+            return None, None
+        if axis is None:
+            axis = 0 if slice_index is not None else self.default_axis()
+        if not isinstance(axis, int | np.integer) or not 0 <= axis < 3:
+            raise ValueError(f"axis must be 0, 1 or 2 for a 3D map, got {axis!r}")
+        n = self.map.shape[axis]
+        z = self.default_slice(int(axis)) if slice_index is None else slice_index
+        if not isinstance(z, int | np.integer) or not 0 <= z < n:
+            raise ValueError(
+                f"slice_index must be in 0 … {n - 1} along axis {axis} of the map "
+                f"{self.map.shape}, got {z!r}"
+            )
+        return int(axis), int(z)
+
+    def default_axis(self) -> int | None:
+        """The axis across which a 3D map is sliced for a figure by default (None for 2D).
+
+        A 2D model's slices lie along the first axis. Otherwise the axis along which the
+        voxels lie farthest apart, then the one with the fewest voxels, then the first: a
+        scan's slice direction, which is the third axis of a NIfTI file read in its own
+        order (nibabel's, MONAI's) and the first in SimpleITK's or nnU-Net's.
+        """
         if self.map.ndim == 2:
             return None
         if self.slices:
-            return self.slices[len(self.slices) // 2]
-        if self.reference is not None and self.reference.any():
-            zs = np.nonzero(self.reference)[0]
-            return int(np.round(zs.mean()))
-        return self.map.shape[0] // 2
+            return 0
+        spacing = tuple(self.voxel_spacing or ())[-3:]
+        spacing = spacing if len(spacing) == 3 else (1.0, 1.0, 1.0)
+        return min(range(3), key=lambda a: (-float(spacing[a]), self.map.shape[a], a))
 
     def to_png(
         self,
@@ -216,6 +260,7 @@ class Explanation:
         *,
         view: str = "map",
         slice_index: int | None = None,
+        axis: int | None = None,
         cmap: str = "inferno",
         alpha: float = 0.6,
         with_image: bool = True,
@@ -230,7 +275,10 @@ class Explanation:
         view
             ``"map"``, ``"stderr"`` or the name of an extra map.
         slice_index
-            For 3D maps, the slice along the first axis (default: :meth:`default_slice`).
+            For 3D maps, the slice along ``axis`` (default: :meth:`default_slice`).
+        axis
+            For 3D maps, the axis across which the map is sliced (default
+            :meth:`default_axis`, or the first axis when ``slice_index`` is given).
         cmap
             A colormap name understood by the ``cmap`` package.
         alpha
@@ -251,13 +299,14 @@ class Explanation:
         if arr is None or not isinstance(arr, np.ndarray):
             valid = ["map", *(["stderr"] if self.stderr is not None else []), *self.extras]
             raise ValueError(f"view must be one of {valid}, got {view!r}")
-        z = slice_index if slice_index is not None else self.default_slice()
+        axis, z = self.view_slice(slice_index, axis)
+        pick = (lambda a: a) if z is None else (lambda a: np.take(a, z, axis=axis))
         img2d = ref2d = None
         if with_image and self.image is not None:
-            img2d = self.image[0] if z is None else self.image[0, z]
+            img2d = pick(self.image[0])
         if contour and self.reference is not None:
-            ref2d = self.reference if z is None else self.reference[z]
-        sal = arr if z is None else arr[z]
+            ref2d = pick(self.reference)
+        sal = pick(arr)
         rgb = overlay_rgb(sal, img2d, cmap=cmap, alpha=alpha, contour=ref2d)
         data = png_bytes(rgb)
         if path is not None:

@@ -23,6 +23,9 @@ _BAR_WIDTH = 22
 _MARGIN = 10
 
 
+_AXIS_NAMES = ("first", "second", "third")
+
+
 def _font(size: int):
     from PIL import ImageFont
 
@@ -95,6 +98,7 @@ def figure_rgb(
     *,
     view: str = "map",
     slice_index: int | None = None,
+    axis: int | None = None,
     cmap: str = "inferno",
     opacity: float = 0.8,
     min_size: int = 512,
@@ -106,14 +110,17 @@ def figure_rgb(
     if not isinstance(arr, np.ndarray):
         valid = ["map", *(["stderr"] if expl.stderr is not None else []), *expl.extras]
         raise ValueError(f"view must be one of {valid}, got {view!r}")
-    z = slice_index if slice_index is not None else expl.default_slice()
-    pick = (lambda a: a) if z is None else (lambda a: a[z])
+    axis, z = expl.view_slice(slice_index, axis)
+    pick = (lambda a: a) if z is None else (lambda a: np.take(a, z, axis=axis))
+    spacing = tuple(expl.voxel_spacing or ())
+    if z is not None and len(spacing) >= 3:
+        spacing = spacing[-3:][:axis] + spacing[-3:][axis + 1 :]
     image = None if expl.image is None else pick(expl.image[0])
     # the colour range of what was explained: a 2D model's slices not computed hold 0
     explained = arr[list(expl.slices)] if expl.slices and arr.ndim == 3 else arr
     limits = robust_limits(explained)
     rgb = _blend(pick(arr), image, cmap, limits, opacity)
-    size = _enlarged_shape(rgb.shape, tuple(expl.voxel_spacing or ()), min_size)
+    size = _enlarged_shape(rgb.shape, spacing, min_size)
     rgb = _enlarge(rgb, size)
     if expl.reference is not None:
         _outline(rgb, _enlarge(np.asarray(pick(expl.reference)), size))
@@ -124,7 +131,7 @@ def figure_rgb(
     canvas = Image.new("RGB", (width, panel.height + head + _MARGIN), "white")
     canvas.paste(panel, (_MARGIN, head))
     draw = ImageDraw.Draw(canvas)
-    where = "" if z is None else f" · slice {z} of {arr.shape[0]} (first axis)"
+    where = "" if z is None else f" · slice {z} of {arr.shape[axis]} ({_AXIS_NAMES[axis]} axis)"
     draw.text((_MARGIN, 6), f"{expl.method}{where}", fill="black", font=font)
     legend = legend_text(expl.method, expl.params, expl.voxel_spacing)
     draw.text(
@@ -144,8 +151,9 @@ def figure_png(expl: Any, path: str | Path | None = None, **kwargs: Any) -> byte
     path
         Also write the PNG here.
     **kwargs
-        ``view`` (``"map"``, ``"stderr"`` or an extra map), ``slice_index`` (3D: along the
-        first axis; default the reference's centre), ``cmap``, ``opacity`` and
+        ``view`` (``"map"``, ``"stderr"`` or an extra map), ``axis`` and ``slice_index``
+        (3D: see :meth:`~maskscope.explanation.Explanation.view_slice`; by default the
+        scan's slice direction, and the reference's centre along it), ``cmap``, ``opacity`` and
         ``min_size`` (the short side of the enlarged slice, pixels; default 512).
 
     Returns

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,54 @@ def test_slices_not_explained_do_not_widen_the_colour_range():
     h, w = _panel_shape(got)
     panel = (slice(HEAD, HEAD + h), slice(MARGIN, MARGIN + w + 2 * MARGIN + BAR + 70))
     np.testing.assert_array_equal(got[panel], want[panel])  # the slice and its colour bar
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing", "axis"),
+    [
+        ((12, 10, 4), (2.0, 2.0, 2.2), 2),  # a NIfTI scan in its own (i, j, k) order
+        ((4, 10, 12), (2.2, 2.0, 2.0), 0),  # the same scan in SimpleITK's (k, j, i) order
+        ((9, 10, 6), (1.0, 1.0, 1.0), 2),  # isotropic: the fewest voxels
+        ((8, 8, 8), (), 0),  # nothing to choose by: the first axis
+    ],
+)
+def test_a_volume_is_shown_across_its_slice_direction(shape, spacing, axis):
+    expl = _expl(shape, spacing)
+    assert expl.default_axis() == axis
+    z = shape[axis] // 2
+    order = [axis, *(a for a in range(3) if a != axis)]  # the same volume, sliced first
+    moved = Explanation(
+        method="SegRISE",
+        map=np.transpose(expl.map, order),
+        image=np.transpose(expl.image, [0, *(a + 1 for a in order)]),
+        voxel_spacing=tuple(spacing[a] for a in order) if spacing else (),
+    )
+    got, want = figure_rgb(expl), figure_rgb(moved, axis=0, slice_index=z)
+    h, w = _panel_shape(got)
+    panel = (slice(HEAD, HEAD + h), slice(MARGIN, MARGIN + w + 2 * MARGIN + BAR + 70))
+    assert _panel_shape(want) == (h, w)
+    np.testing.assert_array_equal(got[panel], want[panel])
+    # the same slice asked for explicitly
+    np.testing.assert_array_equal(figure_rgb(expl, axis=axis, slice_index=z), got)
+
+
+def test_the_default_slice_is_the_references_centre_along_the_axis():
+    ref = np.zeros((12, 10, 6), np.uint8)
+    ref[2:5, 3:6, 3:6] = 1  # centre 3 along the first axis, 4 along the third
+    expl = dataclasses.replace(_expl((12, 10, 6), (1.0, 1.0, 3.0)), reference=ref)
+    assert expl.view_slice() == (2, 4)
+    assert expl.view_slice(slice_index=3) == (0, 3)  # a slice alone: along the first axis
+    a2d = _expl((12, 10, 6), (1.0, 1.0, 3.0), slices=(1, 5))  # a 2D model's slices: first axis
+    assert a2d.view_slice() == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"axis": 3}, "axis must be 0, 1 or 2 for a 3D map, got 3"),
+        ({"axis": 1, "slice_index": 10}, "slice_index must be in 0 … 9 along axis 1 of the map"),
+    ],
+)
+def test_a_bad_axis_or_slice_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        figure_rgb(_expl((4, 10, 12)), **kwargs)
