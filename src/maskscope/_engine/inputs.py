@@ -118,7 +118,9 @@ def model_device_dtype(model: Callable) -> tuple[torch.device | None, torch.dtyp
 
 def _as_tensor(image: Any, name: str, *, allow_bool: bool = False) -> torch.Tensor:
     if torch.is_tensor(image):
-        t = image.detach()
+        # a subclass (MONAI's MetaTensor) as a plain tensor, and a view (a permuted or
+        # flipped volume, an Orientation transform's output) laid out in order
+        t = image.detach().as_subclass(torch.Tensor)
         if t.device.type == "meta":
             raise ValueError(
                 f"{name} is a tensor on the meta device (a shape without values): give a "
@@ -139,7 +141,7 @@ def _as_tensor(image: Any, name: str, *, allow_bool: bool = False) -> torch.Tens
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty: got an array of shape {tuple(t.shape)}")
-    return t
+    return t.contiguous()
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,26 @@ def resolve_slices(slices: Any, depth: int) -> list[int]:
             raise ValueError(f"slice index {s} is out of range for a volume of depth {depth}")
         out.append(int(s) % depth)
     return sorted(set(out))
+
+
+def spacing_from_image(image: Any, ndim: int) -> tuple[float, ...] | None:
+    """The voxel spacing an image carries itself, or None.
+
+    A MONAI ``MetaTensor`` (what ``LoadImage`` gives) has ``pixdim``: the length of each
+    array axis's column of its affine, so it follows ``Orientation`` and ``Spacing``
+    transforms. It is taken when it has one positive value per spatial axis (``ndim``);
+    a tensor of another shape, or a plain array, gives None.
+    """
+    pixdim = getattr(image, "pixdim", None)
+    if pixdim is None:
+        return None
+    try:
+        values = tuple(float(v) for v in np.asarray(pixdim, dtype=float).ravel())
+    except (TypeError, ValueError):
+        return None
+    if len(values) != ndim or not all(np.isfinite(v) and v > 0 for v in values):
+        return None
+    return values
 
 
 def normalize_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine.inputs import normalize_spacing, prepare_image
+from .._engine.inputs import normalize_spacing, prepare_image, spacing_from_image
 from ..intensity import NORMALIZATIONS, describe_normalization, suggest_normalization
 from ..io import AXES, reorder
 
@@ -25,6 +25,7 @@ __all__ = [
     "reverse_axes",
     "reverse_explanation",
     "scope_slices",
+    "spacing_from_image",
     "suggest_normalization",
 ]
 

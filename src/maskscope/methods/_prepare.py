@@ -16,6 +16,7 @@ from .._engine.inputs import (
     prepare_image,
     prepare_reference,
     resolve_slices,
+    spacing_from_image,
 )
 from .._engine.loop import ModelRunner, RunOptions
 from ..explanation import Explanation
@@ -119,6 +120,8 @@ def prepare_input(
             f"slices applies to a 2D model on a volume; this input is explained whole "
             f"({layout.spatial_dims}D model, spatial shape {spatial}), got slices={slices!r}"
         )
+    if voxel_spacing is None:  # a MONAI MetaTensor knows its own
+        voxel_spacing = spacing_from_image(image, len(spatial))
     spacing = normalize_spacing(voxel_spacing, len(spatial))
     ref = None if reference is None else prepare_reference(reference, spatial, n_classes=None)
     owned = layout.image.clone()

@@ -164,7 +164,9 @@ class Method:
         slices
             For a 2D model on a volume: ``"all"``, one index, or a list of indices.
         voxel_spacing
-            Physical voxel size per spatial axis (kept in the result; used by HDM).
+            Physical voxel size per spatial axis (kept in the result; used by HDM). By
+            default the image's own when it has one (a MONAI ``MetaTensor``'s ``pixdim``),
+            else 1 per axis.
         progress
             True for a tqdm progress bar, or a callable receiving every snapshot.
         cancel

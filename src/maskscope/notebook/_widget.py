@@ -11,7 +11,7 @@ import ipywidgets as widgets
 from .. import Explanation
 from ..gui import LoadedModel, RunRequest, Session, method_name, reverse_axes, windowed
 from ..gui import status as st
-from ..gui.inputs import normalize_spacing, prepare_image
+from ..gui.inputs import normalize_spacing, prepare_image, spacing_from_image
 from ..gui.models import parse_output_key, parse_pad_multiple, to_device
 from ..roi import as_roi
 from ._checks import data_controls, resolve_normalization, show_prediction
@@ -166,6 +166,8 @@ class ExplainWidget(Display, widgets.VBox):
         session = Session(method, LoadedModel(model, outputs, spatial_dims, type(model).__name__))
         explainer = session.explainer()
         layout = prepare_image(image, explainer.spatial_dims, explainer.in_channels)
+        if voxel_spacing is None:  # a MONAI MetaTensor knows its own
+            voxel_spacing = spacing_from_image(image, len(layout.spatial))
         super().__init__()
         self.model, self.image, self.reference = model, image, reference
         self.outputs, self.spatial_dims, self.voxel_spacing = outputs, spatial_dims, voxel_spacing

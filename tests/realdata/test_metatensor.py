@@ -1,0 +1,71 @@
+"""A MONAI ``MetaTensor`` (``LoadImage``'s output) brings its voxel spacing with it.
+
+HDM measures in physical units and a figure keeps the voxels' aspect, so a MetaTensor's
+``pixdim`` is the spacing when none is given: in the array's own axis order, after an
+``Orientation`` transform as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from maskscope import HDM
+from tests.conftest import ThresholdNet
+
+monai = pytest.importorskip("monai", reason="MONAI is in the 'monai' and 'dev' extras")
+nib = pytest.importorskip("nibabel", reason="nibabel is the optional 'medical' extra")
+
+ZOOMS = (1.0, 2.0, 3.0)
+
+
+@pytest.fixture
+def nifti(tmp_path):
+    vol = np.zeros((14, 10, 8), np.float32)
+    vol[4:10, 3:7, 2:6] = 1.0
+    path = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.diag([*ZOOMS, 1.0])), str(path))
+    return path, vol
+
+
+def _loaded(path, orientation: str | None = None):
+    from monai.transforms import EnsureChannelFirst, LoadImage, Orientation
+
+    x = EnsureChannelFirst()(LoadImage(image_only=True)(str(path)))
+    return x if orientation is None else Orientation(axcodes=orientation)(x)
+
+
+HDM_KW = dict(diameter=4.0, stride=3.0, sweep="full")
+
+
+def test_the_metatensor_spacing_is_used_when_none_is_given(nifti):
+    path, vol = nifti
+    x = _loaded(path)
+    assert type(x).__name__ == "MetaTensor"
+    got = HDM(ThresholdNet(3)).explain(x, **HDM_KW)
+    assert got.voxel_spacing == ZOOMS
+    want = HDM(ThresholdNet(3)).explain(vol[None], voxel_spacing=ZOOMS, **HDM_KW)
+    np.testing.assert_array_equal(got.map, want.map)
+    unit = HDM(ThresholdNet(3)).explain(vol[None], **HDM_KW)  # what was used before: 1 mm
+    assert unit.voxel_spacing == (1.0, 1.0, 1.0)
+    assert unit.n_forward != got.n_forward  # other centres, in millimetres
+
+
+def test_a_given_spacing_wins_and_a_reoriented_tensor_brings_its_own_order(nifti):
+    path, vol = nifti
+    given = HDM(ThresholdNet(3)).explain(_loaded(path), voxel_spacing=(1, 1, 1), **HDM_KW)
+    assert given.voxel_spacing == (1.0, 1.0, 1.0)
+    flipped = _loaded(path, orientation="SAR")  # the axes in reverse: k, j, i
+    assert tuple(flipped.shape[1:]) == vol.shape[::-1]
+    got = HDM(ThresholdNet(3)).explain(flipped, **HDM_KW)
+    assert got.voxel_spacing == ZOOMS[::-1]
+
+
+def test_the_notebook_widget_takes_the_spacing_too(nifti):
+    pytest.importorskip("ipywidgets")
+    from maskscope.notebook import ExplainWidget
+
+    path, _ = nifti
+    w = ExplainWidget(ThresholdNet(3), _loaded(path), method="SegRISE", n_masks=4)
+    assert tuple(w.voxel_spacing) == ZOOMS
+    assert tuple(w.view.spacing) == ZOOMS
