@@ -166,3 +166,20 @@ def test_logits_called_probabilities_are_refused():
     soft = torch.nn.Sequential(ThresholdNet(2), torch.nn.Softmax(dim=1)).eval()
     expl = SegRISE(soft, outputs="probabilities", spatial_dims=2).explain(img, n_masks=4, grid=4)
     assert expl.map.shape == (16, 16)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint"),
+    [((1, 1, 6, 8, 8), True), ((2, 1, 6, 8, 8), False), ((16,), False)],
+)
+def test_an_image_of_another_rank_names_the_shapes_and_a_batch_of_one(shape, hint):
+    from tests.conftest import ThresholdNet
+
+    with pytest.raises(ValueError) as err:
+        SegRISE(ThresholdNet(3)).explain(np.zeros(shape, np.float32), n_masks=2)
+    message = str(err.value)
+    assert message.startswith(
+        "image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), "
+        f"got an array of shape {shape}"
+    )
+    assert ("a batch of one (a DataLoader's (B, C, *spatial)): give its image" in message) == hint

@@ -194,9 +194,14 @@ def prepare_image(
     if not t.is_floating_point():
         t = t.float()
     if t.ndim not in (2, 3, 4):
+        batch = (
+            "; a batch of one (a DataLoader's (B, C, *spatial)): give its image, image[0]"
+            if t.ndim == 5 and t.shape[0] == 1
+            else ""
+        )
         raise ValueError(
             "image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), "
-            f"got an array of shape {tuple(t.shape)}"
+            f"got an array of shape {tuple(t.shape)}{batch}"
         )
     if not torch.isfinite(t).all():
         raise ValueError("image contains NaN or infinite values")
