@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .io import FORMATS
+from .io import FORMATS, PICTURE_FORMATS, READ_FORMATS
 
 __all__ = ["check_format", "check_outputs", "cli_outputs", "png_sidecar", "strip_format"]
 
@@ -18,7 +18,7 @@ __all__ = ["check_format", "check_outputs", "cli_outputs", "png_sidecar", "strip
 def strip_format(path: Path) -> str:
     """The file name without its format suffix (``run.v2.nii.gz`` → ``run.v2``)."""
     name = path.name
-    for fmt in sorted(FORMATS, key=len, reverse=True):
+    for fmt in sorted(READ_FORMATS, key=len, reverse=True):
         if name.lower().endswith(fmt):
             return name[: -len(fmt)]
     return path.stem
@@ -88,6 +88,12 @@ def check_format(out: Path, input_format: str) -> None:
         raise ValueError(
             "a NIfTI --image gives a NIfTI map, in the image's space (its affine and header): "
             f"--out needs a file name ending in .nii.gz or .nii, got {out.name}"
+        )
+    if input_format in PICTURE_FORMATS and not any(name.endswith(f) for f in FORMATS):
+        raise ValueError(
+            f"a {input_format} --image gives a map of floats, which a picture cannot hold: "
+            f"--out needs a file name ending in .tif (or one of {', '.join(FORMATS)}), "
+            f"got {out.name}; --png adds a figure"
         )
     if not any(name.endswith(f) for f in FORMATS):
         raise ValueError(

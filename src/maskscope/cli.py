@@ -287,7 +287,7 @@ def _load_model(args: argparse.Namespace):
 
 def _explain(args: argparse.Namespace) -> int:
     from ._outpaths import check_format, cli_outputs
-    from .io import read_companion, read_image, write_map
+    from .io import check_colour, read_companion, read_image, write_map
 
     method_name = CLI_METHODS[args.method]
     values = method_values(args)
@@ -312,6 +312,7 @@ def _explain(args: argparse.Namespace) -> int:
         spacing = _spacing_for(explainer, image.data, spacing, given=args.spacing is not None)
     normalize = normalizer(args)
     layout = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels)
+    check_colour(image, layout.slice_by_slice, f"--image {Path(args.image).name}")
     spatial = layout.spatial
     check_patch_axes(args, len(spatial) - (1 if layout.slice_by_slice else 0))
     values.update(roi_kwargs(args, spatial, image))

@@ -50,7 +50,11 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     ba.add_argument("--spatial-dims", type=int, choices=[2, 3])
     add_call_flags(ba)
     add_data_flags(ba)
-    ba.add_argument("--map-format", choices=list(FORMATS), help="default: the input's format")
+    ba.add_argument(
+        "--map-format",
+        choices=list(FORMATS),
+        help="default: the input's format (.tif for a picture)",
+    )
     ba.add_argument("--evaluate", action="store_true", help="deletion / insertion AUC of every map")
     ba.add_argument("--eval-steps", type=int, default=20, help="steps per curve (--evaluate)")
     eng = ba.add_argument_group("where it runs")

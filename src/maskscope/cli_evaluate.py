@@ -120,12 +120,14 @@ def _normalized(image: np.ndarray, spatial: tuple[int, ...], args: argparse.Name
     return fn(image)
 
 
-def _spatial(model: Any, image: np.ndarray, spatial_dims: int | None) -> tuple[int, ...]:
+def _spatial(model: Any, volume: Any, args: argparse.Namespace) -> tuple[int, ...]:
     from .gui.inputs import prepare_image
     from .gui.models import model_layout
+    from .io import check_colour
 
     dims, in_ch = model_layout(model)
-    layout = prepare_image(image, spatial_dims or dims, in_ch)
+    layout = prepare_image(volume.data, args.spatial_dims or dims, in_ch)
+    check_colour(volume, layout.slice_by_slice, f"--image {Path(args.image).name}")
     if layout.slice_by_slice:
         raise ValueError(
             f"--image is a volume {layout.spatial} for a 2D model: evaluate one slice at a time "
@@ -168,7 +170,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model = load_model(args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:
         raise UntrustedModelError(exc.path, "--trust-model") from None
-    spatial = _spatial(model, image, args.spatial_dims)
+    spatial = _spatial(model, volume, args)
     image = _normalized(image, spatial, args)
     if reference is not None and tuple(reference.shape) != spatial:
         raise ValueError(

@@ -12,6 +12,8 @@ One reader serves the command line, the Python API and the napari reader.
   its affine, so that they overlay the source in any viewer.
 - RGB and RGBA TIFFs (samples as the last axis) are read as channels ``(3, H, W)``; the
   alpha channel is dropped.
+- PNG and JPEG pictures are read (not written: maps are floats) as
+  :mod:`~maskscope._pictures` says: rows first, colour as channels, palette indices as labels.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from ._pictures import PICTURE_FORMATS, read_picture
+
 __all__ = [
     "AXES",
     "FORMATS",
+    "PICTURE_FORMATS",
+    "READ_FORMATS",
     "Volume",
     "check_axes",
+    "check_colour",
     "check_same_space",
     "native",
     "nifti_image",
@@ -37,8 +44,11 @@ __all__ = [
     "write_map",
 ]
 
-#: Accepted file suffixes.
+#: File suffixes read and written (maps are written in these).
 FORMATS = (".npy", ".npz", ".tif", ".tiff", ".nii", ".nii.gz")
+
+#: File suffixes read: :data:`FORMATS` and pictures (PNG, JPEG).
+READ_FORMATS = (*FORMATS, *PICTURE_FORMATS)
 
 #: NIfTI array orders: nibabel/MONAI ``(i, j, k)`` and SimpleITK/nnU-Net ``(k, j, i)``.
 AXES = ("ijk", "kji")
@@ -82,12 +92,17 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _check_format(path: Path) -> str:
+def _check_format(path: Path, formats: tuple[str, ...] = READ_FORMATS) -> str:
     fmt = _suffix(path)
-    if fmt not in FORMATS:
+    if fmt in PICTURE_FORMATS and formats is FORMATS:
+        raise ValueError(
+            f"{path.name}: a map holds floats, which a {fmt} picture cannot; expected one of "
+            f"{', '.join(FORMATS)} (a figure of the map: figure_png, or --png)"
+        )
+    if fmt not in formats:
         raise ValueError(
             f"{path.name}: unsupported file type {fmt or '(none)'}; expected one of "
-            f"{', '.join(FORMATS)}"
+            f"{', '.join(formats)}"
         )
     return fmt
 
@@ -178,6 +193,20 @@ def _read_tiff(path: Path, fmt: str) -> Volume:
     return Volume(data, spacing, fmt)
 
 
+def check_colour(volume: Volume, sliced: bool, what: str) -> None:
+    """Refuse a colour image (an RGB picture or TIFF) that a model would take as 3 slices.
+
+    ``sliced``: whether the model's layout of ``volume.data`` is a 2D model on a volume
+    (the model takes fewer channels than the 3 colours). ``what`` names the input.
+    """
+    if volume.meta.get("channels") == "rgb" and sliced:
+        raise ValueError(
+            f"{what} is a colour image (3 channels, RGB) and the model takes fewer channels, "
+            "so its colours would be explained as 3 slices: convert it to grey first (with "
+            "Pillow: Image.open(path).convert('L')), or use a model trained on colour images"
+        )
+
+
 def _tiff_spacing(tif: Any, layout: str) -> tuple[float, ...] | None:
     """The voxel spacing an ImageJ TIFF records (``spacing`` and the X/Y resolution)."""
     meta = tif.imagej_metadata
@@ -208,9 +237,17 @@ def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
 
 
 def read_companion(path: str | Path, image: Volume, flag: str, *, axes: str = "ijk") -> Volume:
-    """Read a label or mask file that goes with ``image`` (checked to share its space)."""
+    """Read a label or mask file that goes with ``image`` (checked to share its space).
+
+    A black-and-white picture mask, 0 and 255 only (how binary masks are usually saved as
+    PNG), is read as 0 and 1.
+    """
     vol = read_image(path, axes=axes)
     check_same_space(vol, image, f"{flag} {Path(path).name}")
+    if vol.format in PICTURE_FORMATS and vol.data.dtype == np.uint8:
+        values = np.unique(vol.data)
+        if values[-1] == 255 and set(values.tolist()) <= {0, 255}:
+            vol = Volume((vol.data == 255).astype(np.uint8), None, vol.format, vol.meta)
     return vol
 
 
@@ -220,7 +257,8 @@ def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -
     Parameters
     ----------
     path
-        A ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.nii`` or ``.nii.gz`` file.
+        A ``.npy``, ``.npz``, ``.tif``/``.tiff``, ``.nii`` or ``.nii.gz`` file, or a
+        ``.png``/``.jpg``/``.jpeg`` picture (rows first, colour as channels first).
     key
         For ``.npz``: the array to read (default ``"image"`` when present, else the only
         array, else an error listing the keys).
@@ -248,6 +286,9 @@ def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -
             return _read_npz(path, fmt, key)
         if fmt in (".tif", ".tiff"):
             return _read_tiff(path, fmt)
+        if fmt in PICTURE_FORMATS:
+            data, meta = read_picture(path)
+            return Volume(data, None, fmt, meta)
         return _read_nifti(path, fmt, axes)
     except Exception as exc:  # a corrupt file: one line naming it
         if str(exc).startswith(path.name):  # our own message already names the file
@@ -364,7 +405,7 @@ def write_map(
         for it. Default: ``like``'s spacing.
     """
     path = Path(path)
-    fmt = _check_format(path)
+    fmt = _check_format(path, FORMATS)
     arr = np.asarray(data, dtype=np.float32)
     if spacing is None and like is not None and like.voxel_spacing:
         spacing = tuple(like.voxel_spacing)[-arr.ndim :]

@@ -93,7 +93,7 @@ def test_explain_nifti_volume_keeps_spacing(tmp_path):
     ("argv", "message"),
     [
         (["--image", "{tmp}/missing.npy"], "no such file"),
-        (["--image", "{tmp}/img.png"], "unsupported file type .png"),
+        (["--image", "{tmp}/img.bmp"], "unsupported file type .bmp"),
         (["--image", "{tmp}/img.npy", "--p-keep", "2"], "--p-keep must be in (0, 1]"),
         (["--image", "{tmp}/img.npy", "--reference", "{tmp}/small.npy"], "spatial shape (24, 24)"),
         (["--image", "{tmp}/img.npy", "--model", "nosuch.module:make"], "nosuch"),
@@ -103,7 +103,7 @@ def test_explain_nifti_volume_keeps_spacing(tmp_path):
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     np.save(tmp_path / "img.npy", image2d())
     np.save(tmp_path / "small.npy", np.zeros((5, 5), np.uint8))
-    (tmp_path / "img.png").write_bytes(b"")
+    (tmp_path / "img.bmp").write_bytes(b"")
     args = ["explain", "--model", FACTORY, "--out", str(tmp_path / "o.npy"), "--quiet"]
     args += [a.format(tmp=tmp_path) for a in argv]
     if "--model" in argv:

@@ -37,8 +37,8 @@ def test_nifti_spacing_and_orientation_kept(tmp_path):
 
 
 def test_errors_name_the_problem(tmp_path):
-    with pytest.raises(ValueError, match=r"unsupported file type \.png; expected one of"):
-        read_image(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"unsupported file type \.bmp; expected one of"):
+        read_image(tmp_path / "a.bmp")
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_image(tmp_path / "missing.npy")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")

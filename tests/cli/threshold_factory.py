@@ -21,3 +21,7 @@ class DictThreshold(ThresholdNet):
 
 def make_dict():
     return DictThreshold(2)
+
+
+def make_rgb():
+    return ThresholdNet(2, in_channels=3)

@@ -91,3 +91,24 @@ def test_a_model_that_loads_on_no_worker_is_one_error_before_any_case(tmp_path, 
     assert "no GPU here" in err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["counts"] == {"ok": 0, "failed": 0, "pending": 2}
+
+
+def test_a_folder_of_pictures_gives_tiff_maps(tmp_path, capsys):
+    from PIL import Image
+
+    data = tmp_path / "pics"
+    data.mkdir()
+    for i in range(2):
+        img = np.full((20, 24), 20, np.uint8)
+        img[4 + i : 12 + i, 5:15] = 230
+        Image.fromarray(img).save(data / f"p{i}.png")
+    out = tmp_path / "out"
+    argv = ["batch", str(data), "--model", "tests.cli.threshold_factory:make", "--out", str(out)]
+    assert main([*argv, "--num-parts", "1", "--part-id", "0", "--normalize", "minmax", *FLAGS]) == 0
+    assert "2 case(s): 2 computed" in capsys.readouterr().out
+    pixels = np.asarray(Image.open(data / "p1.png"), np.float32)
+    want = SegRISE(ThresholdNet(2)).explain(
+        (pixels - 20) / 210, n_masks=16, grid=4, seed=2, batch_size=8
+    )
+    got = read_image(out / "maps" / "p1.tif").data
+    np.testing.assert_allclose(got, want.map.astype("f4"), rtol=1e-5, atol=1e-7)

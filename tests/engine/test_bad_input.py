@@ -179,7 +179,6 @@ def test_an_image_of_another_rank_names_the_shapes_and_a_batch_of_one(shape, hin
         SegRISE(ThresholdNet(3)).explain(np.zeros(shape, np.float32), n_masks=2)
     message = str(err.value)
     assert message.startswith(
-        "image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), "
-        f"got an array of shape {shape}"
+        f"image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), got an array of shape {shape}"
     )
     assert ("a batch of one (a DataLoader's (B, C, *spatial)): give its image" in message) == hint

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import FORMATS
+from ..io import READ_FORMATS
 
 __all__ = ["CSV_COLUMNS", "Case", "load_cases"]
 
@@ -58,12 +58,12 @@ class Case:
 
 def _is_image(path: Path) -> bool:
     name = path.name.lower()
-    return not name.startswith(".") and any(name.endswith(f) for f in FORMATS)
+    return not name.startswith(".") and any(name.endswith(f) for f in READ_FORMATS)
 
 
 def _strip(name: str) -> str:
     lower = name.lower()
-    for fmt in sorted(FORMATS, key=len, reverse=True):
+    for fmt in sorted(READ_FORMATS, key=len, reverse=True):
         if lower.endswith(fmt):
             return name[: -len(fmt)]
     return name
@@ -74,7 +74,7 @@ def _from_folder(folder: Path) -> list[dict[str, Path]]:
     if not files:
         raise ValueError(
             f"INPUTS: the folder {folder} holds no image files; expected files ending in "
-            f"{', '.join(FORMATS)}"
+            f"{', '.join(READ_FORMATS)}"
         )
     return [{"image": p} for p in files]
 
@@ -86,7 +86,7 @@ def _from_glob(pattern: str) -> list[dict[str, Path]]:
         what = f"only {len(found)} path(s) that are not image files" if found else "nothing"
         raise ValueError(
             f"INPUTS: the pattern {pattern!r} matched {what}; expected image files ending "
-            f"in {', '.join(FORMATS)}"
+            f"in {', '.join(READ_FORMATS)}"
         )
     return [{"image": p} for p in files]
 
@@ -150,7 +150,7 @@ def _expand(item: str | Path) -> list[dict[str, Path | str]]:
         if not _is_image(path):
             raise ValueError(
                 f"INPUTS: {path.name} is neither a folder, a .csv nor an image file "
-                f"({', '.join(FORMATS)})"
+                f"({', '.join(READ_FORMATS)})"
             )
         return [{"image": path}]
     if glob.has_magic(text):

@@ -204,8 +204,9 @@ def run_case(
     records the case as failed). ``worker`` and ``attempt`` (when the engine knows it) go
     into the record.
     """
+    from .._engine.inputs import prepare_image
     from ..intensity import Normalizer
-    from ..io import write_map
+    from ..io import PICTURE_FORMATS, check_colour, write_map
 
     t0 = time.perf_counter()
     image = _read(case.image, job.axes)
@@ -213,6 +214,8 @@ def run_case(
     if case.reference is not None:
         reference = _companion(case.reference, image, "the reference", job.axes)
     explainer = job.explainer(model)
+    layout = prepare_image(image.data, explainer.spatial_dims, explainer.in_channels)
+    check_colour(image, layout.slice_by_slice, f"the image {case.image.name}")
     expl = explainer.explain(
         image.data,
         reference=reference,
@@ -223,7 +226,7 @@ def run_case(
         **_roi_kwargs(case, image, job.axes),
         **job.values,
     )
-    fmt = job.map_format or image.format
+    fmt = job.map_format or (".tif" if image.format in PICTURE_FORMATS else image.format)
     map_path = store.map_path(case.name, fmt)
     spacing = expl.voxel_spacing or None
     atomic_write(map_path, lambda tmp: write_map(tmp, expl.map, like=image, spacing=spacing))
