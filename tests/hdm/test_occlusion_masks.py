@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -50,6 +53,40 @@ def test_masks_equal_whole_image_formula(spatial, diameter, stride, spacing):
     keep = grid.keep_masks(0, grid.n_centres, torch.float32)
     assert keep.shape == (grid.n_centres, 1, *spatial) and keep.dtype == torch.float32
     assert torch.equal(keep[:, 0], (~slow_occluders(grid, grid.order)).float())
+
+
+def _random_grids(n: int):
+    """Grids of random sizes, spacings (dyadic and not), diameters and strides."""
+    rng = np.random.default_rng(5)
+    spacings = [0.5, 0.7, 1.0, 1.25, 2.0, 3.0, 0.3125, 1 / 3, 0.3]
+    diameters = [1.0, 2.0, 3.0, 4.0, 6.0, 7.5, 10.0, 2 * math.sqrt(2), 1.1999999983333332]
+    grids = []
+    while len(grids) < n:
+        nd = int(rng.integers(2, 4))
+        spatial = tuple(int(v) for v in rng.integers(3, 30, nd))
+        spacing = tuple(float(v) for v in rng.choice(spacings, nd))
+        try:
+            grids.append(
+                CentreGrid(
+                    spatial, float(rng.choice(diameters)), float(rng.integers(1, 5)), spacing
+                )
+            )
+        except ValueError:  # a diameter or stride that does not fit the draw
+            continue
+    return grids
+
+
+def test_random_grids_equal_the_whole_image_formula_in_centre_then_voxel_order():
+    for grid in _random_grids(60):
+        flat = grid.order
+        rows, voxels = grid.occluded(flat)
+        want = slow_occluders(grid, flat).reshape(flat.shape[0], -1)
+        got = torch.zeros_like(want)
+        got[rows, voxels] = True
+        assert torch.equal(got, want), (grid.spatial, grid.spacing, grid.radius, grid.steps)
+        assert rows.numel() == int(want.sum())  # no voxel twice
+        key = rows * want.shape[1] + voxels
+        assert bool((key[1:] > key[:-1]).all())  # by centre, then by voxel index
 
 
 def test_masks_in_chunks_and_at_borders():

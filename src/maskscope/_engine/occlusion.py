@@ -112,6 +112,7 @@ class CentreGrid:
         )
         self._rel = [torch.arange(-h, h + 1, device=self.device) for h in self._half]
         self._strides = tuple(math.prod(self.spatial[ax + 1 :]) for ax in range(nd))
+        self._stencil_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n_centres(self) -> int:
@@ -130,37 +131,72 @@ class CentreGrid:
         offs = torch.tensor(self.offsets, device=flat.device)
         return grid_idx * steps + offs
 
+    def _stencil(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The offsets that can lie inside a ball, the ones to test exactly, their flat offsets.
+
+        An offset ``k`` (voxels per axis, in box order) whose squared physical length
+        ``Σ (k·s)²`` is within ``band`` of the threshold is *unsure*: the whole-image
+        arithmetic ``Σ (i·s − c·s)²`` rounds differently and may fall on either side (see
+        the last case of tests/hdm/test_occlusion_masks.py). ``band`` is far above that
+        rounding (``nd · 2⁻⁵¹ · (R·E + 2R²)`` for a radius ``R`` and an image extent ``E``),
+        so every other offset is inside or outside every ball alike.
+        """
+        if self._stencil_cache is not None:
+            return self._stencil_cache
+        nd = len(self.spatial)
+        d2 = None
+        for ax, (sp, rel) in enumerate(zip(self.spacing, self._rel, strict=True)):
+            shape = [1] * nd
+            shape[ax] = rel.numel()
+            part = ((rel.double() * sp) ** 2).reshape(shape)
+            d2 = part if d2 is None else d2 + part
+        extent = max(n * s for n, s in zip(self.spatial, self.spacing, strict=True))
+        band = 1e-12 * nd * (extent + self.radius + 1.0) * (self.radius + 1.0)
+        candidate = d2 <= self._threshold + band
+        grids = torch.meshgrid(*self._rel, indexing="ij")
+        offsets = torch.stack([g[candidate] for g in grids], dim=1)  # (m, nd), box order
+        unsure = (d2[candidate] > self._threshold - band).nonzero().squeeze(1)
+        strides = torch.tensor(self._strides, device=self.device)
+        self._stencil_cache = (offsets, unsure, (offsets * strides).sum(dim=1))
+        return self._stencil_cache
+
     def occluded(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every voxel inside the disks of the centres ``flat``, as two index tensors.
 
-        Only a box of ``2 * half + 1`` voxels per axis around each centre is tested (voxels
-        outside it are too far along one axis alone), with the very same float64 arithmetic
-        as a test over the whole image: the per-axis squared offsets ``(i * s - c * s) ** 2``
-        summed in axis order and compared with ``radius**2 + 1e-9``.
+        The result of a test over the whole image in float64, the per-axis squared offsets
+        ``(i * s - c * s) ** 2`` summed in axis order and compared with
+        ``radius**2 + 1e-9``, computed from the ball's stencil (:meth:`_stencil`): its
+        offsets that are inside every ball are placed at each centre, the few whose test
+        could round either way are tested with that very arithmetic, and only centres
+        whose ball crosses the image's border check the bounds.
 
         Returns
         -------
         rows, voxels
             Position of the centre in ``flat`` and flat voxel index, one entry per voxel
-            inside a disk.
+            inside a disk, ordered by centre, then by voxel index.
         """
         centres = self.centre_voxels(flat)
-        n, nd = centres.shape[0], len(self.spatial)
-        d2 = lin = None
-        axes = zip(self.spatial, self.spacing, self._rel, strict=True)
-        for ax, (size, sp, rel) in enumerate(axes):
-            c = centres[:, ax : ax + 1]
-            idx = c + rel[None, :]  # (n, w)
-            diff = (idx.double() * sp - c.double() * sp) ** 2
-            diff = diff.masked_fill((idx < 0) | (idx >= size), math.inf)
-            shape = [n] + [1] * nd
-            shape[1 + ax] = idx.shape[1]
-            off = idx.clamp(0, size - 1).mul_(self._strides[ax]).reshape(shape)
-            d2 = diff.reshape(shape) if d2 is None else d2 + diff.reshape(shape)
-            lin = off if lin is None else lin + off
-        inside = d2 <= self._threshold
-        rows = torch.arange(n, device=centres.device).reshape([n] + [1] * nd)
-        return rows.expand_as(inside)[inside], lin.expand_as(inside)[inside]
+        offsets, unsure, flat_offsets = self._stencil()
+        size = torch.tensor(self.spatial, device=centres.device)
+        strides = torch.tensor(self._strides, device=centres.device)
+        lin = (centres * strides).sum(dim=1, keepdim=True) + flat_offsets[None]
+        lo, hi = offsets.min(dim=0).values, offsets.max(dim=0).values
+        inner = ((centres + lo >= 0) & (centres + hi < size)).all(dim=1)
+        valid = torch.ones(lin.shape, dtype=torch.bool, device=centres.device)
+        edge = (~inner).nonzero().squeeze(1)
+        if edge.numel():
+            idx = centres[edge][:, None, :] + offsets[None]
+            valid[edge] = ((idx >= 0) & (idx < size)).all(dim=2)
+        if unsure.numel():
+            d2 = None
+            for ax, sp in enumerate(self.spacing):
+                c = centres[:, ax : ax + 1]
+                diff = ((c + offsets[unsure, ax][None]).double() * sp - c.double() * sp) ** 2
+                d2 = diff if d2 is None else d2 + diff
+            valid[:, unsure] &= d2 <= self._threshold
+        rows = torch.arange(centres.shape[0], device=centres.device)[:, None].expand_as(valid)
+        return rows[valid], lin[valid]
 
     def occluders(self, flat: torch.Tensor) -> torch.Tensor:
         """Boolean ``(n, *spatial)``: True inside the disk of each centre."""
