@@ -10,7 +10,12 @@ import torch
 from scipy import ndimage
 
 from maskscope import HDM
-from maskscope._engine.adaptive_sweep import hiding_centres, structure_centres
+from maskscope._engine.adaptive_sweep import (
+    hidden_content,
+    hiding_centres,
+    structure_centres,
+    structures_and_content,
+)
 from maskscope._engine.occlusion import CentreGrid
 from tests.conftest import Spy, ThresholdNet
 
@@ -88,6 +93,21 @@ def test_structure_centres_against_plain_loops(dims):
     assert got.sum() > 0 and not np.any(got & ~hides)
     # the body's inside and the specks alone hide something, but no sizeable structure
     assert got.sum() < 0.6 * hides.sum()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_one_pass_gives_both_parts_of_the_rule(dims):
+    img = _scene(dims, np.random.default_rng(10 + dims))
+    grid = CentreGrid(img.shape, 5.0, 2.0, (1.0,) * dims)
+    x = torch.from_numpy(img)[None, None]
+    hidden = torch.full_like(x, 0.1)
+    must, content = structures_and_content(grid, x, hidden, 0.2)
+    np.testing.assert_array_equal(must, structure_centres(grid, x, hidden, 0.2))
+    np.testing.assert_array_equal(content, hidden_content(grid, x, hidden))
+    disks = grid.occluders(torch.arange(grid.n_centres)).numpy().reshape(grid.n_centres, -1)
+    plain = [np.abs(img - 0.1).ravel()[d].mean() / np.ptp(img) for d in disks]
+    np.testing.assert_allclose(content, plain, rtol=1e-12)
+    assert must.any() and not must.all()
 
 
 def _specks_and_boxes() -> np.ndarray:

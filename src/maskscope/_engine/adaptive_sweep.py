@@ -27,6 +27,7 @@ __all__ = [
     "hidden_content",
     "hiding_centres",
     "structure_centres",
+    "structures_and_content",
 ]
 
 #: Fraction of a level's candidates above which the whole level is evaluated.
@@ -53,23 +54,73 @@ def default_first_step(grid, diameter: float) -> int:
     return h
 
 
-def _per_centre(grid, voxel_values: torch.Tensor, reduce: str) -> np.ndarray:
-    """Per centre, the ``"any"`` or ``"mean"`` of ``voxel_values`` (flat) over its disk."""
-    out = torch.zeros(grid.n_centres, dtype=torch.float64, device=voxel_values.device)
-    chunk = 256
+def _centre_chunks(grid, chunk: int = 256):
+    """``(start, n, rows, voxels)`` of :meth:`CentreGrid.occluded` for every centre, by chunks."""
     for start in range(0, grid.n_centres, chunk):
         flat = torch.arange(start, min(start + chunk, grid.n_centres), device=grid.device)
         rows, voxels = grid.occluded(flat)
-        vals = voxel_values[voxels].double()
-        if reduce == "any":
+        yield start, flat.numel(), rows, voxels
+
+
+class _PerCentre:
+    """Per centre, the ``"any"`` or ``"mean"`` of ``voxel_values`` (flat) over its disk."""
+
+    def __init__(self, grid, voxel_values: torch.Tensor, reduce: str) -> None:
+        self.values, self.reduce = voxel_values, reduce
+        self.out = torch.zeros(grid.n_centres, dtype=torch.float64, device=voxel_values.device)
+
+    def add(self, start: int, n: int, rows: torch.Tensor, voxels: torch.Tensor) -> None:
+        vals = self.values[voxels].double()
+        if self.reduce == "any":
             vals = (vals > 0).double()
-        sums = torch.zeros(flat.numel(), dtype=torch.float64, device=vals.device)
+        sums = torch.zeros(n, dtype=torch.float64, device=vals.device)
         sums.index_add_(0, rows, vals)
-        if reduce == "mean":
-            sizes = torch.bincount(rows, minlength=flat.numel()).clamp(min=1)
-            sums = sums / sizes
-        out[start : start + flat.numel()] = sums
-    return out.cpu().numpy()
+        if self.reduce == "mean":
+            sums = sums / torch.bincount(rows, minlength=n).clamp(min=1)
+        self.out[start : start + n] = sums
+
+    def result(self) -> np.ndarray:
+        return self.out.cpu().numpy()
+
+
+class _Structures:
+    """:func:`structure_centres`' counts of each structure's voxels under each occluder."""
+
+    def __init__(self, grid, x, hidden, content_tol: float, share: float, speck: float) -> None:
+        big = _different(x, hidden, content_tol).reshape(grid.spatial).cpu().numpy()
+        labels, self.n_struct = ndimage.label(big)
+        self.sizes = np.bincount(labels.ravel(), minlength=self.n_struct + 1)
+        self.labels = torch.from_numpy(labels.ravel()).to(grid.device)
+        self.n_centres, self.share, self.speck = grid.n_centres, share, speck
+        self.pairs: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+        self.largest = 0
+
+    def add(self, start: int, n: int, rows: torch.Tensor, voxels: torch.Tensor) -> None:
+        self.largest = max(self.largest, int(torch.bincount(rows).max()))
+        lab = self.labels[voxels]
+        inside = lab > 0
+        key = (rows[inside] + start) * (self.n_struct + 1) + lab[inside]
+        key, count = torch.unique(key, return_counts=True)
+        self.pairs.append(key.cpu().numpy())
+        self.counts.append(count.cpu().numpy())
+
+    def result(self) -> np.ndarray:
+        key, count = np.concatenate(self.pairs), np.concatenate(self.counts)
+        struct = key % (self.n_struct + 1)
+        real = self.sizes[struct] >= self.speck * self.largest
+        hit = real & (count >= self.share * self.sizes[struct])
+        out = np.zeros(self.n_centres, bool)
+        out[key[hit] // (self.n_struct + 1)] = True
+        return out
+
+
+def _one_pass(grid, *reducers) -> list[np.ndarray]:
+    """Every reducer's result, from one pass of :func:`_centre_chunks`."""
+    for chunk in _centre_chunks(grid):
+        for reducer in reducers:
+            reducer.add(*chunk)
+    return [reducer.result() for reducer in reducers]
 
 
 def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: float) -> np.ndarray:
@@ -79,7 +130,8 @@ def hiding_centres(grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: flo
     something when, at some voxel of its disk and some channel, ``|x − hidden|`` exceeds
     ``content_tol`` times the image's range. Returns a flat bool array over the centres.
     """
-    return _per_centre(grid, _different(x, hidden, content_tol), "any") > 0
+    (anything,) = _one_pass(grid, _PerCentre(grid, _different(x, hidden, content_tol), "any"))
+    return anything > 0
 
 
 def _different(x: torch.Tensor, hidden: torch.Tensor, content_tol: float) -> torch.Tensor:
@@ -109,37 +161,35 @@ def structure_centres(
     is left to the rule on what it hides (:func:`hidden_content`). Returns a flat bool
     array over the centres.
     """
-    big = _different(x, hidden, content_tol).reshape(grid.spatial).cpu().numpy()
-    labels, n_struct = ndimage.label(big)
-    sizes = np.bincount(labels.ravel(), minlength=n_struct + 1)
-    labels = torch.from_numpy(labels.ravel()).to(grid.device)
-    pairs, counts, largest = [], [], 0
-    for start in range(0, grid.n_centres, 256):
-        flat = torch.arange(start, min(start + 256, grid.n_centres), device=grid.device)
-        rows, voxels = grid.occluded(flat)
-        largest = max(largest, int(torch.bincount(rows).max()))
-        lab = labels[voxels]
-        inside = lab > 0
-        key = (rows[inside] + start) * (n_struct + 1) + lab[inside]
-        key, count = torch.unique(key, return_counts=True)
-        pairs.append(key.cpu().numpy())
-        counts.append(count.cpu().numpy())
-    key, count = np.concatenate(pairs), np.concatenate(counts)
-    struct = key % (n_struct + 1)
-    real = sizes[struct] >= speck * largest
-    hit = real & (count >= share * sizes[struct])
-    out = np.zeros(grid.n_centres, bool)
-    out[key[hit] // (n_struct + 1)] = True
+    (out,) = _one_pass(grid, _Structures(grid, x, hidden, content_tol, share, speck))
     return out
+
+
+def _content(grid, x: torch.Tensor, hidden: torch.Tensor) -> _PerCentre:
+    diff = (x - hidden).abs().amax(dim=1).flatten().double()
+    span = float(x.max() - x.min())
+    return _PerCentre(grid, diff / span if span > 0 else diff, "mean")
 
 
 def hidden_content(grid, x: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:
     """How much each occluder hides: the mean over its disk of ``|x − hidden|`` (the largest
     over channels), as a fraction of the image's range. A flat float array over the centres.
     """
-    diff = (x - hidden).abs().amax(dim=1).flatten().double()
-    span = float(x.max() - x.min())
-    return _per_centre(grid, diff / span if span > 0 else diff, "mean")
+    (out,) = _one_pass(grid, _content(grid, x, hidden))
+    return out
+
+
+def structures_and_content(
+    grid, x: torch.Tensor, hidden: torch.Tensor, content_tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`structure_centres` and :func:`hidden_content` from one pass over the centres
+    (the occluders of a large volume are the costly part of planning)."""
+    must, content = _one_pass(
+        grid,
+        _Structures(grid, x, hidden, content_tol, STRUCTURE_SHARE, SPECK),
+        _content(grid, x, hidden),
+    )
+    return must, content
 
 
 class AdaptiveSweep(DistanceGrid):

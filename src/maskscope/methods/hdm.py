@@ -15,7 +15,7 @@ from .._engine.adaptive_sweep import (
     default_first_step,
     hidden_content,
     hiding_centres,
-    structure_centres,
+    structures_and_content,
 )
 from .._engine.custom import checked_fill, function_name
 from .._engine.distances import DISTANCES, SkipUnchanged, make_distance
@@ -223,8 +223,8 @@ def adaptive_sweep(grid, x: torch.Tensor, perturb, baseline: float, params) -> A
     if params.content_rule == "hidden":
         must = hiding_centres(grid, x, hidden, params.content_tol)
     if params.content_rule == "structures":
-        must = structure_centres(grid, x, hidden, params.content_tol)
-    if params.content_rule in ("structures", "change"):
+        must, content = structures_and_content(grid, x, hidden, params.content_tol)
+    if params.content_rule == "change":
         content = hidden_content(grid, x, hidden)
     return AdaptiveSweep(
         grid,
