@@ -95,6 +95,30 @@ def test_batch_one_is_kept_when_it_is_fastest():
     assert tuner.chosen == 1
 
 
+def test_a_size_the_model_has_run_at_this_shape_is_timed_without_a_warm_up():
+    clock = FakeTime({1: 10.0, 2: 6.0, 4: 4.0, 8: 7.0})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 8, 8), 8, warm={1, 4})
+    sizes = drive(tuner, clock, 40)
+    assert sizes[:6] == [1, 2, 2, 4, 8, 8]  # 1 and 4 once, the others twice
+    assert tuner.chosen == 4 and tuner.timings == {1: 10.0, 2: 6.0, 4: 4.0, 8: 7.0}
+    cold = BatchTuner(clock.now)
+    cold.begin((1, 1, 8, 8), 8)
+    assert drive(cold, clock, 40)[:7] == [1, 1, 2, 2, 4, 4, 8]
+
+
+def test_a_replay_runs_the_chunks_of_the_measurement_whatever_is_warm_now():
+    clock = FakeTime({1: 10.0, 2: 6.0, 4: 4.0})
+    memo: dict = {}
+    first = BatchTuner(clock.now, memo=memo)
+    first.begin((1, 1, 8, 8), 4, warm={1})
+    sizes = drive(first, clock, 30)
+    again = BatchTuner(clock.now, memo=memo)
+    again.begin((1, 1, 8, 8), 4, warm=())  # nothing warm this time: the same chunks anyway
+    assert again.reused and drive(again, clock, 30) == sizes
+    assert again.chosen == first.chosen == 4
+
+
 def test_a_short_last_chunk_is_not_timed():
     clock = FakeTime({1: 1.0, 2: 0.1, 4: 0.2})
     tuner = BatchTuner(clock.now)
@@ -163,10 +187,10 @@ def test_a_run_measures_on_its_own_masks_and_records_the_choice(monkeypatch, squ
     _patched_tuner(monkeypatch, clock)
     model = TimedNet(clock)
     expl = SegRISE(model).explain(square2d, n_masks=60, grid=4, seed=2, batch_size=None)
-    assert model.sizes[0] == 1  # the unperturbed pass
-    assert model.sizes[1:9] == [1, 1, 2, 2, 4, 4, 8, 8]
-    assert model.sizes[9:12] == [2, 4, 8]  # one more chunk of each within 1.5x the best
-    assert set(model.sizes[12:-1]) == {4}
+    assert model.sizes[0] == 1  # the unperturbed pass: batch 1 needs no warm-up chunk
+    assert model.sizes[1:8] == [1, 2, 2, 4, 4, 8, 8]
+    assert model.sizes[8:11] == [2, 4, 8]  # one more chunk of each within 1.5x the best
+    assert set(model.sizes[11:-1]) == {4}
     assert sum(model.sizes) == 61 == expl.n_forward  # every mask once, none twice
     assert expl.params["batch_size"] is None
     assert expl.params["batch_size_measured"] == 4 and expl.params["batch_size_used"] == 4
@@ -222,7 +246,7 @@ def test_a_later_run_of_the_model_replays_the_measurement(monkeypatch, square2d)
     assert again.params["batch_ms_per_input"] == first.params["batch_ms_per_input"]
     other = TimedNet(clock)  # another model measures afresh, with the clock as it is now
     SegRISE(other).explain(square2d, **kw)
-    assert other.sizes[1:6] == [1, 1, 2, 2, 1]
+    assert other.sizes[1:5] == [1, 2, 2, 1]
     hdm = HDM(model).explain(square2d, diameter=4, stride=2)  # another method, too
     assert hdm.params["batch_measurement_reused"] is False
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -159,12 +159,21 @@ class BatchTuner:
         self._seen = 0
         self._t0: float | None = None
         self._fastest = math.inf
+        self._warm: frozenset[int] = frozenset()
 
     # ------------------------------------------------------------------ set-up
     def begin(
-        self, shape: tuple[int, ...], limit: int, where: tuple = (), total: int | None = None
+        self,
+        shape: tuple[int, ...],
+        limit: int,
+        where: tuple = (),
+        total: int | None = None,
+        warm: Collection[int] = (),
     ) -> None:
         """A task with inputs of ``shape`` and a largest batch of ``limit`` starts.
+
+        ``warm`` holds the batch sizes the model has already run at this shape: they are
+        timed without a warm-up chunk.
 
         A task of the shape measured before (the next slice of a volume) keeps what was
         measured, an out-of-memory bound included; a new shape is measured afresh, or
@@ -181,10 +190,12 @@ class BatchTuner:
         self._key = (tuple(where), shape, limit, largest)
         known = self.memo.get(self._key) if self.memo is not None else None
         if known is not None:
-            kept_limit, timings, confirmed = known
+            kept_limit, timings, confirmed, warm_then = known
+            self._warm = frozenset(warm_then)  # a replay runs the chunks the measurement ran
             self._restart(kept_limit, replay=dict(timings))
             self._confirmed = set(confirmed)
         else:
+            self._warm = frozenset(int(b) for b in warm)
             self._restart(limit)
 
     def _restart(self, limit: int, replay: dict[int, float] | None = None) -> None:
@@ -238,7 +249,7 @@ class BatchTuner:
                 self._choose()
             return
         self._fastest = min(self._fastest, took)
-        if self._seen < self.warmup:
+        if self._seen < (0 if size in self._warm else self.warmup):
             self._seen += 1
             return
         if self._replay is not None and size in self._replay:
@@ -276,7 +287,8 @@ class BatchTuner:
         self._confirming = False
         self.chosen = min(self.timings, key=self.timings.__getitem__)
         if self.memo is not None and self._key is not None and not self.reused:
-            self.memo[self._key] = (self._limit, dict(self.timings), set(self._confirmed))
+            entry = (self._limit, dict(self.timings), set(self._confirmed), self._warm)
+            self.memo[self._key] = entry
 
     def out_of_memory(self, size: int) -> int:
         """A chunk of ``size`` ran out of memory: measure again below it; the next size."""

@@ -146,13 +146,23 @@ class Step:
 
 
 class ModelRunner:
-    """Calls the model under ``inference_mode``, checks and counts what it returns."""
+    """Calls the model under ``inference_mode``, checks and counts what it returns.
+
+    ``shapes`` holds the input shapes it has run (a measured batch size needs no warm-up
+    chunk for a size the model has run at its shape).
+    """
 
     def __init__(self, model: Callable, spatial: tuple[int, ...]) -> None:
         self.model = model
         self.spatial = tuple(spatial)
         self.n_forward = 0
         self.n_classes: int | None = None
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def sizes_run(self, shape: tuple[int, ...]) -> set[int]:
+        """The batch sizes it has run for inputs of ``shape`` ``(1, C, *spatial)``."""
+        rest = tuple(shape[1:])
+        return {s[0] for s in self.shapes if s[1:] == rest}
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         out = self.evaluate(batch)
@@ -166,6 +176,7 @@ class ModelRunner:
         out = check_output(out, batch.shape[0], batch.shape[2:], expect_k=self.n_classes)
         if self.n_classes is None:
             self.n_classes = int(out.shape[1])
+        self.shapes.add(tuple(batch.shape))
         return out
 
 
@@ -246,7 +257,9 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
         # a CPU run affords the sizes a quarter of its inputs pays for; a GPU, whose best
         # sizes are large and fast to time, tries them all
         total = task.n_total if task.x.device.type == "cpu" else None
-        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x), where, total)
+        sizes_run = getattr(runner, "sizes_run", None)  # the unperturbed pass ran batch 1
+        warm = sizes_run(tuple(task.x.shape)) if sizes_run is not None else ()
+        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x), where, total, warm)
         batch_size = tuner.size()
     else:
         batch_size = min(batch_size or 1, batch_limit(options, task.x))
