@@ -143,6 +143,63 @@ def test_the_next_chunks_model_runs_while_this_chunk_is_summed():
         assert runner.n_forward == 12
 
 
+def _last_call_sees(task, spatial, mode, timeout):
+    """Run ``task`` in chunks of 4 (or fewer where memory says so); during the last
+    chunk's model call, wait up to ``timeout`` for the accumulator's ``settle`` and record
+    whether it came, and how many masks were still held then."""
+    acc = task.accumulator
+    settled = threading.Event()
+    settle = acc.settle
+    held_at_settle = []
+
+    def record():
+        held_at_settle.append(acc._pending_n)
+        settle()
+        settled.set()
+
+    acc.settle = record
+    calls, seen = [], []
+
+    def model(b):
+        calls.append(b.shape[0])
+        if sum(calls) == task.n_total:  # the last chunk's call
+            seen.append((settled.wait(timeout), acc._pending_n))
+        return b
+
+    runner = ModelRunner(model, spatial)
+    steps = list(run_task(task, runner, RunOptions(pipeline=mode), batch_size=4))
+    assert len(calls) >= 3 and steps[-1].n_done == task.n_total
+    return seen, held_at_settle, calls, steps[-1].partial.map
+
+
+def test_large_sums_are_settled_while_the_last_model_call_runs():
+    """On a volume of EARLY_SETTLE_VOXELS the held factors are added to the sums before the
+    last chunk's: by the pipelined loop during that chunk's model call (the call waits for
+    it), by the plain loop after it; the maps are the same bit for bit."""
+    from maskscope._engine.weighted_sum import EARLY_SETTLE_VOXELS
+
+    spatial = (64, 64, 64)
+    assert np.prod(spatial) == EARLY_SETTLE_VOXELS
+    maps = {}
+    for mode, expect in (("on", True), ("off", False)):
+        task = _task(12, spatial=spatial)
+        seen, held, calls, maps[mode] = _last_call_sees(task, spatial, mode, 5.0 if expect else 0.3)
+        assert [came for came, _ in seen] == [expect]
+        assert held[0] == 12 - calls[-1]  # the chunks before the last were held, then added
+        assert task.accumulator._pending_n == 0
+    torch.testing.assert_close(maps["on"], maps["off"], rtol=0, atol=0)
+
+
+def test_small_sums_are_left_for_the_end():
+    """Below EARLY_SETTLE_VOXELS nothing is settled during the last model call: the held
+    masks are added by the final pass, after every chunk."""
+    task = _task(12)
+    seen, held, calls, _ = _last_call_sees(task, (16, 12), "on", 0.3)
+    assert seen == [(False, 12 - calls[-1])]
+    assert held == [12]  # settled once, by finish, with every chunk held
+    assert task.accumulator._pending_n == 0
+
+
 def test_cancel_stops_after_the_chunk_in_flight_and_counts_what_was_summed():
     task = _task(40)
     runner = ModelRunner(lambda b: b, (16, 12))

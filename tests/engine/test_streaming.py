@@ -134,11 +134,13 @@ def test_2d_model_on_volume_goes_slice_by_slice(net2d):
     assert spy.images == 5 + 3 * 20  # one reference pass per slice, masks on non-empty ones
     for z in (1, 2, 3):
         single = seg.explain(vol[z], n_masks=20, grid=4, seed=2)
-        np.testing.assert_allclose(expl.map[z], single.map, rtol=1e-10)
+        # each run measures its own batch size: equal up to float32 rounding
+        scale = np.abs(single.map).max()
+        np.testing.assert_allclose(expl.map[z], single.map, rtol=1e-6, atol=1e-6 * scale)
     assert not expl.map[0].any() and not expl.map[4].any()
     one = seg.explain(vol, n_masks=20, grid=4, seed=2, slices=2)
     assert one.slices == (2,) and one.n_total == 20
-    np.testing.assert_allclose(one.map[2], expl.map[2])
+    np.testing.assert_allclose(one.map[2], expl.map[2], rtol=1e-6, atol=1e-6 * scale)
     assert not one.map[1].any()
 
 

@@ -70,7 +70,9 @@ def test_bad_parameter_values(kwargs, exc, message) -> None:
 
 
 def test_numpy_scalars_are_accepted_and_recorded_as_numbers() -> None:
-    plain = SegRISE(ThresholdNet(2)).explain(image(), n_masks=8, grid=4, p_keep=0.5, seed=3)
+    plain = SegRISE(ThresholdNet(2)).explain(
+        image(), n_masks=8, grid=4, p_keep=0.5, seed=3, batch_size=16
+    )
     numpy = SegRISE(ThresholdNet(2)).explain(
         image(),
         n_masks=np.int64(8),

@@ -149,4 +149,7 @@ def test_2d_model_on_a_volume_uses_each_slice_of_the_roi(two_squares):
     assert got.slices == (0, 2)  # slice 1 has no ROI voxel: skipped
     for z in (0, 2):
         one = SegRISE(ThresholdNet(2)).explain(vol[z], roi=roi[z], n_masks=8, grid=GRID, crop=False)
-        np.testing.assert_allclose(got.map[z], one.map, rtol=1e-12)
+        # each run measures its own batch size: the same masks and scores, summed in
+        # chunks that may differ (equal up to float32 rounding)
+        scale = np.abs(one.map).max()
+        np.testing.assert_allclose(got.map[z], one.map, rtol=1e-6, atol=1e-6 * scale)

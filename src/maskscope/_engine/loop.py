@@ -30,7 +30,7 @@ from .mask_batch import MaskBatch
 from .out_of_memory import back_off as _back_off
 from .out_of_memory import is_out_of_memory
 from .perturb import BatchPerturbation
-from .pipeline import chunk_bytes, pipelined_chunks, should_pipeline
+from .pipeline import chunk_bytes, pipelined_chunks, settle_before_last, should_pipeline
 from .reused import ReusedArray
 from .run_options import RunOptions
 from .workers import final_workers
@@ -327,6 +327,8 @@ def _one_chunk(task, runner, batch_size, done, known, tuner, chunk_end):
         if not is_out_of_memory(exc) or stop - done == 1:
             raise
         return done, (exc, stop - done)
+    if stop >= task.known():
+        settle_before_last(task.accumulator)
     task.accumulator.update(batch, task.score(outputs))
     del batch, outputs
     if tuner is not None:

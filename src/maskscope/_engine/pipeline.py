@@ -31,6 +31,7 @@ __all__ = [
     "chunk_bytes",
     "pipelined_chunks",
     "set_cores",
+    "settle_before_last",
     "should_pipeline",
     "spare_core",
 ]
@@ -126,6 +127,8 @@ def pipelined_chunks(
         while True:
             # the next chunk's masks and inputs are made while the model runs on this one
             following = prepare(batch.stop) if batch.stop < known() else None
+            if following is None and batch.stop >= task.known():
+                settle_before_last(task.accumulator)  # while the last model call runs
             try:
                 outputs = call.result()
             except Exception as exc:
@@ -146,6 +149,22 @@ def pipelined_chunks(
             batch = following[0]
     finally:
         pool.shutdown(wait=True)
+
+
+def settle_before_last(accumulator) -> None:
+    """Before the sums of a task's last chunk: the accumulator's ``before_last_chunk``.
+
+    Both loops call it at that point (the pipelined one while the last model call runs), so
+    the sums are added in the same order whether the chunks are pipelined or not. The end
+    of a ``mask_range`` that is not the task's end is no such point: a split run adds its
+    sums in the whole run's order. Where the last chunk starts follows the batch size, so
+    where the accumulator adds its held sums here (large images only), the maps of two
+    batch sizes differ by float32 rounding (they did anyway through the model's batched
+    forward pass).
+    """
+    hook = getattr(accumulator, "before_last_chunk", None)
+    if hook is not None:
+        hook()
 
 
 def chunk_bytes(x: torch.Tensor, batch_size: int) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,13 @@ from .mask_batch import MaskBatch
 from .masks import RiseMasks
 
 __all__ = ["ChannelMasks", "PerChannel", "PerTarget", "combine_tasks"]
+
+
+def _before_last_chunk(accumulators: Sequence[Any]) -> None:
+    for acc in accumulators:
+        hook = getattr(acc, "before_last_chunk", None)
+        if hook is not None:
+            hook()
 
 
 class PerTarget:
@@ -50,6 +57,21 @@ class PerTarget:
         """Add a chunk to every target's accumulator with its own score."""
         for acc, s in zip(self.accumulators, scores, strict=True):
             acc.update(batch, s)
+
+    def before_last_chunk(self) -> None:
+        """Each target's (see :func:`~.pipeline.settle_before_last`)."""
+        _before_last_chunk(self.accumulators)
+
+    def finish(self, workers: int = 1) -> Iterator[int]:
+        """Each target's final pass in turn (PixelRISE max's other pixels, the held sums).
+
+        Without it a target whose accumulator finishes the map at the end (PixelRISE max
+        over more pixels than its memory holds) would keep its snapshot's lower bound.
+        """
+        for acc in self.accumulators:
+            finish = getattr(acc, "finish", None)
+            if finish is not None:
+                yield from finish(workers=workers)
 
     def partial(self) -> Partial:
         """The first target's partial, with every target's map among the extras."""
@@ -138,6 +160,10 @@ class PerChannel:
         """Add a chunk: channel ``c``'s accumulator gets ``masks[:, c:c+1]``."""
         for c, acc in enumerate(self.accumulators):
             acc.update(MaskBatch(batch.start, batch.masks[:, c : c + 1]), scores)
+
+    def before_last_chunk(self) -> None:
+        """Each channel's (see :func:`~.pipeline.settle_before_last`)."""
+        _before_last_chunk(self.accumulators)
 
     def partial(self) -> Partial:
         """The mean channel map, the channel maps and their importance, the worst reliability."""
