@@ -3,9 +3,10 @@
 ``maskscope explain --png`` writes this. The slice is enlarged with nearest-neighbour
 sampling until its short side is at least ``min_size`` pixels (voxels stay blocks of their
 physical aspect, the voxel spacing's, and nothing is invented between them); the map is
-drawn over the image with the overlay colormap (transparent low end, robust limits over
-the slices explained, as in napari), the reference outlined; a title names the method and
-the slice, and a colour bar gives the values with their units.
+drawn over the image (a 2D picture of three channels in its colours, or else the first
+channel in gray) with the overlay colormap (transparent low end, robust limits over the
+slices explained, as in napari), the reference outlined; a title names the method and the
+slice, and a colour bar gives the values with their units.
 """
 
 from __future__ import annotations
@@ -44,10 +45,18 @@ def _blend(saliency: np.ndarray, image: np.ndarray | None, cmap: str, limits, op
     alpha = table[idx, 3:] * opacity
     if image is None:
         base = np.zeros_like(colours)
-    else:
+    else:  # a colour picture's three channels share their limits, so its hues stay
         g = normalize(image, *robust_limits(image, (0.5, 99.5))) * 255.0
-        base = np.repeat(g[..., None], 3, axis=-1)
+        base = g if g.ndim == 3 else np.repeat(g[..., None], 3, axis=-1)
     return np.clip((1.0 - alpha) * base + alpha * colours + 0.5, 0, 255).astype(np.uint8)
+
+
+def _background(image: np.ndarray, map_ndim: int, pick) -> np.ndarray:
+    """The slice drawn under the map: a 2D picture's three channels as its colours, or
+    else the first channel (a volume's channels are modalities, not colours)."""
+    if map_ndim == 2 and image.ndim == 3 and image.shape[0] == 3:
+        return np.moveaxis(np.asarray(image, dtype=np.float64), 0, -1)
+    return pick(image[0])
 
 
 def _outline(rgb: np.ndarray, contour: np.ndarray, colour=(0, 255, 255)) -> None:
@@ -115,7 +124,7 @@ def figure_rgb(
     spacing = tuple(expl.voxel_spacing or ())
     if z is not None and len(spacing) >= 3:
         spacing = spacing[-3:][:axis] + spacing[-3:][axis + 1 :]
-    image = None if expl.image is None else pick(expl.image[0])
+    image = None if expl.image is None else _background(expl.image, arr.ndim, pick)
     # the colour range of what was explained: a 2D model's slices not computed hold 0
     explained = arr[list(expl.slices)] if expl.slices and arr.ndim == 3 else arr
     limits = robust_limits(explained)

@@ -106,3 +106,23 @@ def test_the_default_slice_is_the_references_centre_along_the_axis():
 def test_a_bad_axis_or_slice_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         figure_rgb(_expl((4, 10, 12)), **kwargs)
+
+
+def test_a_colour_picture_is_drawn_in_its_colours():
+    """Under a transparent map a red square stays red and a blue one blue; a volume of three
+    channels (modalities) is drawn from its first channel in gray."""
+    img = np.zeros((3, 12, 16), np.float32)
+    img[0, 2:6, 2:6] = 200.0  # red
+    img[2, 6:10, 9:14] = 200.0  # blue
+    expl = Explanation(method="RISE", map=np.zeros((12, 16)), image=img)
+    rgb = figure_rgb(expl, min_size=12)
+    panel = rgb[HEAD : HEAD + 12, MARGIN : MARGIN + 16].astype(int)
+    red, blue = panel[3, 3], panel[8, 11]
+    assert red[0] > 200 and red[1] < 30 and red[2] < 30, red
+    assert blue[2] > 200 and blue[0] < 30 and blue[1] < 30, blue
+    vol = Explanation(method="RISE", map=np.zeros((4, 12, 16)), image=np.repeat(img[:, None], 4, 1))
+    grey = figure_rgb(vol, axis=0, slice_index=1, min_size=12)[
+        HEAD : HEAD + 12, MARGIN : MARGIN + 16
+    ]
+    assert np.all(grey[..., 0] == grey[..., 2])  # gray
+    assert grey[3, 3, 0] > 200 and grey[8, 11, 0] < 30  # the first channel: the red square
