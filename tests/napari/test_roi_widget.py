@@ -46,7 +46,8 @@ def test_a_box_in_a_shapes_layer_and_a_picked_label(make_napari_viewer, qtbot, m
     run_to_end(qtbot, widget)
     want = SegRISE(model2d).explain(img, roi=roi, n_masks=24, grid=4, crop=False)
     np.testing.assert_allclose(widget.last_snapshot.map, want.map, rtol=1e-5, atol=1e-6)
-    assert "crop" not in widget.last_snapshot.params
+    assert widget.last_snapshot.params["crop"] is False
+    assert "crop_window" not in widget.last_snapshot.params
 
     # a Labels layer: its picked label, here the prediction's first square, cropped
     pred = (SegRISE(model2d).explain(img, n_masks=2).prediction).astype(np.int32)
@@ -59,6 +60,7 @@ def test_a_box_in_a_shapes_layer_and_a_picked_label(make_napari_viewer, qtbot, m
     want = SegRISE(model2d).explain(img, roi=ROI.from_label(pred, 2), crop=True, n_masks=24, grid=4)
     np.testing.assert_allclose(widget.last_snapshot.map, want.map, rtol=1e-5, atol=1e-6)
     assert "crop_window" in widget.last_snapshot.params
+    assert widget.last_snapshot.params["crop"] is True
 
 
 def test_bad_roi_choices_are_messages_and_the_widget_stays_usable(

@@ -78,6 +78,9 @@ def test_crop_equals_the_whole_volume_run_in_the_window(volume, method, crop):
     assert win == tuple(slice(a - m, b + m) for (a, b), m in zip(box, margin, strict=True))
     assert got.params["crop_margin"] == list(margin)
     assert got.params["crop_margin_estimated"] is (crop is True)
+    # the setting as given (a margin's tuple as a list: params are JSON-ready)
+    assert got.params["crop"] == (list(crop) if isinstance(crop, tuple) else crop)
+    assert full.params["crop"] is False and "crop_window" not in full.params
     np.testing.assert_allclose(got.map[win], full.map[win], rtol=0, atol=TOL)
     outside = np.ones(SHAPE, dtype=bool)
     outside[win] = False

@@ -311,9 +311,8 @@ def iter_crop(
     )
     if not stream:
         run = dataclasses.replace(run, yield_every=None)
-    record = {"roi": roi.describe(), **plan.record()}
-    if crop == "auto":
-        record["crop"] = "auto"
+    given = list(crop) if isinstance(crop, tuple) else crop  # "auto", True or a margin
+    record = {"roi": roi.describe(), "crop": given, **plan.record()}
     pasted = paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
     return _window_failures(pasted, plan)
 

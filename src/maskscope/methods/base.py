@@ -278,6 +278,8 @@ class Method:
             self, inp, roi=roi, targets=targets, per_channel=per_channel, frame=_frame,
             target=target,
         )  # fmt: skip
+        if roi is not None and crop is False:
+            focus_record["crop"] = False  # the whole image, as asked
         n = self.n_perturbations(params, inp.part_spatial, inp.part_spacing)
         record = RunRecord(
             method=self.name,
