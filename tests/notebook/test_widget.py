@@ -98,8 +98,8 @@ def test_updates_are_throttled_to_five_per_second(image2d):
     duration = time.monotonic() - t0
     run = w._run
     assert w.error is None and w.explanation.done
-    assert run.n_received >= 100  # the engine produced a snapshot per chunk ...
-    assert 2 <= w.n_updates <= 5 * duration + 1  # ... but few reached the display
+    # the engine paced its snapshots (120 chunks, a few per second), the display too
+    assert 2 <= w.n_updates <= run.n_received <= 5 * duration + 2
     assert np.diff(w.update_times).min() >= 0.19
     assert len(sent) == w.n_updates + 1  # one PNG per update, plus the final one
 

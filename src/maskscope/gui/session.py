@@ -150,7 +150,9 @@ class Session:
         request, values
             The image and how it is read; the form's values by parameter name.
         yield_every
-            Seconds between snapshots (0: one per chunk, so a cancel acts at once).
+            Seconds between snapshots (0: one per chunk). Above 0 the engine also keeps
+            them to a tenth of the run (``RunOptions.yield_every``); a cancel acts at the
+            next chunk either way, through the run's token.
         spatial_dims
             The model's dimensionality when the widget knows better than the model.
         prediction

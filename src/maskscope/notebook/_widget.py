@@ -374,7 +374,8 @@ class ExplainWidget(Display, widgets.VBox):
         snapshots = self.session.start(
             self._request(),
             self.form.values(),
-            yield_every=0.0,  # a snapshot per chunk: Cancel acts at the next chunk
+            # the engine paces its snapshots as napari's widget has them (0.2 s, and at most a
+            # tenth of the run); Cancel still acts at the next chunk through the token
             method=method,
             model=self._loaded(),
         )
