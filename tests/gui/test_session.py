@@ -158,3 +158,40 @@ def test_status_words_for_both_frontends():
     assert failed.text == "RISE failed at 30/120: RuntimeError: boom" and failed.color == st.RED
     with pytest.raises(ValueError, match="max_rate must be > 0"):
         st.check_rate(0)
+
+
+class FailsAt(Counting):
+    """Counting, raising at call ``n`` (the unperturbed pass is call 1)."""
+
+    def __init__(self, model: nn.Module, n: int) -> None:
+        super().__init__(model)
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calls + 1 == self.n:
+            self.calls += 1
+            raise RuntimeError(f"broke down at call {self.n}")
+        return super().forward(x)
+
+
+def test_a_failed_run_yields_the_map_of_every_finished_chunk_before_its_error():
+    """Snapshots 60 s apart: only the first comes while the run goes; when the model fails
+    at its 7th call the five chunks before it (20 masks) still reach the GUI."""
+    model = FailsAt(ThresholdNet(2), n=7)
+    session = Session("SegRISE", LoadedModel(model))
+    values = {"n_masks": 40, "batch_size": 4, "seed": 1}
+    snapshots = session.start(RunRequest(square()), values, yield_every=60.0)
+    got = []
+    with pytest.raises(RuntimeError, match="broke down at call 7"):
+        for snap in snapshots:
+            got.append(snap)
+    assert [s.n_done for s in got] == [4, 20] and not got[-1].done
+    ok = FailsAt(ThresholdNet(2), n=0)  # never fails: the same masks, summed to 20
+    want = next(
+        s
+        for s in Session("SegRISE", LoadedModel(ok)).start(
+            RunRequest(square()), values, yield_every=0.0
+        )
+        if s.n_done == 20
+    )
+    np.testing.assert_allclose(got[-1].map, want.map, rtol=1e-6, atol=1e-7)

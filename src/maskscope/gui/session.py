@@ -23,7 +23,14 @@ from .methods import method_class
 from .models import LoadedModel
 from .sliding import check_patch_dims
 
-__all__ = ["PredictionReady", "PredictionSummary", "RunRequest", "Session", "prediction_first"]
+__all__ = [
+    "PredictionReady",
+    "PredictionSummary",
+    "RunRequest",
+    "Session",
+    "keep_partial",
+    "prediction_first",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,27 @@ def prediction_first(
     try:
         yield PredictionReady(check())
         yield from snapshots
+    finally:
+        snapshots.close()
+
+
+def keep_partial(snapshots: Iterator[Explanation]) -> Iterator[Explanation]:
+    """The run's snapshots; when it fails, first the map of the masks it finished.
+
+    The engine paces its snapshots, so the chunks summed since the last one would be lost
+    with the failure: the error's ``partial`` (the snapshot of the finished work) is
+    yielded before the error is raised, when it holds more than the last snapshot.
+    Closing it closes ``snapshots``.
+    """
+    last = None
+    try:
+        for last in snapshots:
+            yield last
+    except Exception as exc:
+        kept = getattr(exc, "partial", None)
+        if isinstance(kept, Explanation) and (last is None or kept.n_done > last.n_done):
+            yield kept
+        raise
     finally:
         snapshots.close()
 
@@ -170,19 +198,21 @@ class Session:
         explainer = self.explainer(spatial_dims, method=method, model=model)
         check_patch_dims(explainer.model, explainer.spatial_dims)
         token = CancelToken()
-        snapshots = explainer.iter_explain(
-            request.image,
-            target=request.target,
-            reference=request.reference,
-            params=params,
-            options=options,
-            slices=request.slices,
-            voxel_spacing=request.voxel_spacing,
-            cancel=token,
-            normalize=request.normalize,
-            roi=request.roi,
-            crop=request.crop,
-            per_channel=request.per_channel,
+        snapshots = keep_partial(
+            explainer.iter_explain(
+                request.image,
+                target=request.target,
+                reference=request.reference,
+                params=params,
+                options=options,
+                slices=request.slices,
+                voxel_spacing=request.voxel_spacing,
+                cancel=token,
+                normalize=request.normalize,
+                roi=request.roi,
+                crop=request.crop,
+                per_channel=request.per_channel,
+            )
         )
         check = partial(
             check_prediction,
