@@ -12,9 +12,11 @@ Prints, as markdown tables:
    compilation on, ``compile=True``) where the methods take those options.
 
 It keeps to a time budget (``--budget``, 270 s by default, so that the whole script stays
-under 5 minutes on one GPU): compiled variants run last, at every other power of two
-(each batch size is one compilation), and rows that do not fit in the budget are listed
-as skipped.
+under 5 minutes on one GPU): the throughput part ends at half of it, the method part at
+all of it, and rows that do not fit are listed as skipped. Compiled variants run last, at
+the best eager batch size of the same model and precision and at half of it (each batch
+size is one compilation). Each method row is also printed to stderr as it is measured,
+so that a run stopped early still shows what it measured.
 
     python benchmarks/gpu.py                          # on cuda
     python benchmarks/gpu.py --device cpu --quick     # small sizes, a few seconds
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -133,25 +136,39 @@ def sweep(name, model, image, precision, compiled, batches, args, deadline) -> l
     return points
 
 
-def batches_of(args, compiled: bool) -> list[int]:
-    """Powers of two up to ``--max-batch``; every other one for compiled models."""
+def batches_of(args) -> list[int]:
+    """Powers of two up to ``--max-batch``."""
     out, b = [], 1
     while b <= args.max_batch:
         out.append(b)
-        b *= 4 if compiled else 2
+        b *= 2
     return out
+
+
+def compiled_batches(points: list[Point], name: str, precision: str) -> list[int]:
+    """Batch sizes of a compiled sweep: the best eager size of the model and precision,
+    and half of it (each size costs one compilation)."""
+    eager = [p for p in points if p.model == name and p.precision == precision]
+    eager = [p for p in eager if not p.compiled and p.images_s]
+    if not eager:
+        return []
+    best = max(eager, key=lambda p: p.images_s).batch
+    return sorted({max(1, best // 2), best})
 
 
 def throughput(args, models: dict, deadline: float) -> list[Point]:
     """Every (model, precision, compiled) sweep: eager first, compiled last."""
     points = []
-    variants = [(p, False) for p in PRECISIONS]
-    variants += [(p, True) for p in PRECISIONS] if args.compile else []
-    for precision, compiled in variants:
+    for precision in PRECISIONS:
         for name, (model, image) in models.items():
-            m = torch.compile(model, dynamic=False) if compiled else model
-            batches = batches_of(args, compiled)
-            points += sweep(name, m, image, precision, compiled, batches, args, deadline)
+            batches = batches_of(args)
+            points += sweep(name, model, image, precision, False, batches, args, deadline)
+    if args.compile:
+        for precision in PRECISIONS:
+            for name, (model, image) in models.items():
+                m = torch.compile(model, dynamic=False)
+                batches = compiled_batches(points, name, precision)
+                points += sweep(name, m, image, precision, True, batches, args, deadline)
     return points
 
 
@@ -200,9 +217,14 @@ def method_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
 
 
 def _one_run(explainer, image, kw: dict, label: str, device) -> tuple[float, int, float | None]:
-    """(wall s, evaluations, peak GPU MB) of one explain() run after a small warm-up."""
+    """(wall s, evaluations, peak GPU MB) of one explain() run after a warm-up.
+
+    The warm-up is a small run, or for a compiled model the same run, so that every batch
+    size the timed run calls the model at is compiled before the clock starts.
+    """
     tiny = {"stride": 1000.0} if label == "HDM" else {"n_masks": 2}
-    explainer.explain(image, **{**kw, **tiny})  # warm-up (and compilation)
+    compiled = explainer.model_call.compile
+    explainer.explain(image, **(kw if compiled else {**kw, **tiny}))  # warm-up, compilation
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
@@ -211,23 +233,32 @@ def _one_run(explainer, image, kw: dict, label: str, device) -> tuple[float, int
     return time.perf_counter() - t0, int(expl.n_forward), peak_mb(device)
 
 
-def methods(args, models: dict, points: list[Point]) -> list[list]:
-    """Each method's wall time at default settings against N ÷ best throughput."""
+def methods(args, models: dict, points: list[Point], deadline: float = math.inf) -> list[list]:
+    """Each method's wall time at default settings against N ÷ best throughput.
+
+    Variants run in the order of :func:`method_variants` (compiled last), each over both
+    models; a run that would start after ``deadline`` is listed as skipped.
+    """
     device = torch.device(args.device)
     rows = []
-    for name, (model, image) in models.items():
-        best = best_rate(points, name, None)
-        for precision, compiled in method_variants(args):
+    for precision, compiled in method_variants(args):
+        for name, (model, image) in models.items():
+            best = best_rate(points, name, None)
             same = best_rate(points, name, (precision, compiled))
             options = {} if precision == "float32" else {"precision": "bfloat16"}
             options |= {"compile": True} if compiled else {}
             for label in LABELS:
+                row = [name, label, precision, "yes" if compiled else "no"]
+                if time.perf_counter() > deadline:
+                    rows.append([*row, "skipped (budget)", *[None] * 6])
+                    continue
                 cls, kw = method_args(label, image.ndim - 1, args.quick)
                 wall, n, peak = _one_run(cls(model, **options), image, kw, label, device)
                 floor = n / same if same else None
-                row = [name, label, precision, "yes" if compiled else "no", n, wall, floor]
-                row += [wall / floor if floor else None, n / best if best else None]
-                rows.append([*row, wall * best / n if best else None, peak])
+                row += [n, wall, floor, wall / floor if floor else None]
+                row += [n / best if best else None, wall * best / n if best else None, peak]
+                rows.append(row)
+                print("method row:", row, file=sys.stderr, flush=True)
     return rows
 
 
@@ -249,7 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small images and batches, seconds")
     p.add_argument("--max-batch", type=int, default=None, help="largest batch (256; quick 2)")
     p.add_argument("--min-s", type=float, default=None, help="seconds per point (0.3; quick 0)")
-    p.add_argument("--budget", type=float, default=270.0, help="seconds for the throughput part")
+    p.add_argument("--budget", type=float, default=270.0, help="seconds for the whole check")
     p.add_argument("--no-compile", dest="compile", action="store_false", default=None)
     p.add_argument("--compile", dest="compile", action="store_true", help="default off on CPU")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -275,10 +306,12 @@ def main(argv: list[str] | None = None) -> None:
         for name in SHAPES
     }
     print(f"# GPU check\n\n{machine_line(args.device)}\n")
-    points = throughput(args, models, t0 + args.budget)
+    points = throughput(args, models, t0 + args.budget / 2)
     print("## Throughput\n")
-    print(table(THROUGHPUT_HEADER, throughput_rows(points), "lllrrrr") + "\n")
-    rows = methods(args, models, points)
+    print(table(THROUGHPUT_HEADER, throughput_rows(points), "lllrrrr") + "\n", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"points": [asdict(p) for p in points]}, indent=1))
+    rows = methods(args, models, points, t0 + args.budget)
     print("## Methods at default settings vs N ÷ best throughput\n")
     print(table(METHODS_HEADER, rows, "llllrrrrrrr") + "\n")
     print(f"total {time.perf_counter() - t0:.1f} s")

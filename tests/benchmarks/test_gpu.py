@@ -62,8 +62,8 @@ def test_methods_table_compares_every_method_with_n_over_best_throughput(quick_t
     assert variants[0] == ("float32", False) and ("bf16", True) not in variants  # no compile
     assert [(r["model"], r["precision"], r["compiled"], r["method"]) for r in rows] == [
         (m, p, "no", label)
-        for m in ("unet2d", "unet3d")
         for p, _ in variants
+        for m in ("unet2d", "unet3d")
         for label in gpu.LABELS
     ]
     best: dict[tuple[str, str], float] = {}
@@ -130,7 +130,35 @@ def test_sweep_skips_what_does_not_fit_in_the_budget(monkeypatch):
 
 def test_batch_sizes_are_powers_of_two_up_to_the_limit():
     args = gpu.parse_args(["--device", "cpu"])
-    assert gpu.batches_of(args, compiled=False) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
-    assert gpu.batches_of(args, compiled=True) == [1, 4, 16, 64, 256]
+    assert gpu.batches_of(args) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
     assert gpu.parse_args(["--device", "cpu"]).compile is False
     assert gpu.parse_args(["--device", "cpu", "--compile"]).compile is True
+
+
+def test_compiled_sweeps_take_the_best_eager_size_and_half_of_it():
+    points = [
+        gpu.Point("unet2d", "bf16", False, 1, 10.0, None),
+        gpu.Point("unet2d", "bf16", False, 2, 30.0, None),
+        gpu.Point("unet2d", "bf16", False, 4, 20.0, None),
+        gpu.Point("unet2d", "float32", False, 8, 90.0, None),  # another precision
+        gpu.Point("unet3d", "bf16", False, 64, 99.0, None),  # another model
+        gpu.Point("unet2d", "bf16", True, 16, 500.0, None),  # compiled already
+    ]
+    assert gpu.compiled_batches(points, "unet2d", "bf16") == [1, 2]
+    assert gpu.compiled_batches(points, "unet2d", "float32") == [4, 8]
+    points[0] = gpu.Point("unet2d", "bf16", False, 1, 40.0, None)
+    assert gpu.compiled_batches(points, "unet2d", "bf16") == [1]
+    assert gpu.compiled_batches(points, "unet3d", "float32") == []
+
+
+def test_method_runs_past_the_budget_are_listed_as_skipped(monkeypatch):
+    monkeypatch.setattr(gpu, "_one_run", lambda *a, **k: pytest.fail("ran past the budget"))
+    args = gpu.parse_args(["--device", "cpu", "--quick"])
+    models = {"unet2d": (None, torch.zeros(1, 8, 8).numpy())}
+    rows = gpu.methods(args, models, [], deadline=0.0)
+    assert [r[:5] for r in rows] == [
+        ["unet2d", label, p, "no", "skipped (budget)"]
+        for p, _ in gpu.method_variants(args)
+        for label in gpu.LABELS
+    ]
+    assert all(len(r) == len(gpu.METHODS_HEADER) for r in rows)
