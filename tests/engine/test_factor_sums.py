@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskscope._engine.factor_sums import FactoredSums, GroupSums, PendingFactors
+from maskscope._engine.factor_sums import FactoredSums, GroupSums, PendingFactors, distinct_rows
 from maskscope._engine.masks import RiseMasks
 
 
@@ -132,3 +132,31 @@ def test_factored_sums_equal_per_mask_sums_whatever_the_memory(max_groups, chunk
     for got in ((o1, o2), (b1, b2)):
         torch.testing.assert_close(got[0], w1, rtol=0, atol=tol)
         torch.testing.assert_close(got[1], w2, rtol=0, atol=tol)
+
+
+def _rows_with_repeats(n: int, d: int, distinct: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(distinct, d, generator=gen)
+    return base[torch.randint(distinct, (n,), generator=gen)]
+
+
+@pytest.mark.parametrize("n, distinct", [(1, 1), (40, 3), (64, 64), (200, 11)])
+def test_distinct_rows_group_equal_rows_and_only_those(n, distinct):
+    flat = _rows_with_repeats(n, 18, distinct, seed=n)
+    uniq, inv = distinct_rows(flat)
+    torch.testing.assert_close(uniq[inv], flat, rtol=0, atol=0)  # every row is its group's
+    assert uniq.shape[0] == torch.unique(flat, dim=0).shape[0]  # and no two groups are equal
+    assert inv.dtype == torch.long and inv.shape == (n,)
+
+
+def test_distinct_rows_compare_whole_rows_when_two_rows_share_a_key(monkeypatch):
+    import maskscope._engine.factor_sums as fs
+
+    monkeypatch.setattr(
+        fs, "_probe", lambda length, device: torch.zeros(length, dtype=torch.float64)
+    )
+    flat = _rows_with_repeats(30, 6, 4, seed=2)  # every key is 0: one group, not one row
+    uniq, inv = distinct_rows(flat)
+    want, want_inv = torch.unique(flat, dim=0, return_inverse=True)
+    torch.testing.assert_close(uniq, want, rtol=0, atol=0)
+    assert torch.equal(inv, want_inv)

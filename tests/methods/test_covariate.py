@@ -182,3 +182,20 @@ def test_empty_region_is_refused():
     gen = RiseMasks((6, 6), 2, 0.5, seed=0)
     with pytest.raises(ValueError, match="non-empty region"):
         RegionCovariate(torch.zeros(6, 6, dtype=torch.bool), mask_kernels(gen), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_region_features_are_the_same_bits_in_any_chunk_and_equal_the_mean(dtype):
+    spatial, n = (33, 29), 50
+    region = torch.zeros(spatial, dtype=torch.bool)
+    region[4:25, 3:20] = True
+    gen = RiseMasks(spatial, 5, 0.4, seed=8, dtype=dtype)
+    cov = RegionCovariate(region, mask_kernels(gen), 0.4)
+    m = gen(0, n).reshape(n, -1)
+    whole = cov.features(m)
+    for chunk in (1, 7, 16):
+        parts = torch.cat([cov.features(m[i : i + chunk]) for i in range(0, n, chunk)])
+        assert torch.equal(parts, whole)
+    want = m[:, region.flatten()].double().mean(1) - 0.4
+    torch.testing.assert_close(whole, want, rtol=0, atol=1e-15)
+    assert whole.dtype == torch.float64 and float(whole.std()) > 0.01

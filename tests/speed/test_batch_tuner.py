@@ -87,6 +87,39 @@ def test_sizes_are_tried_upwards_until_one_is_slower_and_the_fastest_is_kept():
     assert rec["batch_ms_per_input"] == [10000.0, 6000.0, 4000.0, 4200.0, 7000.0]
 
 
+def test_on_a_gpu_sizes_are_tried_downwards_from_the_largest():
+    # a GPU: the larger the batch, the faster per input, up to a plateau
+    clock = FakeTime({1: 50.0, 2: 25.0, 4: 12.0, 8: 6.0, 16: 3.1, 32: 3.0, 64: 2.9})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 8, 8), 64, descending=True)
+    sizes = drive(tuner, clock, 500)
+    # 64, 32 and 16 are within 1.15x of the best; 8 is twice as slow: the sweep stops there,
+    # and the small sizes (a few inputs per call, slow) are never run
+    assert sizes[:8] == [64, 64, 32, 32, 16, 16, 8, 8]
+    assert sizes[8:11] == [16, 32, 64]  # one more chunk of each contender
+    assert min(sizes[:-1]) == 8 and tuner.chosen == 64
+    assert tuner.record()["batch_sizes_timed"] == [8, 16, 32, 64]
+
+
+def test_on_a_gpu_out_of_memory_measures_again_downwards_from_half_the_failed_size():
+    clock = FakeTime({1: 9.0, 8: 2.0, 16: 1.0, 32: 1.05})
+    tuner = BatchTuner(clock.now)
+    tuner.begin((1, 1, 4, 4), 64, descending=True)
+    assert tuner.size() == 64
+    assert tuner.out_of_memory(64) == 32
+    assert drive(tuner, clock, 200)[:8] == [32, 32, 16, 16, 8, 8, 16, 32]
+    assert tuner.chosen == 16 and 64 not in tuner.timings
+
+
+def test_the_free_memory_of_a_cuda_device_bounds_its_batches(monkeypatch):
+    from maskscope._engine import loop
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 2**34))
+    voxels = loop.device_batch_voxels(torch.device("cuda", 0))
+    assert voxels == 2**30 // loop.CUDA_BYTES_PER_VOXEL
+    assert loop.device_batch_voxels(torch.device("cpu")) is None
+
+
 def test_batch_one_is_kept_when_it_is_fastest():
     clock = FakeTime({1: 2.0, 2: 2.6})
     tuner = BatchTuner(clock.now, warmup=0)

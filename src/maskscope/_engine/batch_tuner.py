@@ -15,7 +15,11 @@ both chunks of the best size is unlikely to slow that one too). The fastest size
 for the rest of the run. Every timed chunk is a real chunk of the run: no mask is
 evaluated twice. A short run on a CPU tries only the sizes it can afford: the sweep's
 chunks stay within a quarter of the task's inputs (``budget_share``), sizes 1 and 2 always
-tried. On a GPU, where the best sizes are large and quick to time, every size is tried.
+tried. On a GPU, where the best sizes are the large ones (a small batch leaves most of it
+idle and pays the launch of every kernel per few inputs), the sizes are tried from the
+largest down (``descending``), with the same stopping rule: the sweep ends at the first
+size clearly slower than the best, usually after two or three sizes, and its chunks are
+already large ones.
 
 After an out-of-memory error the loop halves the batch; the tuner then drops the sizes
 that failed and measures again among the smaller ones. A new input shape (another image
@@ -154,6 +158,7 @@ class BatchTuner:
         self._limit = 1
         self._budget: float | None = None
         self._todo: list[int] = []
+        self._descending = False
         self._confirming = False
         self._confirmed: set[int] = set()  # the sizes that run (or ran) one more chunk
         self._seen = 0
@@ -169,11 +174,13 @@ class BatchTuner:
         where: tuple = (),
         total: int | None = None,
         warm: Collection[int] = (),
+        descending: bool = False,
     ) -> None:
         """A task with inputs of ``shape`` and a largest batch of ``limit`` starts.
 
         ``warm`` holds the batch sizes the model has already run at this shape: they are
-        timed without a warm-up chunk.
+        timed without a warm-up chunk. ``descending`` tries the sizes from the largest down
+        (on a GPU).
 
         A task of the shape measured before (the next slice of a volume) keeps what was
         measured, an out-of-memory bound included; a new shape is measured afresh, or
@@ -184,6 +191,7 @@ class BatchTuner:
         if shape == self._shape:
             return
         self._shape = shape
+        self._descending = bool(descending)
         limit = max(1, int(limit))
         self._budget = None if total is None else self.budget_share * int(total)
         largest = candidate_sizes(limit, self._budget)[-1]
@@ -203,7 +211,8 @@ class BatchTuner:
         self.reused = replay is not None
         self._limit = limit
         # a replay goes through the sizes that were measured, in the same order
-        self._todo = sorted(replay) if replay is not None else candidate_sizes(limit, self._budget)
+        todo = sorted(replay) if replay is not None else candidate_sizes(limit, self._budget)
+        self._todo = todo[::-1] if self._descending else todo
         self._confirming = False
         self._confirmed = set()
         self.timings = {}

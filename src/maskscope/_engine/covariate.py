@@ -82,10 +82,13 @@ class RegionCovariate:
     def features(self, masks: torch.Tensor) -> torch.Tensor:
         """``φᵢ`` of flat masks ``(b, voxels)`` → ``(b,)`` float64.
 
-        Each mask's region is summed on its own, in float64: the same bits for a mask
-        whatever the chunk it comes in (a matrix product's rounding depends on its shape).
+        Each mask's region is summed in fixed point: its values (at most 1) are rounded to
+        multiples of ``2**-(62 − bits of the region's voxel count)`` (``2**-35`` for a
+        region of 10⁸ voxels) and added as 64-bit integers. That sum is exact, so a mask
+        gets the same bits whatever the chunk it comes in (a floating-point sum's rounding
+        depends on the reduction's shape), from one reduction per chunk.
         """
         index = self._index.to(masks.device)
-        kept = masks.index_select(1, index).double()
-        sums = torch.stack([row.sum() for row in kept])
-        return sums / self.count - self.p
+        scale = float(2 ** (62 - self.count.bit_length()))  # the sum stays below 2**62
+        fixed = masks.index_select(1, index).double().mul_(scale).round_().to(torch.int64)
+        return fixed.sum(dim=1).double() / (scale * self.count) - self.p

@@ -23,7 +23,39 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["FactoredSums", "GroupSums", "PendingFactors"]
+__all__ = ["FactoredSums", "GroupSums", "PendingFactors", "distinct_rows"]
+
+_PROBES: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _probe(length: int, device: torch.device) -> torch.Tensor:
+    """A fixed random float64 vector of ``length`` on ``device`` (the rows' keys)."""
+    key = (length, str(device))
+    if key not in _PROBES:
+        gen = torch.Generator().manual_seed(20_231)
+        _PROBES[key] = (1.0 + torch.rand(length, generator=gen, dtype=torch.float64)).to(device)
+    return _PROBES[key]
+
+
+def distinct_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``flat (n, d)`` and each row's index among them.
+
+    Rows are grouped by one number each, their product with a fixed random vector, and each
+    group is checked to hold one row repeated, so the grouping is exact; should two
+    different rows ever share a number, the rows are compared whole instead
+    (``torch.unique(dim=0)``, a sort of whole rows that is slow on a GPU). Equal rows
+    given different numbers would only make two groups of one row, which sums the same.
+    """
+    n = flat.shape[0]
+    key = flat.to(torch.float64) @ _probe(flat.shape[1], flat.device)
+    _, inv = torch.unique(key, return_inverse=True)
+    first = torch.full((n,), n, dtype=torch.long, device=flat.device)
+    first = first.scatter_reduce_(0, inv, torch.arange(n, device=flat.device), "amin")
+    first = first[: int(inv.max()) + 1] if n else first[:0]
+    uniq = flat.index_select(0, first)
+    if torch.equal(uniq.index_select(0, inv), flat):
+        return uniq, inv
+    return torch.unique(flat, dim=0, return_inverse=True)
 
 
 class PendingFactors:
@@ -86,7 +118,7 @@ class PendingFactors:
         flat = self.lmat[:n].reshape(n, -1)
         if flat.device.type == "mps":  # no unique over rows there: one group per mask
             return flat.view(n, rows, k), torch.arange(n, device=flat.device)
-        uniq, inv = torch.unique(flat, dim=0, return_inverse=True)
+        uniq, inv = distinct_rows(flat)
         return uniq.view(-1, rows, k), inv
 
     def products(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -188,14 +188,28 @@ AUTO_BATCH_VOXELS = {"cpu": 2**19}
 AUTO_BATCH_VOXELS_OTHER = 2**23
 
 #: The largest batch a measured batch size tries: inputs, and input voxels (a memory
-#: bound on any device; ``max_batch_voxels`` replaces it when set).
+#: bound; ``max_batch_voxels`` replaces it when set).
 TUNE_MAX_BATCH = 256
 TUNE_BATCH_VOXELS = 2**23
+
+#: On a CUDA device, the input voxels of one call are bounded by the free memory at the
+#: start of a task over this many bytes per input voxel (a network's activations take some
+#: tens to hundreds: the bundled 3D U-Net 34 in float32) instead of a fixed count. An
+#: out-of-memory error still halves the batch.
+CUDA_BYTES_PER_VOXEL = 1024
+
+
+def device_batch_voxels(device: torch.device) -> int | None:
+    """Input voxels per call that the free memory of a CUDA device affords (else None)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free) // CUDA_BYTES_PER_VOXEL
 
 
 def tune_limit(options: RunOptions, x: torch.Tensor) -> int:
     """Largest batch a measured batch size tries for inputs like ``x (1, C, *spatial)``."""
-    voxels = options.max_batch_voxels or TUNE_BATCH_VOXELS
+    voxels = options.max_batch_voxels or device_batch_voxels(x.device) or TUNE_BATCH_VOXELS
     return max(1, min(TUNE_MAX_BATCH, voxels // x.numel()))
 
 
@@ -203,8 +217,8 @@ def batch_limit(options: RunOptions, x: torch.Tensor) -> int:
     """Largest batch for inputs like ``x (1, C, *spatial)`` under ``max_batch_voxels``."""
     if options.max_batch_voxels is not None:
         return max(1, options.max_batch_voxels // x.numel())
-    limit = AUTO_BATCH_VOXELS.get(x.device.type, AUTO_BATCH_VOXELS_OTHER)
-    return max(2, limit // x.numel())
+    limit = AUTO_BATCH_VOXELS.get(x.device.type) or device_batch_voxels(x.device)
+    return max(2, (limit or AUTO_BATCH_VOXELS_OTHER) // x.numel())
 
 
 def relative_error(partial: Partial) -> float | None:
@@ -254,12 +268,14 @@ def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) ->
     if tuner is not None:
         tuner.clock = tuner.clock or device_clock(task.x.device)
         where = (str(task.x.device), str(task.x.dtype), options.host_memory)
-        # a CPU run affords the sizes a quarter of its inputs pays for; a GPU, whose best
-        # sizes are large and fast to time, tries them all
-        total = task.n_total if task.x.device.type == "cpu" else None
+        # a CPU run affords the sizes a quarter of its inputs pays for, from 1 up; a GPU,
+        # whose best sizes are the large ones, tries them from the largest down
+        cpu = task.x.device.type == "cpu"
+        total = task.n_total if cpu else None
         sizes_run = getattr(runner, "sizes_run", None)  # the unperturbed pass ran batch 1
         warm = sizes_run(tuple(task.x.shape)) if sizes_run is not None else ()
-        tuner.begin(tuple(task.x.shape), tune_limit(options, task.x), where, total, warm)
+        limit = tune_limit(options, task.x)
+        tuner.begin(tuple(task.x.shape), limit, where, total, warm, descending=not cpu)
         batch_size = tuner.size()
     else:
         batch_size = min(batch_size or 1, batch_limit(options, task.x))

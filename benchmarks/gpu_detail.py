@@ -1,0 +1,128 @@
+"""Where a method's time goes on a GPU: fixed cost, cost per evaluation, batch choice.
+
+For the bundled 2D U-Net (240²) and 3D U-Net (64×96×96), float32, every method at default
+settings is run at N and at 4 N evaluations (HDM: stride s and s / 2, full sweep), with
+the measured batch size and with a fixed large batch. It prints, per run, the wall time,
+the batch size kept and the sizes the measurement timed, and from the two sizes of run a
+fixed cost (s) and a cost per evaluation against the model's best throughput (the floor
+per evaluation). Then the busiest operations of one 2D and one 3D run under
+``torch.profiler``.
+
+    python benchmarks/gpu_detail.py                    # on cuda
+    python benchmarks/gpu_detail.py --device cpu --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import LABELS, machine_line, sync
+from gpu import SHAPES, image_of, images_per_s, method_args
+from md_tables import table
+
+from maskscope.models import load_model
+
+HEADER = ["model", "method", "batch", "evaluations", "wall (s)", "batch kept", "sizes timed"]
+HEADER += ["ms / input timed"]
+FIT_HEADER = ["model", "method", "batch", "fixed cost (s)", "ms / evaluation"]
+FIT_HEADER += ["floor ms / evaluation", "ratio"]
+
+
+def timed(cls, model, image, kw: dict, device) -> tuple[float, object]:
+    """(wall s, explanation) of one run after a small warm-up run."""
+    tiny = {"stride": 1000.0} if cls.__name__ == "HDM" else {"n_masks": 2}
+    cls(model).explain(image, **{**kw, **tiny})
+    sync(device)
+    t0 = time.perf_counter()
+    expl = cls(model).explain(image, **kw)
+    sync(device)
+    return time.perf_counter() - t0, expl
+
+
+def bigger(label: str, kw: dict) -> dict:
+    """The same run with about 4 times the evaluations (HDM: half the stride, 2D)."""
+    if label == "HDM":
+        return {**kw, "stride": kw["stride"] / 2}
+    return {**kw, "n_masks": kw["n_masks"] * 4}
+
+
+def floor_ms(model, image, device, quick: bool) -> float:
+    """The model's best ms per image over batch sizes 1 … 256 (float32, eager)."""
+    x1 = torch.as_tensor(image)[None].to(device)
+    best = 0.0
+    for b in (1, 2) if quick else (32, 64, 128, 256):
+        xb = x1.expand(b, *x1.shape[1:]).contiguous()
+        best = max(best, images_per_s(model, xb, "float32", 0.0 if quick else 0.3))
+    return 1000.0 / best
+
+
+def profile(cls, model, image, kw: dict, device, rows: int) -> str:
+    """The busiest operations of one run (self time on the device, and on the CPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    cls(model).explain(image, **kw)
+    with prof(activities=acts) as p:
+        cls(model).explain(image, **kw)
+        sync(device)
+    ka = p.key_averages()
+    out = [ka.table(sort_by="self_cpu_time_total", row_limit=rows)]
+    if device.type == "cuda":
+        out.append(ka.table(sort_by="self_cuda_time_total", row_limit=rows))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print the tables."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--profile-rows", type=int, default=25)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    print(f"# Where the time goes\n\n{machine_line(args.device)}\n", flush=True)
+    runs, fits, profiled = [], [], []
+    for name, (bundled, _, _) in SHAPES.items():
+        model = load_model(bundled, device=args.device).eval()
+        image = image_of(name, args.quick)
+        dims = image.ndim - 1
+        per_eval_floor = floor_ms(model, image, device, args.quick)
+        fixed_batch = 2 if args.quick else (256 if dims == 2 else 64)
+        for label in LABELS:
+            cls, kw = method_args(label, dims, args.quick)
+            for batch in (None, fixed_batch):
+                base = kw if batch is None else {**kw, "batch_size": batch}
+                walls = []
+                for run_kw in (base, bigger(label, base)):
+                    wall, expl = timed(cls, model, image, run_kw, device)
+                    pr = expl.params
+                    walls.append((wall, int(expl.n_forward)))
+                    row = [name, label, batch or "measured", int(expl.n_forward), wall]
+                    row += [pr.get("batch_size_used"), pr.get("batch_sizes_timed")]
+                    runs.append([*row, pr.get("batch_ms_per_input")])
+                    print("run:", runs[-1], file=sys.stderr, flush=True)
+                (w1, n1), (w2, n2) = walls
+                slope = (w2 - w1) / (n2 - n1) * 1000 if n2 > n1 else float("nan")
+                fixed = w1 - slope * n1 / 1000
+                row = [name, label, batch or "measured", fixed, slope, per_eval_floor]
+                fits.append([*row, slope / per_eval_floor])
+        cls, kw = method_args("SegRISE", dims, args.quick)
+        profiled.append((name, profile(cls, model, image, kw, device, args.profile_rows)))
+    print("## Runs\n")
+    print(table(HEADER, runs, "lllrrrll") + "\n")
+    print("## Fixed cost and cost per evaluation (from the runs at N and about 4 N)\n")
+    print(table(FIT_HEADER, fits, "lllrrrr") + "\n")
+    for name, text in profiled:
+        print(f"## Profile: {name} SegRISE at default settings\n\n```\n{text}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
