@@ -286,3 +286,27 @@ def test_cancel_during_the_slab_pass_stops_after_the_slab_in_progress():
     assert steps[-1].cancelled and not steps[-1].final
     # cancelled after the first slab: the second (in progress then) ends, no other starts
     assert len(set(slabs_rendered)) == 2 < -(-spatial[0] // acc.rows_per_slab)
+
+
+@pytest.mark.parametrize("elements", [64, 2**24])  # many tiles of 64 voxels, or one per slab
+@pytest.mark.parametrize("plan", ["gathered", "summed"])
+def test_slab_maxima_are_the_same_for_any_tile(monkeypatch, plan, elements):
+    from maskscope._engine import pixel_slabs
+
+    monkeypatch.setattr(pixel_slabs, "TILE_ELEMENTS", elements)
+    spatial, n, n_pix, chunk = (24, 40), 30, 6, 8
+    per_row = n + chunk if plan == "gathered" else 2 * (n_pix - 1) + chunk
+    budget = slab_budget(spatial, n, n_pix, 2, per_row)
+    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk)
+    assert acc.tiled and acc.final_pass == plan and len(slabs) == 12
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_a_gpu_takes_tiles_far_larger_than_a_cpu_cache():
+    from maskscope._engine.pixel_slabs import _tile, tile_bytes
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert _tile(64, 10**6, cpu) == 2**19 // 64
+    assert _tile(64, 10**6, gpu) == 2**24 // 64
+    assert _tile(64, 5000, gpu) == 5000  # never wider than the slab
+    assert tile_bytes(64, 10**6, gpu) == 2 * 64 * (2**24 // 64) * 4

@@ -312,6 +312,20 @@ def test_a_compiled_model_runs_at_a_fixed_batch_instead_of_measuring(monkeypatch
     assert set(sizes) == {1, 16}  # the unperturbed input, then full (or padded) batches
 
 
+def test_a_compiled_model_on_a_gpu_runs_at_a_larger_fixed_batch():
+    from types import SimpleNamespace
+
+    from maskscope._engine.loop import RunOptions
+
+    def method(device: str, compile_: bool) -> SimpleNamespace:
+        call = SimpleNamespace(compile=compile_, model=None)
+        return SimpleNamespace(device=torch.device(device), model_call=call)
+
+    assert record.batch_plan(method("cuda", True), RunOptions()) == (128, None)
+    assert record.batch_plan(method("cpu", True), RunOptions()) == (16, None)
+    assert record.batch_plan(method("cuda", True), RunOptions(batch_size=5)) == (5, None)
+
+
 def test_a_size_keeps_the_faster_of_its_two_chunks():
     clock = FakeTime({1: 10.0, 2: 6.0, 4: 8.0})
     tuner = BatchTuner(clock.now)

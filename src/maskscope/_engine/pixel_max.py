@@ -310,7 +310,8 @@ class PixelMax:
             )
             plan = self.slab_plan()  # the kept scores' place is the product matrices' now
             spare = self._slab_avail() - plan[0] * self._row_bytes(plan[1])
-            tiles = tile_bytes(halves.n_pixels, plan[0] * (self.n_vox // self.spatial[0]))
+            width = plan[0] * (self.n_vox // self.spatial[0])
+            tiles = tile_bytes(halves.n_pixels, width, halves.a_even.device)
             self.scores = None
             factored = self._factored_pass(halves)
             if factored is not None:

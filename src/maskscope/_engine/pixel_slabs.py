@@ -36,6 +36,9 @@ __all__ = ["CentredHalves", "slab_maxima", "tile_bytes"]
 
 #: Pixel-voxel products per tile: ``P × tile`` floats stay in the processor's caches.
 TILE_ELEMENTS = 2**19
+#: The same on a GPU, where a tile's few kernel launches cost more than its caches save
+#: (the bundled 3D U-Net's final pass: thousands of CPU-sized tiles per volume).
+GPU_TILE_ELEMENTS = 2**24
 
 
 class CentredHalves:
@@ -96,14 +99,15 @@ class CentredHalves:
         return int(self.a_even.shape[0])
 
 
-def _tile(n_pixels: int, width: int) -> int:
-    return max(64, min(width, TILE_ELEMENTS // max(n_pixels, 1)))
+def _tile(n_pixels: int, width: int, device: torch.device) -> int:
+    elements = TILE_ELEMENTS if device.type == "cpu" else GPU_TILE_ELEMENTS
+    return max(64, min(width, elements // max(n_pixels, 1)))
 
 
-def tile_bytes(n_pixels: int, width: int) -> int:
+def tile_bytes(n_pixels: int, width: int, device: torch.device) -> int:
     """Memory of one tile's two products when all masks of a slab ``width`` voxels wide are
     at hand (a worker of :func:`slab_maxima` holds one)."""
-    return 2 * n_pixels * _tile(n_pixels, width) * 4
+    return 2 * n_pixels * _tile(n_pixels, width, device) * 4
 
 
 def slab_maxima(
@@ -185,7 +189,7 @@ def _reduce(pe: torch.Tensor, po: torch.Tensor, u, w: torch.Tensor, out, cols: s
 def _fused(halves: CentredHalves, m_e, m_o, weights, out, workers: Workers) -> None:
     """All masks at hand: products of one tile at a time, reduced while in the caches."""
     p, width = halves.n_pixels, weights.shape[1]
-    tile = _tile(p, width)
+    tile = _tile(p, width, weights.device)
     held = threading.local()  # each thread's two product buffers
 
     def one_tile(a: int) -> None:
@@ -213,7 +217,7 @@ def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:
         pe.addmm_(halves.a_even[:, e0:e1], m[ev])
         if o1 > o0:
             po.addmm_(halves.a_odd[:, o0:o1], m[od])
-    tile = _tile(p, width)
+    tile = _tile(p, width, weights.device)
     for a in range(0, width, tile):
         b = min(a + tile, width)
         _reduce(pe[:, a:b], po[:, a:b], halves.u, weights[:, a:b], out, slice(a, b))

@@ -18,20 +18,24 @@ from .._engine.sliding import SlidingWindow
 __all__ = ["batch_memo", "batch_plan", "checked_task", "jsonable", "resolve_settings", "run_record"]
 
 #: The batch size of a compiled model's run when ``batch_size`` is None: measuring would
-#: compile the model once per size tried.
+#: compile the model once per size tried. On a GPU, where 16 inputs leave most of it idle
+#: (the bundled 2D U-Net runs 9k images/s at 16 and 56k at 128 on an H200), a larger one,
+#: within the free memory's bound on a call's input voxels as for any batch.
 COMPILED_BATCH = 16
+COMPILED_BATCH_GPU = 128
 
 
 def batch_plan(method, options: RunOptions) -> tuple[int | None, BatchTuner | None]:
     """The run's batch size, or None and the tuner that measures it.
 
     A number in ``options.batch_size`` is kept; None is measured, except for a compiled
-    model (``compile=True``), which runs at :data:`COMPILED_BATCH`.
+    model (``compile=True``), which runs at :data:`COMPILED_BATCH` (on a CPU) or
+    :data:`COMPILED_BATCH_GPU`.
     """
     if options.batch_size is not None:
         return options.batch_size, None
     if method.model_call.compile:
-        return COMPILED_BATCH, None
+        return (COMPILED_BATCH if method.device.type == "cpu" else COMPILED_BATCH_GPU), None
     return None, BatchTuner(memo=batch_memo(method))
 
 
