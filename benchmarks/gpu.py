@@ -4,12 +4,14 @@ Prints, as markdown tables:
 
 1. images/s of the bundled 2D U-Net (``shapes2d``, 240²) and 3D U-Net (``phantom3d``,
    64×96×96) at batch sizes 1, 2, 4, … 256 (stopping at the first out-of-memory), in
-   float32 and in bf16 (``torch.autocast``), eager and with ``torch.compile``, with the
+   float32 (TensorFloat-32 off, as the methods' default runs the model), in tf32
+   (TensorFloat-32 on, PyTorch's default for cuDNN convolutions) and in bf16
+   (``torch.autocast``), eager and with ``torch.compile``, with the
    peak GPU memory of each (``torch.cuda.max_memory_allocated``);
 2. every method's wall time at default settings against its floor, N evaluations ÷ the
    best throughput of the same variant and of any variant, with the run's peak GPU
-   memory: in float32, and with the methods' ``precision="bfloat16"`` (and, with
-   compilation on, ``compile=True``) where the methods take those options.
+   memory: in float32, with the methods' ``precision="tf32"`` and ``"bfloat16"`` (and,
+   with compilation on, bf16 with ``compile=True``).
 
 It keeps to a time budget (``--budget``, 270 s by default, so that the whole script stays
 under 5 minutes on one GPU): the throughput part ends at half of it, the method part at
@@ -41,12 +43,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import LABELS, machine_line, sync
 from md_tables import table
 
+from maskscope._engine.fast_forward import tensor_float32
 from maskscope.data import phantom3d, shapes2d
 from maskscope.models import load_model
 
 #: Benchmark model name → (bundled model, full-size image shape, quick image shape).
 SHAPES = {"unet2d": ("shapes2d", 240, 64), "unet3d": ("phantom3d", (64, 96, 96), (24, 24, 24))}
-PRECISIONS = ("float32", "bf16")
+PRECISIONS = ("float32", "tf32", "bf16")
+COMPILED_PRECISIONS = ("float32", "bf16")
+#: The methods' options of each precision name.
+PRECISION_OPTIONS = {
+    "float32": {},
+    "tf32": {"precision": "tf32"},
+    "bf16": {"precision": "bfloat16"},
+}
 THROUGHPUT_HEADER = ["model", "precision", "compiled", "batch", "images/s", "ms / image"]
 THROUGHPUT_HEADER += ["peak memory (MB)"]
 METHODS_HEADER = ["model", "method", "precision", "compiled", "evaluations", "wall (s)"]
@@ -99,7 +109,8 @@ def images_per_s(model, x: torch.Tensor, precision: str, min_s: float, calls: in
     """Throughput of ``model(x)``: after warm-up, at least ``calls`` calls and ``min_s`` s."""
     device = x.device
     dtype = torch.bfloat16 if precision == "bf16" else None
-    with torch.inference_mode(), torch.autocast(device.type, dtype, enabled=dtype is not None):
+    autocast = torch.autocast(device.type, dtype, enabled=dtype is not None)
+    with torch.inference_mode(), autocast, tensor_float32(precision == "tf32"):
         for _ in range(min(2, calls)):  # warm-up (and compilation, for a compiled model)
             model(x)
         sync(device)
@@ -164,7 +175,7 @@ def throughput(args, models: dict, deadline: float) -> list[Point]:
             batches = batches_of(args)
             points += sweep(name, model, image, precision, False, batches, args, deadline)
     if args.compile:
-        for precision in PRECISIONS:
+        for precision in COMPILED_PRECISIONS:
             for name, (model, image) in models.items():
                 m = torch.compile(model, dynamic=False)
                 batches = compiled_batches(points, name, precision)
@@ -190,7 +201,7 @@ def method_variants(args) -> list[tuple[str, bool]]:
     takes = inspect.signature(Method.__init__).parameters
     out = [("float32", False)]
     if "precision" in takes:
-        out.append(("bf16", False))
+        out += [("tf32", False), ("bf16", False)]
         if args.compile and "compile" in takes:
             out.append(("bf16", True))
     return out
@@ -245,7 +256,7 @@ def methods(args, models: dict, points: list[Point], deadline: float = math.inf)
         for name, (model, image) in models.items():
             best = best_rate(points, name, None)
             same = best_rate(points, name, (precision, compiled))
-            options = {} if precision == "float32" else {"precision": "bfloat16"}
+            options = {**PRECISION_OPTIONS[precision]}
             options |= {"compile": True} if compiled else {}
             for label in LABELS:
                 row = [name, label, precision, "yes" if compiled else "no"]

@@ -5,7 +5,9 @@ settings is run at N and at 4 N evaluations (HDM: stride s and s / 2, full sweep
 the measured batch size and with a fixed large batch. It prints, per run, the wall time,
 the batch size kept and the sizes the measurement timed, and from the two sizes of run a
 fixed cost (s) and a cost per evaluation against the model's best throughput (the floor
-per evaluation). Then the busiest operations of one 2D and one 3D run under
+per evaluation). Then, with ``--device cuda``, each method's map on the GPU against the
+same run's map on the CPU (a short run; the correlation and the largest difference over
+the map's range), and the busiest operations of one 2D and one 3D run under
 ``torch.profiler``.
 
     python benchmarks/gpu_detail.py                    # on cuda
@@ -80,23 +82,53 @@ def profile(cls, model, image, kw: dict, device, rows: int) -> str:
     return "\n".join(out)
 
 
+AGREE_HEADER = ["model", "method", "evaluations", "correlation", "max |GPU − CPU| / range"]
+
+
+def short_args(label: str, dims: int, quick: bool) -> tuple[type, dict]:
+    """A short run of a method, for the GPU-against-CPU check."""
+    cls, kw = method_args(label, dims, quick)
+    if label == "HDM":
+        return cls, {**kw, "stride": kw["stride"] * 2}
+    return cls, {**kw, "n_masks": max(4, kw["n_masks"] // 4)}
+
+
+def agreement(name: str, bundled: str, image, device: torch.device, quick: bool) -> list[list]:
+    """Each method's map on ``device`` against the CPU's, same settings and seed."""
+    import numpy as np
+
+    rows = []
+    models = {d: load_model(bundled, device=d).eval() for d in (str(device), "cpu")}
+    for label in LABELS:
+        cls, kw = short_args(label, image.ndim - 1, quick)
+        maps = {d: np.asarray(cls(m).explain(image, **kw).map, float) for d, m in models.items()}
+        a, b = maps[str(device)].ravel(), maps["cpu"].ravel()
+        spread = float(b.max() - b.min()) or 1.0
+        corr = float(np.corrcoef(a, b)[0, 1]) if a.std() and b.std() else float("nan")
+        rows.append([name, label, kw.get("n_masks", "sweep"), corr, np.abs(a - b).max() / spread])
+        print("agree:", rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the tables."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profile-rows", type=int, default=25)
+    p.add_argument("--parts", default="runs,agreement,profile", help="which parts, comma-separated")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
     device = torch.device(args.device)
     print(f"# Where the time goes\n\n{machine_line(args.device)}\n", flush=True)
-    runs, fits, profiled = [], [], []
+    runs, fits, profiled, agree = [], [], [], []
     for name, (bundled, _, _) in SHAPES.items():
         model = load_model(bundled, device=args.device).eval()
         image = image_of(name, args.quick)
         dims = image.ndim - 1
         per_eval_floor = floor_ms(model, image, device, args.quick)
         fixed_batch = 2 if args.quick else (256 if dims == 2 else 64)
-        for label in LABELS:
+        for label in LABELS if "runs" in parts else ():
             cls, kw = method_args(label, dims, args.quick)
             for batch in (None, fixed_batch):
                 base = kw if batch is None else {**kw, "batch_size": batch}
@@ -114,12 +146,19 @@ def main(argv: list[str] | None = None) -> None:
                 fixed = w1 - slope * n1 / 1000
                 row = [name, label, batch or "measured", fixed, slope, per_eval_floor]
                 fits.append([*row, slope / per_eval_floor])
-        cls, kw = method_args("SegRISE", dims, args.quick)
-        profiled.append((name, profile(cls, model, image, kw, device, args.profile_rows)))
-    print("## Runs\n")
-    print(table(HEADER, runs, "lllrrrll") + "\n")
-    print("## Fixed cost and cost per evaluation (from the runs at N and about 4 N)\n")
-    print(table(FIT_HEADER, fits, "lllrrrr") + "\n")
+        if device.type != "cpu" and "agreement" in parts:
+            agree += agreement(name, bundled, image, device, args.quick)
+        if "profile" in parts:
+            cls, kw = method_args("SegRISE", dims, args.quick)
+            profiled.append((name, profile(cls, model, image, kw, device, args.profile_rows)))
+    if runs:
+        print("## Runs\n")
+        print(table(HEADER, runs, "lllrrrll") + "\n")
+        print("## Fixed cost and cost per evaluation (from the runs at N and about 4 N)\n")
+        print(table(FIT_HEADER, fits, "lllrrrr") + "\n")
+    if agree:
+        print("## The same map on the GPU as on the CPU\n")
+        print(table(AGREE_HEADER, agree, "llrrr") + "\n")
     for name, text in profiled:
         print(f"## Profile: {name} SegRISE at default settings\n\n```\n{text}\n```\n")
 

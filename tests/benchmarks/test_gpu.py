@@ -44,7 +44,7 @@ def test_throughput_table_has_every_model_precision_and_batch(quick_tables):
     expected = {
         (m, p, "no", str(b))
         for m in ("unet2d", "unet3d")
-        for p in ("float32", "bf16")
+        for p in ("float32", "tf32", "bf16")
         for b in (1, 2)
     }
     assert seen == expected and len(rows) == len(expected)

@@ -84,3 +84,31 @@ def test_bad_mask_parameters(kwargs, match):
     args = {"spatial": (16, 16), "grid": 4, "p_keep": 0.5, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):
         RiseMasks(**args)
+
+
+@pytest.mark.parametrize("sampling", ["iid", "stratified"])
+def test_a_seed_draws_its_masks_on_the_cpu_whatever_the_device(monkeypatch, sampling):
+    """A GPU's generator gives other numbers for a seed: the draws are made on the CPU and
+    moved, so a seed's masks are the same on every device."""
+    import maskscope._engine.masks as masks_mod
+
+    seen = []
+    real_rand, real_randint = torch.rand, torch.randint
+
+    def rand(*args, generator=None, **kw):
+        seen.append((generator.device.type, kw.get("device")))
+        return real_rand(*args, generator=generator, **kw)
+
+    def randint(*args, generator=None, **kw):
+        seen.append((generator.device.type, kw.get("device")))
+        return real_randint(*args, generator=generator, **kw)
+
+    monkeypatch.setattr(masks_mod.torch, "rand", rand)
+    monkeypatch.setattr(masks_mod.torch, "randint", randint)
+    on_meta = RiseMasks((20, 18), 4, 0.5, seed=5, device="meta", sampling=sampling)
+    grids, shifts = on_meta.params(0, 10)
+    assert grids.device.type == "meta" and shifts.device.type == "meta"
+    assert seen and set(seen) == {("cpu", None)}
+    monkeypatch.undo()
+    on_cpu = RiseMasks((20, 18), 4, 0.5, seed=5, sampling=sampling)
+    assert on_cpu.params(0, 10)[0].shape == grids.shape

@@ -64,14 +64,15 @@ def interpolation_matrix(n_in: int, n_out: int, *, dtype=torch.float64) -> torch
     return linear_weights(src, n_in).to(dtype)
 
 
-def _block_generator(seed: int, block: int, device: torch.device) -> torch.Generator:
+def _block_generator(seed: int, block: int) -> torch.Generator:
+    """The CPU generator of one block's random draws (the same numbers on every device)."""
     # the high words of a seed >= 2**32 go in the spawn key: seed 2**32 is not seed 0, nor
     # [2**32, b] the same entropy as [0, 1 + b]; seeds below 2**32 keep their masks
     high = () if int(seed) >> 32 == 0 else (int(seed) >> 32,)
     state = np.random.SeedSequence(
         [int(seed) & 0xFFFFFFFF, int(block)], spawn_key=high
     ).generate_state(2)
-    gen = torch.Generator(device=device)
+    gen = torch.Generator()
     gen.manual_seed(int(state[0]) << 32 | int(state[1]))
     return gen
 
@@ -157,17 +158,18 @@ class RiseMasks:
     def _block(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._block_cache is not None and self._block_cache[0] == b:
             return self._block_cache[1], self._block_cache[2]
-        gen = _block_generator(self.seed, b, self.device)
-        u = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device)
+        # drawn on the CPU and moved: a GPU's generator gives other numbers for the same
+        # seed, and the masks of a seed are the same on every device
+        gen = _block_generator(self.seed, b)
+        u = torch.rand((BLOCK, *self.grid), generator=gen)
         shifts = torch.stack(
-            [torch.randint(0, c, (BLOCK,), generator=gen, device=self.device) for c in self.cells],
-            dim=1,
+            [torch.randint(0, c, (BLOCK,), generator=gen) for c in self.cells], dim=1
         )
         if self.sampling == "stratified":
-            order = torch.rand((BLOCK, *self.grid), generator=gen, device=self.device)
+            order = torch.rand((BLOCK, *self.grid), generator=gen)
             strata = torch.argsort(order, dim=0).to(u.dtype)  # a random permutation per cell
             u = (strata + u) / BLOCK
-        grids = u < self.p_keep
+        grids, shifts = (u < self.p_keep).to(self.device), shifts.to(self.device)
         self._block_cache = (b, grids, shifts)
         return grids, shifts
 

@@ -56,9 +56,11 @@ class Method:
     pad_mode
         ``"zeros"``, ``"replicate"`` or ``"reflect"`` (with ``pad_multiple``).
     precision
-        ``"float32"`` (default), or ``"bfloat16"`` / ``"float16"``: run the model's forward
-        under ``torch.autocast`` in that dtype (scores and sums stay in float32 / float64;
-        see the speed page of the docs for how much the map changes).
+        ``"float32"`` (default: float32 throughout, TensorFloat-32 off on a CUDA device, so
+        a seed gives the CPU's map there), ``"tf32"`` (TensorFloat-32 convolutions and
+        matrix products on a CUDA device), or ``"bfloat16"`` / ``"float16"``: run the
+        model's forward under ``torch.autocast`` in that dtype (scores and sums stay in
+        float32 / float64; see the speed page of the docs for how much the map changes).
     compile
         Compile the model with ``torch.compile(dynamic=False)`` (each batch size compiles
         once; a smaller last batch is padded to a compiled size).
