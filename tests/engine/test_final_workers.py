@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskscope import PixelRISE
-from maskscope._engine import pipeline, pixel_factored, pixel_max, pixel_slabs, workers
+from maskscope._engine import pipeline, pixel_factored, pixel_slabs, workers
 from maskscope._engine.mask_batch import MaskBatch
 from maskscope._engine.masks import RiseMasks
 from maskscope._engine.pixel_max import PixelMax
@@ -106,7 +106,7 @@ def _record(monkeypatch, module, name, seen: list[str]) -> None:
 def small_tiles(monkeypatch):
     """Tiles small enough that a small budget holds several beside a slab (a real run's
     512 MiB holds tens of the default ones)."""
-    monkeypatch.setattr(pixel_max, "TILE_ELEMENTS", 4096)
+    monkeypatch.setattr(pixel_factored, "TILE_ELEMENTS", 4096)
     monkeypatch.setattr(pixel_slabs, "TILE_ELEMENTS", 2**14)
     monkeypatch.setattr(PixelMax, "REDUCE_VOXELS", 64)  # several tiles of the live pixels
 

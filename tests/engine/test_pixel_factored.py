@@ -74,6 +74,33 @@ def test_factored_pass_matches_brute_force_in_slabs(spatial, n, est, gain):
         assert got.reliability == pytest.approx(ref.reliability, abs=1e-5)
 
 
+def test_the_gpu_sizes_of_blocks_and_tiles_give_the_same_maxima_in_fewer_calls(monkeypatch):
+    import maskscope._engine.pixel_factored as pf
+
+    cpu_sizes = pf.pass_sizes(CPU)
+    gpu_sizes = (pf.GPU_TILE_ELEMENTS, pf.GPU_FIRST_ROWS, pf.GPU_SUM_ELEMENTS)
+    assert pf.pass_sizes(torch.device("cuda", 0)) == gpu_sizes
+    calls = []
+    original = pf.FactoredPass._maxima
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pf.FactoredPass, "_maxima", counted)
+    spatial, n = (30, 26, 20), 40
+    gen = RiseMasks(spatial, 3, 0.5, seed=11)
+    counts = {}
+    for name, sizes in (("cpu", cpu_sizes), ("gpu", gpu_sizes)):
+        monkeypatch.setattr(pf, "pass_sizes", lambda device, sizes=sizes: sizes)
+        calls.clear()
+        acc, _, got, want = run(gen, spatial, n, 512, 2**24, True)
+        assert acc.final_pass == "factored"
+        np.testing.assert_allclose(got.map.numpy(), want, rtol=1e-5, atol=1e-6)
+        counts[name] = len(calls)
+    assert counts["gpu"] < counts["cpu"] / 1.5  # larger blocks and tiles on a GPU
+
+
 def test_the_cheaper_pass_is_chosen():
     spatial = (24, 20)  # 8 shifts of 24 rows over 3 cells: few masks cost more factored
     gen = RiseMasks(spatial, 3, 0.5, seed=1)

@@ -25,7 +25,7 @@ import torch
 from .pixel_slabs import CentredHalves
 from .workers import Workers
 
-__all__ = ["FactoredPass", "factored_flops"]
+__all__ = ["FactoredPass", "factored_flops", "pass_sizes"]
 
 _F32 = 4
 
@@ -37,6 +37,20 @@ FIRST_ROWS = 192
 
 #: Elements of one tile's ``(size0 · columns, P)`` sums, small enough for the caches.
 SUM_ELEMENTS = 2**18
+
+#: The same three bounds on a GPU, where every block and tile costs a few kernel launches
+#: and there are no caches of that size to stay in: with the CPU's, the bundled 3D U-Net's
+#: final pass (64×96×96, 4096 pixels) is some 80 000 launches, about a second.
+GPU_TILE_ELEMENTS = 2**26
+GPU_FIRST_ROWS = 2**12
+GPU_SUM_ELEMENTS = 2**24
+
+
+def pass_sizes(device: torch.device) -> tuple[int, int, int]:
+    """(block elements, first-stage rows, sum elements) of the factored pass on ``device``."""
+    if device.type == "cpu":
+        return TILE_ELEMENTS, FIRST_ROWS, SUM_ELEMENTS
+    return GPU_TILE_ELEMENTS, GPU_FIRST_ROWS, GPU_SUM_ELEMENTS
 
 
 def factored_flops(n: int, size0: int, g0: int, cells0: int) -> float:
@@ -72,11 +86,12 @@ class FactoredPass:
         side: Callable[..., tuple[torch.Tensor, torch.Tensor]],
         spatial: tuple[int, ...],
         chunk: int,
-        tile_elements: int = TILE_ELEMENTS,
+        tile_elements: int | None = None,
     ) -> None:
         self.halves = halves
         self.g0 = int(first_factors.shape[2])
-        self.tile_elements = max(1, int(tile_elements))
+        default_tile, self.first_rows, self.sum_elements = pass_sizes(first_factors.device)
+        self.tile_elements = max(1, int(tile_elements or default_tile))
         self.spatial = spatial
         self.side = side
         self.chunk = max(1, int(chunk))
@@ -113,12 +128,13 @@ class FactoredPass:
         return (2 * self.tile_elements + 3 * self._sum_elements()) * _F32
 
     def _sum_elements(self) -> int:
-        return min(SUM_ELEMENTS, self.tile_elements)
+        return min(self.sum_elements, self.tile_elements)
 
     def _widths(self, size0: int) -> tuple[int, int]:
         """Columns per block of first stages and per tile of sums (see module notes)."""
         p, n_groups = self.halves.n_pixels, max(len(self.groups[0]) + len(self.groups[1]), 1)
-        block = max(1, min(FIRST_ROWS // self.g0, self.tile_elements // (n_groups * self.g0 * p)))
+        per_block = self.tile_elements // (n_groups * self.g0 * p)
+        block = max(1, min(self.first_rows // self.g0, per_block))
         return block, max(1, min(block, self._sum_elements() // max(size0 * p, 1)))
 
     def slab(self, lo: int, hi: int, weights: torch.Tensor, workers=None) -> torch.Tensor:
