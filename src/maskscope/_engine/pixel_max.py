@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from . import pixel_factored
 from .accumulate import Partial
 from .mask_batch import MaskBatch
-from .pixel_factored import FactoredPass, factored_flops, pass_sizes
+from .pixel_factored import FactoredPass, factored_flops
 from .pixel_slabs import CentredHalves, slab_maxima, tile_bytes
 from .weighted_sum import WeightedSum, split_half_reliability
 from .workers import Workers
@@ -332,7 +333,7 @@ class PixelMax:
         avail = self.max_bytes - 3 * self.n_vox * _F32 - halves.nbytes()
         shift0 = src.params(0, self.n)[1][:, 0]
         chunk = self._slab_chunk()
-        limit = pass_sizes(first.device)[0]
+        limit = pixel_factored.pass_sizes(first.device)[0]
         tile = max(1, min(limit, avail // (8 * _F32)))  # tiles: 5/8 of it at most
         fp = FactoredPass(halves, shift0, first, src.side_factors, self.spatial, chunk, tile)
         side = (avail - fp.tile_bytes()) // fp.bytes_per_side_index()
