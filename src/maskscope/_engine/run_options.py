@@ -29,7 +29,8 @@ class RunOptions:
         None,
         help="Input voxels per model call at most: large images go in smaller batches "
         "(None = automatic: 2**19 on a CPU, where the model's activations then stay in "
-        "the caches, at least 2 inputs; 2**23 elsewhere, which bounds memory).",
+        "the caches, at least 2 inputs; on a CUDA device the free memory over 1024 bytes "
+        "per voxel; 2**23 elsewhere, which bounds memory).",
         min=1,
         gui=False,
     )
