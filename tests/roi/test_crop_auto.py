@@ -64,19 +64,20 @@ def test_a_window_covering_the_image_runs_on_the_whole_image(volume):
 
 
 @pytest.mark.parametrize(
-    ("method", "kwargs"),
-    [
-        (HDM, dict(roi=BOX, diameter=4, stride=4)),  # its centres would move with the window
-        (SegRISE, dict(roi=[BOX, "0:4,0:4,0:4"], **KW)),  # several ROIs: one run for all
-        (SegRISE, dict(roi=BOX, targets=[1], **KW)),
-        (RISE, dict(roi=BOX, per_channel=True, **KW)),
+    ("method", "kwargs", "why"),
+    [  # HDM: its centres would move with the window; several ROIs: one run for all
+        (HDM, dict(roi=BOX, diameter=4, stride=4), "HDM's map in a crop window is not"),
+        (SegRISE, dict(roi=[BOX, "0:4,0:4,0:4"], **KW), "several ROIs"),
+        (SegRISE, dict(roi=BOX, targets=[1], **KW), "targets="),
+        (RISE, dict(roi=BOX, per_channel=True, **KW), "per_channel=True"),
     ],
 )
-def test_auto_leaves_the_other_runs_on_the_whole_image(volume, method, kwargs):
+def test_auto_leaves_the_other_runs_on_the_whole_image(volume, method, kwargs, why):
     model = Shapes(_fcn())
     got = method(model).explain(volume, **kwargs)
     assert set(model.shapes) == {SHAPE}  # no probe, no window
-    assert "crop" not in got.params
+    assert got.params["crop"] == "auto" and "crop_window" not in got.params
+    assert got.params["crop_skipped"].startswith(why)
     want = method(_fcn()).explain(volume, crop=False, **kwargs)
     np.testing.assert_array_equal(got.map, want.map)
 

@@ -33,6 +33,7 @@ __all__ = [
     "paste",
     "plan_crop",
     "wants_crop",
+    "why_not_cropped",
 ]
 
 
@@ -367,6 +368,19 @@ def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:
         and kwargs.get("targets") is None
         and not kwargs.get("per_channel", False)
     )
+
+
+def why_not_cropped(method: Any, roi: Any, targets: Any, per_channel: bool) -> str:
+    """Why ``crop="auto"`` runs ``method`` on the whole image (see :func:`wants_crop`)."""
+    if not getattr(method, "exact_crop", False):
+        return f"{method.name}'s map in a crop window is not its whole-image map"
+    if isinstance(roi, list):
+        return "several ROIs (crop crops around one)"
+    if targets is not None:
+        return "targets= (crop crops around one ROI of one target)"
+    if per_channel:
+        return "per_channel=True"
+    return ""
 
 
 def crop_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
