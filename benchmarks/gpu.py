@@ -5,7 +5,7 @@ Prints, as markdown tables:
 1. images/s of the bundled 2D U-Net (``shapes2d``, 240²) and 3D U-Net (``phantom3d``,
    64×96×96) at batch sizes 1, 2, 4, … 256 (stopping at the first out-of-memory), in
    float32 (TensorFloat-32 off, as the methods' default runs the model), in tf32
-   (TensorFloat-32 on, PyTorch's default for cuDNN convolutions) and in bf16
+   (TensorFloat-32 convolutions, PyTorch's default for cuDNN) and in bf16
    (``torch.autocast``), eager and with ``torch.compile``, with the
    peak GPU memory of each (``torch.cuda.max_memory_allocated``);
 2. every method's wall time at default settings against its floor, N evaluations ÷ the
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import LABELS, machine_line, sync
 from md_tables import table
 
-from maskscope._engine.fast_forward import tensor_float32
+from maskscope._engine.fp32 import fp32_precision
 from maskscope.data import phantom3d, shapes2d
 from maskscope.models import load_model
 
@@ -110,7 +110,9 @@ def images_per_s(model, x: torch.Tensor, precision: str, min_s: float, calls: in
     device = x.device
     dtype = torch.bfloat16 if precision == "bf16" else None
     autocast = torch.autocast(device.type, dtype, enabled=dtype is not None)
-    with torch.inference_mode(), autocast, tensor_float32(precision == "tf32"):
+    # as the methods run the model: convolutions on TensorFloat-32 in tf32 only, products never
+    fp32 = fp32_precision(conv="tf32" if precision == "tf32" else "ieee", matmul="ieee")
+    with torch.inference_mode(), autocast, fp32:
         for _ in range(min(2, calls)):  # warm-up (and compilation, for a compiled model)
             model(x)
         sync(device)

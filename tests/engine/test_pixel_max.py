@@ -310,3 +310,25 @@ def test_a_gpu_takes_tiles_far_larger_than_a_cpu_cache():
     assert _tile(64, 10**6, gpu) == 2**24 // 64
     assert _tile(64, 5000, gpu) == 5000  # never wider than the slab
     assert tile_bytes(64, 10**6, gpu) == 2 * 64 * (2**24 // 64) * 4
+
+
+def test_the_final_pass_tiles_stay_within_what_the_slabs_leave_of_the_budget(monkeypatch):
+    from maskscope._engine import pixel_slabs
+
+    monkeypatch.setattr(pixel_slabs, "TILE_ELEMENTS", 2**24)  # tiles as large as a GPU's
+    tiles = []
+    original = pixel_slabs._tile
+
+    def recorded(n_pixels, width, device, cap=None):
+        tiles.append((n_pixels, original(n_pixels, width, device, cap)))
+        return tiles[-1][1]
+
+    monkeypatch.setattr(pixel_slabs, "_tile", recorded)
+    spatial, n, n_pix, chunk = (24, 40), 30, 6, 8
+    budget = slab_budget(spatial, n, n_pix, 2, n + chunk)
+    acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk)
+    assert acc.tiled and acc.final_pass == "gathered" and len(slabs) == 12
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert tiles and acc._tile_cap is not None
+    for p, tile in tiles:  # two float32 products of p × tile: within the spare bytes
+        assert p * tile <= max(acc._tile_cap, 64 * p)

@@ -92,3 +92,13 @@ def test_auto_crop_puts_only_the_estimators_mean_outside_the_window(volume):
     assert (auto.map[~inside] == auto.extras["outside_value"]).all()
     assert np.ptp(whole.map[~inside]) > 1e-3
     np.testing.assert_allclose(auto.map[inside], whole.map[inside], rtol=0, atol=1e-6)
+
+
+def test_a_split_run_with_a_roi_records_that_it_explains_the_whole_image(volume):
+    from maskscope.methods._crop import SPLIT_RUNS_DO_NOT_CROP
+
+    for crop in ("auto", True, (2, 2, 2)):
+        run = SegRISE(_fcn())._prepare(volume, roi=BOX, crop=crop, **KW)
+        want = list(crop) if isinstance(crop, tuple) else crop
+        assert run.record.params["crop"] == want
+        assert run.record.params["crop_skipped"] == SPLIT_RUNS_DO_NOT_CROP

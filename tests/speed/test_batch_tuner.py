@@ -111,12 +111,20 @@ def test_on_a_gpu_out_of_memory_measures_again_downwards_from_half_the_failed_si
     assert tuner.chosen == 16 and 64 not in tuner.timings
 
 
-def test_the_free_memory_of_a_cuda_device_bounds_its_batches(monkeypatch):
+def test_the_free_memory_of_a_cuda_device_bounds_its_batches_the_same_every_run(monkeypatch):
     from maskscope._engine import loop
 
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**30, 2**34))
+    monkeypatch.setattr(loop, "_DEVICE_VOXELS", {})
+    free = [3 * 2**30]  # 3 GiB free, 0.5 GiB held unused by the allocator
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 2**34))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2**29)
     voxels = loop.device_batch_voxels(torch.device("cuda", 0))
-    assert voxels == 2**30 // loop.CUDA_BYTES_PER_VOXEL
+    # (3.5 GiB / 1024 bytes per voxel) rounded down to a power of two
+    assert voxels == 2**21 == 1 << ((7 * 2**29 // loop.CUDA_BYTES_PER_VOXEL).bit_length() - 1)
+    free[0] = 2**31  # a later run: less is free, the bound (and a memo's key) is kept
+    assert loop.device_batch_voxels(torch.device("cuda", 0)) == voxels
+    assert loop.device_batch_voxels(torch.device("cuda", 1)) == 2**21  # read per device
     assert loop.device_batch_voxels(torch.device("cpu")) is None
 
 

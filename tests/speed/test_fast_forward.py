@@ -87,20 +87,6 @@ def test_tf32_is_float32_on_a_cpu():
         assert torch.equal(ModelCall(model, precision="tf32")(x), model(x))
 
 
-@pytest.mark.parametrize("allowed", [True, False])
-def test_tensor_float32_sets_both_flags_for_the_block_and_puts_them_back(allowed):
-    from maskscope._engine.fast_forward import tensor_float32
-
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    before = (cudnn.allow_tf32, matmul.allow_tf32)
-    with tensor_float32(allowed):
-        assert (cudnn.allow_tf32, matmul.allow_tf32) == (allowed, allowed)
-    assert (cudnn.allow_tf32, matmul.allow_tf32) == before
-    with pytest.raises(RuntimeError, match="inside"), tensor_float32(allowed):
-        raise RuntimeError("inside")
-    assert (cudnn.allow_tf32, matmul.allow_tf32) == before
-
-
 def test_bad_precision_and_compile_values_are_named():
     with pytest.raises(
         ValueError, match=r"precision must be one of \('float32', 'tf32', 'bfloat16', "

@@ -10,7 +10,7 @@ each twice (the first call at a new shape allocates and picks kernels), the whol
 jobs on a shared machine only ever make a chunk slower. Sizes are
 tried in increasing order until one is clearly slower per input than the best so far
 (``slower`` times); then every size within ``confirm_within`` times the best runs one more
-chunk, in the same order, and its fastest chunk counts (a burst of other work that slowed
+chunk, smallest first, and its fastest chunk counts (a burst of other work that slowed
 both chunks of the best size is unlikely to slow that one too). The fastest size is kept
 for the rest of the run. Every timed chunk is a real chunk of the run: no mask is
 evaluated twice. A short run on a CPU tries only the sizes it can afford: the sweep's
@@ -274,7 +274,7 @@ class BatchTuner:
             self._confirm()
 
     def _confirm(self) -> None:
-        """The contenders get one more chunk each, in the same order (their time: the fastest).
+        """The contenders get one more chunk each, smallest first (their time: the fastest).
 
         A contender is a size within ``confirm_within`` times the best: a burst of other
         work that slowed both chunks of one size is unlikely to slow its third chunk too, a

@@ -80,7 +80,7 @@ class RegionCovariate:
         self._index = torch.nonzero(region.reshape(-1)).flatten()
 
     def features(self, masks: torch.Tensor) -> torch.Tensor:
-        """``φᵢ`` of flat masks ``(b, voxels)`` → ``(b,)`` float64.
+        """``φᵢ`` of flat masks ``(b, voxels)`` with values in [0, 1] → ``(b,)`` float64.
 
         Each mask's region is summed in fixed point: its values (at most 1) are rounded to
         multiples of ``2**-(62 − bits of the region's voxel count)`` (``2**-35`` for a

@@ -9,11 +9,12 @@ before the output adapter):
   forward is approximate: the map changes by what the model's outputs change (measured in
   ``docs/speed.md``).
 * ``precision="float32"`` (the default) is float32 throughout: on a CUDA device the
-  forward runs with TensorFloat-32 turned off for convolutions and matrix products
-  (PyTorch lets cuDNN convolutions use it by default, which rounds their inputs to 10
-  bits of mantissa: the bundled 3D U-Net's HDM map then differs from the CPU's, rank
-  correlation 0.88 on an H200). ``precision="tf32"`` turns it on for both instead, for
-  speed. The flags are set around each forward and put back after it.
+  forward runs with TensorFloat-32 off for convolutions and matrix products
+  (:mod:`~._engine.fp32`: PyTorch lets cuDNN convolutions use it by default, and the
+  bundled 3D U-Net's HDM map then differs from the CPU's, rank correlation 0.88 on an
+  H200). ``precision="tf32"`` runs the convolutions on TensorFloat-32, for speed, and keeps
+  matrix products in float32: the engine's own products run beside the forward (pipelined
+  chunks) and must not follow it. Every CUDA forward, under autocast too, runs so.
 * ``compile=True`` runs ``torch.compile(model, dynamic=False)``. A compiled graph is
   specialised to its input shape, and each new batch size costs a compilation, so a batch
   smaller than one already compiled (the last chunk of a run, a slice's last chunk) is
@@ -27,14 +28,14 @@ before the output adapter):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 
 from .failures import real_message
+from .fp32 import fp32_precision
 
-__all__ = ["PRECISIONS", "FastForward", "autocast_dtype", "tensor_float32"]
+__all__ = ["PRECISIONS", "FastForward", "autocast_dtype"]
 
 #: Names accepted by ``precision``.
 PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
@@ -118,28 +119,18 @@ class FastForward:
             return out
 
     def _forward(self, fn: Callable, batch: torch.Tensor) -> torch.Tensor:
+        if batch.device.type == "cuda":
+            with fp32_precision(conv="tf32" if self.precision == "tf32" else "ieee", matmul="ieee"):
+                return self._cast(fn, batch)
+        return self._cast(fn, batch)
+
+    def _cast(self, fn: Callable, batch: torch.Tensor) -> torch.Tensor:
         if self.dtype is None:
-            if batch.device.type != "cuda":
-                return fn(batch)
-            with tensor_float32(self.precision == "tf32"):
-                return fn(batch)
+            return fn(batch)
         with torch.autocast(device_type=batch.device.type, dtype=self.dtype):
             out = fn(batch)
         low = out.dtype in (torch.bfloat16, torch.float16)
         return out.to(batch.dtype) if low and batch.dtype.is_floating_point else out
-
-
-@contextmanager
-def tensor_float32(allowed: bool) -> Iterator[None]:
-    """TensorFloat-32 on (``allowed``) or off for CUDA convolutions and matrix products,
-    put back as it was after the block."""
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    before = (cudnn.allow_tf32, matmul.allow_tf32)
-    cudnn.allow_tf32 = matmul.allow_tf32 = bool(allowed)
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = before
 
 
 def _compile_failure(exc: BaseException) -> bool:

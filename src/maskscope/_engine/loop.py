@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from .batch_tuner import BatchTuner, device_clock
 from .blocks import block_end
 from .cancel import CancelToken
 from .checks import is_check, next_check
+from .fp32 import fp32_precision
 from .host_memory import HOST_MEMORY
 from .inputs import check_output
 from .mask_batch import MaskBatch
@@ -199,12 +200,26 @@ TUNE_BATCH_VOXELS = 2**23
 CUDA_BYTES_PER_VOXEL = 1024
 
 
+_DEVICE_VOXELS: dict[str, int] = {}
+
+
 def device_batch_voxels(device: torch.device) -> int | None:
-    """Input voxels per call that the free memory of a CUDA device affords (else None)."""
+    """Input voxels per call that the free memory of a CUDA device affords (else None).
+
+    Read once per device in a process (what PyTorch's allocator holds unused counts as
+    free) and rounded down to a power of two: the bound, and so the batch sizes a run
+    measures or is capped at, stays the same from run to run, and a remembered batch
+    measurement is replayed (an out-of-memory error still halves the batch).
+    """
     if device.type != "cuda":
         return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free) // CUDA_BYTES_PER_VOXEL
+    key = str(device)
+    if key not in _DEVICE_VOXELS:
+        free, _ = torch.cuda.mem_get_info(device)
+        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        voxels = max(1, (int(free) + int(held)) // CUDA_BYTES_PER_VOXEL)
+        _DEVICE_VOXELS[key] = 1 << (voxels.bit_length() - 1)
+    return _DEVICE_VOXELS[key]
 
 
 def tune_limit(options: RunOptions, x: torch.Tensor) -> int:
@@ -257,10 +272,14 @@ def run_task(
     :data:`~.blocks.SUM_BLOCK`). No chunk straddles a multiple of
     :data:`~.blocks.SUM_BLOCK`, so every block of masks is chunked alike in any run.
     On a CPU, ``options.host_memory="keep"`` holds :data:`~.host_memory.HOST_MEMORY`
-    until the task ends (or its generator is closed).
+    until the task ends (or its generator is closed). On a CUDA device the task's matrix
+    products (the engine's and the model's) run in IEEE float32, TensorFloat-32 off,
+    until it ends (:mod:`~.fp32`), whatever the process asked for.
     """
+    on_cuda = task.x.device.type == "cuda"
     with HOST_MEMORY.kept_for(task.x.device, options.host_memory):
-        yield from _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range)
+        with fp32_precision(matmul="ieee") if on_cuda else nullcontext():
+            yield from _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range)
 
 
 def _run_chunks(task, runner, options, batch_size, cancel, tuner, mask_range) -> Iterator[Step]:

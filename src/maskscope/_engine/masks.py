@@ -1,4 +1,4 @@
-"""Random RISE masks, generated chunk by chunk on the target device.
+"""Random RISE masks, drawn on the CPU and rendered chunk by chunk on the target device.
 
 A RISE mask (Petsiuk et al. 2018) is a random binary grid of ``s`` cells per axis, each cell
 kept with probability ``p_keep``, upsampled (bi/trilinearly) to ``(s + 1) * cell`` voxels per

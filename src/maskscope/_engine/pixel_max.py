@@ -126,6 +126,7 @@ class PixelMax:
         self.masks_fn = masks
         self.device = device
         self.max_bytes = int(max_bytes)
+        self._tile_cap: int | None = None  # products per tile of the final pass
         self.buffer_masks = max(2, int(buffer_masks))
         self.estimator = estimator
         mask_bytes = self.n_vox * _F32
@@ -312,7 +313,9 @@ class PixelMax:
             plan = self.slab_plan()  # the kept scores' place is the product matrices' now
             spare = self._slab_avail() - plan[0] * self._row_bytes(plan[1])
             width = plan[0] * (self.n_vox // self.spatial[0])
-            tiles = tile_bytes(halves.n_pixels, width, halves.a_even.device)
+            # a tile's two float32 products within what the slabs leave of the budget
+            self._tile_cap = max(spare, 0) // 8
+            tiles = tile_bytes(halves.n_pixels, width, halves.a_even.device, self._tile_cap)
             self.scores = None
             factored = self._factored_pass(halves)
             if factored is not None:
@@ -378,7 +381,7 @@ class PixelMax:
                 return m.reshape(stop - start, -1).float()
 
             chunk = self._slab_chunk()
-            merged = slab_maxima(halves, masks, cov, chunk, gather, workers)
+            merged = slab_maxima(halves, masks, cov, chunk, gather, workers, self._tile_cap)
             for flat, value in zip(self.best, merged, strict=True):
                 torch.maximum(flat[part], value.to(flat.dtype), out=flat[part])
             yield i + 1

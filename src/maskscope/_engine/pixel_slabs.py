@@ -99,15 +99,16 @@ class CentredHalves:
         return int(self.a_even.shape[0])
 
 
-def _tile(n_pixels: int, width: int, device: torch.device) -> int:
+def _tile(n_pixels: int, width: int, device: torch.device, cap: int | None = None) -> int:
     elements = TILE_ELEMENTS if device.type == "cpu" else GPU_TILE_ELEMENTS
+    elements = elements if cap is None else min(elements, cap)
     return max(64, min(width, elements // max(n_pixels, 1)))
 
 
-def tile_bytes(n_pixels: int, width: int, device: torch.device) -> int:
+def tile_bytes(n_pixels: int, width: int, device: torch.device, cap: int | None = None) -> int:
     """Memory of one tile's two products when all masks of a slab ``width`` voxels wide are
-    at hand (a worker of :func:`slab_maxima` holds one)."""
-    return 2 * n_pixels * _tile(n_pixels, width, device) * 4
+    at hand (a worker of :func:`slab_maxima` holds one); ``cap``: products per tile at most."""
+    return 2 * n_pixels * _tile(n_pixels, width, device, cap) * 4
 
 
 def slab_maxima(
@@ -117,6 +118,7 @@ def slab_maxima(
     chunk: int,
     gather: bool = True,
     workers: Workers | None = None,
+    tile_cap: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three flat maxima over pixels (all masks, even, odd) of one slab of voxels.
 
@@ -138,6 +140,8 @@ def slab_maxima(
         slab's two products are summed over the chunks first and reduced by tiles.
     workers
         Threads sharing the tiles of gathered masks (:mod:`~.workers`; the same maxima).
+    tile_cap
+        Pixel-voxel products per tile at most (the memory budget's share for a tile).
     """
     n, width = halves.n, coverage.shape[1]
     ones = torch.ones(1, width, dtype=coverage.dtype, device=coverage.device)
@@ -146,9 +150,9 @@ def slab_maxima(
     if n > 0 and gather:
         m = _gathered(masks, n, width, chunk, coverage)
         n_e = (n + 1) // 2
-        _fused(halves, m[:n_e], m[n_e:], weights, out, workers or Workers(1))
+        _fused(halves, m[:n_e], m[n_e:], weights, out, workers or Workers(1), tile_cap)
     else:
-        _summed(halves, masks, weights, chunk, out)
+        _summed(halves, masks, weights, chunk, out, tile_cap)
     for row, scale in zip(out, halves.scale, strict=True):
         row.mul_(scale)
     return out[0], out[1], out[2]
@@ -186,10 +190,10 @@ def _reduce(pe: torch.Tensor, po: torch.Tensor, u, w: torch.Tensor, out, cols: s
     torch.amax(pe, dim=0, out=out[0, cols])
 
 
-def _fused(halves: CentredHalves, m_e, m_o, weights, out, workers: Workers) -> None:
+def _fused(halves: CentredHalves, m_e, m_o, weights, out, workers: Workers, cap=None) -> None:
     """All masks at hand: products of one tile at a time, reduced while in the caches."""
     p, width = halves.n_pixels, weights.shape[1]
-    tile = _tile(p, width, weights.device)
+    tile = _tile(p, width, weights.device, cap)
     held = threading.local()  # each thread's two product buffers
 
     def one_tile(a: int) -> None:
@@ -205,7 +209,7 @@ def _fused(halves: CentredHalves, m_e, m_o, weights, out, workers: Workers) -> N
     workers.map(one_tile, range(0, width, tile))
 
 
-def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:
+def _summed(halves: CentredHalves, masks, weights, chunk: int, out, cap=None) -> None:
     """Many masks: the slab's two products summed chunk by chunk, then reduced by tiles."""
     p, width = halves.n_pixels, weights.shape[1]
     pe = halves.b_even.expand(p, width).contiguous()
@@ -217,7 +221,7 @@ def _summed(halves: CentredHalves, masks, weights, chunk: int, out) -> None:
         pe.addmm_(halves.a_even[:, e0:e1], m[ev])
         if o1 > o0:
             po.addmm_(halves.a_odd[:, o0:o1], m[od])
-    tile = _tile(p, width, weights.device)
+    tile = _tile(p, width, weights.device, cap)
     for a in range(0, width, tile):
         b = min(a + tile, width)
         _reduce(pe[:, a:b], po[:, a:b], halves.u, weights[:, a:b], out, slice(a, b))

@@ -25,6 +25,7 @@ from ..roi import ROI
 from ._focus import full_prediction, roi_list
 
 __all__ = [
+    "SPLIT_RUNS_DO_NOT_CROP",
     "CropPlan",
     "check_crop",
     "crop_arguments",
@@ -368,6 +369,13 @@ def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:
         and kwargs.get("targets") is None
         and not kwargs.get("per_channel", False)
     )
+
+
+#: ``params["crop_skipped"]`` of a split run (over mask ranges or Dask workers) given a ROI:
+#: its ranges are summed over the whole image (the crop ``"auto"`` would take, when the
+#: crop is known, is not taken either). ``crop_skipped`` of a crop-mode ``"auto"`` run on
+#: the whole image replaces it.
+SPLIT_RUNS_DO_NOT_CROP = "a split run explains the whole image"
 
 
 def why_not_cropped(method: Any, roi: Any, targets: Any, per_channel: bool) -> str:

@@ -17,7 +17,7 @@ from .._engine.loop import ModelRunner, RunOptions, Task, run_task
 from .._engine.model_call import ModelCall, is_exported_module
 from .._engine.scores import OUTPUT_KINDS
 from ..explanation import Explanation
-from ._crop import crop_arguments, iter_crop, wants_crop, why_not_cropped
+from ._crop import SPLIT_RUNS_DO_NOT_CROP, crop_arguments, iter_crop, wants_crop, why_not_cropped
 from ._focus import make_focus
 from ._prepare import Prepared, prepare_input
 from ._record import batch_plan, checked_task, resolve_settings, run_record
@@ -282,9 +282,11 @@ class Method:
         )  # fmt: skip
         if roi is not None and crop is False:
             focus_record["crop"] = False  # the whole image, as asked
-        elif roi is not None and _frame is None:  # crop="auto" that runs on the whole image
-            why = why_not_cropped(self, roi, targets, per_channel)
-            focus_record.update(crop="auto", crop_skipped=why)
+        elif roi is not None and _frame is None:  # a crop setting that runs on the whole image
+            auto = isinstance(crop, str) and crop == "auto"
+            why = why_not_cropped(self, roi, targets, per_channel) if auto else ""
+            given = list(crop) if isinstance(crop, tuple | list) else crop
+            focus_record.update(crop=given, crop_skipped=why or SPLIT_RUNS_DO_NOT_CROP)
         n = self.n_perturbations(params, inp.part_spatial, inp.part_spacing)
         record = RunRecord(
             method=self.name,
