@@ -54,8 +54,8 @@ class ModelCall:
     pad_mode
         One of :data:`~maskscope._engine.padding.PAD_MODES`.
     precision
-        ``"float32"`` (no autocast, no TensorFloat-32), ``"tf32"`` (TensorFloat-32 on a CUDA
-        device), ``"bfloat16"`` or ``"float16"``: the forward's autocast dtype (see
+        ``"float32"`` (no autocast, no TensorFloat-32), ``"tf32"`` (TensorFloat-32 convolutions on
+        a CUDA device), ``"bfloat16"`` or ``"float16"``: the forward's autocast dtype (see
         :mod:`~maskscope._engine.fast_forward`).
     compile
         Whether to run ``torch.compile(model, dynamic=False)`` (batches padded to a

@@ -57,8 +57,8 @@ class Method:
         ``"zeros"``, ``"replicate"`` or ``"reflect"`` (with ``pad_multiple``).
     precision
         ``"float32"`` (default: float32 throughout, TensorFloat-32 off on a CUDA device, so
-        a seed gives the CPU's map there), ``"tf32"`` (TensorFloat-32 convolutions and
-        matrix products on a CUDA device), or ``"bfloat16"`` / ``"float16"``: run the
+        a seed gives the CPU's map there), ``"tf32"`` (the model's convolutions on
+        TensorFloat-32 on a CUDA device), or ``"bfloat16"`` / ``"float16"``: run the
         model's forward under ``torch.autocast`` in that dtype (scores and sums stay in
         float32 / float64; see the speed page of the docs for how much the map changes).
     compile
