@@ -320,7 +320,7 @@ def test_the_final_pass_tiles_stay_within_what_the_slabs_leave_of_the_budget(mon
     original = pixel_slabs._tile
 
     def recorded(n_pixels, width, device, cap=None):
-        tiles.append((n_pixels, original(n_pixels, width, device, cap)))
+        tiles.append((n_pixels, original(n_pixels, width, device, cap), cap))
         return tiles[-1][1]
 
     monkeypatch.setattr(pixel_slabs, "_tile", recorded)
@@ -329,6 +329,6 @@ def test_the_final_pass_tiles_stay_within_what_the_slabs_leave_of_the_budget(mon
     acc, slabs, got, want, _, _ = run(spatial, n, n_pix, 7, max_bytes=budget, buffer_masks=chunk)
     assert acc.tiled and acc.final_pass == "gathered" and len(slabs) == 12
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    assert tiles and acc._tile_cap is not None
-    for p, tile in tiles:  # two float32 products of p × tile: within the spare bytes
-        assert p * tile <= max(acc._tile_cap, 64 * p)
+    assert tiles and all(cap is not None for _, _, cap in tiles)  # the spare's share passed
+    for p, tile, cap in tiles:  # two float32 products of p × tile: within the spare bytes
+        assert p * tile <= max(cap, 64 * p)

@@ -193,10 +193,10 @@ AUTO_BATCH_VOXELS_OTHER = 2**23
 TUNE_MAX_BATCH = 256
 TUNE_BATCH_VOXELS = 2**23
 
-#: On a CUDA device, the input voxels of one call are bounded by the free memory at the
-#: start of a task over this many bytes per input voxel (a network's activations take some
-#: tens to hundreds: the bundled 3D U-Net 34 in float32) instead of a fixed count. An
-#: out-of-memory error still halves the batch.
+#: On a CUDA device, the input voxels of one call are bounded by the free memory (read
+#: once per device, see :func:`device_batch_voxels`) over this many bytes per input
+#: voxel (a network's activations take some tens to hundreds: the bundled 3D U-Net 34 in
+#: float32) instead of a fixed count. An out-of-memory error still halves the batch.
 CUDA_BYTES_PER_VOXEL = 1024
 
 

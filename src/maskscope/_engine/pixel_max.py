@@ -126,7 +126,6 @@ class PixelMax:
         self.masks_fn = masks
         self.device = device
         self.max_bytes = int(max_bytes)
-        self._tile_cap: int | None = None  # products per tile of the final pass
         self.buffer_masks = max(2, int(buffer_masks))
         self.estimator = estimator
         mask_bytes = self.n_vox * _F32
@@ -314,15 +313,15 @@ class PixelMax:
             spare = self._slab_avail() - plan[0] * self._row_bytes(plan[1])
             width = plan[0] * (self.n_vox // self.spatial[0])
             # a tile's two float32 products within what the slabs leave of the budget
-            self._tile_cap = max(spare, 0) // 8
-            tiles = tile_bytes(halves.n_pixels, width, halves.a_even.device, self._tile_cap)
+            tile_cap = max(spare, 0) // 8
+            tiles = tile_bytes(halves.n_pixels, width, halves.a_even.device, tile_cap)
             self.scores = None
             factored = self._factored_pass(halves)
             if factored is not None:
                 self.final_pass = "factored"
                 yield from self._side_slabs(factored, pool)
             else:
-                yield from self._row_slabs(halves, plan, pool.limited(spare // tiles))
+                yield from self._row_slabs(halves, plan, pool.limited(spare // tiles), tile_cap)
 
     def _factored_pass(self, halves: CentredHalves) -> FactoredPass | None:
         """The factored pass when asked for or cheaper (and the masks have factors)."""
@@ -363,7 +362,9 @@ class PixelMax:
                 part.copy_(torch.maximum(part, value.view(part.shape).to(flat.dtype)))
             yield i + 1
 
-    def _row_slabs(self, halves: CentredHalves, plan, workers: Workers) -> Iterator[int]:
+    def _row_slabs(
+        self, halves: CentredHalves, plan, workers: Workers, tile_cap: int | None = None
+    ) -> Iterator[int]:
         """The per-mask pass, in slabs of ``rows_per_slab`` indices of axis 0 (``workers``:
         as many at once as the budget holds beside a slab)."""
         rows, gather = plan
@@ -381,7 +382,7 @@ class PixelMax:
                 return m.reshape(stop - start, -1).float()
 
             chunk = self._slab_chunk()
-            merged = slab_maxima(halves, masks, cov, chunk, gather, workers, self._tile_cap)
+            merged = slab_maxima(halves, masks, cov, chunk, gather, workers, tile_cap)
             for flat, value in zip(self.best, merged, strict=True):
                 torch.maximum(flat[part], value.to(flat.dtype), out=flat[part])
             yield i + 1

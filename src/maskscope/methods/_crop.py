@@ -362,13 +362,10 @@ def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:
     if not (isinstance(crop, str) and crop == "auto"):
         return crop is not False
     roi = kwargs.get("roi")
-    return bool(
-        getattr(method, "exact_crop", False)
-        and roi is not None
-        and not isinstance(roi, list)
-        and kwargs.get("targets") is None
-        and not kwargs.get("per_channel", False)
-    )
+    if roi is None:
+        return False
+    targets, per_channel = kwargs.get("targets"), bool(kwargs.get("per_channel", False))
+    return not why_not_cropped(method, roi, targets, per_channel)
 
 
 #: ``params["crop_skipped"]`` of a split run (over mask ranges or Dask workers) given a ROI:
