@@ -56,3 +56,31 @@ def test_background_label_selected():
     layer.selected_label = 0
     with pytest.raises(ValueError, match=re.escape("has the background (0) selected")):
         roi_from_layer(layer, (6, 7))
+
+
+def test_shapes_are_read_where_they_lie_over_the_image():
+    # an image placed as a NIfTI reader places it: anisotropic, shifted, first axis flipped
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    image = Image(np.zeros((20, 16, 16)), scale=(3.0, 1.5, 1.0), translate=(30, -4, 2), affine=flip)
+    corners = np.array([[10, 4, 4], [10, 4, 9], [10, 9, 9], [10, 9, 4]])
+    world = np.array([image.data_to_world(c) for c in corners])
+    drawn = Shapes([world], shape_type="rectangle")  # a Shapes layer with no transforms
+    placed = Shapes(
+        [corners], shape_type="rectangle", scale=(3.0, 1.5, 1.0), translate=(30, -4, 2), affine=flip
+    )
+    sp = (3.0, 1.5, 1.0)
+    want = np.zeros((20, 16, 16), bool)
+    want[8:13, 4:10, 4:10] = True  # 9 mm across in-plane: 4.5 mm, 2 slices of 3 mm each side
+    for layer in (drawn, placed):
+        got = roi_from_layer(layer, (20, 16, 16), sp, image=image).resolve((20, 16, 16))
+        np.testing.assert_array_equal(got, want)
+    # read in its own coordinates, the drawn box would be elsewhere (or outside)
+    with pytest.raises(ValueError, match="outside the image"):
+        roi_from_layer(drawn, (20, 16, 16))
+
+
+def test_shapes_beside_the_image_are_refused():
+    image = Image(np.zeros((6, 7)), translate=(100, 100), name="scan")
+    layer = Shapes([np.array([[2, 3], [2, 5], [4, 5], [4, 3]])], shape_type="rectangle", name="b")
+    with pytest.raises(ValueError, match=re.escape("'b' lie outside the image 'scan'")):
+        roi_from_layer(layer, (6, 7), image=image)

@@ -121,6 +121,24 @@ def test_cancel_stops_at_the_next_chunk_and_keeps_the_partial_map(image2d):
     time.sleep(0.2)
     assert model.calls == calls_at_end  # nothing runs after the cancel
     assert w.explanation is expl  # kept on the widget
+    assert "elapsed" in w.time_label.value and "left" not in w.time_label.value
+
+
+def test_a_run_that_cannot_start_keeps_the_last_map_and_the_run_in_progress(image2d):
+    w = ExplainWidget(ThresholdNet(2), image2d, n_masks=16, batch_size=4)
+    done = w.run().wait(timeout=30)
+    shown, progress = w.last_png, w.progress.value
+    w.set_params(n_masks=-5).run()
+    assert "Cannot start" in w.status.value and "n masks" in w.status.value
+    assert w.explanation is done and w.progress.value == progress and w.last_png == shown
+    # while a run goes, a bad value does not stop it
+    model = Slow(ThresholdNet(2), delay=0.02)
+    slow = ExplainWidget(model, image2d, n_masks=400, batch_size=2, grid=4)
+    slow.run()
+    wait_until(lambda: slow.explanation is not None and slow.explanation.n_done >= 4)
+    slow.set_params(p_keep=1.5).run()
+    assert "Cannot start" in slow.status.value and slow.running
+    assert slow.wait(timeout=60).done and slow.explanation.n_done == 400
 
 
 def test_model_error_shows_in_the_status_line_and_is_kept(image2d):

@@ -84,9 +84,13 @@ def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:
     return f"{count} · {took}{rel} · about {format_duration(left)} left"
 
 
-def time_text(snap: Explanation) -> str:
-    """Elapsed time and, while running, an estimate of the time left."""
-    left = time_left(snap)
+def time_text(snap: Explanation, *, running: bool = True) -> str:
+    """Elapsed time and, while ``running``, an estimate of the time left.
+
+    ``running=False`` for a run that ended (a cancelled or failed run's last snapshot is
+    not done, but nothing is left to wait for).
+    """
+    left = time_left(snap) if running else None
     more = "" if left is None else f" · ~{format_duration(left)} left"
     return f"{format_duration(snap.elapsed)} elapsed{more}"
 

@@ -1,12 +1,16 @@
 """What to explain, from napari layers: a Shapes layer's shapes or a Labels layer's label.
 
-* A **Shapes** layer: its shapes, rasterised on the image's grid (``layer.to_masks``). A
+* A **Shapes** layer: its shapes, rasterised on the image's grid (``layer.to_masks``)
+  where they lie on screen: each vertex goes from the Shapes layer's data coordinates to
+  the world and into the image layer's data coordinates, so a Shapes layer made without
+  the image's scale, translation or affine still selects the voxels under its shapes. A
   shape drawn on one slice of a volume selects a block around that slice: as many slices
   on each side as half the shape's larger in-plane side (in physical units, with the
   image's voxel spacing), so a square drawn around a lesion on its middle slice selects
   a cube around it.
 * A **Labels** layer (the prediction layer included): the voxels of its selected label
-  (``layer.selected_label``, set by napari's picker tool: click a lesion to pick it).
+  (``layer.selected_label``, set by napari's picker tool: click a lesion to pick it),
+  voxel for voxel (a label image has the image's shape, whatever its placement on screen).
 """
 
 from __future__ import annotations
@@ -44,8 +48,30 @@ def _extend_through_depth(mask: np.ndarray, spacing: tuple[float, ...]) -> np.nd
     return out
 
 
-def roi_from_layer(layer: Any, spatial: tuple[int, ...], spacing: Any = None) -> ROI:
+def _on_image_grid(layer: Any, image: Any) -> Any:
+    """The Shapes ``layer`` with its vertices in ``image``'s data coordinates (a copy).
+
+    ``layer`` itself when there is no image layer or the two do not share their dimensions
+    (a layer with a channel axis: the dimension check reports it).
+    """
+    if image is None or image.ndim != layer.ndim:
+        return layer
+    moved = [
+        np.array([image.world_to_data(layer.data_to_world(v)) for v in np.asarray(verts)])
+        for verts in layer.data
+    ]
+    if all(np.allclose(a, b) for a, b in zip(moved, layer.data, strict=True)):
+        return layer
+    return Shapes(moved, shape_type=list(layer.shape_type), ndim=layer.ndim)
+
+
+def roi_from_layer(
+    layer: Any, spatial: tuple[int, ...], spacing: Any = None, image: Any = None
+) -> ROI:
     """The ROI a Shapes or Labels layer selects on an image of ``spatial`` shape.
+
+    ``image`` is the image layer explained: a Shapes layer's shapes are read where they lie
+    over it in the world (see the module's notes); without it, in their own coordinates.
 
     Raises
     ------
@@ -63,7 +89,12 @@ def roi_from_layer(layer: Any, spatial: tuple[int, ...], spacing: Any = None) ->
                 f"ROI: the Shapes layer {layer.name!r} has {layer.ndim} dimensions, the image "
                 f"{len(spatial)} (spatial shape {spatial})"
             )
-        mask = np.asarray(layer.to_masks(mask_shape=spatial)).any(axis=0)
+        mask = np.asarray(_on_image_grid(layer, image).to_masks(mask_shape=spatial)).any(axis=0)
+        if not mask.any():
+            raise ValueError(
+                f"ROI: the shapes of the Shapes layer {layer.name!r} lie outside the image "
+                f"{getattr(image, 'name', '')!r} (spatial shape {spatial}): draw them over it"
+            )
         if mask.ndim == 3:
             sp = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
             mask = _extend_through_depth(mask, sp)
@@ -175,12 +206,18 @@ class RoiPanel(QWidget):
         self.summary.setToolTip(IMPORTANCE_HELP if self.ranking else "")
 
     def choice(
-        self, spatial: tuple[int, ...], spacing: Any, *, reverse: bool = False
+        self,
+        spatial: tuple[int, ...],
+        spacing: Any,
+        *,
+        reverse: bool = False,
+        image: Any = None,
     ) -> tuple[ROI | None, bool | str]:
         """``(roi, crop)`` for the run: None and ``"auto"`` for the whole image.
 
         ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
-        layer's spatial axes in reverse order (the ROI is read in the layer's, then turned).
+        layer's spatial axes in reverse order (the ROI is read in the layer's, then turned);
+        ``image``: the image layer explained (shapes are read where they lie over it).
         """
         layer = self.layer.currentData()
         crop = self.crop.currentData()
@@ -191,5 +228,5 @@ class RoiPanel(QWidget):
         if reverse:
             spatial = tuple(reversed(spatial))
             spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
-        roi = roi_from_layer(layer, spatial, spacing)
+        roi = roi_from_layer(layer, spatial, spacing, image=image)
         return (roi.reversed_axes() if reverse else roi), crop

@@ -296,7 +296,10 @@ class ExplainWidget(QWidget):
         spatial_dims, slices = self._layout(given, loaded)
         method = self.method.currentText()
         roi, crop = self.roi_panel.choice(
-            given.array.spatial, given.voxel_spacing, reverse=given.frame.reverse
+            given.array.spatial,
+            given.voxel_spacing,
+            reverse=given.frame.reverse,
+            image=given.layer,
         )
         request = RunRequest(
             given.array.image,

@@ -34,6 +34,7 @@ class Display:
                 return
             if run.latest is not None:
                 self._show(run.latest)
+                self.time_label.value = st.time_text(run.latest, running=False)
             else:
                 self._redraw()
             self.error = run.error

@@ -248,27 +248,28 @@ class ExplainWidget(Display, widgets.VBox):
         calling the model once the old one has finished its chunk, in the background, so
         the kernel is never blocked. The new run replaces :attr:`explanation`. Bad values
         or inputs do not raise: they show in the status line and are kept in
-        :attr:`error`. Returns self, so that ``w.run().wait()`` works.
+        :attr:`error`, and nothing else changes (the last map stays, a run in progress
+        goes on). Returns self, so that ``w.run().wait()`` works.
         """
         if values:
             self.set_params(**values)
+        method = self.method
+        try:  # everything is checked before anything shown changes
+            snapshots, check = self._start(method)
+        except Exception as exc:
+            self.error = exc  # the last map, and a run in progress, stay as they are
+            self._set_status(st.cannot_start(method, exc))
+            return self
         old = self._run if self._run is not None and self._run.running else None
         if old is not None:
             old.cancel()  # returns at once; the new run's thread waits for it
         with self._lock:
             self._run_id += 1
-            run_id, method = self._run_id, self.method
+            run_id = self._run_id
             self.explanation = None
             self.error = None
         self.progress.value = 0.0
         self.time_label.value = ""
-        try:
-            snapshots, check = self._start(method)
-        except Exception as exc:
-            self.error = exc
-            self._set_status(st.cannot_start(method, exc))
-            self._redraw()
-            return self
         self._set_status(st.Status(f"{method}: starting…"))
         self.run_button.disabled, self.cancel_button.disabled = True, False
         self._run = BackgroundRun(
