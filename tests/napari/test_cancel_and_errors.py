@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 
 from maskscope.napari import explain_in_viewer
 
@@ -95,3 +98,39 @@ def test_bad_settings_are_notifications(make_napari_viewer, qtbot, model2d, erro
     assert "grid takes a number" in third
     assert "reference layer 'small' has shape (20, 20)" in fourth
     assert saliency_layers(viewer) == [] and widget.run_button.isEnabled()
+
+
+def test_set_values_refuses_numbers_a_spin_box_would_clamp(make_napari_viewer, model2d):
+    viewer = make_napari_viewer()
+    widget = explain_in_viewer(viewer, model2d, method="SegRISE", n_masks=40)
+    for bad, message in [
+        ({"n_masks": -5}, '"n masks" must be in [1, 1e+06], got -5'),
+        ({"p_keep": 1.5}, '"p keep" must be in (0, 1], got 1.5'),
+        ({"batch_size": -3}, '"batch size" must be in [1, inf], got -3'),
+        ({"tol": 0.0}, '"early-stop tolerance" must be in (0, 1], got 0.0'),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            widget.set_values(**bad)
+    values = widget.form.values()
+    assert values["n_masks"] == 40 and values["p_keep"] == 0.5 and values["tol"] is None
+    widget.set_values(n_masks=7, tol=0.1, batch_size=None)
+    values = widget.form.values()
+    assert values["n_masks"] == 7 and values["tol"] == 0.1 and values["batch_size"] is None
+
+
+def test_the_legend_states_the_map_layers_colour_range(make_napari_viewer, qtbot, model2d):
+    viewer = make_napari_viewer()
+    viewer.add_image(square_image(), name="sq")
+    widget = explain_in_viewer(viewer, model2d, method="RISE", n_masks=64, batch_size=4)
+    widget.yield_every = 0.0  # a snapshot per chunk: the range moves as the map does
+    run_to_end(qtbot, widget)
+    (layer,) = saliency_layers(viewer)
+
+    def numbers() -> tuple[float, float]:
+        found = re.findall(r"at (-?[0-9.e+-]+)", widget.legend.text())
+        return float(found[0]), float(found[1])
+
+    lo, hi = layer.contrast_limits
+    assert numbers() == (float(f"{lo:.3g}"), float(f"{hi:.3g}"))
+    layer.contrast_limits = (lo - 1.0, hi + 2.0)  # set by the user in the layer's controls
+    assert numbers() == (float(f"{lo - 1.0:.3g}"), float(f"{hi + 2.0:.3g}"))

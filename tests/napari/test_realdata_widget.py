@@ -112,3 +112,19 @@ def test_writer_saves_maps_in_the_source_space(make_napari_viewer, plugin, qtbot
     # a layer without NIfTI metadata: (i, j, k) with its scale as voxel size
     (bare,) = write_nifti(str(tmp_path / "bare.nii"), vol, {"scale": (2.0, 3.0, 4.0)})
     np.testing.assert_allclose(nib.load(bare).affine, np.diag([2.0, 3.0, 4.0, 1.0]))
+
+
+def test_each_image_layer_keeps_the_normalisation_chosen_for_it(make_napari_viewer, model2d):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    scan = viewer.add_image(rng.random((24, 24)).astype(np.float32) * 3000.0, name="scan")
+    photo = viewer.add_image(rng.random((24, 24)).astype(np.float32), name="photo")
+    widget = explain_in_viewer(viewer, model2d, method="SegRISE")
+    inputs = widget.inputs
+    inputs.set_image(scan)
+    suggested = inputs.normalization.currentText()
+    chosen = next(m for m in ("zscore", "minmax", "none") if m != suggested)
+    inputs.set_normalization(chosen)
+    inputs.set_image(photo)
+    inputs.set_image(scan)
+    assert inputs.normalization.currentText() == chosen

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,20 @@ class FormField:
                 f"{self.spec.label} takes {self._takes()}, got {format_value(value)!r}"
             )
         return value
+
+    def check_bounds(self, value: float) -> None:
+        """Raise ``ValueError`` naming the field when a number is outside its bounds.
+
+        For entries that cannot show such a value (a spin box would clamp it silently).
+        """
+        spec = self.spec
+        lo, hi, excl = spec.min, spec.max, spec.min_exclusive
+        low = lo is not None and (value <= lo if excl else value < lo)
+        if low or (hi is not None and value > hi) or not math.isfinite(value):
+            left = "(" if excl else "["
+            lo_s = "-inf" if lo is None else f"{lo:g}"
+            hi_s = "inf" if hi is None else f"{hi:g}"
+            raise ValueError(f'"{spec.label}" must be in {left}{lo_s}, {hi_s}], got {value!r}')
 
     def read(self, text: str) -> Any:
         """The value of text typed into this field (a listed choice stays a string)."""

@@ -99,8 +99,17 @@ class _Entry:
         elif kind in ("int", "float"):
             if value is None:
                 w.setValue(w.minimum())
-            else:
-                w.setValue(int(value) if kind == "int" else float(value))
+                return
+            number = int(value) if kind == "int" else float(value)
+            self.field.check_bounds(number)  # the box would clamp it, or show "none"
+            if not w.minimum() <= number <= w.maximum() or (
+                self.field.optional and number == w.minimum()
+            ):
+                raise ValueError(
+                    f'"{self.field.spec.label}" takes values from {w.minimum():g} to '
+                    f"{w.maximum():g} here, got {value!r}"
+                )
+            w.setValue(number)
         elif kind == "choice":
             i = w.findText(format_value(value))
             if i >= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -97,8 +98,10 @@ class InputPanel(QWidget):
         self._build()
         self._lay_out()
         self._suggested_for: Any = None
+        #: The normalisation shown for each image layer so far (a user's choice stays).
+        self._normalization_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.image.currentIndexChanged.connect(self._image_changed)
-        self.normalization.currentTextChanged.connect(self._describe_normalization)
+        self.normalization.currentTextChanged.connect(self._normalization_changed)
         self.channel.currentIndexChanged.connect(self._update_scope)
         self.scope.currentIndexChanged.connect(self._update_scope)
         events = viewer.layers.events
@@ -241,7 +244,10 @@ class InputPanel(QWidget):
         self._update_axes(layer)
         if layer is not None and layer is not self._suggested_for:
             self._suggested_for = layer
-            self.normalization.setCurrentText(suggest_normalization(_layer_array(layer)))
+            mode = self._normalization_of.get(layer)
+            if mode is None:
+                mode = suggest_normalization(_layer_array(layer))
+            self.normalization.setCurrentText(mode)
         self._describe_normalization()
         self._update_scope()
 
@@ -261,6 +267,15 @@ class InputPanel(QWidget):
             self.axes.addItem("spatial axes reversed", "kji")
             self.axes.setCurrentIndex(max(self.axes.findData(current), 0))
         self.axes.blockSignals(False)
+
+    def _normalization_changed(self, mode: str) -> None:
+        layer = self.image.currentData()
+        if layer is not None:
+            try:
+                self._normalization_of[layer] = mode
+            except TypeError:  # a layer that cannot be weakly referenced: not remembered
+                pass
+        self._describe_normalization()
 
     def _describe_normalization(self, *_: Any) -> None:
         layer = self.image.currentData()

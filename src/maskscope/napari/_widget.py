@@ -98,6 +98,7 @@ class ExplainWidget(QWidget):
         self.n_updates = 0
         self.yield_every = 0.2
         self._output: OutputLayers | None = None
+        self._legend_layer: Any = None  # the map layer whose colour range the legend shows
         self._failure: RunFailure | None = None
         self._cancelled = False
         self._build()
@@ -364,8 +365,7 @@ class ExplainWidget(QWidget):
         assert self._output is not None
         self._output.show(snap)
         self.roi_panel.show_summary(snap)
-        if self.n_updates == 1:
-            self.legend.setText(self._output.legend())
+        self._follow_legend(self._output.layers.get("map"))
         self.progress.setValue(round(snap.progress * _PROGRESS_STEPS))
         if not self._cancelled:
             self.status.setText(progress_text(snap))
@@ -391,6 +391,20 @@ class ExplainWidget(QWidget):
         self.run_finished.emit(snap)
 
     # ------------------------------------------------------------------ helpers
+    def _follow_legend(self, layer: Any) -> None:
+        """Show the legend of ``layer``'s colour range now and whenever it changes (each
+        snapshot sets it again; the user can set it in the layer's controls)."""
+        if layer is not self._legend_layer:
+            if self._legend_layer is not None:
+                self._legend_layer.events.contrast_limits.disconnect(self._update_legend)
+            if layer is not None:
+                layer.events.contrast_limits.connect(self._update_legend)
+            self._legend_layer = layer
+        self._update_legend()
+
+    def _update_legend(self, _event: Any = None) -> None:
+        self.legend.setText("" if self._output is None else self._output.legend())
+
     def _report(self, exc: BaseException, *, partial_kept: bool = False) -> None:
         line = error_line(exc)
         kept = " (the partial map is kept)" if partial_kept else ""
