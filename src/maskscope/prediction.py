@@ -21,6 +21,7 @@ from ._engine.inputs import prepare_image, prepare_reference, resolve_slices
 from ._engine.loop import ModelRunner
 from ._engine.scores import segmentation
 from .intensity import apply_normalization
+from .methods.context import resolve_target
 
 __all__ = [
     "CLI_FIELDS",
@@ -89,6 +90,7 @@ def predict(
     *,
     normalize: str | Callable[[np.ndarray], Any] = "none",
     slices: Any = "all",
+    target: int | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """The model's segmentation of the unperturbed input, as the explanation will see it.
 
@@ -100,6 +102,9 @@ def predict(
         its runs.
     image, normalize, slices
         As for ``iter_explain``.
+    target
+        A class index to check against the model's output channels (``ValueError`` as the
+        run would raise, before anything is said about a class the model does not have).
 
     Returns
     -------
@@ -116,6 +121,7 @@ def predict(
     model = getattr(explainer, "model_call", explainer.model)  # with padding, output choice
     if not layout.slice_by_slice:
         out = ModelRunner(model, spatial)(img.unsqueeze(0).to(explainer.device))
+        _check_target(target, out)
         if out.ndim <= 2:
             return None, np.ones(spatial[:1], bool)
         labels = segmentation(out, explainer.outputs)[0].cpu().numpy()
@@ -125,6 +131,7 @@ def predict(
     done = np.zeros(spatial[0], bool)
     for z in resolve_slices(slices, spatial[0]):
         out = runner(img[:, z].unsqueeze(0).to(explainer.device))
+        _check_target(target, out)
         if out.ndim <= 2:
             return None, done
         seg = segmentation(out, explainer.outputs)[0].cpu().numpy()
@@ -132,6 +139,11 @@ def predict(
         labels[z] = seg
         done[z] = True
     return labels, done
+
+
+def _check_target(target: int | None, out: torch.Tensor) -> None:
+    if target is not None:
+        resolve_target(target, out, None, True)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -217,7 +229,7 @@ def check_prediction(
     fields: Mapping[str, str] = GUI_FIELDS,
 ) -> PredictionSummary | None:
     """:func:`predict` then :func:`summarize`; None for a classifier."""
-    labels, done = predict(explainer, image, normalize=normalize, slices=slices)
+    labels, done = predict(explainer, image, normalize=normalize, slices=slices, target=target)
     if labels is None:
         return None
     return summarize(labels, reference, target=target, predicted=done, fields=fields)

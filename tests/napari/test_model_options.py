@@ -126,3 +126,16 @@ def test_explain_in_viewer_fills_the_fields(make_napari_viewer):
     assert widget.models.output_key.text() == "seg"
     assert widget.models.pad_multiple.text() == "16, 8"
     assert widget.models.output_key.isVisibleTo(widget)
+
+
+def test_model_input_set_against_the_first_convolution_is_refused(
+    make_napari_viewer, qtbot, errors
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 16, 16), np.float32), name="vol")
+    model = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1)).eval()
+    widget = explain_in_viewer(viewer, model, spatial_dims=2, method="SegRISE", **RUN)
+    assert widget.run() is None
+    (message,) = errors()
+    assert 'first convolution is 3D, but "model input" is set to 2D' in message
+    assert "set it to auto or 3D" in message and widget.run_button.isEnabled()

@@ -95,3 +95,12 @@ def test_a_2d_model_on_a_volume_predicts_the_explained_slices_only():
     assert s.reference_voxels == 200  # the two slices predicted, not the third
     full = SegRISE(ThresholdNet(2), spatial_dims=2).explain(vol, n_masks=4, grid=2, slices=[0])
     np.testing.assert_array_equal(s.prediction[0], full.prediction[0])
+
+
+def test_a_class_the_model_lacks_is_refused_before_any_warning():
+    img = _square()
+    for explainer in (SegRISE(ThresholdNet(2)), SegRISE(ThresholdNet(2), spatial_dims=2)):
+        image = img if explainer.spatial_dims is None else np.stack([img, img])
+        with pytest.raises(ValueError, match=r"class index in \[0, 1\] .* 2 output channel"):
+            check_prediction(explainer, image, target=5)
+        assert check_prediction(explainer, image, target=1).warning is None

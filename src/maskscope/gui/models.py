@@ -298,12 +298,18 @@ def model_dims(
     Raises
     ------
     ValueError
-        When the model declares another channel count, or is 3D on a 2D image.
+        When the model declares another channel count, is 3D on a 2D image, or its first
+        convolution has other dims than the ones chosen for it.
     """
     layout_dims, _ = model_layout(loaded.model)
     in_channels = getattr(loaded.model, "in_channels", None)  # declared, not guessed
     in_channels = in_channels if isinstance(in_channels, int) else None
     dims = loaded.spatial_dims or layout_dims
+    if loaded.spatial_dims and layout_dims and loaded.spatial_dims != layout_dims:
+        raise ValueError(
+            f'{loaded.label}\'s first convolution is {layout_dims}D, but "model input" is '
+            f"set to {loaded.spatial_dims}D: set it to auto or {layout_dims}D"
+        )
     if channel_text is not None and in_channels is not None and channels != in_channels:
         raise ValueError(
             f"{loaded.label} takes {in_channels} input channel(s), but {source} has "
