@@ -122,7 +122,7 @@ class Explanation:
         note = self.coverage_text()
         if self.reliability is None and note is not None:
             return f"deterministic, no sampling noise: {note}"
-        return describe_reliability(self.reliability, self.method)
+        return describe_reliability(self.reliability, self.method, n_masks=self.n_done)
 
     def coverage_text(self) -> str | None:
         """For a finished adaptive HDM sweep that skipped centres, how many the model saw;
@@ -336,18 +336,31 @@ RELIABILITY_WORDS = (
 )
 
 
-def describe_reliability(value: float | None, method: str = "") -> str:
+#: Masks a RISE-family map needs for a reliability (two of each interleaved half).
+MIN_MASKS_FOR_RELIABILITY = 4
+
+
+def describe_reliability(value: float | None, method: str = "", n_masks: int | None = None) -> str:
     """``"reliability 0.93 (mostly stable: ...)"``, or why there is no figure.
 
     The reliability is the predicted correlation between this map and one made the same way
-    with another seed.
+    with another seed. Without a figure after ``n_masks`` ≥ 4 masks, a half of the masks
+    gave a flat map: no mask changed the model's score. The words follow the figure as
+    shown (0.949 reads 0.95, "stable").
     """
     if value is None:
         if method == "HDM":
             return "exact (a deterministic sweep: no sampling noise)"
-        return "reliability not yet known (needs at least 4 masks)"
-    words = next(text for bound, text in RELIABILITY_WORDS if value >= bound)
-    return f"reliability {value:.2f} ({words})"
+        if n_masks is not None and n_masks >= MIN_MASKS_FOR_RELIABILITY:
+            return (
+                "no reliability: the map is flat, no mask changed the model's score (check "
+                "that the image is not blank, that the outputs setting, logits or "
+                "probabilities, is the model's, and that the keep probability is below 1)"
+            )
+        return f"reliability not yet known (needs at least {MIN_MASKS_FOR_RELIABILITY} masks)"
+    shown = round(float(value), 2)
+    words = next(text for bound, text in RELIABILITY_WORDS if shown >= bound)
+    return f"reliability {shown:.2f} ({words})"
 
 
 def _json_default(obj: Any) -> Any:

@@ -94,7 +94,7 @@ def test_explain_nifti_volume_keeps_spacing(tmp_path):
     [
         (["--image", "{tmp}/missing.npy"], "no such file"),
         (["--image", "{tmp}/img.bmp"], "unsupported file type .bmp"),
-        (["--image", "{tmp}/img.npy", "--p-keep", "2"], "--p-keep must be in (0, 1]"),
+        (["--image", "{tmp}/img.npy", "--p-keep", "2"], "--p-keep must be in (0, 1)"),
         (["--image", "{tmp}/img.npy", "--reference", "{tmp}/small.npy"], "spatial shape (24, 24)"),
         (["--image", "{tmp}/img.npy", "--model", "nosuch.module:make"], "nosuch"),
         (["--image", "{tmp}/img.npy", "--method", "hdm", "--diameter", "500"], "diameter"),

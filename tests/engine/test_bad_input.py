@@ -19,8 +19,9 @@ def sq(shape=(16, 16)):
     ("kwargs", "exc", "match"),
     [
         ({"n_masks": 0}, ValueError, r"n_masks must be in \[1, 1e\+06\], got 0"),
-        ({"p_keep": 0.0}, ValueError, r"p_keep must be in \(0, 1\], got 0.0"),
-        ({"p_keep": 1.2}, ValueError, r"p_keep must be in \(0, 1\], got 1.2"),
+        ({"p_keep": 0.0}, ValueError, r"p_keep must be in \(0, 1\), got 0.0"),
+        ({"p_keep": 1.2}, ValueError, r"p_keep must be in \(0, 1\), got 1.2"),
+        ({"p_keep": 1.0}, ValueError, r"p_keep must be in \(0, 1\), got 1.0"),
         ({"grid": 17}, ValueError, r"grid \(17, 17\) is larger than the image \(16, 16\)"),
         ({"grid": 0}, ValueError, r"grid must be in \[1, inf\], got 0"),
         ({"batch_size": 0}, ValueError, r"batch_size must be in \[1, inf\], got 0"),

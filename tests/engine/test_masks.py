@@ -76,8 +76,9 @@ def test_interpolation_matrix_rows_sum_to_one():
         ({"grid": 0}, "grid cells must be >= 1"),
         ({"grid": 20}, "larger than the image"),
         ({"grid": (2, 2, 2)}, "one int or 2 ints"),
-        ({"p_keep": 0.0}, r"p_keep must be in \(0, 1\]"),
-        ({"p_keep": 1.5}, r"p_keep must be in \(0, 1\]"),
+        ({"p_keep": 0.0}, r"p_keep must be in \(0, 1\)"),
+        ({"p_keep": 1.5}, r"p_keep must be in \(0, 1\)"),
+        ({"p_keep": 1.0}, r"p_keep must be in \(0, 1\)"),
     ],
 )
 def test_bad_mask_parameters(kwargs, match):

@@ -280,3 +280,25 @@ def test_given_reference_is_used(net2d, square2d):
     np.testing.assert_allclose(expl.map, want, rtol=1e-6)
     np.testing.assert_array_equal(expl.reference, gt)
     assert not np.array_equal(expl.prediction, gt)
+
+
+def test_a_flat_map_says_why_it_has_no_reliability(square2d):
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return (
+                torch.zeros(x.shape[0], 2, *x.shape[2:])
+                + torch.tensor([0.0, 1.0])[None, :, None, None]
+            )
+
+    expl = SegRISE(Constant()).explain(square2d, n_masks=16, grid=4, seed=0)
+    assert expl.reliability is None
+    assert expl.reliability_text().startswith("no reliability: the map is flat")
+    few = SegRISE(Constant()).explain(square2d, n_masks=3, grid=4, seed=0)
+    assert few.reliability_text() == "reliability not yet known (needs at least 4 masks)"
+
+
+def test_the_reliability_words_follow_the_figure_shown():
+    from maskscope.explanation import describe_reliability
+
+    assert describe_reliability(0.949, "SegRISE").startswith("reliability 0.95 (stable")
+    assert describe_reliability(0.944, "SegRISE").startswith("reliability 0.94 (mostly stable")

@@ -105,7 +105,8 @@ def test_set_values_refuses_numbers_a_spin_box_would_clamp(make_napari_viewer, m
     widget = explain_in_viewer(viewer, model2d, method="SegRISE", n_masks=40)
     for bad, message in [
         ({"n_masks": -5}, '"n masks" must be in [1, 1e+06], got -5'),
-        ({"p_keep": 1.5}, '"p keep" must be in (0, 1], got 1.5'),
+        ({"p_keep": 1.5}, '"p keep" must be in (0, 1), got 1.5'),
+        ({"p_keep": 1.0}, '"p keep" must be in (0, 1), got 1.0'),
         ({"batch_size": -3}, '"batch size" must be in [1, inf], got -3'),
         ({"tol": 0.0}, '"early-stop tolerance" must be in (0, 1], got 0.0'),
     ]:

@@ -77,7 +77,7 @@ def test_pad_multiple_field_pads_and_a_bad_one_is_named(image2d):
     np.testing.assert_allclose(expl.map, expected.map, rtol=1e-5, atol=1e-6)
 
     w.pad_multiple_text.value = "sixteen"
-    assert w.run().wait(timeout=30) is None
+    assert w.run().wait(timeout=30) is expl  # a run that cannot start keeps the last map
     assert "pad multiple takes a positive int" in w.status.value and not w.running
 
 

@@ -139,8 +139,8 @@ class RiseMasks:
                     f"grid {grid_t} is larger than the image {self.spatial}: "
                     "at most one cell per voxel along each axis"
                 )
-        if not 0.0 < float(p_keep) <= 1.0:
-            raise ValueError(f"p_keep must be in (0, 1], got {p_keep!r}")
+        if not 0.0 < float(p_keep) < 1.0:  # at 1 no mask hides anything
+            raise ValueError(f"p_keep must be in (0, 1), got {p_keep!r}")
         self.grid = grid_t
         self.p_keep = float(p_keep)
         self.seed = int(seed)

@@ -33,6 +33,7 @@ def param(
     min: float | None = None,
     max: float | None = None,
     min_exclusive: bool = False,
+    max_exclusive: bool = False,
     choices: Sequence[Any] | None = None,
     step: float | None = None,
     gui: bool = True,
@@ -49,8 +50,8 @@ def param(
         Short label for forms; derived from the field name when omitted.
     min, max
         Inclusive bounds for numbers (for tuples, for each element).
-    min_exclusive
-        Make ``min`` an exclusive bound.
+    min_exclusive, max_exclusive
+        Make ``min`` / ``max`` an exclusive bound.
     choices
         The allowed values of a string parameter.
     step
@@ -64,6 +65,7 @@ def param(
         "min": min,
         "max": max,
         "min_exclusive": min_exclusive,
+        "max_exclusive": max_exclusive,
         "choices": tuple(choices) if choices is not None else None,
         "step": step,
         "gui": gui,
@@ -85,6 +87,7 @@ class ParamSpec:
     choices: tuple[Any, ...] | None
     step: float | None
     gui: bool
+    max_exclusive: bool = False
 
 
 def describe_params(cls_or_obj: Any) -> list[ParamSpec]:
@@ -105,6 +108,7 @@ def describe_params(cls_or_obj: Any) -> list[ParamSpec]:
                 choices=meta.get("choices"),
                 step=meta.get("step"),
                 gui=bool(meta.get("gui", True)),
+                max_exclusive=bool(meta.get("max_exclusive", False)),
             )
         )
     return out
@@ -216,13 +220,20 @@ def _check_number(owner: str, name: str, value: Any, spec: dict) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
     lo, hi = spec.get("min"), spec.get("max")
-    excl = spec.get("min_exclusive", False)
+    excl, hi_excl = spec.get("min_exclusive", False), spec.get("max_exclusive", False)
     too_low = lo is not None and (value <= lo if excl else value < lo)
-    if too_low or (hi is not None and value > hi):
-        left = "(" if excl else "["
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ValueError(f"{owner}.{name} must be in {left}{lo_s}, {hi_s}], got {value!r}")
+    too_high = hi is not None and (value >= hi if hi_excl else value > hi)
+    if too_low or too_high:
+        raise ValueError(
+            f"{owner}.{name} must be in {interval(lo, hi, excl, hi_excl)}, got {value!r}"
+        )
+
+
+def interval(lo: float | None, hi: float | None, lo_excl: bool, hi_excl: bool) -> str:
+    """``"(0, 1]"``: the bounds of a number, as the error messages write them."""
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{'(' if lo_excl else '['}{lo_s}, {hi_s}{')' if hi_excl else ']'}"
 
 
 def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import RunOptions
-from .._engine.params import ParamSpec, annotation_kinds, describe_params, validate_params
+from .._engine.params import (
+    ParamSpec,
+    annotation_kinds,
+    describe_params,
+    interval,
+    validate_params,
+)
 from .methods import STDERR_OPTIONS, has_standard_error, method_class
 
 __all__ = [
@@ -110,13 +116,12 @@ class FormField:
         For entries that cannot show such a value (a spin box would clamp it silently).
         """
         spec = self.spec
-        lo, hi, excl = spec.min, spec.max, spec.min_exclusive
+        lo, hi, excl, hi_excl = spec.min, spec.max, spec.min_exclusive, spec.max_exclusive
         low = lo is not None and (value <= lo if excl else value < lo)
-        if low or (hi is not None and value > hi) or not math.isfinite(value):
-            left = "(" if excl else "["
-            lo_s = "-inf" if lo is None else f"{lo:g}"
-            hi_s = "inf" if hi is None else f"{hi:g}"
-            raise ValueError(f'"{spec.label}" must be in {left}{lo_s}, {hi_s}], got {value!r}')
+        high = hi is not None and (value >= hi if hi_excl else value > hi)
+        if low or high or not math.isfinite(value):
+            bounds = interval(lo, hi, excl, hi_excl)
+            raise ValueError(f'"{spec.label}" must be in {bounds}, got {value!r}')
 
     def read(self, text: str) -> Any:
         """The value of text typed into this field (a listed choice stays a string)."""
@@ -131,7 +136,7 @@ class FormField:
         if spec.min is not None:
             bounds.append(f"{'>' if spec.min_exclusive else '≥'} {spec.min:g}")
         if spec.max is not None:
-            bounds.append(f"≤ {spec.max:g}")
+            bounds.append(f"{'<' if spec.max_exclusive else '≤'} {spec.max:g}")
         if spec.choices:
             bounds.append("or " + " / ".join(map(str, spec.choices)))
         return spec.help + (f" ({', '.join(bounds)})" if bounds else "")

@@ -36,10 +36,12 @@ class RISEParams:
     )
     p_keep: float = param(
         0.5,
-        help="Probability p that a grid cell is kept (shows the input).",
+        help="Probability p that a grid cell is kept (shows the input); below 1, or no "
+        "mask hides anything.",
         min=0.0,
         min_exclusive=True,
         max=1.0,
+        max_exclusive=True,
         step=0.05,
     )
     baseline: float | str = param(

@@ -60,7 +60,8 @@ class _Entry:
                 if spec.min is None or not spec.min_exclusive:
                     lo -= step
                 box.setSpecialValueText("none")
-            box.setRange(lo, 1e12 if spec.max is None else float(spec.max))
+            hi = 1e12 if spec.max is None else float(spec.max)
+            box.setRange(lo, hi - tiny if spec.max_exclusive else hi)
             box.setSingleStep(step)
             self.widget = box
         elif kind in ("choice", "choice-or-number"):
