@@ -11,7 +11,9 @@ of interest (ROI) file. Inputs are:
 
 Cases are named after their image files without the format suffix (``case01.nii.gz`` →
 ``case01``). Two images with the same file name in different folders get their folders in
-front (``sub-01/t1.nii.gz`` → ``sub-01_t1``).
+front (``sub-01/t1.nii.gz`` → ``sub-01_t1``); two images of one folder with the same stem
+keep their suffix (``coins.png``, ``coins.jpg`` → ``coins_png``, ``coins_jpg``). A CSV's
+``name`` column wins: with it, one image can be several cases (one per ROI, say).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import glob
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,23 +161,52 @@ def _expand(item: str | Path) -> list[dict[str, Path | str]]:
     raise ValueError(f"INPUTS: {text} does not exist (expected a folder, a glob or a .csv file)")
 
 
-def _unique_names(images: Sequence[Path]) -> list[str]:
-    """File names without suffix; folders in front where two would be the same."""
-    parts = [[*p.resolve().parts[:-1], _strip(p.name)] for p in images]
+def _key(path: Path) -> tuple[Path, str]:
+    """The file as given: its folder resolved, its own name kept (a link is not its target)."""
+    return path.parent.resolve(), path.name
+
+
+def _auto_names(images: Sequence[Path]) -> list[str]:
+    """Case names from the file names, unique among different files.
+
+    The same file listed twice gets the same name twice (:func:`load_cases` refuses it
+    unless a CSV ``name`` tells the cases apart).
+    """
+    keys = [_key(p) for p in images]
+    files = list(dict.fromkeys(keys))
+    stems = [(folder, _strip(name)) for folder, name in files]
+    crowded = Counter(stems)  # one stem twice in one folder: keep the suffix
+    bases = [
+        stem if crowded[folder, stem] == 1 else _suffixed(name, stem)
+        for (folder, name), (_, stem) in zip(files, stems, strict=True)
+    ]
+    parts = [[*folder.parts, base] for (folder, _), base in zip(files, bases, strict=True)]
     depth = [1] * len(parts)
     while True:
         names = ["_".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
-        clashes = {n for n in names if names.count(n) > 1}
+        clashes = {n for n, k in Counter(names).items() if k > 1}
         if not clashes:
-            return names
+            by_file = dict(zip(files, names, strict=True))
+            return [by_file[k] for k in keys]
         grown = False
         for i, n in enumerate(names):
             if n in clashes and depth[i] < len(parts[i]):
                 depth[i] += 1
                 grown = True
         if not grown:
-            dup = next(p for p, n in zip(images, names, strict=True) if n in clashes)
-            raise ValueError(f"INPUTS: the image {dup} is listed twice")
+            clash = next(n for n in names if n in clashes)
+            first, second = [i for i, n in enumerate(names) if n == clash][:2]
+            same = f" (both {bases[first]!r})" if bases[first] == bases[second] else ""
+            raise ValueError(
+                f"INPUTS: the case names of {Path(*files[first])} and {Path(*files[second])} "
+                f"clash{same}; rename one of the files, or list the images in a CSV with a "
+                "'name' column"
+            )
+
+
+def _suffixed(name: str, stem: str) -> str:
+    """``stem`` and the format suffix of ``name``: ``coins.png`` → ``coins_png``."""
+    return f"{stem}_{name[len(stem) :].lstrip('.').replace('.', '_')}"
 
 
 def _safe(name: str) -> str:
@@ -195,24 +227,30 @@ def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
     Returns
     -------
     list of Case
-        Named after their images (unique; a CSV's ``name`` column wins), with absolute
-        paths.
+        Named after their images (unique; a CSV's ``name`` column wins, so one image may
+        be several cases with distinct names), with absolute paths.
 
     Raises
     ------
     ValueError
         An input that does not exist, matches no image, a CSV without an ``image`` column,
-        or two cases with the same name.
+        or two cases with the same name (one image listed twice without distinct names
+        among them).
     """
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not items:
         raise ValueError("INPUTS: give at least one folder, glob, .csv or image file")
     entries = [e for item in items for e in _expand(item)]
     images = [Path(e["image"]) for e in entries]
-    auto = _unique_names(images)
+    auto = _auto_names(images)
     names = [_safe(str(e.get("name", a))) for e, a in zip(entries, auto, strict=True)]
     seen: dict[str, Path] = {}
     for name, image in zip(names, images, strict=True):
+        if name in seen and _key(seen[name]) == _key(image):
+            raise ValueError(
+                f"INPUTS: the case names clash: the image {image} is listed twice, both "
+                f"times as {name!r}; give each of its cases a name in a CSV 'name' column"
+            )
         if name in seen:
             raise ValueError(
                 f"INPUTS: two cases are named {name!r} ({seen[name]} and {image}); give "
