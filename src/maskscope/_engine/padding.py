@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = ["PAD_MODES", "PadToMultiple", "PaddingError", "normalize_multiple", "pad_amounts"]
 
@@ -94,8 +95,16 @@ def _crop_tree(out: Any, padded: tuple[int, ...], amounts: list[tuple[int, int]]
     return out
 
 
-class PadToMultiple:
+class PadToMultiple(nn.Module):
     """Wrap a model so that it sees spatial sizes divisible by ``multiple``.
+
+    An ``nn.Module``. A wrapped ``nn.Module`` is its registered submodule: ``parameters()``,
+    ``state_dict()``, ``.to(...)`` and ``.eval()`` / ``.train()`` reach it, and
+    ``torch.jit.trace`` records the padding and the crop for the traced input size
+    (``torch.jit.script`` is not supported: the crop takes any output, a tensor, a dict, a
+    tuple). Another callable is kept as it is, with no parameters. The wrapper starts in
+    the wrapped model's mode (``training``) and declares its ``in_channels``, so that the
+    image layout is read through it as from the model itself.
 
     Parameters
     ----------
@@ -106,6 +115,17 @@ class PadToMultiple:
     mode
         One of :data:`PAD_MODES`: ``"zeros"`` (default, as MONAI's ``DivisiblePad``),
         ``"replicate"`` or ``"reflect"``.
+
+    Attributes
+    ----------
+    model
+        The wrapped model.
+    multiple
+        ``multiple`` checked: an int or a tuple of ints.
+    mode
+        The padding mode.
+    last_padded
+        The padded spatial size of the last call (None before the first).
 
     Examples
     --------
@@ -120,15 +140,22 @@ class PadToMultiple:
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         if mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {mode!r}")
-        self.model = model
+        super().__init__()
+        self.model = model  # registered as a submodule when an nn.Module
         self.multiple = normalize_multiple(multiple)
         self.mode = mode
-        #: The padded spatial size of the last call (None before the first).
         self.last_padded: tuple[int, ...] | None = None
+        self.training = _starting_mode(model)
 
-    def __call__(self, x: torch.Tensor) -> Any:
+    @property
+    def in_channels(self) -> int | None:
+        """The input channels the wrapped model declares (``in_channels``), or None."""
+        ch = getattr(self.model, "in_channels", None)
+        return ch if isinstance(ch, int) and not isinstance(ch, bool) else None
+
+    def forward(self, x: torch.Tensor) -> Any:
         """Pad ``x``, run the model, crop its outputs back to ``x``'s spatial size."""
-        spatial = tuple(x.shape[2:])
+        spatial = tuple(int(s) for s in x.shape[2:])
         amounts = pad_amounts(spatial, self.multiple)
         if not any(b or a for b, a in amounts):
             self.last_padded = spatial
@@ -143,6 +170,17 @@ class PadToMultiple:
                         "use pad_mode='zeros' or 'replicate'"
                     )
         padded_x = F.pad(x, flat, mode=mode) if mode != "constant" else F.pad(x, flat)
-        padded = tuple(padded_x.shape[2:])
+        padded = tuple(s + b + a for s, (b, a) in zip(spatial, amounts, strict=True))
         self.last_padded = padded
         return _crop_tree(self.model(padded_x), padded, amounts)
+
+
+def _starting_mode(model: Callable) -> bool:
+    """The wrapper's first ``training`` flag: the wrapped model's (False for a callable).
+
+    The module of an exported program reports ``training=True`` whatever mode it was
+    exported in (see :func:`~maskscope._engine.model_call.is_exported_module`): False.
+    """
+    from .model_call import is_exported_module  # model_call imports this module
+
+    return bool(getattr(model, "training", False)) and not is_exported_module(model)
