@@ -10,6 +10,7 @@ order). No GUI package is imported here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,15 @@ __all__ = [
 TINY_FRACTION = 0.10
 
 #: How each frontend names the two settings a failed segmentation usually comes from.
-CLI_FIELDS = {"normalize": "--normalize", "axes": "--axes"}
-GUI_FIELDS = {"normalize": "the normalisation", "axes": "the array order"}
+CLI_FIELDS = {"normalize": "--normalize", "axes": "--axes", "outputs": "--outputs"}
+GUI_FIELDS = {
+    "normalize": "the normalisation",
+    "axes": "the array order",
+    "outputs": '"model outputs"',
+}
+
+#: How far a softmax's channel sum may be from 1 (float rounding).
+SUM_SLACK = 1e-3
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,15 @@ def predict(
         The label image (None for a classifier) and a boolean mask over the first spatial
         axis of the slices predicted (all True unless a 2D model goes slice by slice).
     """
+    labels, done, _ = _predict(explainer, image, normalize, slices, target)
+    return labels, done
+
+
+def _predict(
+    explainer: Any, image: Any, normalize: Any, slices: Any, target: int | None
+) -> tuple[np.ndarray | None, np.ndarray, tuple | None]:
+    """:func:`predict`, and what the outputs look like when they were called logits
+    (:func:`_logit_range`), or None."""
     layout = prepare_image(image, explainer.spatial_dims, explainer.in_channels)
     img = layout.image
     if callable(normalize) or normalize != "none":
@@ -123,22 +140,66 @@ def predict(
         out = ModelRunner(model, spatial)(img.unsqueeze(0).to(explainer.device))
         _check_target(target, out)
         if out.ndim <= 2:
-            return None, np.ones(spatial[:1], bool)
+            return None, np.ones(spatial[:1], bool), None
         labels = segmentation(out, explainer.outputs)[0].cpu().numpy()
-        return labels, np.ones(spatial[:1], bool)
+        return labels, np.ones(spatial[:1], bool), _logit_range(out, explainer.outputs)
     runner = ModelRunner(model, spatial[1:])
     labels = np.zeros(spatial, np.uint8)
     done = np.zeros(spatial[0], bool)
+    looks = None
     for z in resolve_slices(slices, spatial[0]):
         out = runner(img[:, z].unsqueeze(0).to(explainer.device))
         _check_target(target, out)
         if out.ndim <= 2:
-            return None, done
+            return None, done, None
         seg = segmentation(out, explainer.outputs)[0].cpu().numpy()
         labels = labels.astype(np.promote_types(labels.dtype, seg.dtype), copy=False)
         labels[z] = seg
         done[z] = True
-    return labels, done
+        looks = _merge_ranges(looks, _logit_range(out, explainer.outputs))
+    return labels, done, looks
+
+
+def _logit_range(out: torch.Tensor, outputs: str) -> tuple | None:
+    """``(min, max, the channels sum to 1 at every voxel, channels)`` of outputs called
+    logits; None for probabilities."""
+    if outputs != "logits":
+        return None
+    k = int(out.shape[1])
+    sums = out.double().sum(dim=1)
+    sums_to_one = k > 1 and bool(((sums - 1.0).abs() <= SUM_SLACK).all())
+    return float(out.min()), float(out.max()), sums_to_one, k
+
+
+def _merge_ranges(a: tuple | None, b: tuple | None) -> tuple | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a[0], b[0]), max(a[1], b[1]), a[2] and b[2], a[3]
+
+
+def _outputs_warning(looks: tuple | None, fields: Mapping[str, str]) -> str | None:
+    """Outputs called logits that look like probabilities: in [0, 1], summing to 1 over
+    several channels, or one channel (a sigmoid), which read as logits (above 0 is
+    foreground) makes every voxel foreground."""
+    if looks is None:
+        return None
+    lo, hi, sums_to_one, channels = looks
+    if not (lo >= 0.0 and hi <= 1.0 + SUM_SLACK):
+        return None
+    set_it = f"set {fields['outputs']} to probabilities"
+    if channels == 1:
+        return (
+            f"the model's one output channel lies in [{lo:.3g}, {hi:.3g}]: these look like "
+            "probabilities (a sigmoid inside the model), and read as logits every voxel "
+            f"above 0 is foreground; {set_it}"
+        )
+    if sums_to_one:
+        return (
+            f"the model's {channels} output channels lie in [0, 1] and sum to 1 at every "
+            f"voxel: these look like probabilities (a softmax inside the model), and read as "
+            f"logits their scores are squeezed by a second softmax; {set_it}"
+        )
+    return None
 
 
 def _check_target(target: int | None, out: torch.Tensor) -> None:
@@ -229,7 +290,12 @@ def check_prediction(
     fields: Mapping[str, str] = GUI_FIELDS,
 ) -> PredictionSummary | None:
     """:func:`predict` then :func:`summarize`; None for a classifier."""
-    labels, done = predict(explainer, image, normalize=normalize, slices=slices, target=target)
+    labels, done, looks = _predict(explainer, image, normalize, slices, target)
     if labels is None:
         return None
-    return summarize(labels, reference, target=target, predicted=done, fields=fields)
+    summary = summarize(labels, reference, target=target, predicted=done, fields=fields)
+    about_outputs = _outputs_warning(looks, {**GUI_FIELDS, **fields})
+    if about_outputs is None:
+        return summary
+    warning = about_outputs if summary.warning is None else f"{about_outputs}; {summary.warning}"
+    return dataclasses.replace(summary, warning=warning)

@@ -104,3 +104,35 @@ def test_a_class_the_model_lacks_is_refused_before_any_warning():
         with pytest.raises(ValueError, match=r"class index in \[0, 1\] .* 2 output channel"):
             check_prediction(explainer, image, target=5)
         assert check_prediction(explainer, image, target=1).warning is None
+
+
+class _Ends(torch.nn.Module):
+    """ThresholdNet's logits (one channel: their difference) through ``end``: a sigmoid or
+    softmax inside the model, or nothing."""
+
+    def __init__(self, channels, end=None):
+        super().__init__()
+        self.inner, self.channels, self.end = ThresholdNet(2), channels, end
+
+    def forward(self, x):
+        z = self.inner(x)
+        z = z[:, 1:] - z[:, :1] if self.channels == 1 else z
+        return z if self.end is None else self.end(z)
+
+
+@pytest.mark.parametrize(
+    ("channels", "end", "words"),
+    [
+        (1, torch.sigmoid, "one output channel lies in"),
+        (2, lambda z: torch.softmax(z, 1), "2 output channels lie in [0, 1] and sum to 1"),
+    ],
+)
+def test_outputs_called_logits_that_look_like_probabilities_warn(channels, end, words):
+    img = _square()
+    model = _Ends(channels, end)
+    summary = check_prediction(SegRISE(model), img, fields=CLI_FIELDS)
+    assert words in summary.warning and "set --outputs to probabilities" in summary.warning
+    assert check_prediction(SegRISE(model, outputs="probabilities"), img).warning is None
+    assert check_prediction(SegRISE(_Ends(channels)), img).warning is None
+    sliced = check_prediction(SegRISE(model, spatial_dims=2), np.stack([img, img]))
+    assert words in sliced.warning and '"model outputs"' in sliced.warning
