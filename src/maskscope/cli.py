@@ -264,6 +264,17 @@ def method_values(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+def check_values(method_name: str, values: dict) -> None:
+    """Validate the method's flags before any file is read or the model runs (the run
+    validates them again: this only moves the error ahead of the prediction pass)."""
+    from ._engine.params import validate_params
+
+    cls = METHODS[method_name]
+    names = {f.name for f in dataclasses.fields(cls.Params)}
+    validate_params(cls.Params(**{k: v for k, v in values.items() if k in names}))
+    RunOptions(**{k: v for k, v in values.items() if k not in names})
+
+
 def _slices(text: str | None):
     if not text or text == "all":
         return "all"
@@ -291,6 +302,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     method_name = CLI_METHODS[args.method]
     values = method_values(args)
+    check_values(method_name, values)
     out, png = cli_outputs(args.out, args.png, args.image, args.reference)
     args.axes = image_axes(args)
     image = read_image(args.image, axes=args.axes)

@@ -114,3 +114,21 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     assert err.startswith("maskscope: error: ") and err.count("\n") == 1
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tol", "1.5"], "--tol must be in (0, 1], got 1.5"),
+        (["--p-keep", "1"], "--p-keep must be in (0, 1), got 1.0"),
+        (["--method", "hdm", "--stride", "0"], "--stride"),
+    ],
+)
+def test_bad_flags_are_refused_before_the_image_is_read_or_the_model_runs(
+    tmp_path, capsys, argv, message
+):
+    args = ["explain", "--model", FACTORY, "--image", str(tmp_path / "not-there.npy")]
+    code = main([*args, "--out", str(tmp_path / "o.npy"), "--quiet", *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and message in err and "not-there" not in err
+    assert "prediction" not in out
