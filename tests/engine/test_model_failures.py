@@ -12,6 +12,7 @@ from torch import nn
 from maskscope import SegRISE
 from maskscope._engine.failures import ModelError, failure_hint, real_message
 from maskscope.models import load_model
+from maskscope.wording import failure_line
 from tests.conftest import ThresholdNet
 
 RUN = {"n_masks": 20, "grid": 4, "batch_size": 4, "seed": 5}
@@ -217,6 +218,29 @@ def test_known_failures_get_their_hint(message, shape, expected):
 def test_a_larger_multiple_is_suggested_when_the_padding_was_not_enough():
     hint = failure_hint("Sizes of tensors must match", shape=(1, 1, 48, 48), pad_multiple=16)
     assert "pad_multiple=16 was not enough" in hint and "set pad_multiple=32" in hint
+
+
+def test_a_mismatch_left_after_padding_to_32_suggests_a_sliding_window():
+    for multiple in (32, (64, 64)):
+        hint = failure_hint(
+            "The size of tensor a (17) must match the size of tensor b (16)",
+            shape=(1, 1, 40, 40),
+            pad_multiple=multiple,
+        )
+        assert f"padding to a multiple of {multiple} did not help" in hint
+        assert "sliding window of that size (SlidingWindow.patch_size)" in hint
+        assert "was not enough" not in hint
+    hint = failure_hint("Sizes of tensors must match", shape=(1, 1, 48, 48), pad_multiple=16)
+    assert "fixed input size needs a sliding window" in hint
+
+
+def test_the_cli_and_the_guis_name_the_sliding_window_setting():
+    error = ModelError(
+        "RuntimeError: Sizes of tensors must match",
+        failure_hint("Sizes of tensors must match", shape=(1, 1, 40, 40), pad_multiple=32),
+    )
+    assert "sliding window of that size (--patch-size)" in failure_line(error, frontend="cli")
+    assert 'sliding window of that size ("patch size")' in failure_line(error, frontend="gui")
 
 
 def test_a_module_in_training_mode_still_warns(square2d):

@@ -151,11 +151,37 @@ def failure_hint(
             "it with dynamic spatial dimensions"
         )
     if any(p in message for p in NOT_DIVISIBLE) and spatial:
+        if _largest(pad_multiple) >= FIXED_SIZE_MULTIPLE:
+            more = suggested_multiple(spatial, pad_multiple)
+            return (
+                f"padding to a multiple of {pad_multiple} did not help, so the model probably "
+                "takes one fixed input size (a transformer such as UNETR or SwinUNETR, or a "
+                "model traced or exported at one size): run it in a sliding window of that "
+                "size (SlidingWindow.patch_size), as MONAI's sliding_window_inference does "
+                f"(a network that down-samples more often needs pad_multiple={more})"
+            )
         k = suggested_multiple(spatial, pad_multiple)
         already = f" (pad_multiple={pad_multiple} was not enough)" if pad_multiple else ""
         return (
             f"the spatial size {_size_text(spatial)} is probably not divisible by the "
             f"network's down-sampling factor{already}: set pad_multiple={k} (2 to the number "
-            "of down-samplings) to pad the input and crop the output back"
+            "of down-samplings) to pad the input and crop the output back; a model that "
+            "takes one fixed input size needs a sliding window instead "
+            "(SlidingWindow.patch_size)"
         )
     return None
+
+
+#: A padding multiple that covers five down-samplings: a size mismatch that remains is
+#: one of a model made for a single input size.
+FIXED_SIZE_MULTIPLE = 32
+
+
+def _largest(multiple: object) -> int:
+    if isinstance(multiple, bool):
+        return 0
+    if isinstance(multiple, int):
+        return multiple
+    if isinstance(multiple, tuple) and multiple:
+        return max(int(m) for m in multiple)
+    return 0
