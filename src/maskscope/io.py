@@ -239,15 +239,16 @@ def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
 def read_companion(path: str | Path, image: Volume, flag: str, *, axes: str = "ijk") -> Volume:
     """Read a label or mask file that goes with ``image`` (checked to share its space).
 
-    A black-and-white picture mask, 0 and 255 only (how binary masks are usually saved as
-    PNG), is read as 0 and 1.
+    A black-and-white mask file, 0 and 255 only (how binary masks are often saved, as
+    PNG and by some tools as TIFF or NIfTI), is read as 0 and 1; ``.npy`` and ``.npz``
+    arrays are taken as they are.
     """
     vol = read_image(path, axes=axes)
     check_same_space(vol, image, f"{flag} {Path(path).name}")
-    if vol.format in PICTURE_FORMATS and vol.data.dtype == np.uint8:
-        values = np.unique(vol.data)
-        if values[-1] == 255 and set(values.tolist()) <= {0, 255}:
-            vol = Volume((vol.data == 255).astype(np.uint8), None, vol.format, vol.meta)
+    as_picture = vol.format not in (".npy", ".npz")  # an array is taken as it is
+    values = np.unique(vol.data) if as_picture and vol.data.dtype.kind in "iuf" else ()
+    if len(values) and values[-1] == 255 and set(values.tolist()) <= {0, 255}:
+        vol = Volume((vol.data == 255).astype(np.uint8), vol.voxel_spacing, vol.format, vol.meta)
     return vol
 
 
@@ -310,6 +311,13 @@ def check_same_space(vol: Volume, image: Volume, what: str) -> None:
     """
     if vol.format not in _NIFTI or image.format not in _NIFTI:
         return
+    mine, theirs = _nifti_spatial(vol), _nifti_spatial(image)
+    if mine != theirs:
+        raise ValueError(
+            f"{what} has the spatial shape {mine}, the image {theirs}: it is not on the "
+            "image's voxel grid; resample it onto the image first, e.g. "
+            "nibabel.processing.resample_from_to(mask, image, order=0)"
+        )
     a, b = np.asarray(vol.meta["affine"], float), np.asarray(image.meta["affine"], float)
     diff = float(np.abs(a - b).max())
     if diff > SPACE_TOLERANCE:
@@ -318,6 +326,11 @@ def check_same_space(vol: Volume, image: Volume, what: str) -> None:
             f"up to {diff:.3g} (orientation, spacing or origin); resample it onto the image "
             "first, e.g. nibabel.processing.resample_from_to(mask, image, order=0)"
         )
+
+
+def _nifti_spatial(vol: Volume) -> tuple[int, ...]:
+    """The three spatial sizes of a NIfTI volume as read (extra axes first)."""
+    return tuple(int(n) for n in vol.data.shape[-3:])
 
 
 def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = None):

@@ -110,3 +110,27 @@ def test_a_colour_picture_needs_a_colour_model(tmp_path, capsys):
     assert main(["explain", *colour, *argv, "--out", str(tmp_path / "m.npy")]) == 0
     assert np.load(tmp_path / "m.npy").shape == (20, 26)
     capsys.readouterr()
+
+
+def test_a_nifti_mask_of_0_and_255_and_one_with_a_4th_axis_of_one(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel")
+    affine = np.diag([2.0, 1.0, 1.5, 1.0])
+    vol = np.zeros((6, 7, 5), np.float32)
+    vol[1:4, 2:6, 1:4] = 1.0
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "img.nii.gz")
+    image = read_image(tmp_path / "img.nii.gz")
+    white = np.where(vol > 0, 255, 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(white, affine), tmp_path / "m255.nii.gz")
+    mask = read_companion(tmp_path / "m255.nii.gz", image, "--reference").data
+    np.testing.assert_array_equal(mask, (vol > 0).astype(np.uint8))
+    nib.save(nib.Nifti1Image((vol > 0)[..., None].astype(np.uint8), affine), tmp_path / "m4.nii")
+    four = read_companion(tmp_path / "m4.nii", image, "--reference").data
+    assert four.shape == (1, 6, 7, 5)  # the engine takes a channel axis of one
+    from maskscope._engine.inputs import prepare_reference
+
+    np.testing.assert_array_equal(prepare_reference(four, (6, 7, 5), 2).numpy(), vol > 0)
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 7), np.uint8), affine), tmp_path / "small.nii.gz")
+    with pytest.raises(
+        ValueError, match=r"has the spatial shape \(4, 5, 7\), the image \(6, 7, 5\)"
+    ):
+        read_companion(tmp_path / "small.nii.gz", image, "--reference small.nii.gz")

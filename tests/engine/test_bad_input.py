@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskscope import RISE, PixelRISE, SegRISE, SegRISEParams
+from tests.conftest import ThresholdNet
 
 
 def sq(shape=(16, 16)):
@@ -183,3 +184,16 @@ def test_an_image_of_another_rank_names_the_shapes_and_a_batch_of_one(shape, hin
         f"image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), got an array of shape {shape}"
     )
     assert ("a batch of one (a DataLoader's (B, C, *spatial)): give its image" in message) == hint
+
+
+def test_nan_voxels_are_counted_and_a_reference_with_a_channel_axis_of_one_is_taken(square2d):
+    img = square2d.copy()
+    img[:3, :5] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(15 of 256 voxels; NaN"):
+        SegRISE(ThresholdNet(2)).explain(img, n_masks=4)
+    ref = (square2d > 0.5)[None]  # (1, H, W): a channel axis of one
+    a = SegRISE(ThresholdNet(2)).explain(square2d, reference=ref, n_masks=8, grid=4, seed=1)
+    b = SegRISE(ThresholdNet(2)).explain(square2d, reference=ref[0], n_masks=8, grid=4, seed=1)
+    np.testing.assert_array_equal(a.map, b.map)
+    with pytest.raises(ValueError, match=r"spatial shape \(16, 16\), got \(2, 16, 16\)"):
+        SegRISE(ThresholdNet(2)).explain(square2d, reference=np.stack([ref[0]] * 2), n_masks=4)

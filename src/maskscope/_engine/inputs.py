@@ -203,8 +203,14 @@ def prepare_image(
             "image must be (H, W), (C, H, W), (D, H, W) or (C, D, H, W), "
             f"got an array of shape {tuple(t.shape)}{batch}"
         )
-    if not torch.isfinite(t).all():
-        raise ValueError("image contains NaN or infinite values")
+    finite = torch.isfinite(t)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        raise ValueError(
+            f"image contains NaN or infinite values ({n_bad} of {t.numel()} voxels; NaN often "
+            "marks voxels outside the field of view after resampling): replace them first, "
+            "e.g. with numpy.nan_to_num(image, nan=image_background)"
+        )
     if spatial_dims not in (None, 2, 3):
         raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}")
     shape = tuple(t.shape)
@@ -329,12 +335,15 @@ def prepare_reference(
 ) -> torch.Tensor:
     """A reference segmentation as an int64 label image of shape ``spatial``.
 
-    Accepts booleans or integer labels in ``[0, K)`` (``[0, 1]`` for a one-channel model).
+    Accepts booleans or integer labels in ``[0, K)`` (``[0, 1]`` for a one-channel model),
+    of shape ``spatial`` or ``(1, *spatial)`` (a channel axis of one).
     With ``n_classes=None`` (the model's classes are not known yet) labels must be >= 0;
     the upper bound is checked once the model has run.
     """
     t = _as_tensor(reference, "reference", allow_bool=True)
     spatial = tuple(spatial)
+    if t.ndim == len(spatial) + 1 and t.shape[0] == 1 and tuple(t.shape[1:]) == spatial:
+        t = t[0]  # a channel axis of one (MONAI's EnsureChannelFirst, a NIfTI's 4th axis)
     if tuple(t.shape) != spatial:
         raise ValueError(
             f"reference must have the image's spatial shape {spatial}, got {tuple(t.shape)}"
