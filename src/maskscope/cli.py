@@ -346,6 +346,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
+    if expl.stopped_early:
+        print(
+            f"  stopped early: the reliability target (--tol) was reached after {expl.n_done} "
+            f"of {expl.params.get('n_masks', expl.n_total)} masks"
+        )
     print(f"  {expl.reliability_text()}")
     if png is not None:
         from .figure import figure_png

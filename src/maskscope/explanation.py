@@ -122,6 +122,11 @@ class Explanation:
         note = self.coverage_text()
         if self.reliability is None and note is not None:
             return f"deterministic, no sampling noise: {note}"
+        if self.method == "HDM" and self.done and not np.any(self.map):
+            return (
+                "exact, and flat: no occluder changed the distance (a larger diameter, "
+                "another fill or distance='dice' may find what the segmentation depends on)"
+            )
         return describe_reliability(self.reliability, self.method, n_masks=self.n_done)
 
     def coverage_text(self) -> str | None:

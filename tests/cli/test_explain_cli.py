@@ -132,3 +132,17 @@ def test_bad_flags_are_refused_before_the_image_is_read_or_the_model_runs(
     out, err = capsys.readouterr()
     assert code == 2 and message in err and "not-there" not in err
     assert "prediction" not in out
+
+
+def test_a_run_stopped_by_tol_says_so(tmp_path, capsys):
+    np.save(tmp_path / "img.npy", image2d())
+    argv = ["explain", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), "--quiet"]
+    argv += ["--out", str(tmp_path / "o.npy"), "--n-masks", "4000", "--grid", "4"]
+    assert main([*argv, "--tol", "0.2", "--min-masks", "20"]) == 0
+    out = capsys.readouterr().out
+    want = SegRISE(ThresholdNet(2)).explain(image2d(), n_masks=4000, grid=4, tol=0.2, min_masks=20)
+    assert want.stopped_early and want.n_done < 4000
+    line = f"stopped early: the reliability target (--tol) was reached after {want.n_done} of 4000"
+    assert line in out
+    assert main(argv[:-4] + ["--n-masks", "20", "--grid", "4"]) == 0
+    assert "stopped early" not in capsys.readouterr().out

@@ -243,3 +243,19 @@ def test_circle_map_3d_slice(net3d):
     expl = HDM(net3d).explain(img, diameter=4, stride=3, voxel_spacing=(2.0, 1.0, 1.0))
     rgb = circle_map(expl, slice_index=4)
     assert rgb.shape == (12, 12, 3)
+
+
+def test_a_flat_hdm_map_says_no_occluder_changed_the_distance():
+    class Fixed(torch.nn.Module):  # segments the same square whatever the input
+        def forward(self, x):
+            fg = torch.zeros(x.shape[0], 1, *x.shape[2:])
+            fg[..., 8:14, 8:14] = 1.0
+            return torch.cat([-fg, fg], 1)
+
+    img = np.zeros((24, 24), np.float32)
+    img[8:14, 8:14] = 1.0
+    expl = HDM(Fixed().eval()).explain(img, diameter=5, stride=4, sweep="full")
+    assert not np.any(expl.map)
+    assert expl.reliability_text().startswith("exact, and flat: no occluder changed")
+    moved = HDM(ThresholdNet(2)).explain(img, diameter=5, stride=2, sweep="full")
+    assert np.any(moved.map) and "flat" not in moved.reliability_text()

@@ -187,3 +187,19 @@ def test_traced_2d_model_explains_a_volume_slice_by_slice(tmp_path: Path) -> Non
     expl = SegRISE(load_model(str(path))).explain(volume, slices=[1, 3], n_masks=8, grid=3)
     assert expl.map.shape == (5, 12, 12)
     assert expl.slices == (1, 3)
+
+
+def test_a_factory_module_in_the_current_folder_is_found(tmp_path, monkeypatch) -> None:
+    import sys
+
+    name = "maskscope_cwd_factory_probe"
+    (tmp_path / f"{name}.py").write_text(
+        "import torch\n\ndef make():\n    return torch.nn.Conv2d(1, 2, 1)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    model = load_model(f"{name}:make")
+    assert isinstance(model, nn.Conv2d) and sys.path[-1] == str(tmp_path)
+    with pytest.raises(ValueError, match="must be the current one or on PYTHONPATH"):
+        load_model("no_such_module_xyz:make")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,15 +214,35 @@ def _load_file(path: Path, device: torch.device | None, trusted: bool) -> nn.Mod
     return module.eval()
 
 
+def _import(module_name: str) -> Any:
+    """Import a factory's module; one in the current folder too, as ``python -m`` would.
+
+    The ``maskscope`` command's own folder, not the current one, heads ``sys.path``: a
+    module missing there is looked for in the current folder (put at the end of the
+    path, so that it shadows no installed package).
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        top = module_name.split(".")[0]
+        here = Path.cwd()
+        local = (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file()
+        if err.name != top or not local or str(here) in sys.path:
+            raise
+    sys.path.append(str(here))
+    return importlib.import_module(module_name)
+
+
 def _load_factory(spec: str, device: torch.device | None) -> nn.Module:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"expected 'package.module:factory', got {spec!r}")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as err:
         raise ValueError(
-            f"cannot import module {module_name!r} of factory {spec!r}: {err}"
+            f"cannot import module {module_name!r} of factory {spec!r}: {err} (its folder "
+            "must be the current one or on PYTHONPATH)"
         ) from err
     factory: Any = module
     for part in attr.split("."):
