@@ -144,5 +144,5 @@ def test_a_run_stopped_by_tol_says_so(tmp_path, capsys):
     assert want.stopped_early and want.n_done < 4000
     line = f"stopped early: the reliability target (--tol) was reached after {want.n_done} of 4000"
     assert line in out
-    assert main(argv[:-4] + ["--n-masks", "20", "--grid", "4"]) == 0
+    assert main([*argv[:-4], "--n-masks", "20", "--grid", "4"]) == 0
     assert "stopped early" not in capsys.readouterr().out
