@@ -109,7 +109,9 @@ def add_call_flags(p: Any) -> None:
         "--output-key",
         metavar="KEY|INDEX",
         help="the segmentation in the model's output: a dict key (logits) or a tuple index (0); "
-        "default: the tensor, a dict's out/logits/pred, .logits, a tuple's first element",
+        "default: the tensor, a dict's out/logits/pred, .logits, a tuple's first element; "
+        "'channel 2' (or 'logits/channel 2'): that channel alone, as a binary output (a "
+        "multi-label model's overlapping sigmoid channels, e.g. BraTS)",
     )
     p.add_argument(
         "--pad-multiple",

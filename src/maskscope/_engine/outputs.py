@@ -13,6 +13,12 @@ Real models return more than a bare tensor:
 - anything else: a callable given by the user turns it into a tensor.
 
 A choice is a key (``str``), an index (``int``) or a callable ``output(raw) -> tensor``.
+A key may also pick one channel of the tensor chosen: ``"channel 2"`` (of the default
+tensor), ``"seg/channel 2"`` or ``"0/channel 2"`` (of a dict's ``"seg"``, a tuple's first
+element). That channel is explained as a one-channel, binary output: the way to explain
+a multi-label model whose channels are independent sigmoids that overlap (MONAI's BraTS
+SegResNet: tumour core, whole tumour, enhancing tumour), which an argmax over the
+channels would misread.
 When no choice is given and none is obvious, :class:`OutputChoiceError` lists what the
 model returned and how to choose (``output_key=`` in the API, ``--output-key`` in the
 command line, the "output key" field in napari).
@@ -20,12 +26,20 @@ command line, the "output key" field in napari).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["OBVIOUS_KEYS", "OutputAdapter", "OutputChoiceError", "adapt_output", "parse_output_key"]
+__all__ = [
+    "OBVIOUS_KEYS",
+    "OutputAdapter",
+    "OutputChoiceError",
+    "adapt_output",
+    "parse_output_key",
+    "split_channel",
+]
 
 #: Dict keys taken without a choice, in this order of preference.
 OBVIOUS_KEYS = ("out", "logits", "pred")
@@ -48,6 +62,31 @@ def parse_output_key(text: str | int | None) -> str | int | None:
     if s.lstrip("-").isdigit():
         return int(s)
     return s
+
+
+_CHANNEL = re.compile(r"^\s*(?:(?P<key>.*?)\s*/\s*)?channel\s+(?P<channel>-?\d+)\s*$")
+
+
+def split_channel(key: str | int | None) -> tuple[str | int | None, int | None]:
+    """``(key, channel)`` of a choice: ``"seg/channel 2"`` → ``("seg", 2)``, ``"channel 1"``
+    → ``(None, 1)``, ``"0/channel 1"`` → ``(0, 1)``; other choices → ``(key, None)``."""
+    if not isinstance(key, str):
+        return key, None
+    m = _CHANNEL.match(key)
+    if m is None:
+        return key, None
+    return parse_output_key(m.group("key")), int(m.group("channel"))
+
+
+def _one_channel(out: torch.Tensor, channel: int, choice: str) -> torch.Tensor:
+    """Channel ``channel`` of ``(B, K, ...)`` as ``(B, 1, ...)``."""
+    k = int(out.shape[1]) if out.ndim >= 2 else 0
+    if not 0 <= channel < k:
+        raise OutputChoiceError(
+            f"output_key={choice!r} is out of range: the model's output, "
+            f"{_describe(out)}, has {k} channel(s) (0 to {k - 1})"
+        )
+    return out[:, channel : channel + 1]
 
 
 def _describe(out: Any) -> str:
@@ -204,12 +243,16 @@ class OutputAdapter:
         self.model = model
         self.key = key
         self.output = output
+        self._key, self._channel = split_channel(key)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Run the model on ``x`` and return the selected tensor."""
         raw = self.model(x)
         if self.output is None:
-            return adapt_output(raw, self.key)
+            out = adapt_output(raw, self._key)
+            if self._channel is None:
+                return out
+            return _one_channel(out, self._channel, str(self.key))
         out = self.output(raw)
         if not torch.is_tensor(out):
             raise OutputChoiceError(

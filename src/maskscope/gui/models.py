@@ -331,7 +331,9 @@ MODEL_HELP = {
     "outputs": "Whether the model returns logits or probabilities",
     "output_key": (
         "What to explain in the model's output: a dict key (logits) or a tuple index (0). "
-        "auto: the tensor, a dict's out / logits / pred, .logits, a tuple's first element"
+        "auto: the tensor, a dict's out / logits / pred, .logits, a tuple's first element. "
+        "channel 2 (or logits/channel 2): that channel alone, as a binary output (a "
+        "multi-label model's overlapping sigmoid channels)"
     ),
     "pad_multiple": (
         "Pad inputs to a multiple of this per axis (16, or 16, 16, 8) and crop the "

@@ -48,6 +48,9 @@ class Method:
         tuple / list index (``1``). Default: the tensor itself, a dict's ``"out"``,
         ``"logits"`` or ``"pred"`` (or its only value), an object's ``.logits``, a
         sequence's first element (the full-resolution head of deep supervision).
+        ``"channel 2"`` (or ``"logits/channel 2"``, ``"0/channel 2"``): one channel of that
+        tensor alone, explained as a binary output; for multi-label models whose
+        channels are independent, overlapping sigmoids (MONAI's BraTS SegResNet).
     output
         Instead of ``output_key``: a callable ``output(raw) -> tensor``.
     pad_multiple
