@@ -84,10 +84,12 @@ def _panel(draw, box, title: str, curve: Curve, base: Curve | None, score: str, 
     if len(pts) > 1:
         draw.line(pts, fill=MAP_COLOUR, width=3, joint="curve")
     legend.insert(0, (f"saliency order  AUC {_fmt(curve.auc(score))}", MAP_COLOUR))
-    lx = x1 - 8 if curve.kind == "deletion" else x0 + 8
-    anchor = "ra" if curve.kind == "deletion" else "la"
-    for i, (text, colour) in enumerate(legend):  # where the curves are not: the top corner
-        at = (lx, y0 + 8 + 16 * i)
+    # where the curves are not: deletion falls early (top right free), insertion rises
+    # early (bottom right free)
+    top = curve.kind == "deletion"
+    anchor = "ra" if top else "rd"
+    for i, (text, colour) in enumerate(legend):
+        at = (x1 - 8, y0 + 8 + 16 * i if top else y1 - 8 - 16 * (len(legend) - 1 - i))
         draw.rectangle(draw.textbbox(at, text, font=small, anchor=anchor), fill="white")
         draw.text(at, text, fill=colour, font=small, anchor=anchor)
 

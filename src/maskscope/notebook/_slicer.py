@@ -12,7 +12,9 @@ import numpy as np
 
 __all__ = ["Slicer"]
 
-_AXES = (("z", 0), ("y", 1), ("x", 2))
+#: The array's axes by number, as napari's dims sliders name them: letters would say
+#: z / y / x for a nibabel (i, j, k) array, whose first axis is x.
+_AXES = (("0", 0), ("1", 1), ("2", 2))
 
 
 class Slicer:
@@ -55,6 +57,7 @@ class Slicer:
             options=list(_AXES),
             value=0,
             description="axis",
+            tooltips=["slices across the array's axis 0", "axis 1", "axis 2"],
             style={"button_width": "40px"},
             layout=hidden,
         )
