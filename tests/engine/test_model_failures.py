@@ -247,3 +247,17 @@ def test_a_module_in_training_mode_still_warns(square2d):
     net = ThresholdNet(2).train()
     with pytest.warns(UserWarning, match="training mode"):
         SegRISE(net).explain(square2d, **RUN)
+
+
+def test_a_padded_input_is_named_as_the_model_saw_it():
+    from maskscope._engine.model_call import ModelCall
+
+    def fixed(x):
+        raise RuntimeError("Guard failed: x.size()[2] == 64")
+
+    call = ModelCall(fixed, pad_multiple=8)
+    with pytest.raises(ModelError) as caught:
+        call(torch.zeros(1, 1, 33, 30))
+    text = str(caught.value)
+    assert "on an input batch of shape (1, 1, 33, 30), padded to 40×32" in text
+    assert "fixed size 64 on axis 2, the input is 40×32" in text

@@ -32,7 +32,7 @@ from .failures import ModelError, failure_hint, real_message
 from .fast_forward import FastForward, autocast_dtype
 from .loop import is_out_of_memory
 from .outputs import OutputAdapter, OutputChoiceError
-from .padding import PAD_MODES, PaddingError, PadToMultiple, normalize_multiple
+from .padding import PAD_MODES, PaddingError, PadToMultiple, normalize_multiple, pad_amounts
 
 __all__ = ["ModelCall", "is_exported_module"]
 
@@ -155,9 +155,21 @@ class ModelCall:
         if _own_error(exc):
             return exc
         cause = real_message(exc)
-        hint = failure_hint(cause, shape=tuple(batch.shape), pad_multiple=self.pad_multiple)
+        seen = tuple(batch.shape)  # what the model itself was given: the padded input
+        if self.pad_multiple is not None:
+            try:
+                amounts = pad_amounts(seen[2:], self.pad_multiple)
+            except ValueError:  # the padding itself does not fit: reported as it is
+                amounts = [(0, 0)] * (len(seen) - 2)
+            seen = (*seen[:2], *(n + b + a for n, (b, a) in zip(seen[2:], amounts, strict=True)))
+        hint = failure_hint(cause, shape=seen, pad_multiple=self.pad_multiple)
         shape = ", ".join(str(s) for s in batch.shape)
-        return ModelError(cause, hint, context=f" on an input batch of shape ({shape})")
+        padded = "" if seen == tuple(batch.shape) else f", padded to {_size(seen[2:])}"
+        return ModelError(cause, hint, context=f" on an input batch of shape ({shape}){padded}")
+
+
+def _size(spatial: Sequence[int]) -> str:
+    return "×".join(str(int(n)) for n in spatial)
 
 
 def _own_error(exc: BaseException) -> bool:
