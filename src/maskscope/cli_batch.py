@@ -30,6 +30,7 @@ class _ModelFlags:
 def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``batch`` subcommand to the ``maskscope`` parser's subparsers."""
     from .cli import CLI_METHODS, _add_params, add_call_flags, add_data_flags, add_input_flags
+    from .cli_roi import add_patch_flags
     from .io import FORMATS
 
     ba = sub.add_parser(
@@ -49,6 +50,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
     ba.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ba.add_argument("--spatial-dims", type=int, choices=[2, 3])
     add_call_flags(ba)
+    add_patch_flags(ba)
     add_data_flags(ba)
     ba.add_argument(
         "--map-format",
@@ -75,6 +77,7 @@ def add_batch_parser(sub: Any) -> argparse.ArgumentParser:
 def _job(args: argparse.Namespace):
     from .batch import Job
     from .cli import CLI_METHODS, _slices, call_options, method_values
+    from .cli_roi import patch_options
 
     method, values = CLI_METHODS[args.method], method_values(args)
     options = {k: v for k, v in call_options(args).items() if v is not None}
@@ -91,6 +94,7 @@ def _job(args: argparse.Namespace):
         outputs=args.outputs,
         spatial_dims=args.spatial_dims,
         model_options=options,
+        patch=patch_options(args),
         evaluate=args.evaluate,
         eval_steps=args.eval_steps,
         map_format=args.map_format,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_roi_flags", "roi_kwargs", "wrap_patch_model"]
+__all__ = ["add_patch_flags", "add_roi_flags", "patch_options", "roi_kwargs", "wrap_patch_model"]
 
 _BOX = re.compile(r"^\s*-?\d*\s*:\s*-?\d*\s*(,\s*-?\d*\s*:\s*-?\d*\s*)*$")
 
@@ -41,18 +41,23 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
         "whole image). Default: the RISE family crops when the receptive field can be "
         "estimated and the window is smaller than the image",
     )
-    group.add_argument(
+    add_patch_flags(group)
+
+
+def add_patch_flags(parser: Any) -> None:
+    """Add the ``--patch-*`` (sliding window) flags."""
+    parser.add_argument(
         "--patch-size",
         metavar="P",
         help="run the model by sliding window on patches of P voxels per axis (or P1,P2,P3)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--patch-overlap", type=float, help="sliding-window overlap in [0, 1) (default 0.25)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--patch-blend", choices=["constant", "gaussian"], help="blending (default constant)"
     )
-    group.add_argument("--patch-batch", type=int, help="patches per model call (default 4)")
+    parser.add_argument("--patch-batch", type=int, help="patches per model call (default 4)")
 
 
 def add_roi_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -122,36 +127,42 @@ def roi_kwargs(args: argparse.Namespace, spatial: tuple[int, ...], image: Any) -
 _PATCH_DEFAULTS = {"patch_overlap": 0.25, "patch_blend": "constant", "patch_batch": 4}
 
 
-def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
-    """The model run by sliding window when ``--patch-size`` is given."""
+def patch_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sliding window's settings from ``--patch-*`` (checked), or None without
+    ``--patch-size``: ``SlidingWindow``'s keyword arguments."""
     given = [k for k in _PATCH_DEFAULTS if getattr(args, k, None) is not None]
-    if args.patch_size is None:
+    if getattr(args, "patch_size", None) is None:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise ValueError(
                 f"{flags} only tune(s) the sliding window of --patch-size: give --patch-size too"
             )
-        return model
-    from . import SlidingWindow
-
+        return None
     for k, default in _PATCH_DEFAULTS.items():
         if getattr(args, k, None) is None:
             setattr(args, k, default)
-
     try:
         size = _int_list(args.patch_size)
     except ValueError:
         raise ValueError(
             f"--patch-size must be voxels like 64 or 64,64,32, got {args.patch_size!r}"
         ) from None
+    options = {
+        "patch_size": size[0] if len(size) == 1 else tuple(size),
+        "overlap": args.patch_overlap,
+        "blend": args.patch_blend,
+        "patch_batch": args.patch_batch,
+    }
+    sliding_window(lambda x: x, options)  # checks the values, naming the flags
+    return options
+
+
+def sliding_window(model: Any, options: dict[str, Any]) -> Any:
+    """``SlidingWindow(model, **options)``, its errors naming the ``--patch-*`` flags."""
+    from . import SlidingWindow
+
     try:
-        return SlidingWindow(
-            model,
-            size[0] if len(size) == 1 else size,
-            overlap=args.patch_overlap,
-            blend=args.patch_blend,
-            patch_batch=args.patch_batch,
-        )
+        return SlidingWindow(model, **options)
     except ValueError as exc:
         text = str(exc)
         for name, flag in (
@@ -161,6 +172,12 @@ def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
         ):
             text = text.replace(name, flag, 1) if text.startswith(name) else text
         raise ValueError(text) from None
+
+
+def wrap_patch_model(model: Any, args: argparse.Namespace) -> Any:
+    """The model run by sliding window when ``--patch-size`` is given."""
+    options = patch_options(args)
+    return model if options is None else sliding_window(model, options)
 
 
 def check_patch_axes(args: argparse.Namespace, model_dims: int) -> None:

@@ -135,3 +135,11 @@ def test_the_legend_states_the_map_layers_colour_range(make_napari_viewer, qtbot
     assert numbers() == (float(f"{lo:.3g}"), float(f"{hi:.3g}"))
     layer.contrast_limits = (lo - 1.0, hi + 2.0)  # set by the user in the layer's controls
     assert numbers() == (float(f"{lo - 1.0:.3g}"), float(f"{hi + 2.0:.3g}"))
+
+
+def test_the_old_form_is_hidden_at_once_when_the_method_changes(make_napari_viewer, model2d):
+    viewer = make_napari_viewer()
+    widget = explain_in_viewer(viewer, model2d, method="SegRISE")
+    old = widget.form
+    widget.method.setCurrentText("HDM")
+    assert widget.form is not old and old.isHidden() and widget.form.method == "HDM"

@@ -58,6 +58,10 @@ class Job:
     outputs, spatial_dims, model_options
         As the method's constructor takes them (``model_options``: ``output_key``,
         ``pad_multiple``, ``pad_mode``).
+    patch
+        None, or :class:`maskscope.SlidingWindow`'s keyword arguments (``patch_size``,
+        ``overlap``, ``blend``, ``patch_batch``): every worker runs the model by sliding
+        window, for a model made for patches smaller than the images.
     evaluate, eval_steps
         Score every map by deletion / insertion (:func:`maskscope.evaluate.faithfulness`,
         one random order as the baseline), with this many steps per curve.
@@ -75,6 +79,7 @@ class Job:
     outputs: str = "logits"
     spatial_dims: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
+    patch: dict[str, Any] | None = None
     evaluate: bool = False
     eval_steps: int = 20
     map_format: str | None = None
@@ -87,6 +92,8 @@ class Job:
 
         method_class(self.method)
         split_values(self.method, dict(self.values))
+        if self.patch is not None:
+            self._sliding(lambda x: x)  # checks the sliding window's settings
         Normalizer(self.normalize, self.percentiles)
         check_axes(self.axes)
         if self.map_format is not None and self.map_format not in FORMATS:
@@ -107,9 +114,18 @@ class Job:
         """The method built around ``model``."""
         from ..gui import method_class
 
+        if self.patch is not None:
+            model = self._sliding(model)
         return method_class(self.method)(
             model, outputs=self.outputs, spatial_dims=self.spatial_dims, **self.model_options
         )
+
+    def _sliding(self, model: Callable) -> Any:
+        from .._engine.sliding import SlidingWindow
+
+        if not isinstance(self.patch, dict):
+            raise TypeError(f"patch must be a dict of SlidingWindow's options, got {self.patch!r}")
+        return SlidingWindow(model, **self.patch)
 
 
 def _read(path, axes: str):

@@ -230,6 +230,7 @@ class ExplainWidget(QWidget):
         self.form = ParamForm(name)
         self.form.set_values(values, strict=False)
         self._form_holder.replaceWidget(old, self.form)
+        old.hide()  # gone at once, not when Qt's deferred delete runs
         old.deleteLater()
         self._align()
 
