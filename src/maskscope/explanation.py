@@ -120,13 +120,14 @@ class Explanation:
         A finished adaptive HDM sweep that skipped centres says how many the model saw.
         """
         note = self.coverage_text()
-        if self.reliability is None and note is not None:
-            return f"deterministic, no sampling noise: {note}"
         if self.method == "HDM" and self.done and not np.any(self.map):
+            seen = "" if note is None else f"; {note}"
             return (
                 "exact, and flat: no occluder changed the distance (a larger diameter, "
-                "another fill or distance='dice' may find what the segmentation depends on)"
+                f"another fill or distance='dice' may find what the segmentation depends on){seen}"
             )
+        if self.reliability is None and note is not None:
+            return f"deterministic, no sampling noise: {note}"
         return describe_reliability(self.reliability, self.method, n_masks=self.n_done)
 
     def coverage_text(self) -> str | None:

@@ -38,11 +38,17 @@ __all__ = [
 TINY_FRACTION = 0.10
 
 #: How each frontend names the two settings a failed segmentation usually comes from.
-CLI_FIELDS = {"normalize": "--normalize", "axes": "--axes", "outputs": "--outputs"}
+CLI_FIELDS = {
+    "normalize": "--normalize",
+    "axes": "--axes",
+    "outputs": "--outputs",
+    "output_key": "--output-key",
+}
 GUI_FIELDS = {
     "normalize": "the normalisation",
     "axes": "the array order",
     "outputs": '"model outputs"',
+    "output_key": '"output key"',
 }
 
 #: How far a softmax's channel sum may be from 1 (float rounding).
@@ -254,7 +260,7 @@ def summarize(
         per_class,
         dice,
         ref_n,
-        _warning(int(fg.sum()), ref_n, target, fields),
+        _warning(int(fg.sum()), ref_n, target, {**GUI_FIELDS, **fields}),
     )
 
 
@@ -269,7 +275,8 @@ def _warning(
     if n_fg == 0:
         return (
             f"the model predicts no {what} voxel on this input: explaining it would explain a "
-            f"failed segmentation; {check}"
+            f"failed segmentation; {check}; a multi-label model (one sigmoid per channel, "
+            f"overlapping) needs one channel chosen: {fields['output_key']} 'channel C'"
         )
     if ref_n and n_fg < TINY_FRACTION * ref_n:
         return (

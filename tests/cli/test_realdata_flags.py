@@ -56,7 +56,8 @@ def test_an_empty_prediction_warns_naming_the_flags(tmp_path, capsys):
     assert captured.err == (
         "maskscope: warning: the model predicts no foreground voxel on this input: explaining "
         "it would explain a failed segmentation; check --normalize (the intensities the model "
-        "was trained on) and --axes (a transposed volume)\n"
+        "was trained on) and --axes (a transposed volume); a multi-label model (one sigmoid "
+        "per channel, overlapping) needs one channel chosen: --output-key 'channel C'\n"
     )
 
 

@@ -54,7 +54,8 @@ def test_empty_and_tiny_predictions_warn_with_the_frontends_names():
     assert empty.warning == (
         "the model predicts no foreground voxel on this input: explaining it would explain a "
         "failed segmentation; check --normalize (the intensities the model was trained on) "
-        "and --axes (a transposed volume)"
+        "and --axes (a transposed volume); a multi-label model (one sigmoid per channel, "
+        "overlapping) needs one channel chosen: --output-key 'channel C'"
     )
     tiny = np.zeros_like(ref)
     tiny[5:9, 5:10] = 1  # 20 voxels: 7.8 % of the reference
