@@ -257,5 +257,7 @@ def test_a_flat_hdm_map_says_no_occluder_changed_the_distance():
     expl = HDM(Fixed().eval()).explain(img, diameter=5, stride=4, sweep="full")
     assert not np.any(expl.map)
     assert expl.reliability_text().startswith("exact, and flat: no occluder changed")
+    adaptive = HDM(Fixed().eval()).explain(img, diameter=5, stride=2)  # skips flat centres
+    assert adaptive.reliability_text().startswith("exact, and flat: no occluder changed")
     moved = HDM(ThresholdNet(2)).explain(img, diameter=5, stride=2, sweep="full")
     assert np.any(moved.map) and "flat" not in moved.reliability_text()
