@@ -269,12 +269,9 @@ def method_values(args: argparse.Namespace) -> dict:
 def check_values(method_name: str, values: dict) -> None:
     """Validate the method's flags before any file is read or the model runs (the run
     validates them again: this only moves the error ahead of the prediction pass)."""
-    from ._engine.params import validate_params
+    from .gui import split_values
 
-    cls = METHODS[method_name]
-    names = {f.name for f in dataclasses.fields(cls.Params)}
-    validate_params(cls.Params(**{k: v for k, v in values.items() if k in names}))
-    RunOptions(**{k: v for k, v in values.items() if k not in names})
+    split_values(method_name, values)
 
 
 def _slices(text: str | None):
