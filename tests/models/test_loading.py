@@ -203,3 +203,21 @@ def test_a_factory_module_in_the_current_folder_is_found(tmp_path, monkeypatch) 
     assert isinstance(model, nn.Conv2d) and sys.path[-1] == str(tmp_path)
     with pytest.raises(ValueError, match="must be the current one or on PYTHONPATH"):
         load_model("no_such_module_xyz:make")
+
+
+def test_an_exported_programs_layout_is_read_from_its_graph(tmp_path: Path) -> None:
+    from maskscope import SegRISE
+    from maskscope._engine.inputs import model_layout
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(2, 2, 3, padding=1)).eval()
+    x = torch.rand(2, 2, 6, 8, 8)
+    program = torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp_path / "net.pt2"))
+    loaded = load_model(tmp_path / "net.pt2", trusted=True)
+    assert model_layout(loaded) == (3, 2)
+    # a (2, 6, 8, 8) array is then a 2-channel volume, not a stack of 2D images
+    image = np.random.default_rng(0).random((2, 6, 8, 8)).astype(np.float32)
+    got = SegRISE(loaded).explain(image, n_masks=8, grid=2, seed=0, batch_size=2)
+    want = SegRISE(net).explain(image, n_masks=8, grid=2, seed=0, batch_size=2)
+    np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-6)

@@ -76,8 +76,9 @@ def _traced_groups(conv: Any) -> int | None:
 def model_layout(model: Callable) -> tuple[int | None, int | None]:
     """Spatial dimensionality and input channels of a model, from its first convolution.
 
-    Works for ``nn.Module`` and TorchScript modules; returns ``(None, None)`` when the
-    model has no recognisable convolution (plain callables, exported programs).
+    Works for ``nn.Module`` and TorchScript modules, and an exported program's module
+    (from its graph's recorded input); returns ``(None, None)`` when the model has no
+    recognisable convolution or input (plain callables).
     """
     modules = getattr(model, "modules", None)
     if modules is None:
@@ -97,6 +98,25 @@ def model_layout(model: Callable) -> tuple[int | None, int | None]:
                 in_ch = in_ch or getattr(m, "in_channels", None) or _weight_channels(m, name)
                 return _CONV_NAMES[name], (int(in_ch) if in_ch else None)
     except Exception:  # a callable with an unusual modules(): give up on inference
+        return None, None
+    return _graph_layout(model)
+
+
+def _graph_layout(model: Callable) -> tuple[int | None, int | None]:
+    """Dims and channels from the first input of an exported program's graph (its
+    ``(B, C, *spatial)`` example, recorded as ``node.meta["val"]``), or ``(None, None)``."""
+    graph = getattr(model, "graph", None)
+    try:
+        for node in getattr(graph, "nodes", ()):
+            if node.op != "placeholder":
+                continue
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is None or len(shape) not in (4, 5):
+                return None, None
+            channels = shape[1]
+            return len(shape) - 2, (int(channels) if isinstance(channels, int) else None)
+    except Exception:  # an unusual graph: give up on inference
         return None, None
     return None, None
 
