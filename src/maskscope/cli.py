@@ -18,6 +18,7 @@ from .gui.inputs import prepare_image
 from .gui.models import parse_output_key
 from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
 from .io import AXES
+from .wording import for_cli
 
 __all__ = ["main"]
 
@@ -346,11 +347,14 @@ def _explain(args: argparse.Namespace) -> int:
 def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     if expl.stopped_early:
+        per_task = int(expl.params.get("n_masks", expl.n_total))
+        tasks = len(expl.slices) if expl.slices is not None else 1
+        of = f"{per_task * tasks} masks" + (f" ({per_task} per slice)" if tasks > 1 else "")
         print(
             f"  stopped early: the reliability target (--tol) was reached after {expl.n_done} "
-            f"of {expl.params.get('n_masks', expl.n_total)} masks"
+            f"of {of}"
         )
-    print(f"  {expl.reliability_text()}")
+    print(f"  {for_cli(expl.reliability_text())}")
     if png is not None:
         from .figure import figure_png
 

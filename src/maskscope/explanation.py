@@ -128,7 +128,8 @@ class Explanation:
             )
         if self.reliability is None and note is not None:
             return f"deterministic, no sampling noise: {note}"
-        return describe_reliability(self.reliability, self.method, n_masks=self.n_done)
+        flat = self.map.size > 0 and float(np.ptp(self.map)) == 0.0
+        return describe_reliability(self.reliability, self.method, n_masks=self.n_done, flat=flat)
 
     def coverage_text(self) -> str | None:
         """For a finished adaptive HDM sweep that skipped centres, how many the model saw;
@@ -346,22 +347,29 @@ RELIABILITY_WORDS = (
 MIN_MASKS_FOR_RELIABILITY = 4
 
 
-def describe_reliability(value: float | None, method: str = "", n_masks: int | None = None) -> str:
+def describe_reliability(
+    value: float | None, method: str = "", n_masks: int | None = None, flat: bool = False
+) -> str:
     """``"reliability 0.93 (mostly stable: ...)"``, or why there is no figure.
 
     The reliability is the predicted correlation between this map and one made the same way
     with another seed. Without a figure after ``n_masks`` ≥ 4 masks, a half of the masks
-    gave a flat map: no mask changed the model's score. The words follow the figure as
-    shown (0.949 reads 0.95, "stable").
+    gave a constant map: when the map itself is ``flat``, no mask changed the model's score.
+    The words follow the figure as shown (0.949 reads 0.95, "stable").
     """
     if value is None:
         if method == "HDM":
             return "exact (a deterministic sweep: no sampling noise)"
         if n_masks is not None and n_masks >= MIN_MASKS_FOR_RELIABILITY:
+            if flat:
+                return (
+                    "no reliability: the map is flat, no mask changed the model's score "
+                    "(check that the image is not blank and that outputs, logits or "
+                    "probabilities, is what the model returns)"
+                )
             return (
-                "no reliability: the map is flat, no mask changed the model's score (check "
-                "that the image is not blank, that the outputs setting, logits or "
-                "probabilities, is the model's, and that the keep probability is below 1)"
+                "no reliability yet: one half of the masks gave a constant map (their "
+                "scores did not change); use more masks"
             )
         return f"reliability not yet known (needs at least {MIN_MASKS_FOR_RELIABILITY} masks)"
     shown = round(float(value), 2)

@@ -122,6 +122,7 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
         (["--tol", "1.5"], "--tol must be in (0, 1], got 1.5"),
         (["--p-keep", "1"], "--p-keep must be in (0, 1), got 1.0"),
         (["--method", "hdm", "--stride", "0"], "--stride"),
+        (["--method", "hdm", "--tol", "0.1"], "HDM visits every centre once: early stopping"),
     ],
 )
 def test_bad_flags_are_refused_before_the_image_is_read_or_the_model_runs(

@@ -84,16 +84,28 @@ def test_progress_and_error_lines():
     assert progress_text(snap) == "25/100 · 5.0 s · about 15.0 s left"
     assert progress_text(snap, cancelled=True).startswith("cancelled at 25/100")
     done = snap.with_status(n_done=100, elapsed=130.0, done=True)
-    assert progress_text(done) == "done: 100/100 in 2 min 10 s"
+    assert progress_text(done) == (
+        "done: 100/100 in 2 min 10 s · no reliability: the map is flat, no mask changed the "
+        "model's score (check that the image is not blank and that outputs, logits or "
+        "probabilities, is what the model returns)"
+    )
+    shaped = done.with_status(map=np.eye(2), reliability=0.91)
+    assert progress_text(shaped).endswith(
+        "in 2 min 10 s · reliability 0.91 (mostly stable: "
+        "the main regions are reliable, fine detail may change)"
+    )
     seen = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])  # an adaptive sweep's centres
     hdm = Explanation(
-        method="HDM", map=np.zeros((2, 2)), n_done=4, n_total=4, elapsed=1.0, done=True,
+        method="HDM", map=np.eye(2), n_done=4, n_total=4, elapsed=1.0, done=True,
         extras={"grid_evaluated": seen},
     )  # fmt: skip
     assert progress_text(hdm).startswith("done: 4/4 in 1.0 s · the model saw 4 of 6 centres")
     assert progress_text(hdm.with_status(done=False)) == "4/4 · 1.0 s"
     all_seen = hdm.with_status(extras={"grid_evaluated": np.ones((2, 3))})
     assert progress_text(all_seen) == "done: 4/4 in 1.0 s"
+    flat = all_seen.with_status(map=np.zeros((2, 2)))
+    assert progress_text(flat).startswith("done: 4/4 in 1.0 s · exact, and flat: no occluder")
+    assert '"distance" = dice' in progress_text(flat)  # the field, not the API's spelling
     assert error_line(ValueError("bad shape\nmore detail")) == "bad shape"
     assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
     oom = error_line(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))

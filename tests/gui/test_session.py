@@ -141,14 +141,16 @@ def test_one_annotation_parser_for_strings_and_types():
 
 
 def test_status_words_for_both_frontends():
-    snap = Explanation(method="RISE", map=np.zeros((2, 2)), n_done=30, n_total=120, elapsed=90.0)
+    snap = Explanation(method="RISE", map=np.eye(2), n_done=30, n_total=120, elapsed=90.0)
     assert st.format_duration(90.0) == "1 min 30 s"
     assert st.time_text(snap) == "1 min 30 s elapsed · ~4 min 30 s left"
     assert st.progress_text(snap) == "30/120 · 1 min 30 s · about 4 min 30 s left"
     done = snap.with_status(n_done=120, elapsed=200.0, done=True)
     assert st.time_text(done) == "3 min 20 s elapsed"
     assert (
-        st.finished("RISE", done, None, False).text == "RISE done: 120 perturbations in 3 min 20 s"
+        st.finished("RISE", done, None, False).text
+        == "RISE done: 120 perturbations in 3 min 20 s; no reliability yet: one half of the "
+        "masks gave a constant map (their scores did not change); use more masks"
     )
     cancelled = st.finished("RISE", snap, None, True)
     assert (

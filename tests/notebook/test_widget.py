@@ -141,6 +141,21 @@ def test_a_run_that_cannot_start_keeps_the_last_map_and_the_run_in_progress(imag
     assert slow.wait(timeout=60).done and slow.explanation.n_done == 400
 
 
+def test_a_run_that_cannot_start_with_the_axes_reversed_keeps_the_maps_order(volume):
+    model = Slow(ThresholdNet(3), delay=0.01)
+    w = ExplainWidget(model, volume, n_masks=120, batch_size=2, grid=3)
+    w.run()
+    wait_until(lambda: w.explanation is not None and w.explanation.n_done >= 4)
+    w.axes_dropdown.value = "kji"
+    w.target_text.value = "abc"  # refused after the request was built
+    w.run()
+    assert "Cannot start" in w.status.value and w.running
+    done = w.wait(timeout=60)
+    assert done.done and done.map.shape == volume.shape and not w.running
+    assert "done" in w.status.value and not w.run_button.disabled
+    w._redraw()  # the kept map is shown in the image's order
+
+
 def test_model_error_shows_in_the_status_line_and_is_kept(image2d):
     model = Slow(ThresholdNet(2), delay=0.0, fail_after=4)
     w = ExplainWidget(model, image2d, n_masks=64, batch_size=4)

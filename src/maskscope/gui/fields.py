@@ -209,7 +209,8 @@ def _form(method: str) -> tuple[FormField, ...]:
 def split_values(method: str, values: dict[str, Any]) -> tuple[Any, RunOptions]:
     """Split form values into the method's parameter dataclass and :class:`RunOptions`.
 
-    Unknown names raise ``TypeError``; values are validated by the dataclasses.
+    Unknown names raise ``TypeError``; values are validated by the dataclasses and the
+    method's own checks (HDM takes no ``tol``).
     """
     cls = method_class(method).Params
     p_names = {f.name for f in dataclasses.fields(cls)}
@@ -220,6 +221,7 @@ def split_values(method: str, values: dict[str, Any]) -> tuple[Any, RunOptions]:
     params = cls(**{k: v for k, v in values.items() if k in p_names})
     options = RunOptions(**{k: v for k, v in values.items() if k in o_names})
     validate_params(params)
+    method_class(method).check_params(params, options)
     return params, options
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .. import Explanation
-from ..wording import failure_line
+from ..wording import failure_line, for_gui
 
 __all__ = [
     "Status",
@@ -61,8 +61,10 @@ def time_left(snap: Explanation) -> float | None:
 def _trust(snap: Explanation, before: str) -> str:
     if snap.reliability is not None:
         return f"{before}{snap.reliability_text()}"
+    if snap.done and (snap.method != "HDM" or not snap.map.any()):  # why there is no figure
+        return f"{before}{for_gui(snap.reliability_text())}"
     note = snap.coverage_text()
-    return "" if note is None else f"{before}{note}"
+    return "" if note is None else f"{before}{for_gui(note)}"
 
 
 def progress_text(snap: Explanation, *, cancelled: bool = False) -> str:

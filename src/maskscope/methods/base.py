@@ -145,8 +145,10 @@ class Method:
         """Build the task for one image or slice (implemented by each method)."""
         raise NotImplementedError
 
-    def check_params(self, params: Any, options: RunOptions) -> None:
-        """Method-specific checks of the parameters and options (override as needed)."""
+    @classmethod
+    def check_params(cls, params: Any, options: RunOptions) -> None:
+        """Method-specific checks of the parameters and options (override as needed; a
+        classmethod, so that a frontend can check before it builds the method)."""
 
     # ------------------------------------------------------------------ API
     def iter_explain(self, image: Any, **kwargs: Any) -> Iterator[Explanation]:

@@ -154,7 +154,8 @@ class HDM(Method):
         self.distance_fn = distance_fn
         self.fill_fn = fill_fn
 
-    def check_params(self, params: HDMParams, options: RunOptions) -> None:
+    @classmethod
+    def check_params(cls, params: HDMParams, options: RunOptions) -> None:
         """A sweep is deterministic: early stopping does not apply."""
         if options.tol is not None:
             raise ValueError("HDM visits every centre once: early stopping (tol) does not apply")

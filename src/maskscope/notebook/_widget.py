@@ -266,6 +266,7 @@ class ExplainWidget(Display, widgets.VBox):
         with self._lock:
             self._run_id += 1
             run_id = self._run_id
+            self._run_reversed = self.reversed  # the order of the explanations that follow
             self.explanation = None
             self.error = None
         self.progress.value = 0.0
@@ -352,7 +353,6 @@ class ExplainWidget(Display, widgets.VBox):
     def _request(self) -> RunRequest:
         """The image, reference and spacing in the model's order, and what to explain."""
         image, reference, spacing = self.image, self.reference, self.voxel_spacing
-        self._run_reversed = self.reversed  # the order of the explanations that follow
         if self.reversed:
             n = len(self._spatial)
             image = reverse_axes(image, n)
