@@ -95,14 +95,19 @@ def estimate_np(masks, weights, p_keep, estimator="centred", region=None, cov=No
     """
     n = len(masks)
     c = 0.0 if estimator == "paper" else weights.mean()
+    # the standard error of a centred sum: the residuals times the masks' deviations from
+    # their mean (Σ eᵢ = 0, so the map is the same; the spread is the sample covariance's)
+    dev = masks if estimator == "paper" else masks - masks.mean(0)
     if estimator != "covariate" or region is None or n < MIN_FIT:
         xs = np.stack([(w - c) * m / p_keep for w, m in zip(weights, masks, strict=True)])
-        return xs.mean(0) + c, xs.std(0, ddof=1) / np.sqrt(n)
+        es = np.stack([(w - c) * d / p_keep for w, d in zip(weights, dev, strict=True)])
+        return xs.mean(0) + c, es.std(0, ddof=1) / np.sqrt(n)
     phi = np.array([m[region].mean() - p_keep for m in masks])
     beta = np.polyfit(phi, weights, 1)[0]
     res = weights - c - beta * (phi - phi.mean())
     xs = np.stack([r * m / p_keep for r, m in zip(res, masks, strict=True)])
-    return xs.mean(0) + c + beta * (n - 1) * cov / (n * p_keep), xs.std(0, ddof=1) / np.sqrt(n)
+    es = np.stack([r * d / p_keep for r, d in zip(res, dev, strict=True)])
+    return xs.mean(0) + c + beta * (n - 1) * cov / (n * p_keep), es.std(0, ddof=1) / np.sqrt(n)
 
 
 def reliability_np(masks, weights, p_keep, estimator="centred", region=None, cov=None):

@@ -161,7 +161,13 @@ class PixelMax:
         self.final_pass: str | None = None
         self.n = 0
         centred = "paper" if estimator == "paper" else "centred"
-        self.mean_acc = WeightedSum(self.spatial, p_keep, device, estimator=centred)
+        self.mean_acc = WeightedSum(
+            self.spatial,
+            p_keep,
+            device,
+            estimator=centred,
+            stderr=False,  # no error here
+        )
         self.score_sums = torch.zeros(2, self.n_pixels, dtype=torch.float64, device=device)
 
     def update(self, batch: MaskBatch, scores: torch.Tensor) -> None:

@@ -52,6 +52,9 @@ EARLY_SETTLE_VOXELS = 2**18
 # first-moment columns: w, 1, w·even, even (then φ, φ·even); second-moment columns: w², w,
 # 1 (then φ², φ, w·φ); scalar sums: w, w·even (then φ, φ·even, φ², φ²·even, w·φ, w·φ·even)
 _COLUMNS = {False: (4, 3, 2), True: (6, 6, 8)}
+#: What a centred estimator adds for its standard error: first-moment columns (``w²``;
+#: with a covariate ``φ²`` and ``w φ`` too) and the scalar pair of ``Σ w²``.
+_CENTRED_EXTRA = {False: (1, 2), True: (3, 2)}
 
 
 def split_half_reliability(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -89,6 +92,10 @@ class WeightedSum:
     covariate
         The explained region's :class:`~.covariate.RegionCovariate`, used by
         ``"covariate"`` (without one, that estimator is the centred one).
+    stderr
+        Whether :meth:`stderr` is asked for: a centred estimator's error needs the sums of
+        ``w² m`` (and ``φ² m``, ``w φ m``) too, which a map without an error (PixelRISE
+        max's mean) need not pay for.
 
     Notes
     -----
@@ -113,6 +120,7 @@ class WeightedSum:
         device: torch.device,
         estimator: str = "covariate",
         covariate: RegionCovariate | None = None,
+        stderr: bool = True,
     ) -> None:
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -120,7 +128,14 @@ class WeightedSum:
         self.estimator = estimator
         #: The covariate in use (None: the centred or the paper's estimator).
         self.covariate = covariate if estimator == "covariate" else None
-        self._q, self._r, n_scalars = _COLUMNS[self.covariate is not None]
+        cov = self.covariate is not None
+        self._q, self._r, n_scalars = _COLUMNS[cov]
+        #: Where the centred error's columns start in the first-moment sums (None: paper).
+        self._extra_at: int | None = None
+        if estimator != "paper" and stderr:
+            self._extra_at = self._q
+            self._q += _CENTRED_EXTRA[cov][0]
+            n_scalars += _CENTRED_EXTRA[cov][1]
         self.p = float(p_keep)
         self.dtype = accumulation_dtype(device)
         self.n_vox = math.prod(self.spatial)
@@ -168,6 +183,9 @@ class WeightedSum:
             cols2 += [f * f, f, w * f]
             for x in (phi, phi * phi, wd * phi):  # each with its even-indexed part
                 scalars += [x, x * ev]
+        if self._extra_at is not None:  # the centred estimators' standard error
+            cols1 += [w * w] + ([f * f, w * f] if self.covariate is not None else [])
+            scalars += [wd * wd, wd * wd * ev]
         for k, total in enumerate(torch.stack(scalars).sum(dim=1).tolist()):
             self._open_w[k] += total
         self._open_n[0] += b
@@ -363,7 +381,14 @@ class WeightedSum:
             phi = s1[4] - s1[5] if cov else None
             sums, n = (s1[0] - s1[2], s1[1] - s1[3], phi), self.n - self.n_even
             sc = [a - b for a, b in zip(w[0::2], w[1::2], strict=True)]
-        return Moments(sums[0], sums[1], n, sc[0], sums[2], *sc[1:])
+        cov_sc = sc[1:4] if cov else []
+        out = Moments(sums[0], sums[1], n, sc[0], sums[2], *cov_sc)
+        if half == "all" and self._extra_at is not None:
+            k = self._extra_at
+            out.s_w2, out.w2 = s1[k], sc[-1]
+            if cov:
+                out.s_phi2, out.s_wphi = s1[k + 1], s1[k + 2]
+        return out
 
     def _estimate(self, m: Moments) -> torch.Tensor:
         cov = None if self.covariate is None else self.covariate.cov.to(m.s_w)
