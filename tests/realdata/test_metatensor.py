@@ -69,3 +69,22 @@ def test_the_notebook_widget_takes_the_spacing_too(nifti):
     w = ExplainWidget(ThresholdNet(3), _loaded(path), method="SegRISE", n_masks=4)
     assert tuple(w.voxel_spacing) == ZOOMS
     assert tuple(w.view.spacing) == ZOOMS
+
+
+def test_the_metatensor_spacing_is_kept_by_a_cropped_roi_run(tmp_path):
+    from maskscope import SegRISE
+
+    vol = np.zeros((40, 30, 24), np.float32)
+    vol[4:10, 3:7, 2:6] = 1.0
+    path = tmp_path / "big.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.diag([*ZOOMS, 1.0])), str(path))
+    x = _loaded(path)
+    box = "2:12,1:9,0:8"  # far from the far corner: the window is smaller than the image
+    kw = dict(n_masks=16, grid=3, seed=2, roi=box)
+    for crop in ("auto", True):
+        got = SegRISE(ThresholdNet(3)).explain(x, crop=crop, **kw)
+        assert "crop_skipped" not in got.params and got.voxel_spacing == ZOOMS
+        want = SegRISE(ThresholdNet(3)).explain(vol[None], crop=crop, voxel_spacing=ZOOMS, **kw)
+        np.testing.assert_array_equal(got.map, want.map)
+    hdm = HDM(ThresholdNet(3)).explain(x, crop=True, roi=box, **HDM_KW)
+    assert hdm.voxel_spacing == ZOOMS

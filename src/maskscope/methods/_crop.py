@@ -259,7 +259,7 @@ def iter_crop(
     through the window (``_frame``); everything else is as given. ``stream=False``: no
     intermediate snapshots (what ``explain`` asks for).
     """
-    from .._engine.inputs import prepare_image, prepare_reference
+    from .._engine.inputs import prepare_image, prepare_reference, spacing_from_image
     from ..intensity import apply_normalization
 
     declared = getattr(method.model, "in_channels", None)
@@ -272,6 +272,10 @@ def iter_crop(
     if callable(normalize) or normalize != "none":
         img = torch.from_numpy(apply_normalization(normalize, img))
     spatial = tuple(layout.spatial)
+    if kwargs.get("voxel_spacing") is None:  # a MetaTensor's own, before the crop drops it
+        carried = spacing_from_image(image, len(spatial))
+        if carried is not None:
+            kwargs = {**kwargs, "voxel_spacing": carried}
     ref = None if reference is None else prepare_reference(reference, spatial, n_classes=None)
     prediction, extra = None, 0
     if roi.kind == "point" and roi.labels is None:
