@@ -328,6 +328,33 @@ def check_same_space(vol: Volume, image: Volume, what: str) -> None:
         )
 
 
+def _volume_of_metatensor(like: Any, shape: tuple[int, ...]) -> Volume:
+    """A MONAI ``MetaTensor`` as the NIfTI volume it stands for: its affine (MONAI keeps it
+    in NIfTI's RAS convention), its array order ``(C, i, j, k)``, its ``pixdim``."""
+    affine = getattr(like, "affine", None)
+    if affine is None or not hasattr(like, "shape"):
+        raise TypeError(
+            f"like must be a Volume from read_image or a MONAI MetaTensor, got "
+            f"{type(like).__name__}"
+        )
+    a = np.asarray(affine.detach().cpu() if hasattr(affine, "detach") else affine, float)
+    if a.shape == (3, 3):  # a 2D image's affine: in the 4×4 of a NIfTI file
+        a = np.array([[*a[0, :2], 0, a[0, 2]], [*a[1, :2], 0, a[1, 2]], [0, 0, 1, 0], [0, 0, 0, 1]])
+    if a.shape != (4, 4):
+        raise ValueError(f"like's affine must be 4×4 (or 3×3 in 2D), got {a.shape}")
+    n = min(len(shape), 3)
+    spatial = tuple(int(v) for v in tuple(like.shape)[-n:])
+    if spatial != tuple(shape[-n:]):
+        raise ValueError(
+            f"a map written like this MetaTensor must have its spatial shape {spatial}, got a "
+            f"map of shape {tuple(shape)}"
+        )
+    pixdim = getattr(like, "pixdim", None)
+    spacing = None if pixdim is None else tuple(float(v) for v in np.asarray(pixdim).ravel())
+    data = np.zeros(spatial, np.uint8)  # only the shape is read from a Volume's data
+    return Volume(data, spacing, ".nii.gz", {"affine": a, "axes": "ijk"})
+
+
 def _nifti_spatial(vol: Volume) -> tuple[int, ...]:
     """The three spatial sizes of a NIfTI volume as read (extra axes first)."""
     return tuple(int(n) for n in vol.data.shape[-3:])
@@ -393,15 +420,18 @@ def _write_tiff(path: Path, arr: np.ndarray, spacing: tuple[float, ...] | None) 
 def write_map(
     path: str | Path,
     data: np.ndarray,
-    like: Volume | None = None,
+    like: Any = None,
     *,
     spacing: Any = None,
 ) -> Path:
     """Write a map in the format given by ``path``'s suffix.
 
     For NIfTI the array is turned back to the file's axis order and written with the
-    affine and header of ``like`` (when it is a NIfTI volume); otherwise an ``(i, j, k)``
-    array with the voxel ``spacing`` on the affine's diagonal (identity without one).
+    affine and header of ``like`` (when it is a NIfTI volume); with a MONAI ``MetaTensor``
+    as ``like`` (``LoadImage``'s output, after any ``Orientation`` or ``Spacing``), with
+    its own affine, in its array order, as MONAI's ``SaveImage`` writes it; otherwise an
+    ``(i, j, k)`` array with the voxel ``spacing`` on the affine's diagonal (identity
+    without one).
 
     Parameters
     ----------
@@ -410,7 +440,8 @@ def write_map(
     data
         The map (spatial axes last).
     like
-        The volume the map was made from (its NIfTI space is kept).
+        The volume the map was made from (its NIfTI space is kept): a :class:`Volume`
+        from :func:`read_image`, or the ``MetaTensor`` that was explained.
     spacing
         Voxel spacing per spatial axis, in the array's order: written as ``voxel_spacing``
         in ``.npz``, as the ImageJ spacing and resolution in a 2D or 3D ``.tif``, and on
@@ -420,6 +451,8 @@ def write_map(
     path = Path(path)
     fmt = _check_format(path, FORMATS)
     arr = np.asarray(data, dtype=np.float32)
+    if like is not None and not isinstance(like, Volume):
+        like = _volume_of_metatensor(like, arr.shape)
     if spacing is None and like is not None and like.voxel_spacing:
         spacing = tuple(like.voxel_spacing)[-arr.ndim :]
     spacing = _spacing_of(arr, spacing)
@@ -439,7 +472,8 @@ def write_map(
                     f"a map written like {like.format} source must have its spatial shape "
                     f"{want}, got a map of shape {arr.shape}"
                 )
-            img = nifti_image(arr, like.meta["affine"], like.axes or "ijk", like.meta["header"])
+            header = like.meta.get("header")
+            img = nifti_image(arr, like.meta["affine"], like.axes or "ijk", header)
         else:
             diagonal = list(spacing[-3:]) if spacing is not None else []
             affine = np.diag([*diagonal, *[1.0] * (4 - len(diagonal))])

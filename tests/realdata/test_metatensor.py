@@ -88,3 +88,28 @@ def test_the_metatensor_spacing_is_kept_by_a_cropped_roi_run(tmp_path):
         np.testing.assert_array_equal(got.map, want.map)
     hdm = HDM(ThresholdNet(3)).explain(x, crop=True, roi=box, **HDM_KW)
     assert hdm.voxel_spacing == ZOOMS
+
+
+def test_a_map_written_like_the_metatensor_lies_where_the_image_does(tmp_path):
+    from monai.transforms import SaveImage
+
+    from maskscope.io import write_map
+
+    vol = np.zeros((14, 10, 8), np.float32)
+    vol[4:10, 3:7, 2:6] = 1.0
+    vol[1, 1, 1] = 5.0  # a landmark
+    affine = np.array([[-2.0, 0, 0, 30], [0, 1.5, 0, -40], [0, 0, 3.0, -20], [0, 0, 0, 1]])
+    path = tmp_path / "las.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), str(path))
+    x = _loaded(path, "RAS")  # reoriented: the array is flipped along its first axis
+    landmark = np.unravel_index(int(np.argmax(np.asarray(x[0]))), x.shape[1:])
+    out = write_map(tmp_path / "map.nii.gz", np.asarray(x[0]), like=x)
+    written = nib.load(str(out))
+    at = written.affine @ [*landmark, 1]
+    np.testing.assert_allclose(at[:3], (affine @ [1, 1, 1, 1])[:3])  # the landmark's place
+    np.testing.assert_array_equal(np.asarray(written.dataobj), np.asarray(x[0]))
+    SaveImage(output_dir=str(tmp_path / "monai"), output_postfix="m", separate_folder=False)(x)
+    (monai_file,) = (tmp_path / "monai").glob("*.nii.gz")
+    np.testing.assert_allclose(written.affine, nib.load(str(monai_file)).affine, atol=1e-5)
+    with pytest.raises(ValueError, match="must have its spatial shape"):
+        write_map(tmp_path / "bad.nii.gz", np.zeros((3, 3, 3)), like=x)
