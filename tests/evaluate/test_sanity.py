@@ -104,6 +104,12 @@ def test_seed_agreement_matches_numpy_and_scipy():
     ref = region.astype(np.int32)
     ea = Explanation("SegRISE", a, reference=ref)
     assert seed_agreement(ea, Explanation("SegRISE", b), region="reference") == inside
+    two = ref.copy()
+    two[7:9, 0:4] = 2  # another class: not the explained segment when a target is set
+    et = Explanation("SegRISE", a, reference=two, target=1)
+    assert seed_agreement(et, Explanation("SegRISE", b), region="reference") == inside
+    every = seed_agreement(Explanation("SegRISE", a, reference=two), b, region="reference")
+    assert every.n_voxels == 28
     assert np.isnan(seed_agreement(a, np.ones((9, 10))).spearman)
     assert seed_agreement(a, b).to_dict()["n_voxels"] == 90
 

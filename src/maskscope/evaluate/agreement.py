@@ -69,7 +69,8 @@ def _region(region: Any, a: Any, shape: tuple[int, ...]) -> np.ndarray:
             raise ValueError(f"region must be 'reference', a boolean mask or None, got {region!r}")
         if not isinstance(a, Explanation) or a.reference is None:
             raise ValueError("region='reference' needs the first argument to be an Explanation")
-        mask = np.asarray(a.reference) > 0
+        ref = np.asarray(a.reference)
+        mask = ref == a.target if a.target is not None else ref > 0  # the explained segment
     else:
         mask = np.asarray(region)
         if mask.dtype != bool:
