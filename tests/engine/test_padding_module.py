@@ -154,3 +154,17 @@ def test_an_exported_module_is_wrapped_as_not_training():
     module = torch.export.export(conv, (torch.zeros(1, 1, 8, 8),)).module()
     assert module.training  # whatever mode it was exported in
     assert PadToMultiple(module, 8).training is False
+
+
+def test_an_exported_module_inside_keeps_its_mode_and_a_model_source_loads_it():
+    from maskscope.batch.model_source import ModelSource
+
+    conv = nn.Conv2d(1, 2, 3, padding=1).eval()
+    module = torch.export.export(conv, (torch.zeros(1, 1, 8, 8),)).module()
+    wrapped = PadToMultiple(module, 8)
+    assert wrapped.eval() is wrapped and wrapped.train() is wrapped and wrapped.training
+    x = torch.rand(1, 1, 5, 7)
+    loaded, _ = ModelSource(wrapped.eval(), threads=1).load()
+    torch.testing.assert_close(loaded(x), PadToMultiple(conv, 8)(x))
+    bare, _ = ModelSource(module, threads=1).load()  # refused train() before
+    assert bare is module

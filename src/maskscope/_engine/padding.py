@@ -147,6 +147,17 @@ class PadToMultiple(nn.Module):
         self.last_padded: tuple[int, ...] | None = None
         self.training = _starting_mode(model)
 
+    def train(self, mode: bool = True) -> PadToMultiple:
+        """Set the mode of the wrapper and of the wrapped network; an exported program's
+        module, whose mode was fixed when it was exported (it refuses ``train()``), is
+        left as it is."""
+        from .model_call import is_exported_module  # model_call imports this module
+
+        self.training = bool(mode)
+        if isinstance(self.model, nn.Module) and not is_exported_module(self.model):
+            self.model.train(mode)
+        return self
+
     @property
     def in_channels(self) -> int | None:
         """The input channels the wrapped model declares (``in_channels``), or None."""

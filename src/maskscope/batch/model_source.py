@@ -81,7 +81,11 @@ class ModelSource:
         if not isinstance(self.spec, str):
             model = self.spec
             if isinstance(model, torch.nn.Module):
-                model = model.to(device).eval()
+                from .._engine.model_call import is_exported_module
+
+                model = model.to(device)
+                if not is_exported_module(model):  # an exported program's mode is fixed
+                    model = model.eval()
             return model, device
         try:
             model = load_for_frontend(load_model, self.spec, device=device, trusted=self.trusted)
