@@ -112,6 +112,14 @@ def test_set_values_refuses_numbers_a_spin_box_would_clamp(make_napari_viewer, m
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             widget.set_values(**bad)
+    for bad, message in [
+        ({"tol": 0.0004}, "takes at most 3 decimals here, got 0.0004"),  # would read "none"
+        ({"p_keep": 0.12345}, "takes at most"),
+        ({"n_masks": 2.7}, '"n masks" takes a whole number, got 2.7'),
+        ({"n_masks": 7, "p_keep": 1.5}, '"p keep" must be in (0, 1)'),  # n_masks not set
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            widget.set_values(**bad)
     values = widget.form.values()
     assert values["n_masks"] == 40 and values["p_keep"] == 0.5 and values["tol"] is None
     widget.set_values(n_masks=7, tol=0.1, batch_size=None)

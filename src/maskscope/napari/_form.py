@@ -92,6 +92,35 @@ class _Entry:
             return w.currentText()
         return self.field.read(w.currentText() if kind == "choice-or-number" else w.text())
 
+    def number(self, value: Any) -> int | float:
+        """``value`` as this spin box holds it exactly, or ``ValueError`` naming the field
+        (a spin box would clamp it, round it to its decimals, or show "none")."""
+        w, label = self.widget, self.field.spec.label
+        if self.field.kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f'"{label}" takes a whole number, got {value!r}')
+            number: int | float = int(value)
+        else:
+            number = float(value)
+        self.field.check_bounds(number)
+        if self.field.kind == "float" and round(number, w.decimals()) != number:
+            raise ValueError(
+                f'"{label}" takes at most {w.decimals()} decimals here, got {value!r}'
+            )
+        if not w.minimum() <= number <= w.maximum() or (
+            self.field.optional and number == w.minimum()
+        ):
+            raise ValueError(
+                f'"{label}" takes values from {w.minimum():g} to {w.maximum():g} here, got '
+                f"{value!r}"
+            )
+        return number
+
+    def check(self, value: Any) -> None:
+        """Raise as :meth:`set` would, and change nothing."""
+        if self.field.kind in ("int", "float") and value is not None:
+            self.number(value)
+
     def set(self, value: Any) -> None:
         """Show ``value`` in the entry."""
         w, kind = self.widget, self.field.kind
@@ -100,17 +129,8 @@ class _Entry:
         elif kind in ("int", "float"):
             if value is None:
                 w.setValue(w.minimum())
-                return
-            number = int(value) if kind == "int" else float(value)
-            self.field.check_bounds(number)  # the box would clamp it, or show "none"
-            if not w.minimum() <= number <= w.maximum() or (
-                self.field.optional and number == w.minimum()
-            ):
-                raise ValueError(
-                    f'"{self.field.spec.label}" takes values from {w.minimum():g} to '
-                    f"{w.maximum():g} here, got {value!r}"
-                )
-            w.setValue(number)
+            else:
+                w.setValue(self.number(value))
         elif kind == "choice":
             i = w.findText(format_value(value))
             if i >= 0:
@@ -161,9 +181,11 @@ class ParamForm(QWidget):
                 f"{self.method} has no field(s) {', '.join(unknown)}; fields are "
                 f"{', '.join(self.entries)}"
             )
-        for name, value in values.items():
-            if name in self.entries:
-                self.entries[name].set(value)
+        known = {k: v for k, v in values.items() if k in self.entries}
+        for name, value in known.items():  # all checked before any is shown
+            self.entries[name].check(value)
+        for name, value in known.items():
+            self.entries[name].set(value)
 
     def widget(self, name: str) -> QWidget:
         """The Qt widget of one entry."""
