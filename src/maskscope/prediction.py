@@ -47,7 +47,7 @@ CLI_FIELDS = {
 GUI_FIELDS = {
     "normalize": "the normalisation",
     "axes": "the array order",
-    "outputs": '"model outputs"',
+    "outputs": '"model outputs" (the notebook widget\'s outputs=)',
     "output_key": '"output key"',
 }
 

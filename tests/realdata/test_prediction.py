@@ -136,4 +136,7 @@ def test_outputs_called_logits_that_look_like_probabilities_warn(channels, end, 
     assert check_prediction(SegRISE(model, outputs="probabilities"), img).warning is None
     assert check_prediction(SegRISE(_Ends(channels)), img).warning is None
     sliced = check_prediction(SegRISE(model, spatial_dims=2), np.stack([img, img]))
-    assert words in sliced.warning and '"model outputs"' in sliced.warning
+    assert (
+        words in sliced.warning
+        and '"model outputs" (the notebook widget\'s outputs=)' in sliced.warning
+    )

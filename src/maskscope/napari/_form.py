@@ -104,9 +104,7 @@ class _Entry:
             number = float(value)
         self.field.check_bounds(number)
         if self.field.kind == "float" and round(number, w.decimals()) != number:
-            raise ValueError(
-                f'"{label}" takes at most {w.decimals()} decimals here, got {value!r}'
-            )
+            raise ValueError(f'"{label}" takes at most {w.decimals()} decimals here, got {value!r}')
         if not w.minimum() <= number <= w.maximum() or (
             self.field.optional and number == w.minimum()
         ):
