@@ -84,3 +84,23 @@ def test_shapes_beside_the_image_are_refused():
     layer = Shapes([np.array([[2, 3], [2, 5], [4, 5], [4, 3]])], shape_type="rectangle", name="b")
     with pytest.raises(ValueError, match=re.escape("'b' lie outside the image 'scan'")):
         roi_from_layer(layer, (6, 7), image=image)
+
+
+def test_the_slice_a_shape_was_drawn_on_is_the_one_napari_shows():
+    image = Image(np.zeros((20, 16, 16)), scale=(2.5, 1.0, 1.0))
+    # drawn at world z = 24 (slice 9.6 of the image: napari shows slice 10)
+    corners = np.array([[24.0, 4, 4], [24.0, 4, 9], [24.0, 9, 9], [24.0, 9, 4]])
+    layer = Shapes([corners], shape_type="rectangle")
+    got = roi_from_layer(layer, (20, 16, 16), (2.5, 1.0, 1.0), image=image)
+    mask = got.resolve((20, 16, 16))
+    # a block centred on slice 10: 6 mm across, 3 mm (one 2.5 mm slice) on each side
+    assert np.flatnonzero(mask.any(axis=(1, 2))).tolist() == [9, 10, 11]
+
+
+def test_shapes_over_a_channel_first_image_are_read_on_its_spatial_axes():
+    image = Image(np.zeros((3, 16, 16)), scale=(1.0, 2.0, 2.0))
+    box = Shapes([np.array([[4, 4], [4, 12], [12, 12], [12, 4]])], shape_type="rectangle")
+    mask = roi_from_layer(box, (16, 16), image=image, spatial_axes=(1, 2)).resolve((16, 16))
+    want = np.zeros((16, 16), bool)
+    want[2:7, 2:7] = True  # world 4..12 is data 2..6 at 2 per voxel
+    np.testing.assert_array_equal(mask, want)

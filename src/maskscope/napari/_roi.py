@@ -48,30 +48,49 @@ def _extend_through_depth(mask: np.ndarray, spacing: tuple[float, ...]) -> np.nd
     return out
 
 
-def _on_image_grid(layer: Any, image: Any) -> Any:
+def _on_image_grid(layer: Any, image: Any, spatial_axes: Any = None) -> Any:
     """The Shapes ``layer`` with its vertices in ``image``'s data coordinates (a copy).
 
-    ``layer`` itself when there is no image layer or the two do not share their dimensions
-    (a layer with a channel axis: the dimension check reports it).
+    An image layer with more dimensions (a channel axis first) is reached through its
+    spatial axes, the last ones, as napari lays a Shapes layer of fewer dimensions over
+    the last world axes. A coordinate all of a shape's vertices share (the slice a shape
+    was drawn on) is rounded, as napari rounds the slice it shows. ``layer`` itself when
+    there is no image layer, or its spatial axes are not its last ones.
     """
-    if image is None or image.ndim != layer.ndim:
+    if image is None or image.ndim < layer.ndim:
         return layer
-    moved = [
-        np.array([image.world_to_data(layer.data_to_world(v)) for v in np.asarray(verts)])
-        for verts in layer.data
-    ]
-    if all(np.allclose(a, b) for a, b in zip(moved, layer.data, strict=True)):
+    extra = image.ndim - layer.ndim
+    axes = tuple(range(extra, image.ndim))
+    if extra and tuple(spatial_axes or ()) != axes:
         return layer
-    return Shapes(moved, shape_type=list(layer.shape_type), ndim=layer.ndim)
+
+    def moved(v: np.ndarray) -> np.ndarray:
+        world = np.asarray(layer.data_to_world(v), float)
+        return np.asarray(image.world_to_data([0.0] * extra + list(world)), float)[extra:]
+
+    out = []
+    for verts in layer.data:
+        m = np.array([moved(v) for v in np.asarray(verts)])
+        flat = np.ptp(m, axis=0) == 0  # the slice a shape was drawn on
+        m[:, flat] = np.round(m[:, flat])
+        out.append(m)
+    if all(np.allclose(a, b) for a, b in zip(out, layer.data, strict=True)):
+        return layer
+    return Shapes(out, shape_type=list(layer.shape_type), ndim=layer.ndim)
 
 
 def roi_from_layer(
-    layer: Any, spatial: tuple[int, ...], spacing: Any = None, image: Any = None
+    layer: Any,
+    spatial: tuple[int, ...],
+    spacing: Any = None,
+    image: Any = None,
+    spatial_axes: Any = None,
 ) -> ROI:
     """The ROI a Shapes or Labels layer selects on an image of ``spatial`` shape.
 
     ``image`` is the image layer explained: a Shapes layer's shapes are read where they lie
     over it in the world (see the module's notes); without it, in their own coordinates.
+    ``spatial_axes``: the image layer's spatial axes (when it has a channel axis too).
 
     Raises
     ------
@@ -89,11 +108,13 @@ def roi_from_layer(
                 f"ROI: the Shapes layer {layer.name!r} has {layer.ndim} dimensions, the image "
                 f"{len(spatial)} (spatial shape {spatial})"
             )
-        mask = np.asarray(_on_image_grid(layer, image).to_masks(mask_shape=spatial)).any(axis=0)
+        grid = _on_image_grid(layer, image, spatial_axes)
+        mask = np.asarray(grid.to_masks(mask_shape=spatial)).any(axis=0)
         if not mask.any():
+            over = "the image" if image is None else f"the image {image.name!r}"
             raise ValueError(
-                f"ROI: the shapes of the Shapes layer {layer.name!r} lie outside the image "
-                f"{getattr(image, 'name', '')!r} (spatial shape {spatial}): draw them over it"
+                f"ROI: the shapes of the Shapes layer {layer.name!r} lie outside {over} "
+                f"(spatial shape {spatial}): draw them over it"
             )
         if mask.ndim == 3:
             sp = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
@@ -212,12 +233,14 @@ class RoiPanel(QWidget):
         *,
         reverse: bool = False,
         image: Any = None,
+        spatial_axes: Any = None,
     ) -> tuple[ROI | None, bool | str]:
         """``(roi, crop)`` for the run: None and ``"auto"`` for the whole image.
 
         ``spatial`` and ``spacing`` are the model's; ``reverse``: the model takes the
         layer's spatial axes in reverse order (the ROI is read in the layer's, then turned);
-        ``image``: the image layer explained (shapes are read where they lie over it).
+        ``image``: the image layer explained (shapes are read where they lie over it), and
+        its ``spatial_axes``.
         """
         layer = self.layer.currentData()
         crop = self.crop.currentData()
@@ -228,5 +251,5 @@ class RoiPanel(QWidget):
         if reverse:
             spatial = tuple(reversed(spatial))
             spacing = None if spacing is None else tuple(reversed(tuple(spacing)))
-        roi = roi_from_layer(layer, spatial, spacing, image=image)
+        roi = roi_from_layer(layer, spatial, spacing, image=image, spatial_axes=spatial_axes)
         return (roi.reversed_axes() if reverse else roi), crop

@@ -302,6 +302,7 @@ class ExplainWidget(QWidget):
             given.voxel_spacing,
             reverse=given.frame.reverse,
             image=given.layer,
+            spatial_axes=given.array.spatial_axes,
         )
         request = RunRequest(
             given.array.image,
