@@ -245,6 +245,8 @@ def read_companion(path: str | Path, image: Volume, flag: str, *, axes: str = "i
     """
     vol = read_image(path, axes=axes)
     check_same_space(vol, image, f"{flag} {Path(path).name}")
+    if vol.format in _NIFTI and vol.data.ndim == image.data.ndim + 1 and vol.data.shape[-1] == 1:
+        vol = Volume(vol.data[..., 0], vol.voxel_spacing, vol.format, vol.meta)  # (X, Y, 1)
     as_picture = vol.format not in (".npy", ".npz")  # an array is taken as it is
     values = np.unique(vol.data) if as_picture and vol.data.dtype.kind in "iuf" else ()
     if len(values) and values[-1] == 255 and set(values.tolist()) <= {0, 255}:
@@ -356,8 +358,12 @@ def _volume_of_metatensor(like: Any, shape: tuple[int, ...]) -> Volume:
 
 
 def _nifti_spatial(vol: Volume) -> tuple[int, ...]:
-    """The three spatial sizes of a NIfTI volume as read (extra axes first)."""
-    return tuple(int(n) for n in vol.data.shape[-3:])
+    """The spatial sizes of a NIfTI volume as read (its last three axes, extra axes first),
+    without trailing axes of one (a 2D slice saved as ``(X, Y, 1)``)."""
+    shape = [int(n) for n in vol.data.shape[-3:]]
+    while len(shape) > 2 and shape[-1] == 1:
+        shape.pop()
+    return tuple(shape)
 
 
 def nifti_image(data: np.ndarray, affine: Any, axes: str = "ijk", header: Any = None):

@@ -134,3 +134,14 @@ def test_a_nifti_mask_of_0_and_255_and_one_with_a_4th_axis_of_one(tmp_path, caps
         ValueError, match=r"has the spatial shape \(4, 5, 7\), the image \(6, 7, 5\)"
     ):
         read_companion(tmp_path / "small.nii.gz", image, "--reference small.nii.gz")
+
+
+def test_a_2d_nifti_mask_saved_with_a_third_axis_of_one(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    img = np.zeros((9, 7), np.float32)
+    img[2:6, 1:5] = 1.0
+    nib.save(nib.Nifti1Image(img, np.eye(4)), tmp_path / "slice.nii.gz")
+    image = read_image(tmp_path / "slice.nii.gz")
+    nib.save(nib.Nifti1Image((img > 0)[..., None].astype(np.uint8), np.eye(4)), tmp_path / "m.nii")
+    mask = read_companion(tmp_path / "m.nii", image, "--reference").data
+    np.testing.assert_array_equal(mask, img > 0)

@@ -221,3 +221,18 @@ def test_an_exported_programs_layout_is_read_from_its_graph(tmp_path: Path) -> N
     got = SegRISE(loaded).explain(image, n_masks=8, grid=2, seed=0, batch_size=2)
     want = SegRISE(net).explain(image, n_masks=8, grid=2, seed=0, batch_size=2)
     np.testing.assert_allclose(got.map, want.map, rtol=1e-5, atol=1e-6)
+
+
+def test_a_factory_module_whose_own_import_fails_says_so(tmp_path, monkeypatch) -> None:
+    import sys
+
+    name = "maskscope_cwd_broken_probe"
+    (tmp_path / f"{name}.py").write_text("import no_such_dependency_xyz\n\ndef make():\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ValueError) as caught:
+        load_model(f"{name}:make")
+    text = str(caught.value)
+    assert "no_such_dependency_xyz" in text and f"imported by {name!r}" in text
+    assert "PYTHONPATH" not in text and str(tmp_path) not in sys.path

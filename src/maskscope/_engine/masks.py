@@ -87,7 +87,7 @@ class RiseMasks:
     grid
         Number of grid cells ``s``, one int for all axes or one per axis.
     p_keep
-        Probability that a cell is kept (mask value 1), in (0, 1].
+        Probability that a cell is kept (mask value 1), in (0, 1).
     seed
         Seed of the random stream.
     device

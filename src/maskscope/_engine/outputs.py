@@ -64,7 +64,9 @@ def parse_output_key(text: str | int | None) -> str | int | None:
     return s
 
 
-_CHANNEL = re.compile(r"^\s*(?:(?P<key>.*?)\s*/\s*)?channel\s+(?P<channel>-?\d+)\s*$")
+_CHANNEL = re.compile(
+    r"^\s*(?:(?P<key>.*?)\s*/\s*)?channel\s+(?P<channel>-?\d+)\s*$", re.IGNORECASE
+)
 
 
 def split_channel(key: str | int | None) -> tuple[str | int | None, int | None]:

@@ -249,7 +249,7 @@ def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
         if name in seen and _key(seen[name]) == _key(image):
             raise ValueError(
                 f"INPUTS: the case names clash: the image {image} is listed twice, both "
-                f"times as {name!r}; give each of its cases a name in a CSV 'name' column"
+                f"times as {name!r}; give each of its cases its own name in a CSV 'name' column"
             )
         if name in seen:
             raise ValueError(

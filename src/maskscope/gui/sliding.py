@@ -52,6 +52,8 @@ class PatchFields:
         0.25,
         label="patch overlap",
         min=0.0,
+        max=1.0,
+        max_exclusive=True,
         step=0.05,
         help="Fraction of a patch shared with its neighbour along each axis, in [0, 1)",
     )

@@ -227,10 +227,18 @@ def _import(module_name: str) -> Any:
         top = module_name.split(".")[0]
         here = Path.cwd()
         local = (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file()
-        if err.name != top or not local or str(here) in sys.path:
+        if err.name != top:  # the module is there; something it imports is not
+            raise ImportError(f"{err} (imported by {module_name!r})") from err
+        if not local or str(here) in sys.path:
             raise
     sys.path.append(str(here))
-    return importlib.import_module(module_name)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as err:
+        sys.path.remove(str(here))
+        if isinstance(err, ModuleNotFoundError) and err.name != top:
+            raise ImportError(f"{err} (imported by {module_name!r})") from err
+        raise
 
 
 def _load_factory(spec: str, device: torch.device | None) -> nn.Module:
@@ -240,9 +248,10 @@ def _load_factory(spec: str, device: torch.device | None) -> nn.Module:
     try:
         module = _import(module_name)
     except ImportError as err:
+        missing = isinstance(err, ModuleNotFoundError) and err.name == module_name.split(".")[0]
+        where = " (its folder must be the current one or on PYTHONPATH)" if missing else ""
         raise ValueError(
-            f"cannot import module {module_name!r} of factory {spec!r}: {err} (its folder "
-            "must be the current one or on PYTHONPATH)"
+            f"cannot import module {module_name!r} of factory {spec!r}: {err}{where}"
         ) from err
     factory: Any = module
     for part in attr.split("."):
