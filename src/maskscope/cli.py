@@ -17,7 +17,7 @@ from .gui.fields import field_kinds
 from .gui.inputs import prepare_image
 from .gui.models import parse_output_key
 from .intensity import NORMALIZATIONS, PERCENTILES, Normalizer
-from .io import AXES
+from .io import AXES, READ_FORMATS
 from .wording import for_cli
 
 __all__ = ["main"]
@@ -100,7 +100,7 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
         help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
         "any code (use only for files you trust)",
     )
-    parser.add_argument("--image", required=True, help="image file (.npy .npz .tif .nii .nii.gz)")
+    parser.add_argument("--image", required=True, help=f"image file ({' '.join(READ_FORMATS)})")
     parser.add_argument("--reference", help="reference segmentation file (default: the prediction)")
 
 

@@ -45,6 +45,13 @@ def test_steps_must_be_positive(steps):
         faithfulness(sal, **{**kw, "steps": 2.5})
 
 
+def test_more_steps_than_voxels_is_refused():
+    sal, kw = args(steps=145)  # a 12×12 image
+    with pytest.raises(ValueError, match=r"steps must be at most the 144 voxels .*, got 145"):
+        faithfulness(sal, **kw)
+    assert faithfulness(sal, **{**kw, "steps": 144}).deletion.fractions[1] == 1 / 144
+
+
 def test_unknown_substrate():
     sal, kw = args(substrate="noise")
     with pytest.raises(

@@ -275,6 +275,11 @@ class _Evaluation:
         names += ("batch_size", "outputs", "spatial_dims", "output_key", "output")
         names += ("pad_multiple", "pad_mode")
         self.problem = prepare_problem(source, **{k: args[k] for k in names})
+        if self.steps > self.problem.n_voxels:  # steps of no voxel: model calls for nothing
+            raise ValueError(
+                f"steps must be at most the {self.problem.n_voxels} voxels the curve orders "
+                f"(one or more voxels per step), got {self.steps}"
+            )
         self.counts = step_counts(self.problem.n_voxels, self.steps)
         self.fractions = self.counts / self.problem.n_voxels
         self.jobs = _make_jobs(self.problem, kinds, self.n_random, self.seed, len(self.counts))
