@@ -124,3 +124,21 @@ def test_a_batch_explains_one_image_whole_and_in_its_roi_side_by_side(tmp_path):
         assert np.array_equal(np.load(out / "maps" / f"{name}.npy"), want.map.astype("f4"))
     rows = {r["name"]: r for r in result.summary["cases"]}
     assert rows["whole"]["roi"] is None and rows["lesion"]["roi"] == str(tmp_path / "roi.npy")
+
+
+def test_a_csv_roi_cell_may_be_a_box(tmp_path):
+    image = image2d(0)
+    np.save(tmp_path / "img.npy", image)
+    (tmp_path / "list.csv").write_text('image,roi,name\nimg.npy,"3:7,4:11",box\n')
+    (case,) = load_cases(tmp_path / "list.csv")
+    assert case.roi == "3:7,4:11"
+    out = tmp_path / "out"
+    result = explain_dataset(
+        tmp_path / "list.csv", model=MODEL, out=out, num_parts=1, part_id=0, progress=False,
+        **SETTINGS,
+    )  # fmt: skip
+    assert result.computed == ["box"] and not result.failed
+    want = SegRISE(ThresholdNet(2)).explain(image, roi="3:7,4:11", **SETTINGS)
+    got = Explanation.load(out / "explanations" / "box.npz")
+    np.testing.assert_array_equal(got.map, want.map)
+    assert result.summary["cases"][0]["roi"] == "3:7,4:11"

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..io import READ_FORMATS
 
@@ -50,13 +51,29 @@ class Case:
         A reference segmentation file (a ground-truth label), or None: the model's own
         prediction is the reference.
     roi
-        A region-of-interest file (a mask), or None.
+        A region-of-interest file (a mask), a box as ``--roi`` writes it
+        (``"z0:z1,y0:y1,x0:x1"``, a str), or None.
     """
 
     name: str
     image: Path
     reference: Path | None = None
-    roi: Path | None = None
+    roi: Path | str | None = None
+
+
+#: A box written as ``--roi`` takes it: ranges of digits separated by commas.
+_BOX = re.compile(r"^\s*\d*\s*:\s*\d*(\s*,\s*\d*\s*:\s*\d*)*\s*$")
+
+
+def is_box(text: str) -> bool:
+    """Whether a CSV ``roi`` cell is a box (``10:20,5:30,0:``) rather than a file."""
+    return bool(_BOX.match(str(text)))
+
+
+def _roi_of(cell: Any) -> Path | str | None:
+    if cell is None:
+        return None
+    return cell if isinstance(cell, str) and is_box(cell) else Path(cell).absolute()
 
 
 def _is_image(path: Path) -> bool:
@@ -132,7 +149,7 @@ def _from_csv(path: Path) -> list[dict[str, Path | str]]:
             entry["reference"] = base / ref
         roi = _cell(row, "roi")
         if roi is not None:
-            entry["roi"] = base / roi
+            entry["roi"] = roi if is_box(roi) else base / roi
         name = _cell(row, "name")
         if name is not None:
             entry["name"] = name
@@ -262,7 +279,7 @@ def load_cases(inputs: str | Path | Iterable[str | Path]) -> list[Case]:
             name=name,
             image=Path(e["image"]).absolute(),
             reference=Path(e["reference"]).absolute() if "reference" in e else None,
-            roi=Path(e["roi"]).absolute() if "roi" in e else None,
+            roi=_roi_of(e.get("roi")),
         )
         for name, e in zip(names, entries, strict=True)
     ]

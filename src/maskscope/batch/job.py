@@ -142,7 +142,12 @@ def _companion(path, image: Any, what: str, axes: str) -> np.ndarray:
 
 
 def _roi_kwargs(case: Case, image: Any, axes: str) -> dict[str, Any]:
-    """The case's ROI file as ``roi=``: its non-zero voxels, read in the image's order."""
+    """The case's ROI as ``roi=``: a box, or a file's non-zero voxels read in the image's
+    order."""
+    if isinstance(case.roi, str):
+        from ..roi import ROI
+
+        return {"roi": ROI.from_box(case.roi)}
     if case.roi is None:
         return {}
     return {"roi": _companion(case.roi, image, "the ROI", axes) > 0}
