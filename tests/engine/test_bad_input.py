@@ -92,6 +92,10 @@ def test_wrong_channel_count_named(net2d):
         (lambda x: [1, 2], "must return a tensor, got list"),
         (lambda x: torch.cat([x, x * float("nan")], 1), "NaN or infinite"),
         (lambda x: x.flatten(), r"got \(256,\)"),
+        (  # a deep-supervision network in training mode: (B, heads, K, *spatial)
+            lambda x: torch.stack([torch.cat([x, -x], 1)] * 3, 1),
+            r"one axis more, as a deep-supervision network in training mode .* model.eval\(\)",
+        ),
     ],
 )
 def test_bad_model_outputs(model, match):

@@ -415,6 +415,13 @@ def check_output(out: Any, batch: int, spatial: Sequence[int], *, expect_k: int 
                 "2**levels, set pad_multiple=16 (the input is padded and the output cropped "
                 "back), else resample its output with output=lambda out: ..."
             )
+        stacked = out.ndim == 3 + len(spatial) and shape[0] == batch and shape[3:] == spatial
+        if stacked:  # (B, heads, K, *spatial)
+            raise ValueError(
+                f"{expected}: one axis more, as a deep-supervision network in training mode "
+                "stacks its heads (MONAI's DynUNet): call model.eval() (the full-resolution "
+                "head alone), or choose a head with output=lambda out: out[:, 0]"
+            )
         raise ValueError(expected)
     if expect_k is not None and shape[1] != expect_k:
         raise ValueError(
