@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ._engine.inputs import without_channel_of_one
+
 __all__ = [
     "ROI",
     "as_roi",
@@ -288,7 +290,7 @@ class ROI:
         return _grow(region, self.grow)
 
     def _resolve_mask(self, spatial, prediction) -> np.ndarray:
-        mask = _channel_of_one(self.mask, spatial)
+        mask = without_channel_of_one(self.mask, spatial)
         _check_shape("ROI mask", mask.shape, spatial)
         return mask
 
@@ -314,7 +316,7 @@ class ROI:
         return out
 
     def _resolve_label(self, spatial, prediction) -> np.ndarray:
-        labels = _channel_of_one(self.labels, spatial)
+        labels = without_channel_of_one(self.labels, spatial)
         _check_shape("ROI label image", labels.shape, spatial)
         region = labels == self.value
         if not region.any():
@@ -329,7 +331,7 @@ class ROI:
         labels = self.labels if self.labels is not None else prediction
         if labels is None:
             raise ValueError("an ROI point needs a label image or the model's prediction")
-        labels = _channel_of_one(_as_numpy(labels), spatial)
+        labels = without_channel_of_one(_as_numpy(labels), spatial)
         _check_shape("ROI label image", labels.shape, spatial)
         return component_at(labels, self.point or (), connectivity=self.connectivity)
 
@@ -338,14 +340,6 @@ def _check_grow(grow: Any) -> int:
     if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or grow < 0:
         raise ValueError(f"grow must be an int >= 0 (voxels), got {grow!r}")
     return int(grow)
-
-
-def _channel_of_one(a: np.ndarray, spatial: Sequence[int]) -> np.ndarray:
-    """``a`` without a leading axis of one (MONAI's channel-first masks), as references."""
-    spatial = tuple(int(n) for n in spatial)
-    if a.ndim == len(spatial) + 1 and a.shape[0] == 1 and tuple(a.shape[1:]) == spatial:
-        return a[0]
-    return a
 
 
 def _check_shape(what: str, shape: tuple[int, ...], spatial: tuple[int, ...]) -> None:

@@ -350,6 +350,15 @@ def normalize_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
     return vals
 
 
+def without_channel_of_one(a: Any, spatial: Sequence[int]) -> Any:
+    """``a`` (array or tensor) without a leading axis of one before ``spatial``: a label
+    image with a channel axis (MONAI's ``EnsureChannelFirst``, a NIfTI's 4th axis)."""
+    spatial = tuple(int(n) for n in spatial)
+    if a.ndim == len(spatial) + 1 and a.shape[0] == 1 and tuple(a.shape[1:]) == spatial:
+        return a[0]
+    return a
+
+
 def prepare_reference(
     reference: Any, spatial: Sequence[int], n_classes: int | None
 ) -> torch.Tensor:
@@ -360,10 +369,8 @@ def prepare_reference(
     With ``n_classes=None`` (the model's classes are not known yet) labels must be >= 0;
     the upper bound is checked once the model has run.
     """
-    t = _as_tensor(reference, "reference", allow_bool=True)
     spatial = tuple(spatial)
-    if t.ndim == len(spatial) + 1 and t.shape[0] == 1 and tuple(t.shape[1:]) == spatial:
-        t = t[0]  # a channel axis of one (MONAI's EnsureChannelFirst, a NIfTI's 4th axis)
+    t = without_channel_of_one(_as_tensor(reference, "reference", allow_bool=True), spatial)
     if tuple(t.shape) != spatial:
         raise ValueError(
             f"reference must have the image's spatial shape {spatial}, got {tuple(t.shape)}"

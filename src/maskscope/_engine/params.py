@@ -221,12 +221,17 @@ def _check_number(owner: str, name: str, value: Any, spec: dict) -> None:
         raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
     lo, hi = spec.get("min"), spec.get("max")
     excl, hi_excl = spec.get("min_exclusive", False), spec.get("max_exclusive", False)
-    too_low = lo is not None and (value <= lo if excl else value < lo)
-    too_high = hi is not None and (value >= hi if hi_excl else value > hi)
-    if too_low or too_high:
+    if not within(value, lo, hi, excl, hi_excl):
         raise ValueError(
             f"{owner}.{name} must be in {interval(lo, hi, excl, hi_excl)}, got {value!r}"
         )
+
+
+def within(value: float, lo: float | None, hi: float | None, lo_excl: bool, hi_excl: bool) -> bool:
+    """Whether ``value`` lies within the bounds (None: unbounded on that side)."""
+    if lo is not None and (value <= lo if lo_excl else value < lo):
+        return False
+    return hi is None or (value < hi if hi_excl else value <= hi)
 
 
 def interval(lo: float | None, hi: float | None, lo_excl: bool, hi_excl: bool) -> str:

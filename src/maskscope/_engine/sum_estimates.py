@@ -96,25 +96,16 @@ def standard_error(m: Moments, s2: torch.Tensor, p: float, estimator: str) -> to
     The error is ``sqrt(var(X) / n)`` with the unbiased sample variance (the estimates of
     ``w̄`` and ``β`` themselves are neglected). ``s2`` holds the second-moment sums
     ``Σ dᵢ mᵢ²`` for ``d`` in ``(w², w, 1)``, then ``(φ², φ, w φ)`` with a covariate
-    (``m.s_phi`` set); a centred estimator's ``m`` holds ``s_w2`` (and ``s_phi2``, ``s_wphi``).
+    (``m.s_phi`` set); a centred estimator's ``m`` holds ``s_w2`` (and ``s_phi2``, ``s_wphi``),
+    without which (sums kept without an error) there is none.
     """
     n = m.n
     if n < 2:
         return None
-    if estimator != "paper" and m.s_w2 is not None:
-        return _centred_error(m, s2, p)
-    c = 0.0 if estimator == "paper" else m.w / n
-    sum_em = m.s_w - c * m.s_1
-    sum_e2m2 = s2[0] - 2.0 * c * s2[1] + c * c * s2[2]
-    beta = slope(m) if estimator != "paper" else 0.0
-    if beta != 0.0:
-        f = m.phi / n
-        sum_em = sum_em - beta * (m.s_phi - f * m.s_1)
-        cross = s2[5] - f * s2[1] - c * s2[4] + c * f * s2[2]
-        square = s2[3] - 2.0 * f * s2[4] + f * f * s2[2]
-        sum_e2m2 = sum_e2m2 - 2.0 * beta * cross + beta * beta * square
-    mean_x = sum_em / (n * p)
-    mean_x2 = sum_e2m2 / (n * p * p)
+    if estimator != "paper":
+        return None if m.s_w2 is None else _centred_error(m, s2, p)
+    mean_x = m.s_w / (n * p)
+    mean_x2 = s2[0] / (n * p * p)
     var = (mean_x2 - mean_x * mean_x).clamp(min=0.0) * (n / (n - 1))
     return torch.sqrt(var / n)
 

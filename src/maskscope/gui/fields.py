@@ -22,6 +22,7 @@ from .._engine.params import (
     describe_params,
     interval,
     validate_params,
+    within,
 )
 from .methods import STDERR_OPTIONS, has_standard_error, method_class
 
@@ -117,9 +118,7 @@ class FormField:
         """
         spec = self.spec
         lo, hi, excl, hi_excl = spec.min, spec.max, spec.min_exclusive, spec.max_exclusive
-        low = lo is not None and (value <= lo if excl else value < lo)
-        high = hi is not None and (value >= hi if hi_excl else value > hi)
-        if low or high or not math.isfinite(value):
+        if not math.isfinite(value) or not within(value, lo, hi, excl, hi_excl):
             bounds = interval(lo, hi, excl, hi_excl)
             raise ValueError(f'"{spec.label}" must be in {bounds}, got {value!r}')
 
