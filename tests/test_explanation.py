@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -48,6 +49,13 @@ def test_png_of_volume_uses_a_slice(net3d, cube3d):
     assert expl.default_slice() == round(np.nonzero(expl.reference)[0].mean())
     img = Image.open(io.BytesIO(expl.to_png(slice_index=0)))
     assert img.size == (8, 8)
+    expl = dataclasses.replace(expl, voxel_spacing=(3.0, 0.5, 1.0))  # (z, y, x)
+    across_z = Image.open(io.BytesIO(expl.to_png(slice_index=0, axis=0)))
+    assert across_z.size == (16, 8)  # (y, x) at (0.5, 1.0): each x voxel two pixels wide
+    across_y = Image.open(io.BytesIO(expl.to_png(slice_index=3, axis=1, contour=False)))
+    plain = np.asarray(across_y)
+    assert plain.shape[:2] == (24, 8)  # (z, x) at (3.0, 1.0): each z voxel three pixels high
+    np.testing.assert_array_equal(plain[::3], plain[2::3])  # nearest neighbour
     with pytest.raises(ValueError, match="view must be one of"):
         expl.to_png(view="nope")
 

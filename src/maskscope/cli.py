@@ -355,6 +355,14 @@ def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
             f"of {of}"
         )
     print(f"  {for_cli(expl.reliability_text())}")
+    window = expl.params.get("crop_window")
+    if window is not None:
+        box = ",".join(f"{a}:{b}" for a, b in window)
+        print(
+            f"  the model ran on the window {box} (the ROI's box and a margin); outside it the "
+            f"map holds no saliency: 'maskscope evaluate --map ... --window {box}' orders its "
+            "voxels only"
+        )
     if png is not None:
         from .figure import figure_png
 

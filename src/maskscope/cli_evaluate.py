@@ -37,6 +37,13 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
         "score inside this region only, as 'explain --roi' does (what the model segments "
         "outside it is no false positive): a box z0:z1,y0:y1,x0:x1 or a mask file",
     )
+    ev.add_argument(
+        "--window",
+        metavar="BOX|full",
+        help="order, remove and insert only the voxels of this box z0:z1,y0:y1,x0:x1 (the "
+        "others stay as they are); 'full': every voxel. Default: the crop window of a map "
+        "that --method computes for an --roi, else every voxel",
+    )
     ev.add_argument("--outputs", default="logits", choices=["logits", "probabilities"])
     ev.add_argument("--spatial-dims", type=int, choices=[2, 3])
     add_call_flags(ev)
@@ -177,6 +184,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--reference must have the --image's spatial shape {spatial}, "
             f"got {tuple(reference.shape)}"
         )
+    window = _window_flag(args.window, spatial)  # checked before a map is computed
     roi = None
     if args.roi is not None:
         from .cli_roi import roi_flag
@@ -191,6 +199,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     gen = iter_faithfulness(
         source,
+        window=window,
         model=model,
         image=image,
         reference=reference,
@@ -210,12 +219,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window_flag(text: str | None, spatial: tuple[int, ...]) -> Any:
+    """``window=`` from ``--window``: ``"auto"``, None (``full``) or a checked box."""
+    if text is None:
+        return "auto"
+    if text.strip().lower() == "full":
+        return None
+    from .roi import ROI
+
+    try:
+        box = ROI.from_box(text)
+        box.resolve(spatial)
+    except ValueError as exc:
+        raise ValueError(f"--window: {exc} ('full' orders every voxel)") from None
+    return box
+
+
 def _report(result: Any, args: argparse.Namespace) -> None:
     what = Path(args.map).name if args.map else f"{result.method} map"
     print(
         f"{what}: {args.substrate} substrate, {result.steps} steps, {result.n_random} random "
         f"order(s), {result.n_forward} forward passes, {result.elapsed:.1f} s"
     )
+    if result.window is not None:
+        box = ",".join(f"{a}:{b}" for a, b in result.window)
+        print(f"curves over the {result.n_voxels} voxels of the window {box}")
     print(result.table())
     if args.png:
         result.to_png(args.png)

@@ -273,7 +273,11 @@ class Explanation:
         with_image: bool = True,
         contour: bool = True,
     ) -> bytes:
-        """Render the map over the image as a PNG.
+        """Render the map over the image as a PNG, one pixel per voxel on the finest axis.
+
+        An anisotropic slice is stretched (nearest neighbour) to its voxels' physical
+        aspect; :func:`~maskscope.figure.figure_png` adds a title, a colour bar and a
+        readable size.
 
         Parameters
         ----------
@@ -300,6 +304,7 @@ class Explanation:
         bytes
             The PNG file's content.
         """
+        from .figure import slice_spacing, with_aspect
         from .render import overlay_rgb, png_bytes
 
         arr = self.extras.get(view) if view in self.extras else getattr(self, view, None)
@@ -315,7 +320,7 @@ class Explanation:
             ref2d = pick(self.reference)
         sal = pick(arr)
         rgb = overlay_rgb(sal, img2d, cmap=cmap, alpha=alpha, contour=ref2d)
-        data = png_bytes(rgb)
+        data = png_bytes(with_aspect(rgb, slice_spacing(self, axis, z)))
         if path is not None:
             Path(path).write_bytes(data)
         return data

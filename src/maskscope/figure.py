@@ -76,6 +76,20 @@ def _enlarged_shape(shape: tuple[int, ...], spacing: tuple[float, ...], min_size
     return tuple(max(n, round(v * factor)) for n, v in zip(shape[:2], natural, strict=True))
 
 
+def slice_spacing(expl: Any, axis: int | None, z: int | None) -> tuple[float, ...]:
+    """The voxel spacing of the slice shown (``z`` across ``axis``; None: a 2D map)."""
+    spacing = tuple(expl.voxel_spacing or ())
+    if z is not None and len(spacing) >= 3:
+        spacing = spacing[-3:][:axis] + spacing[-3:][axis + 1 :]
+    return spacing
+
+
+def with_aspect(rgb: np.ndarray, spacing: tuple[float, ...], min_size: int = 0) -> np.ndarray:
+    """``rgb`` enlarged (nearest neighbour) to its voxels' physical aspect, and to at least
+    ``min_size`` pixels on its shorter side."""
+    return _enlarge(rgb, _enlarged_shape(rgb.shape, spacing, min_size))
+
+
 def _enlarge(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour enlargement of the first two axes of ``arr`` to ``size``."""
     rows = (np.arange(size[0]) * arr.shape[0]) // size[0]
@@ -121,9 +135,7 @@ def figure_rgb(
         raise ValueError(f"view must be one of {valid}, got {view!r}")
     axis, z = expl.view_slice(slice_index, axis)
     pick = (lambda a: a) if z is None else (lambda a: np.take(a, z, axis=axis))
-    spacing = tuple(expl.voxel_spacing or ())
-    if z is not None and len(spacing) >= 3:
-        spacing = spacing[-3:][:axis] + spacing[-3:][axis + 1 :]
+    spacing = slice_spacing(expl, axis, z)
     image = None if expl.image is None else _background(expl.image, arr.ndim, pick)
     # the colour range of what was explained: a 2D model's slices not computed hold 0
     explained = arr[list(expl.slices)] if expl.slices and arr.ndim == 3 else arr

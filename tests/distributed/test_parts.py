@@ -62,6 +62,28 @@ def test_interrupted_after_three_cases_the_restart_computes_the_other_three(tmp_
     assert not list(out.rglob(".tmp-*"))
 
 
+def test_the_summary_is_written_while_the_batch_runs(tmp_path, monkeypatch):
+    """A run killed outright (no ``finally``) leaves a summary of what it had finished."""
+    from maskscope.batch import api
+
+    write_2d(tmp_path / "data", 4)
+    counts = []
+
+    def run(out):
+        def read_summary(row):
+            counts.append(json.loads((out / "summary.json").read_text())["counts"])
+
+        counts.clear()
+        _run(tmp_path / "data", out, on_case=read_summary)
+        return [c["ok"] for c in counts]
+
+    monkeypatch.setattr(api, "SUMMARY_EVERY_S", 1e9)
+    assert run(tmp_path / "a") == [1, 1, 1, 1]  # after the first case, then not so soon
+    assert counts[0] == {"ok": 1, "failed": 0, "pending": 3}
+    monkeypatch.setattr(api, "SUMMARY_EVERY_S", -1.0)
+    assert run(tmp_path / "b") == [1, 2, 3, 4]
+
+
 def test_a_restart_with_other_settings_is_refused_unless_overwrite(tmp_path):
     write_2d(tmp_path / "data", 2)
     out = tmp_path / "out"

@@ -67,11 +67,22 @@ def ref_substrate(image: np.ndarray, name: str, sigma: float = 5.0) -> np.ndarra
     return np.stack([ndimage.gaussian_filter(ch.astype(np.float64), sigma) for ch in image])
 
 
+def window_order(saliency: np.ndarray, window: tuple[slice, ...]) -> list[int]:
+    """The voxels of a box, most salient first (a plain Python filter of the order)."""
+    inside = np.zeros(saliency.shape, bool)
+    inside[window] = True
+    return [v for v in ref_order(saliency) if inside.ravel()[v]]
+
+
 def perturbed_inputs(image, saliency, kind, steps, substrate, order=None):
-    """The ``steps + 1`` perturbed images of a curve, built voxel by voxel."""
+    """The ``steps + 1`` perturbed images of a curve, built voxel by voxel.
+
+    ``order`` (default: every voxel by saliency) may hold only some voxels: the steps are
+    fractions of those, and the others are never touched.
+    """
     sub = ref_substrate(image, substrate)
     order = ref_order(saliency) if order is None else [int(i) for i in order]
-    n_vox = saliency.size
+    n_vox = len(order)
     out = []
     for k in range(steps + 1):
         n = int(np.floor(k * n_vox / steps + 1e-9))

@@ -85,6 +85,9 @@ def test_roi_scores_inside_the_region(tmp_path, capsys, source):
     expl = SegRISE(ThresholdNet(2)).explain(img, roi=box, n_masks=30, grid=4, seed=2)
     np.save(tmp_path / "map.npy", expl.map)
     given = ["--map", str(tmp_path / "map.npy")] if source == "map" else ["--method", "segrise"]
+    window = ",".join(f"{a}:{b}" for a, b in expl.params["crop_window"])
+    if source == "map":  # a map file does not know the window: it is given
+        given += ["--window", window]
     code = main([
         "evaluate", "--model", FACTORY, "--image", str(tmp_path / "two.npy"), *given,
         "--roi", "1:11,1:11", "--n-masks", "30", "--grid", "4", "--seed", "2",
@@ -95,6 +98,9 @@ def test_roi_scores_inside_the_region(tmp_path, capsys, source):
     want = faithfulness(expl, model=ThresholdNet(2), steps=5, n_random=0)
     assert want.deletion.scores("dice")[0] == pytest.approx(1.0)
     assert got["dice"]["auc"] == pytest.approx(want.deletion.auc("dice"), rel=1e-9)
+    assert (
+        f"curves over the {want.n_voxels} voxels of the window {window}" in capsys.readouterr().out
+    )
     whole = faithfulness(expl.map, model=ThresholdNet(2), image=img, steps=5, n_random=0)
     assert whole.deletion.auc("dice") != pytest.approx(got["dice"]["auc"], rel=1e-3)
 
@@ -117,6 +123,8 @@ def test_roi_scores_inside_the_region(tmp_path, capsys, source):
         (("--method", "rise", "--reference", "WRONG"), "--reference must have the --image's"),
         (("--method", "rise", "--roi", "0:30,0:5"), "--roi: the ROI box 0:30,0:5 must lie"),
         (("--method", "rise", "--roi", "nofile.npy"), "--roi must be a box like 10:42,0:64"),
+        (("--method", "rise", "--window", "0:30,0:5"), "--window: the ROI box 0:30,0:5 must lie"),
+        (("--method", "rise", "--window", "all"), "--window: a box is one start:stop range"),
         (
             ("--map", "EMPTY", "--reference", "CORNER", "--roi", "20:,20:"),
             "--reference has no voxel of foreground (labels > 0) inside --roi",

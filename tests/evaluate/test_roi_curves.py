@@ -8,7 +8,14 @@ import pytest
 from maskscope import ROI, Explanation, SegRISE, faithfulness
 from maskscope.evaluate import deletion
 from tests.evaluate.cases import saliency_for
-from tests.evaluate.reference import THRESHOLD, BoxNet, box_mean, perturbed_inputs, ref_auc
+from tests.evaluate.reference import (
+    THRESHOLD,
+    BoxNet,
+    box_mean,
+    perturbed_inputs,
+    ref_auc,
+    window_order,
+)
 
 STEPS = 6
 
@@ -27,13 +34,13 @@ def two_blocks(dims: int) -> tuple[np.ndarray, tuple[slice, ...]]:
     return img.astype(np.float32), (slice(0, 5), slice(0, 5), slice(0, 5))
 
 
-def ref_roi_curve(image, saliency, box, kind):
+def ref_roi_curve(image, saliency, box, kind, order=None):
     """The Dice curve by the slow route, with prediction and reference cut to the box."""
     inside = np.zeros(saliency.shape, bool)
     inside[box] = True
     reference = (box_mean(image[None]) > THRESHOLD) & inside
     dice = []
-    for x in perturbed_inputs(image[None], saliency, kind, STEPS, "zero"):
+    for x in perturbed_inputs(image[None], saliency, kind, STEPS, "zero", order):
         pred = (box_mean(x) > THRESHOLD) & inside
         dice.append(2.0 * (pred & reference).sum() / (pred.sum() + reference.sum()))
     return np.array(dice)
@@ -64,13 +71,70 @@ def test_an_roi_explanation_is_scored_inside_its_roi(tmp_path, crop):
     assert expl.roi is not None and np.array_equal(expl.roi, inside)
     res = faithfulness(expl, model=BoxNet(2), steps=STEPS, n_random=0)
     assert res.deletion.scores("dice")[0] == pytest.approx(1.0)  # the intact image
-    assert res.insertion.scores("dice")[-1] == pytest.approx(1.0)
-    want = ref_roi_curve(img, expl.map, box, "deletion")
+    if crop:  # the curves order the voxels of the crop window, where the map is saliency
+        window = tuple(slice(a, b) for a, b in expl.params["crop_window"])
+        assert window != (slice(0, 12), slice(0, 14))
+        assert res.window == [[s.start, s.stop] for s in window]
+        assert res.n_voxels == int(np.prod([s.stop - s.start for s in window]))
+        want = ref_roi_curve(img, expl.map, box, "deletion", window_order(expl.map, window))
+    else:
+        assert (res.window, res.n_voxels) == (None, img.size)
+        want = ref_roi_curve(img, expl.map, box, "deletion")
+        assert res.insertion.scores("dice")[-1] == pytest.approx(1.0)
     np.testing.assert_allclose(res.deletion.scores("dice"), want, rtol=0, atol=1e-12)
     loaded = Explanation.load(expl.save(tmp_path / "e.npz"))
     assert np.array_equal(loaded.roi, inside)
     again = deletion(loaded, model=BoxNet(2), steps=STEPS)
     np.testing.assert_array_equal(again.scores("dice"), res.deletion.scores("dice"))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_window_limits_the_voxels_ordered(dims):
+    """Only the window's voxels are removed or inserted, in saliency order; fractions of them."""
+    img, box = two_blocks(dims)
+    sal = saliency_for(img.shape, seed=dims + 3)
+    window = tuple(slice(s.start, s.stop + 1) for s in box)
+    text = ",".join(f"{s.start}:{s.stop}" for s in window)
+    order = window_order(sal, window)
+    for given in (text, window, np.isin(np.arange(sal.size), order).reshape(sal.shape)):
+        res = faithfulness(
+            sal,
+            model=BoxNet(dims),
+            image=img,
+            roi=box,
+            window=given,
+            steps=STEPS,
+            n_random=2,
+            seed=3,
+        )
+        assert res.window == [[s.start, s.stop] for s in window]
+        assert res.n_voxels == len(order) and res.to_dict()["n_voxels"] == len(order)
+        for kind in ("deletion", "insertion"):
+            want = ref_roi_curve(img, sal, box, kind, order)
+            np.testing.assert_allclose(getattr(res, kind).scores("dice"), want, atol=1e-12)
+            rng = np.random.default_rng(3)
+            flat = np.flatnonzero(np.isin(np.arange(sal.size), order))
+            rand = [flat[rng.permutation(flat.size)] for _ in range(2)]
+            base = np.mean([ref_roi_curve(img, sal, box, kind, r) for r in rand], axis=0)
+            np.testing.assert_allclose(
+                getattr(res, f"random_{kind}").scores("dice"), base, atol=1e-12
+            )
+    whole = faithfulness(
+        sal, model=BoxNet(dims), image=img, roi=box, window=None, steps=STEPS, n_random=0
+    )
+    assert (whole.window, whole.n_voxels) == (None, sal.size)
+    assert not np.allclose(whole.deletion.scores("dice"), res.deletion.scores("dice"))
+
+
+def test_a_bad_window_is_refused():
+    img, _ = two_blocks(2)
+    sal = saliency_for(img.shape)
+    with pytest.raises(ValueError, match=r"window: .*inside the image"):
+        faithfulness(sal, model=BoxNet(2), image=img, window="0:5,0:40")
+    with pytest.raises(ValueError, match="window holds no voxel"):
+        faithfulness(sal, model=BoxNet(2), image=img, window=np.zeros(img.shape, bool))
+    with pytest.raises(ValueError, match=r"at most the 4 voxels \(of the window\)"):
+        faithfulness(sal, model=BoxNet(2), image=img, window="0:2,0:2", steps=5)
 
 
 def test_roi_scoring_refuses_the_background_and_several_rois():
@@ -88,7 +152,7 @@ def test_roi_scoring_refuses_the_background_and_several_rois():
 
 def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
     """A 2D model on a volume with an ROI: the slice's part of the ROI scores the slice."""
-    from maskscope.evaluate.frontend import evaluation_inputs
+    from maskscope.evaluate.frontend import evaluation_inputs, summary_html
     from tests.conftest import ThresholdNet
 
     vol = np.zeros((4, 20, 22), np.float32)
@@ -99,5 +163,9 @@ def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
     inside = np.zeros((20, 22), bool)
     inside[0:10, 0:10] = True
     np.testing.assert_array_equal(inputs["roi"], inside)
+    window = expl.params["crop_window"][1:]  # the slice's part of the crop window
+    assert inputs["window"] == tuple(slice(a, b) for a, b in window)
     res = faithfulness(inputs.pop("source"), model=ThresholdNet(2), **inputs, steps=4, n_random=0)
     assert res.deletion.scores("dice")[0] == pytest.approx(1.0)
+    assert (res.window, res.n_voxels) == (window, np.prod([b - a for a, b in window]))
+    assert f"voxels of the crop window {window[0][0]}:{window[0][1]}" in summary_html(res)

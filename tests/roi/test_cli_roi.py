@@ -36,6 +36,12 @@ def test_roi_box_and_crop_give_the_api_map(tmp_path, crop, capsys):
     kw = {} if crop is None else {"crop": given[crop]}
     want = SegRISE(ThresholdNet(2)).explain(_image(), roi="12:22,13:25", n_masks=20, grid=4, **kw)
     np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
+    out = capsys.readouterr().out
+    if crop == "off":
+        assert "crop_window" not in want.params and "--window" not in out
+    else:  # the window is printed, as 'maskscope evaluate --window' takes it
+        box = ",".join(f"{a}:{b}" for a, b in want.params["crop_window"])
+        assert f"the model ran on the window {box}" in out and f"--window {box}'" in out
 
 
 def test_open_ended_roi_box_is_a_box_not_a_file(tmp_path, capsys):

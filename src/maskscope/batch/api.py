@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from .job import Job
 from .model_source import ModelSource
 from .serial import check_part, part_of, run_serial
 from .store import BatchStore
+
+#: Seconds between the summaries written while a batch runs (a killed run keeps one).
+SUMMARY_EVERY_S = 10.0
 
 __all__ = ["BatchResult", "explain_dataset"]
 
@@ -147,7 +151,7 @@ def explain_dataset(
     job = job or _job(method, settings)
     job.check()
     retries = _check_retries(retries)
-    cases = load_cases(inputs)
+    cases = listed = load_cases(inputs)  # listed: every case of the dataset, for the summary
     if scheduler is not None and num_parts is not None:
         raise ValueError("--scheduler and --num-parts exclude each other: choose one")
     if (num_parts is None) != (part_id is None):
@@ -167,16 +171,21 @@ def explain_dataset(
     rows = _rows(
         todo, job, store, source, scheduler, n_workers, num_parts, part_id, retries, not progress
     )
+    written = None  # when the summary was last written
     try:
         with contextlib.closing(rows):  # an interruption stops the workers' cases at once
             for row in rows:
                 _note(result, row, bar)
+                # a killed run keeps a summary: after the first case, then every so often
+                if written is None or time.monotonic() - written > SUMMARY_EVERY_S:
+                    store.write_summary(listed, batch_settings)
+                    written = time.monotonic()
                 if on_case is not None:
                     on_case(row)
     finally:
         if bar is not None:
             bar.close()
-        result.summary = store.write_summary(load_cases(inputs), batch_settings)
+        result.summary = store.write_summary(listed, batch_settings)
     return result
 
 

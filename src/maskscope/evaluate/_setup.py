@@ -23,7 +23,7 @@ from .._engine.scores import (
     segmentation,
 )
 from ..explanation import Explanation
-from ..roi import as_roi, restrict_reference, restricted_score
+from ..roi import as_roi, bounding_box, restrict_reference, restricted_score
 from .substrates import Substrate, get_substrate
 
 __all__ = ["SCORES", "Problem", "as_map", "prepare_problem"]
@@ -71,6 +71,11 @@ class Problem:
         The explained class, or None for all foreground classes.
     method
         The method that made the map, when known.
+    voxels
+        Flat indices (ascending) of the voxels that the curves order, remove and insert:
+        every voxel, or those of the window.
+    window
+        The window's box, one ``[start, stop]`` per spatial axis (None: the whole image).
     """
 
     x: torch.Tensor
@@ -81,6 +86,8 @@ class Problem:
     batch_size: int
     target: int | None
     method: str | None
+    voxels: np.ndarray
+    window: list[list[int]] | None = None
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -89,8 +96,8 @@ class Problem:
 
     @property
     def n_voxels(self) -> int:
-        """Voxels that the curves remove or insert."""
-        return int(np.prod(self.spatial))
+        """Voxels that the curves remove or insert (the window's, or the image's)."""
+        return int(self.voxels.size)
 
 
 def _check_target(target: Any, k: int) -> int | None:
@@ -172,6 +179,29 @@ def _roi_region(roi: Any, spatial: tuple[int, ...], labels: torch.Tensor, target
     return torch.from_numpy(np.ascontiguousarray(region)).to(labels.device)
 
 
+def _window(window: Any, source: Any, spatial: tuple[int, ...], labels: torch.Tensor):
+    """Voxels the curves order (flat indices) and the window's box, from ``window``.
+
+    ``"auto"``: the crop window of an explanation made in crop mode (outside it the map
+    holds no saliency, only a fill), else the whole image; None: the whole image; a box
+    (``"z0:z1,y0:y1,x0:x1"`` or one slice or ``(start, stop)`` per axis), a boolean mask
+    or an :class:`~maskscope.ROI` (a point picks a component of ``labels``) otherwise.
+    """
+    if isinstance(window, str) and window == "auto":
+        crop = source.params.get("crop_window") if isinstance(source, Explanation) else None
+        window = None if crop is None else tuple(slice(int(a), int(b)) for a, b in crop)
+    if window is None:
+        return np.arange(int(np.prod(spatial)), dtype=np.int64), None
+    if (isinstance(window, np.ndarray) or torch.is_tensor(window)) and not window.any():
+        raise ValueError("window holds no voxel: expected a region of the image to order")
+    try:
+        mask = as_roi(window).resolve(spatial, labels.to("cpu").numpy())
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"window: {exc}") from None
+    box = [[s.start, s.stop] for s in bounding_box(mask)]
+    return np.flatnonzero(mask.ravel()).astype(np.int64), box
+
+
 def _inputs(model, image, map_shape, sub_fn, spatial_dims) -> tuple[torch.Tensor, torch.Tensor]:
     """The image and its substrate as ``(1, C, *spatial)`` in the model's device and dtype."""
     dims, in_ch = model_layout(model)
@@ -212,10 +242,12 @@ def prepare_problem(
     output: Callable | None = None,
     pad_multiple: int | tuple[int, ...] | None = None,
     pad_mode: str = "zeros",
+    window: Any = "auto",
 ) -> Problem:
     """Check the inputs, run the model once on the image, and build the scores.
 
-    The model is called as the methods call it (:class:`~maskscope._engine.model_call.
+    ``window`` limits the voxels that the curves order (see :func:`_window`). The model
+    is called as the methods call it (:class:`~maskscope._engine.model_call.
     ModelCall`: output adapter and padding); its layout, device and dtype are read from
     the model itself.
     """
@@ -254,6 +286,7 @@ def prepare_problem(
     check_probabilities(out, outputs)
     target = _check_target(target, k)
     prediction = segmentation(out, outputs)[0].long()
+    voxels, box = _window(window, source, spatial, prediction)
     if reference is None:
         ref = prediction
     else:
@@ -274,4 +307,6 @@ def prepare_problem(
         batch_size=min(int(batch_size), limit),
         target=target,
         method=method,
+        voxels=voxels,
+        window=box,
     )

@@ -123,7 +123,8 @@ def _run_jobs(
     counts_t = torch.from_numpy(counts).to(device)
     for job in jobs:
         for i, order in enumerate(job.orders):
-            rank = np.empty(order.size, dtype=np.int64)
+            # voxels outside the window rank last of all: never removed nor inserted
+            rank = np.full(int(np.prod(problem.spatial)), order.size, dtype=np.int64)
             rank[order] = np.arange(order.size, dtype=np.int64)
             rank_t = torch.from_numpy(rank).to(device).view(problem.spatial)
             start = 0
@@ -163,8 +164,9 @@ def _make_jobs(problem: Problem, kinds: tuple[str, ...], n_random: int, seed: in
     def runs(n: int) -> dict[str, np.ndarray]:
         return {name: np.full((n, n_points), np.nan) for name in SCORES}
 
-    order = saliency_order(problem.saliency)
-    rand = random_orders(problem.n_voxels, n_random, seed) if n_random else []
+    voxels = problem.voxels  # the window's flat indices; orders are of these
+    order = voxels[saliency_order(problem.saliency.ravel()[voxels])]
+    rand = [voxels[r] for r in random_orders(problem.n_voxels, n_random, seed)]
     jobs = []
     for kind in kinds:
         jobs.append(_Job(kind, kind, "saliency", [order], runs(1)))
@@ -205,6 +207,7 @@ def iter_faithfulness(
     output: Callable | None = None,
     pad_multiple: int | tuple[int, ...] | None = None,
     pad_mode: str = "zeros",
+    window: Any = "auto",
     cancel: Cancel = None,
 ) -> Iterator[FaithfulnessResult]:
     """Deletion and insertion curves of a map and of random orders, yielded as they fill.
@@ -247,6 +250,14 @@ def iter_faithfulness(
         How the model is called, as for the methods (:class:`~maskscope.SegRISE` and the
         others): which part of a dict or tuple output is the segmentation, and padding
         of the input to a multiple (the output cropped back). Use the explanation's.
+    window
+        The voxels that the curves order, remove and insert (the others keep the image's
+        values in deletion and the substrate's in insertion); fractions are of these.
+        ``"auto"`` (the default): the crop window of an explanation made in crop mode
+        (``roi=`` with ``crop``: outside the window its map holds a fill, not saliency),
+        else the whole image. None: the whole image. Or a box (``"z0:z1,y0:y1,x0:x1"``,
+        one slice or ``(start, stop)`` per axis), a boolean mask or an
+        :class:`~maskscope.ROI`.
     cancel
         A callable or ``threading.Event`` checked before every model call: when it is
         true, the generator stops (the last snapshot stays partial).
@@ -273,11 +284,12 @@ class _Evaluation:
         self.cancel = args["cancel"]
         names = ("model", "image", "reference", "target", "roi", "substrate", "blur_sigma")
         names += ("batch_size", "outputs", "spatial_dims", "output_key", "output")
-        names += ("pad_multiple", "pad_mode")
+        names += ("pad_multiple", "pad_mode", "window")
         self.problem = prepare_problem(source, **{k: args[k] for k in names})
         if self.steps > self.problem.n_voxels:  # steps of no voxel: model calls for nothing
+            where = " (of the window)" if self.problem.window is not None else ""
             raise ValueError(
-                f"steps must be at most the {self.problem.n_voxels} voxels the curve orders "
+                f"steps must be at most the {self.problem.n_voxels} voxels{where} the curve orders "
                 f"(one or more voxels per step), got {self.steps}"
             )
         self.counts = step_counts(self.problem.n_voxels, self.steps)
@@ -299,6 +311,8 @@ class _Evaluation:
             target=self.problem.target,
             method=self.problem.method,
             n_forward=self.problem.runner.n_forward,
+            n_voxels=self.problem.n_voxels,
+            window=self.problem.window,
             elapsed=time.perf_counter() - self.t0,
             done=done,
         )

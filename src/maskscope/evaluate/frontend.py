@@ -43,6 +43,9 @@ def evaluation_inputs(snap: Explanation | None, slice_index: int | None = None) 
     }
     if snap.roi is not None and snap.roi[z].any():  # the ROI's part of this slice
         out["roi"] = np.asarray(snap.roi[z])
+    window = snap.params.get("crop_window")
+    if window is not None and len(window) == 3:  # the slice's part of the crop window
+        out["window"] = tuple(slice(int(a), int(b)) for a, b in window[1:])
     return out
 
 
@@ -103,6 +106,9 @@ def summary_html(result: FaithfulnessResult) -> str:
             )
     head = "<tr><th>curve</th><th>score</th><th>AUC</th><th>random</th><th></th></tr>"
     note = "deletion: lower is better; insertion: higher is better"
+    if result.window is not None:
+        box = ",".join(f"{a}:{b}" for a, b in result.window)
+        note += f"; over the {result.n_voxels} voxels of the crop window {box}"
     state = "" if result.done else " (in progress)"
     return f"<table>{head}{''.join(rows)}</table><small>{note}{state}</small>"
 

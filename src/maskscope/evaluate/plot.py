@@ -135,8 +135,9 @@ def curves_png(result: FaithfulnessResult, *, width: int = 880) -> bytes:
         curve, base = getattr(result, kind), getattr(result, f"random_{kind}")
         _panel(draw, box, label, curve, base, score, fonts)
         moved = "removed" if kind == "deletion" else "inserted"
+        of = "the window's voxels" if result.window is not None else "voxels"
         at = ((box[0] + box[2]) / 2, box[3] + 18)
-        draw.text(at, f"fraction of voxels {moved}", fill=AXIS_COLOUR, font=fonts[0], anchor="ma")
+        draw.text(at, f"fraction of {of} {moved}", fill=AXIS_COLOUR, font=fonts[0], anchor="ma")
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -138,6 +138,11 @@ class FaithfulnessResult:
         The method that made the map, when known.
     n_forward
         Images passed through the model so far (the unperturbed one included).
+    n_voxels
+        Voxels the curves order (the fractions are of these).
+    window
+        The box of the voxels ordered, one ``[start, stop]`` per spatial axis; None when
+        they are the whole image.
     elapsed
         Seconds since the evaluation started.
     done
@@ -155,6 +160,8 @@ class FaithfulnessResult:
     target: int | None = None
     method: str | None = None
     n_forward: int = 0
+    n_voxels: int = 0
+    window: list[list[int]] | None = None
     elapsed: float = 0.0
     done: bool = False
 
@@ -202,6 +209,8 @@ class FaithfulnessResult:
             "seed": self.seed,
             "target": self.target,
             "n_forward": self.n_forward,
+            "n_voxels": self.n_voxels,
+            "window": self.window,
             "elapsed": self.elapsed,
             "done": self.done,
             "curves": {name: c.to_dict() for name, c in self.curves().items()},
