@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskscope import SegRISE
+from maskscope import SegRISE, faithfulness
 from maskscope.batch import Case, explain_dataset, load_cases
 from maskscope.batch.store import BatchStore
 from maskscope.explanation import Explanation
@@ -99,7 +99,7 @@ def test_the_cases_of_one_image_have_their_own_output_files(tmp_path):
 
 
 def test_a_batch_explains_one_image_whole_and_in_its_roi_side_by_side(tmp_path):
-    image = image2d(0)
+    image = np.pad(image2d(0), ((0, 32), (0, 32)))  # room for a crop window
     np.save(tmp_path / "img.npy", image)
     roi = np.zeros(image.shape, bool)
     roi[3:7, 4:11] = True  # the upper part of the image's rectangle
@@ -113,6 +113,8 @@ def test_a_batch_explains_one_image_whole_and_in_its_roi_side_by_side(tmp_path):
         num_parts=1,
         part_id=0,
         progress=False,
+        evaluate=True,
+        eval_steps=5,
         **SETTINGS,
     )
     assert result.computed == ["whole", "lesion"] and not result.failed
@@ -124,6 +126,12 @@ def test_a_batch_explains_one_image_whole_and_in_its_roi_side_by_side(tmp_path):
         assert np.array_equal(np.load(out / "maps" / f"{name}.npy"), want.map.astype("f4"))
     rows = {r["name"]: r for r in result.summary["cases"]}
     assert rows["whole"]["roi"] is None and rows["lesion"]["roi"] == str(tmp_path / "roi.npy")
+    # the lesion's curves order the voxels of its crop window, and the summary says which
+    window = ",".join(f"{a}:{b}" for a, b in lesion.params["crop_window"])
+    assert rows["whole"]["evaluation_window"] is None
+    assert rows["lesion"]["evaluation_window"] == window
+    want = faithfulness(lesion, model=ThresholdNet(2), steps=5, n_random=1, batch_size=8)
+    assert rows["lesion"]["deletion_auc"] == pytest.approx(want.auc("deletion"), abs=1e-12)
 
 
 def test_a_csv_roi_cell_may_be_a_box(tmp_path):

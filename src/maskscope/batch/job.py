@@ -201,11 +201,15 @@ def _evaluation(expl: Any, model: Callable, job: Job) -> dict[str, Any]:
         )
     except ValueError as exc:  # e.g. a volume explained slice by slice
         return {"evaluation_note": str(exc).splitlines()[0]}
+    window = None  # an ROI explained in crop mode: the curves order its window's voxels
+    if result.window is not None:
+        window = ",".join(f"{a}:{b}" for a, b in result.window)
     return {
         "deletion_auc": result.auc("deletion"),
         "insertion_auc": result.auc("insertion"),
         "random_deletion_auc": result.auc("deletion", random=True),
         "random_insertion_auc": result.auc("insertion", random=True),
+        "evaluation_window": window,
     }
 
 

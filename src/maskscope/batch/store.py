@@ -54,6 +54,7 @@ SUMMARY_COLUMNS = (
     "insertion_auc",
     "random_deletion_auc",
     "random_insertion_auc",
+    "evaluation_window",
     "evaluation_note",
     "n_forward",
     "explain_seconds",
