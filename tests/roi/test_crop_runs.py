@@ -92,7 +92,12 @@ def test_crop_equals_the_whole_volume_run_in_the_window(volume, method, crop):
     # the model saw only the window (the probe's calls come first when estimated)
     win_shape = tuple(s.stop - s.start for s in win)
     assert set(model.shapes[n_crop - 3 : n_crop]) == {win_shape}
-    assert got.n_forward == full.n_forward == 21
+    assert full.n_forward == 21
+    if crop is True:
+        assert got.n_forward == 21 and "crop_margin_difference" not in got.params
+    else:  # a margin given is checked: the intact whole image, then the intact window
+        assert got.n_forward == 23 and model.shapes[:2] == [SHAPE, win_shape]
+        assert got.params["crop_margin_difference"] < 1e-6  # wide enough: no warning
 
 
 def test_a_strided_model_needs_an_aligned_window(volume):
@@ -121,7 +126,9 @@ def test_a_point_finds_its_component_on_the_whole_image_first(volume):
     point = tuple(int(v) for v in np.argwhere(pred == 1)[0])
     got = SegRISE(model).explain(volume, roi=ROI.from_point(point), crop=2, n_masks=6)
     assert model.shapes[0] == SHAPE  # the whole-image prediction, counted
-    assert got.n_forward == 6 + 1 + 1
+    assert model.shapes.count(SHAPE) == 1  # and used again to check the margin given
+    assert got.n_forward == 6 + 1 + 1 + 1  # masks, the window's prediction, whole, window
+    assert got.params["crop_margin_difference"] < 1e-6
 
 
 def test_crop_errors(volume):
@@ -175,6 +182,33 @@ class _Needs64(nn.Module):
         up = nn.functional.avg_pool2d(x, 64, ceil_mode=True).repeat_interleave(64, -1)
         up = up.repeat_interleave(64, -2)
         return torch.cat([x, up], dim=1)[:, :2]
+
+
+def test_a_margin_below_the_receptive_field_is_found_and_said(volume):
+    """Given a margin of 1 for a receptive field of 2, the window's outputs in the ROI differ
+    from the whole image's: a warning with the difference; the estimated margin needs none."""
+    import warnings
+
+    model = Shapes(_fcn())
+    kw = dict(roi=ROI.from_box("6:12,8:14,5:11"), n_masks=8, grid=4)
+    with pytest.warns(UserWarning, match=r"the crop margin 1 is too small for this model") as rec:
+        got = SegRISE(model, pad_multiple=1).explain(volume, crop=1, **kw)
+    difference = got.params["crop_margin_difference"]
+    assert f"by up to {difference:.3g}" in str(rec[0].message) and "crop=True" in str(
+        rec[0].message
+    )
+    win = _window(got)
+    whole = torch.softmax(model.body(torch.from_numpy(volume)[None, None]).double(), 1)[0]
+    part = torch.softmax(model.body(torch.from_numpy(volume[win])[None, None]).double(), 1)[0]
+    inside = np.zeros(SHAPE, bool)
+    inside[6:12, 8:14, 5:11] = True
+    want = (whole[(slice(None), *win)] - part)[:, torch.from_numpy(inside[win])].abs().max()
+    assert difference == pytest.approx(float(want), rel=1e-6) and difference > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        estimated = SegRISE(model, pad_multiple=1).explain(volume, crop=True, **kw)
+        SegRISE(model, pad_multiple=1).explain(volume, crop=(2, 3, 2), **kw)
+    assert "crop_margin_difference" not in estimated.params
 
 
 def test_a_size_failure_on_the_window_names_the_crop():

@@ -22,7 +22,8 @@ from .._engine.crop import ReceptiveFieldError, crop_window, receptive_field
 from .._engine.failures import ModelError
 from ..explanation import Explanation
 from ..roi import ROI
-from ._focus import full_prediction, roi_list
+from ._crop_check import margin_difference, warn_if_margin_too_small
+from ._focus import full_prediction, roi_list, whole_output
 
 __all__ = [
     "SPLIT_RUNS_DO_NOT_CROP",
@@ -260,6 +261,7 @@ def iter_crop(
     intermediate snapshots (what ``explain`` asks for).
     """
     from .._engine.inputs import prepare_image, prepare_reference, spacing_from_image
+    from .._engine.scores import segmentation
     from ..intensity import apply_normalization
 
     declared = getattr(method.model, "in_channels", None)
@@ -277,9 +279,16 @@ def iter_crop(
         if carried is not None:
             kwargs = {**kwargs, "voxel_spacing": carried}
     ref = None if reference is None else prepare_reference(reference, spatial, n_classes=None)
-    prediction, extra = None, 0
+    prediction, extra, whole = None, 0, None
+    # a margin given is checked against the whole image's outputs (not for a 2D model on
+    # a volume: its margin is in-plane, slice by slice)
+    check = crop is not True and crop != "auto" and not layout.slice_by_slice
     if roi.kind == "point" and roi.labels is None:
-        prediction, extra = full_prediction(method, img, layout.slice_by_slice)
+        if check:  # the whole image's outputs serve both
+            whole = whole_output(method, img)
+            prediction, extra = segmentation(whole, method.outputs)[0].to("cpu").numpy(), 1
+        else:
+            prediction, extra = full_prediction(method, img, layout.slice_by_slice)
     region = roi.resolve(spatial, prediction)
     model_dims = len(spatial) - (1 if layout.slice_by_slice else 0)
     try:
@@ -304,6 +313,11 @@ def iter_crop(
     ):
         why = "the ROI's box plus the receptive field covers the whole image"
         return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
+    checked = {}
+    if check:  # a margin given: is it wide enough?
+        difference, calls = margin_difference(method, img, window, region, whole)
+        warn_if_margin_too_small(difference, plan.margin, stacklevel=4)
+        checked, extra = {"crop_margin_difference": difference}, extra + calls
     if layout.slice_by_slice:
         slices = _window_slices(slices, window[0])
     sub_ref = None if ref is None else ref[window].numpy()
@@ -318,7 +332,7 @@ def iter_crop(
     if not stream:
         run = dataclasses.replace(run, yield_every=None)
     given = list(crop) if isinstance(crop, tuple) else crop  # "auto", True or a margin
-    record = {"roi": roi.describe(), "crop": given, **plan.record()}
+    record = {"roi": roi.describe(), "crop": given, **plan.record(), **checked}
     pasted = paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
     return _window_failures(pasted, plan)
 

@@ -303,14 +303,18 @@ def make_focus(
     return focus, roi_record(rois, targets, per_channel)
 
 
+def whole_output(method: Any, img: torch.Tensor) -> torch.Tensor:
+    """The model's output ``(1, K, *spatial)`` on the intact image ``(C, *spatial)``."""
+    with torch.inference_mode():
+        return method.model_call(img.unsqueeze(0).to(method.device, method.dtype))
+
+
 def full_prediction(method: Any, img: torch.Tensor, sliced: bool) -> tuple[np.ndarray, int]:
     """The model's segmentation of the whole image ``(C, *spatial)``, and the forwards made."""
     from .._engine.scores import segmentation
 
     def predict(x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            out = method.model_call(x.unsqueeze(0).to(method.device, method.dtype))
-        return segmentation(out, method.outputs)[0].to("cpu").numpy()
+        return segmentation(whole_output(method, x), method.outputs)[0].to("cpu").numpy()
 
     if not sliced:
         return predict(img), 1
