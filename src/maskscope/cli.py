@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("MASKSCOPE_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        return _run_command(args, debug)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """maskscope's own warnings as one line in the command line's words; others as usual."""
+    if not str(filename).startswith(str(Path(__file__).parent)):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return
+    from .wording import for_cli
+
+    print(f"maskscope: warning: {for_cli(str(message))}", file=sys.stderr, flush=True)
+
+
+def _run_command(args: argparse.Namespace, debug: bool) -> int:
+    """Run the parsed command; bad input: one line on stderr, status 2."""
     try:
         if args.command == "demo":
             from .demo import run_demo

@@ -92,3 +92,18 @@ def test_patch_size_runs_by_sliding_window(tmp_path, capsys):
 def test_bad_flags_name_the_flag(tmp_path, capsys, flags, message):
     assert _run(tmp_path, *flags) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_crop_margin_too_small_is_one_warning_line_in_flags(tmp_path, capsys):
+    """ThresholdNet's 3×3 filter needs a margin of 1: with 0, the window's edge is padding."""
+    img = _image() + 0.3 * np.random.default_rng(0).random((24, 26)).astype(np.float32)
+    write_map(tmp_path / "img.npy", img)
+    args = ["explain", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), "--quiet"]
+    args += ["--out", str(tmp_path / "m.npy"), "--n-masks", "8", "--grid", "4"]
+    args += ["--roi", "12:22,13:25", "--pad-multiple", "1"]
+    assert main([*args, "--crop", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("maskscope: warning: the crop margin 0 is too small for this model")
+    assert "or --crop to estimate it" in err and "crop=True" not in err and ".py:" not in err
+    assert main([*args, "--crop", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
