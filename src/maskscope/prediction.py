@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._engine.inputs import prepare_image, prepare_reference, resolve_slices
+from ._engine.inputs import declared_channels, prepare_image, prepare_reference, resolve_slices
 from ._engine.loop import ModelRunner
 from ._engine.scores import segmentation
 from .intensity import apply_normalization
@@ -135,7 +135,10 @@ def _predict(
 ) -> tuple[np.ndarray | None, np.ndarray, tuple | None]:
     """:func:`predict`, and what the outputs look like when they were called logits
     (:func:`_logit_range`), or None."""
-    layout = prepare_image(image, explainer.spatial_dims, explainer.in_channels)
+    declared = declared_channels(getattr(explainer, "model", None))
+    layout = prepare_image(
+        image, explainer.spatial_dims, explainer.in_channels, declared_channels=declared
+    )
     img = layout.image
     if callable(normalize) or normalize != "none":
         img = torch.from_numpy(apply_normalization(normalize, img))

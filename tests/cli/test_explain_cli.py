@@ -98,10 +98,16 @@ def test_explain_nifti_volume_keeps_spacing(tmp_path):
         (["--image", "{tmp}/img.npy", "--reference", "{tmp}/small.npy"], "spatial shape (24, 24)"),
         (["--image", "{tmp}/img.npy", "--model", "nosuch.module:make"], "nosuch"),
         (["--image", "{tmp}/img.npy", "--method", "hdm", "--diameter", "500"], "diameter"),
+        (  # found before the prediction line's model call, as the API finds it
+            ["--image", "{tmp}/two.npy", "--model", "phantom3d"],
+            "maskscope: error: the model takes 1 input channel(s), the image has 2: give an "
+            "image with 1 channel(s) as (C, *spatial)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     np.save(tmp_path / "img.npy", image2d())
+    np.save(tmp_path / "two.npy", np.zeros((2, 8, 8, 8), np.float32))
     np.save(tmp_path / "small.npy", np.zeros((5, 5), np.uint8))
     (tmp_path / "img.bmp").write_bytes(b"")
     args = ["explain", "--model", FACTORY, "--out", str(tmp_path / "o.npy"), "--quiet"]

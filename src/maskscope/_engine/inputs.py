@@ -273,6 +273,16 @@ def _check_colours_last(shape: tuple[int, ...], dims: int | None, in_ch: int | N
             )
 
 
+def declared_channels(model: Any) -> int | None:
+    """The input channels ``model`` declares itself (an int ``in_channels`` attribute, as
+    MONAI's networks have), or None: only a declared count is refused at the door, not a
+    guess from a first convolution."""
+    declared = getattr(model, "in_channels", None)
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        return None
+    return declared
+
+
 def _check_channels(shape: tuple[int, ...], dims: int | None, in_ch: int | None) -> None:
     """Refuse a channel count the model declares it cannot take, before torch does."""
     if in_ch is None:

@@ -260,15 +260,20 @@ def iter_crop(
     through the window (``_frame``); everything else is as given. ``stream=False``: no
     intermediate snapshots (what ``explain`` asks for).
     """
-    from .._engine.inputs import prepare_image, prepare_reference, spacing_from_image
+    from .._engine.inputs import (
+        declared_channels,
+        prepare_image,
+        prepare_reference,
+        spacing_from_image,
+    )
     from .._engine.scores import segmentation
     from ..intensity import apply_normalization
 
-    declared = getattr(method.model, "in_channels", None)
-    if isinstance(declared, bool) or not isinstance(declared, int):
-        declared = None
     layout = prepare_image(
-        image, method.spatial_dims, method.in_channels, declared_channels=declared
+        image,
+        method.spatial_dims,
+        method.in_channels,
+        declared_channels=declared_channels(method.model),
     )
     img = layout.image
     if callable(normalize) or normalize != "none":

@@ -12,6 +12,7 @@ import torch
 
 from .._engine.cancel import CancelToken
 from .._engine.inputs import (
+    declared_channels,
     normalize_spacing,
     prepare_image,
     prepare_reference,
@@ -105,11 +106,11 @@ def prepare_input(
     seed: int,
 ) -> PreparedInput:
     """Check and lay out ``image`` (and ``reference``) for ``method``'s model."""
-    declared = getattr(method.model, "in_channels", None)
-    if isinstance(declared, bool) or not isinstance(declared, int):
-        declared = None  # only a declared count is refused at the door, not a guess
     layout = prepare_image(
-        image, method.spatial_dims, method.in_channels, declared_channels=declared
+        image,
+        method.spatial_dims,
+        method.in_channels,
+        declared_channels=declared_channels(method.model),
     )
     if callable(normalize) or normalize != "none":
         normed = apply_normalization(normalize, layout.image)
