@@ -126,10 +126,23 @@ def test_a_window_limits_the_voxels_ordered(dims):
     assert not np.allclose(whole.deletion.scores("dice"), res.deletion.scores("dice"))
 
 
+def test_a_window_away_from_the_segment_is_said():
+    import warnings
+
+    img, box = two_blocks(2)
+    sal = saliency_for(img.shape)
+    with pytest.warns(UserWarning, match=r"the window 8:12,0:4 holds none of the 16 voxels scored"):
+        faithfulness(sal, model=BoxNet(2), image=img, roi=box, window="8:12,0:4", steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # half the segment: no warning
+        faithfulness(sal, model=BoxNet(2), image=img, roi=box, window="0:4,0:12", steps=4)
+
+
+@pytest.mark.filterwarnings("ignore:the window 0:2,0:2 holds none")
 def test_a_bad_window_is_refused():
     img, _ = two_blocks(2)
     sal = saliency_for(img.shape)
-    with pytest.raises(ValueError, match=r"window: .*inside the image"):
+    with pytest.raises(ValueError, match=r"window: the window box 0:5,0:40 must lie inside the"):
         faithfulness(sal, model=BoxNet(2), image=img, window="0:5,0:40")
     with pytest.raises(ValueError, match="window holds no voxel"):
         faithfulness(sal, model=BoxNet(2), image=img, window=np.zeros(img.shape, bool))
@@ -151,7 +164,8 @@ def test_roi_scoring_refuses_the_background_and_several_rois():
 
 
 def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
-    """A 2D model on a volume with an ROI: the slice's part of the ROI scores the slice."""
+    """A 2D model on a volume with an ROI: the slice's part of the ROI scores the slice, its
+    part of the crop window is ordered; the API takes the slice as the GUIs give it."""
     from maskscope.evaluate.frontend import evaluation_inputs, summary_html
     from tests.conftest import ThresholdNet
 
@@ -160,12 +174,26 @@ def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
     vol[:, 12:18, 12:20] = 1.0
     expl = SegRISE(ThresholdNet(2)).explain(vol, roi="1:3,0:10,0:10", n_masks=12, grid=3)
     inputs = evaluation_inputs(expl, slice_index=1)
+    assert inputs == {"source": expl, "slice_index": 1}
+    res = faithfulness(expl, model=ThresholdNet(2), slice_index=1, steps=4, n_random=0)
+    assert res.deletion.scores("dice")[0] == pytest.approx(1.0)
+    window = expl.params["crop_window"][1:]  # the slice's part of the crop window
+    assert (res.window, res.n_voxels) == (window, np.prod([b - a for a, b in window]))
+    assert res.slice_index == 1 and res.to_dict()["slice_index"] == 1
+    assert f"slice 1; over the {res.n_voxels} voxels of the crop window" in summary_html(res)
+    # the same curves from the slice's arrays by hand
     inside = np.zeros((20, 22), bool)
     inside[0:10, 0:10] = True
-    np.testing.assert_array_equal(inputs["roi"], inside)
-    window = expl.params["crop_window"][1:]  # the slice's part of the crop window
-    assert inputs["window"] == tuple(slice(a, b) for a, b in window)
-    res = faithfulness(inputs.pop("source"), model=ThresholdNet(2), **inputs, steps=4, n_random=0)
-    assert res.deletion.scores("dice")[0] == pytest.approx(1.0)
-    assert (res.window, res.n_voxels) == (window, np.prod([b - a for a, b in window]))
-    assert f"voxels of the crop window {window[0][0]}:{window[0][1]}" in summary_html(res)
+    box = tuple(slice(a, b) for a, b in window)
+    by_hand = faithfulness(expl.map[1], model=ThresholdNet(2), image=expl.image[:, 1],
+                           roi=inside, window=box, steps=4, n_random=0)  # fmt: skip
+    np.testing.assert_array_equal(by_hand.deletion.scores("dice"), res.deletion.scores("dice"))
+    whole = faithfulness(expl, model=ThresholdNet(2), slice_index=1, window="full", steps=4,
+                         n_random=0)  # fmt: skip
+    assert (whole.window, whole.n_voxels) == (None, 20 * 22)
+    with pytest.raises(ValueError, match=r"with slice_index= one of the explained slices \(1, 2\)"):
+        faithfulness(expl, model=ThresholdNet(2))
+    with pytest.raises(ValueError, match="slice 0 was not explained"):
+        faithfulness(expl, model=ThresholdNet(2), slice_index=0)
+    with pytest.raises(ValueError, match="slice 0 was not explained: show one of the"):
+        evaluation_inputs(expl, slice_index=0)

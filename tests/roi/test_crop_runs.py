@@ -226,3 +226,12 @@ def test_a_size_failure_on_the_window_names_the_crop():
     assert "the ROI's crop window of 32×32 voxels, aligned to 32,32" in text
     assert "--pad-multiple 64" in for_cli(text) and "--crop off" in for_cli(text)
     assert '"crop" = off: the whole image' in for_gui(text)
+
+
+def test_a_cropped_run_records_the_normalisation_it_applied(volume):
+    kw = dict(roi=ROI.from_box("6:12,8:14,5:11"), n_masks=4, grid=4, normalize="zscore")
+    got = SegRISE(_fcn(), pad_multiple=1).explain(volume * 50 + 10, crop=2, **kw)
+    full = SegRISE(_fcn(), pad_multiple=1).explain(volume * 50 + 10, crop=False, **kw)
+    assert "crop_window" in got.params
+    assert got.params["normalize"] == full.params["normalize"] == "zscore"
+    np.testing.assert_allclose(got.image, full.image, rtol=0, atol=1e-6)  # normalised both

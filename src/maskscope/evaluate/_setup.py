@@ -142,14 +142,57 @@ def _make_score(reference: torch.Tensor, target: int | None, k: int, kind: str):
     return score
 
 
-def _source_fields(source: Any, image: Any, reference: Any, target: Any, roi: Any):
-    """Map, image, reference, target, ROI and method name from an Explanation or a raw map."""
+def slice_fields(expl: Explanation, slice_index: Any) -> dict[str, Any]:
+    """Map, image, reference, target, ROI and window of one slice of an explanation made
+    slice by slice (a 2D model on a volume): what the curves of that slice need."""
+    if slice_index is None or slice_index not in expl.slices:
+        shown = ", ".join(map(str, expl.slices[:8])) + (" …" if len(expl.slices) > 8 else "")
+        given = "" if slice_index is None else f"; slice {slice_index} was not explained"
+        raise ValueError(
+            "this explanation was made slice by slice (a 2D model on a volume): evaluate one "
+            f"slice at a time, with slice_index= one of the explained slices ({shown}){given}"
+        )
+    if expl.image is None:
+        raise ValueError("the explanation holds no image: evaluate its slice with image=")
+    z = int(slice_index)
+    out: dict[str, Any] = {
+        "map": np.asarray(expl.map[z]),
+        "image": np.asarray(expl.image)[:, z],
+        "reference": None if expl.reference is None else expl.reference[z],
+        "target": expl.target,
+        "roi": None,
+        "window": None,
+    }
+    if expl.roi is not None and expl.roi[z].any():  # the ROI's part of this slice
+        out["roi"] = np.asarray(expl.roi[z])
+    crop = expl.params.get("crop_window")
+    if crop is not None and len(crop) == 3:  # the slice's part of the crop window
+        out["window"] = tuple(slice(int(a), int(b)) for a, b in crop[1:])
+    return out
+
+
+def _source_fields(
+    source: Any, image: Any, reference: Any, target: Any, roi: Any, slice_index: Any, window: Any
+):
+    """Map, image, reference, target, ROI, method name and window from an Explanation (one
+    slice of it when it was made slice by slice) or a raw map."""
+    if isinstance(source, Explanation) and source.slices is not None:
+        got = slice_fields(source, slice_index)
+        got["window"] = got["window"] if isinstance(window, str) and window == "auto" else window
+        for name, given in (("image", image), ("reference", reference), ("target", target)):
+            got[name] = got[name] if given is None else given
+        roi = got["roi"] if roi is None else roi
+        fields = (got["image"], got["reference"], got["target"], roi, source.method)
+        return (as_map(got["map"]), *fields, got["window"])
+    if slice_index is not None:
+        raise ValueError(
+            "slice_index picks a slice of an explanation made slice by slice (a 2D model on "
+            "a volume); this one was not: leave slice_index out"
+            if isinstance(source, Explanation)
+            else "slice_index picks a slice of an explanation made slice by slice; with a raw "
+            "map give that slice's map and image (map[z], image[:, z])"
+        )
     if isinstance(source, Explanation):
-        if source.slices is not None:
-            raise ValueError(
-                "this explanation was made slice by slice (a 2D model on a volume): evaluate "
-                "one slice at a time, e.g. map=expl.map[z] with image=expl.image[:, z]"
-            )
         image = source.image if image is None else image
         reference = source.reference if reference is None else reference
         target = source.target if target is None else target
@@ -161,10 +204,10 @@ def _source_fields(source: Any, image: Any, reference: Any, target: Any, roi: An
                 "at a time, with its map (expl.extras['target_<i>']) and roi=<that ROI>"
             )
         roi = source.roi if roi is None and source.roi is not None else roi
-        return as_map(source.map), image, reference, target, roi, source.method
+        return as_map(source.map), image, reference, target, roi, source.method, window
     if image is None:
         raise ValueError("a raw saliency map needs the image it explains: pass image=")
-    return as_map(source), image, reference, target, roi, None
+    return as_map(source), image, reference, target, roi, None, window
 
 
 def _roi_region(roi: Any, spatial: tuple[int, ...], labels: torch.Tensor, target: Any):
@@ -183,13 +226,19 @@ def _window(window: Any, source: Any, spatial: tuple[int, ...], labels: torch.Te
     """Voxels the curves order (flat indices) and the window's box, from ``window``.
 
     ``"auto"``: the crop window of an explanation made in crop mode (outside it the map
-    holds no saliency, only a fill), else the whole image; None: the whole image; a box
+    holds no saliency, only a fill), else the whole image; None or ``"full"``: the whole
+    image; a box
     (``"z0:z1,y0:y1,x0:x1"`` or one slice or ``(start, stop)`` per axis), a boolean mask
     or an :class:`~maskscope.ROI` (a point picks a component of ``labels``) otherwise.
     """
-    if isinstance(window, str) and window == "auto":
+    if isinstance(window, str) and window in ("auto", "full"):
         crop = source.params.get("crop_window") if isinstance(source, Explanation) else None
-        window = None if crop is None else tuple(slice(int(a), int(b)) for a, b in crop)
+        if window == "full" or crop is None:
+            window = None
+        else:
+            window = tuple(slice(int(a), int(b)) for a, b in crop)
+    if isinstance(window, list):  # as results and params hold it: one [start, stop] per axis
+        window = tuple(tuple(w) if isinstance(w, list) else w for w in window)
     if window is None:
         return np.arange(int(np.prod(spatial)), dtype=np.int64), None
     if (isinstance(window, np.ndarray) or torch.is_tensor(window)) and not window.any():
@@ -197,9 +246,27 @@ def _window(window: Any, source: Any, spatial: tuple[int, ...], labels: torch.Te
     try:
         mask = as_roi(window).resolve(spatial, labels.to("cpu").numpy())
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"window: {exc}") from None
+        text = str(exc).replace("the ROI", "the window").replace("roi must", "window must")
+        raise type(exc)(f"window: {text}") from None
     box = [[s.start, s.stop] for s in bounding_box(mask)]
     return np.flatnonzero(mask.ravel()).astype(np.int64), box
+
+
+def _check_window_holds_segment(ref, target, voxels, box, in_roi: bool) -> None:
+    """Warn when the window holds no voxel of the segment scored (a window of another run)."""
+    scored = (ref == target) if target is not None else (ref > 0)
+    flat = scored.flatten().to("cpu").numpy()
+    if flat[voxels].any():
+        return
+    where = " inside the ROI" if in_roi else ""
+    text = ",".join(f"{a}:{b}" for a, b in box)
+    warnings.warn(
+        f"the window {text} holds none of the {int(flat.sum())} voxels scored (the "
+        f"reference's segment{where}): its curves move only what surrounds the segment; is "
+        "it the window the map was made in?",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _inputs(model, image, map_shape, sub_fn, spatial_dims) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,6 +310,7 @@ def prepare_problem(
     pad_multiple: int | tuple[int, ...] | None = None,
     pad_mode: str = "zeros",
     window: Any = "auto",
+    slice_index: int | None = None,
 ) -> Problem:
     """Check the inputs, run the model once on the image, and build the scores.
 
@@ -263,9 +331,11 @@ def prepare_problem(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     sub_fn = get_substrate(substrate, blur_sigma=blur_sigma)
-    saliency, image, reference, target, roi, method = _source_fields(
-        source, image, reference, target, roi
+    saliency, image, reference, target, roi, method, window = _source_fields(
+        source, image, reference, target, roi, slice_index, window
     )
+    if slice_index is not None:
+        spatial_dims = 2  # one slice of a 2D model's run
     if getattr(model, "training", False):
         warnings.warn(
             "the model is in training mode (dropout / batch-norm statistics change its "
@@ -297,6 +367,8 @@ def prepare_problem(
     score = _make_score(ref, target, k, outputs)
     if region is not None:
         score = restricted_score(score, region, outputs)
+    if box is not None:
+        _check_window_holds_segment(ref, target, voxels, box, region is not None)
     limit = batch_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,

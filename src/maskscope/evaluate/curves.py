@@ -208,6 +208,7 @@ def iter_faithfulness(
     pad_multiple: int | tuple[int, ...] | None = None,
     pad_mode: str = "zeros",
     window: Any = "auto",
+    slice_index: int | None = None,
     cancel: Cancel = None,
 ) -> Iterator[FaithfulnessResult]:
     """Deletion and insertion curves of a map and of random orders, yielded as they fill.
@@ -250,13 +251,19 @@ def iter_faithfulness(
         How the model is called, as for the methods (:class:`~maskscope.SegRISE` and the
         others): which part of a dict or tuple output is the segmentation, and padding
         of the input to a multiple (the output cropped back). Use the explanation's.
+    slice_index
+        For an explanation made slice by slice (a 2D model on a volume): the slice to
+        evaluate, one of ``source.slices``. Its map, its image (as the run saw it,
+        normalised over the volume), its part of the reference, of the ROI and of the crop
+        window are taken.
     window
         The voxels that the curves order, remove and insert (the others keep the image's
         values in deletion and the substrate's in insertion); fractions are of these.
         ``"auto"`` (the default): the crop window of an explanation made in crop mode
         (``roi=`` with ``crop``: outside the window its map holds a fill, not saliency),
-        else the whole image. None: the whole image. Or a box (``"z0:z1,y0:y1,x0:x1"``,
-        one slice or ``(start, stop)`` per axis), a boolean mask or an
+        else the whole image. None or ``"full"``: the whole image. Or a box
+        (``"z0:z1,y0:y1,x0:x1"``, one slice or ``(start, stop)`` per axis, or the
+        ``[start, stop]`` lists that results and params hold), a boolean mask or an
         :class:`~maskscope.ROI`.
     cancel
         A callable or ``threading.Event`` checked before every model call: when it is
@@ -280,11 +287,12 @@ class _Evaluation:
         self.n_random = _check_n_random(args["n_random"])
         kinds = _check_kinds(args["kinds"])
         self.seed = int(args["seed"])
+        self.slice_index = args["slice_index"]
         self.substrate = substrate_name(args["substrate"])
         self.cancel = args["cancel"]
         names = ("model", "image", "reference", "target", "roi", "substrate", "blur_sigma")
         names += ("batch_size", "outputs", "spatial_dims", "output_key", "output")
-        names += ("pad_multiple", "pad_mode", "window")
+        names += ("pad_multiple", "pad_mode", "window", "slice_index")
         self.problem = prepare_problem(source, **{k: args[k] for k in names})
         if self.steps > self.problem.n_voxels:  # steps of no voxel: model calls for nothing
             where = " (of the window)" if self.problem.window is not None else ""
@@ -313,6 +321,7 @@ class _Evaluation:
             n_forward=self.problem.runner.n_forward,
             n_voxels=self.problem.n_voxels,
             window=self.problem.window,
+            slice_index=self.slice_index,
             elapsed=time.perf_counter() - self.t0,
             done=done,
         )

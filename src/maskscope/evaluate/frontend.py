@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..explanation import Explanation
+from ._setup import slice_fields
 from .curves import iter_faithfulness
 from .result import FaithfulnessResult
 
@@ -16,37 +17,23 @@ __all__ = ["evaluation_inputs", "start_evaluation", "summary_html"]
 
 
 def evaluation_inputs(snap: Explanation | None, slice_index: int | None = None) -> dict[str, Any]:
-    """Map, image, reference and target to evaluate, from a GUI's last explanation.
-
-    A map made slice by slice (a 2D model on a volume) is evaluated on one slice: the one
-    given by ``slice_index`` when it was explained, else an error naming the computed ones.
-    """
+    """What to evaluate, from a GUI's last explanation: the explanation, and for one made
+    slice by slice the slice on screen (``slice_index``), checked here."""
     if snap is None:
         raise ValueError("there is no map to evaluate yet: run an explanation first")
     if snap.image is None:
         raise ValueError("the explanation holds no image to evaluate on")
     if snap.slices is None:
         return {"source": snap}
-    if slice_index not in snap.slices:
+    try:
+        slice_fields(snap, slice_index)
+    except ValueError:
         shown = ", ".join(map(str, snap.slices[:8])) + (" …" if len(snap.slices) > 8 else "")
         raise ValueError(
             f"slice {slice_index} was not explained: show one of the explained slices "
             f"({shown}) to evaluate it"
-        )
-    z = int(slice_index)
-    ref = None if snap.reference is None else snap.reference[z]
-    out = {
-        "source": np.asarray(snap.map[z]),
-        "image": np.asarray(snap.image)[:, z],
-        "reference": ref,
-        "target": snap.target,
-    }
-    if snap.roi is not None and snap.roi[z].any():  # the ROI's part of this slice
-        out["roi"] = np.asarray(snap.roi[z])
-    window = snap.params.get("crop_window")
-    if window is not None and len(window) == 3:  # the slice's part of the crop window
-        out["window"] = tuple(slice(int(a), int(b)) for a, b in window[1:])
-    return out
+        ) from None
+    return {"source": snap, "slice_index": int(slice_index)}
 
 
 def start_evaluation(
@@ -74,8 +61,6 @@ def start_evaluation(
         ``n_random``, ``batch_size``, ``outputs``, ``spatial_dims``, ``cancel``).
     """
     inputs = evaluation_inputs(snap, slice_index)
-    if snap is not None and snap.slices is not None:
-        options = {**options, "spatial_dims": 2}
 
     def run() -> Iterator[FaithfulnessResult]:
         yield from iter_faithfulness(inputs.pop("source"), model=model, **inputs, **options)
@@ -106,6 +91,8 @@ def summary_html(result: FaithfulnessResult) -> str:
             )
     head = "<tr><th>curve</th><th>score</th><th>AUC</th><th>random</th><th></th></tr>"
     note = "deletion: lower is better; insertion: higher is better"
+    if result.slice_index is not None:
+        note += f"; slice {result.slice_index}"
     if result.window is not None:
         box = ",".join(f"{a}:{b}" for a, b in result.window)
         note += f"; over the {result.n_voxels} voxels of the crop window {box}"

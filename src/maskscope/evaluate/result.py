@@ -143,6 +143,8 @@ class FaithfulnessResult:
     window
         The box of the voxels ordered, one ``[start, stop]`` per spatial axis; None when
         they are the whole image.
+    slice_index
+        The slice evaluated, for an explanation made slice by slice; else None.
     elapsed
         Seconds since the evaluation started.
     done
@@ -162,6 +164,7 @@ class FaithfulnessResult:
     n_forward: int = 0
     n_voxels: int = 0
     window: list[list[int]] | None = None
+    slice_index: int | None = None
     elapsed: float = 0.0
     done: bool = False
 
@@ -211,6 +214,7 @@ class FaithfulnessResult:
             "n_forward": self.n_forward,
             "n_voxels": self.n_voxels,
             "window": self.window,
+            "slice_index": self.slice_index,
             "elapsed": self.elapsed,
             "done": self.done,
             "curves": {name: c.to_dict() for name, c in self.curves().items()},

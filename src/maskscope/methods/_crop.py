@@ -338,6 +338,8 @@ def iter_crop(
         run = dataclasses.replace(run, yield_every=None)
     given = list(crop) if isinstance(crop, tuple) else crop  # "auto", True or a margin
     record = {"roi": roi.describe(), "crop": given, **plan.record(), **checked}
+    if callable(normalize) or normalize != "none":  # applied here, before the window is cut
+        record["normalize"] = str(normalize)  # as a whole-image run records it
     pasted = paste_all(method._snapshots(run), window, spatial, img.numpy(), record, extra)
     return _window_failures(pasted, plan)
 
