@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import METHODS, RunOptions, describe_params
 from .cli_roi import add_roi_flags, check_patch_axes, roi_kwargs, wrap_patch_model
 from .gui import PAD_MODES
@@ -240,7 +242,7 @@ def _spacing_for(explainer, data, spacing, *, given: bool) -> tuple[float, ...]:
     return tuple(spacing[-n_spatial:]) if len(spacing) >= n_spatial else tuple(spacing)
 
 
-def _report_prediction(explainer, image, reference, args, normalize, slices) -> None:
+def _report_prediction(explainer, image, reference, args, normalize, slices, roi=None) -> None:
     """Print what the model segments before explaining it; warn when it looks failed."""
     from .prediction import CLI_FIELDS, check_prediction
 
@@ -255,7 +257,16 @@ def _report_prediction(explainer, image, reference, args, normalize, slices) -> 
     )
     if summary is None:
         return
-    print(summary.line(), flush=True)
+    line = summary.line()
+    if roi is not None:  # what the run explains: the segment inside the ROI
+        from .roi import as_roi
+
+        pred = np.asarray(summary.prediction)
+        inside = pred[as_roi(roi).resolve(pred.shape, pred)]
+        found = [(int(k), int((inside == k).sum())) for k in np.unique(inside) if k != 0]
+        counts = ", ".join(f"class {k} {n}" for k, n in found) or "no foreground"
+        line += f"; inside --roi: {counts}"
+    print(line, flush=True)
     if summary.warning:
         print(f"maskscope: warning: {summary.warning}", file=sys.stderr, flush=True)
 
@@ -329,7 +340,7 @@ def _explain(args: argparse.Namespace) -> int:
     spatial = layout.spatial
     check_patch_axes(args, len(spatial) - (1 if layout.slice_by_slice else 0))
     values.update(roi_kwargs(args, spatial, image))
-    _report_prediction(explainer, image.data, reference, args, normalize, slices)
+    _report_prediction(explainer, image.data, reference, args, normalize, slices, values.get("roi"))
     expl = explainer.explain(
         image.data,
         reference=reference,
@@ -341,11 +352,29 @@ def _explain(args: argparse.Namespace) -> int:
         **values,
     )
     write_map(out, expl.map, like=image, spacing=expl.voxel_spacing or None)
-    _report_result(out, png, method_name, expl)
+    _report_result(out, png, method_name, expl, args.roi)
     return 0
 
 
-def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
+def _report_crop(expl, out: Path, roi: str | None) -> None:
+    """Where the model ran for an ROI, and the evaluate flags that score the map there."""
+    if expl.params.get("crop_skipped"):
+        print(f"  not cropped, the model ran on the whole image: {expl.params['crop_skipped']}")
+    window = expl.params.get("crop_window")
+    if window is None or roi is None:
+        return
+    sliced = expl.slices is not None and len(window) == 3
+    box = ",".join(f"{a}:{b}" for a, b in (window[1:] if sliced else window))
+    where = f"the window {box}" + (" of each slice" if sliced else "")
+    slice_flag = " --slice Z" if sliced else ""
+    print(
+        f"  the model ran on {where} (the ROI's box and a margin); to evaluate the map there: "
+        f"maskscope evaluate --map {out} --roi {roi} --window {box}{slice_flag} (with the "
+        "same --model, --image and --normalize)"
+    )
+
+
+def _report_result(out: Path, png: Path | None, method_name: str, expl, roi=None) -> None:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     if expl.stopped_early:
         per_task = int(expl.params.get("n_masks", expl.n_total))
@@ -356,14 +385,7 @@ def _report_result(out: Path, png: Path | None, method_name: str, expl) -> None:
             f"of {of}"
         )
     print(f"  {for_cli(expl.reliability_text())}")
-    window = expl.params.get("crop_window")
-    if window is not None:
-        box = ",".join(f"{a}:{b}" for a, b in window)
-        print(
-            f"  the model ran on the window {box} (the ROI's box and a margin); outside it the "
-            f"map holds no saliency: 'maskscope evaluate --map ... --window {box}' orders its "
-            "voxels only"
-        )
+    _report_crop(expl, out, roi)
     if png is not None:
         from .figure import figure_png
 

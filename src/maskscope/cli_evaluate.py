@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ __all__ = ["add_evaluate_parser", "run_evaluate"]
 def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` subcommand to the ``maskscope`` parser's subparsers."""
     from .cli import CLI_METHODS, _add_params, add_call_flags, add_data_flags, add_input_flags
-    from .cli_roi import add_roi_flag
+    from .cli_roi import add_crop_flag, add_roi_flag
     from .evaluate.substrates import SUBSTRATES
 
     ev = sub.add_parser(
@@ -36,6 +37,14 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
         ev,
         "score inside this region only, as 'explain --roi' does (what the model segments "
         "outside it is no false positive): a box z0:z1,y0:y1,x0:x1 or a mask file",
+    )
+    add_crop_flag(ev)
+    ev.add_argument(
+        "--slice",
+        type=int,
+        metavar="Z",
+        help="a 2D model on a volume: evaluate slice Z (the image normalised over the volume, "
+        "as 'explain' normalises it; with --method only that slice is explained)",
     )
     ev.add_argument(
         "--window",
@@ -88,7 +97,7 @@ def _check_args(args: argparse.Namespace) -> None:
     check_outputs(outputs, inputs)  # before the run: no input overwritten, folders exist
 
 
-def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any, roi: Any):
+def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, reference: Any, roi):
     from . import METHODS
     from .cli import CLI_METHODS, call_options, method_values
 
@@ -97,8 +106,9 @@ def _compute_map(args: argparse.Namespace, model: Any, image: np.ndarray, refere
     explainer = cls(
         model, outputs=args.outputs, spatial_dims=args.spatial_dims, **call_options(args)
     )
-    if roi is not None:
-        values["roi"] = roi
+    values.update(roi)  # roi= and crop=
+    if args.slice is not None:
+        values["slices"] = [args.slice]
     return explainer.explain(
         image, reference=reference, target=args.target, progress=not args.quiet, **values
     )
@@ -127,7 +137,9 @@ def _normalized(image: np.ndarray, spatial: tuple[int, ...], args: argparse.Name
     return fn(image)
 
 
-def _spatial(model: Any, volume: Any, args: argparse.Namespace) -> tuple[int, ...]:
+def _spatial(model: Any, volume: Any, args: argparse.Namespace) -> tuple[tuple[int, ...], bool]:
+    """The image's spatial shape, and whether a 2D model takes it slice by slice (then
+    ``--slice`` is needed and checked)."""
     from .gui.inputs import prepare_image
     from .gui.models import model_layout
     from .io import check_colour
@@ -135,12 +147,30 @@ def _spatial(model: Any, volume: Any, args: argparse.Namespace) -> tuple[int, ..
     dims, in_ch = model_layout(model)
     layout = prepare_image(volume.data, args.spatial_dims or dims, in_ch)
     check_colour(volume, layout.slice_by_slice, f"--image {Path(args.image).name}")
-    if layout.slice_by_slice:
+    spatial = tuple(layout.spatial)
+    if not layout.slice_by_slice:
+        if args.slice is not None:
+            raise ValueError(
+                f"--slice is for a 2D model on a volume; the model takes the --image "
+                f"{spatial} whole: leave --slice out"
+            )
+        return spatial, False
+    if args.slice is None:
         raise ValueError(
-            f"--image is a volume {layout.spatial} for a 2D model: evaluate one slice at a time "
-            "(save a 2D slice of the image and of the map)"
+            f"--image is a volume {spatial} for a 2D model: give --slice Z to evaluate one "
+            "slice (normalised over the volume, as 'explain' normalises it)"
         )
-    return layout.spatial
+    if not 0 <= args.slice < spatial[0]:
+        raise ValueError(
+            f"--slice must be a slice of the volume, in [0, {spatial[0] - 1}], got {args.slice}"
+        )
+    return spatial, True
+
+
+def _one_slice(image: np.ndarray, spatial: tuple[int, ...], z: int) -> np.ndarray:
+    """Slice ``z`` of an image laid out as ``(D, H, W)`` or ``(C, D, H, W)``."""
+    image = np.asarray(image)
+    return image[z] if image.ndim == len(spatial) else image[:, z]
 
 
 def _check_reference(reference: np.ndarray, target: int | None, roi: Any) -> None:
@@ -177,34 +207,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model = load_model(args.model, trusted=args.trust_model)
     except UntrustedModelError as exc:
         raise UntrustedModelError(exc.path, "--trust-model") from None
-    spatial = _spatial(model, volume, args)
+    spatial, sliced = _spatial(model, volume, args)
     image = _normalized(image, spatial, args)
     if reference is not None and tuple(reference.shape) != spatial:
         raise ValueError(
             f"--reference must have the --image's spatial shape {spatial}, "
             f"got {tuple(reference.shape)}"
         )
-    window = _window_flag(args.window, spatial)  # checked before a map is computed
-    roi = None
-    if args.roi is not None:
-        from .cli_roi import roi_flag
-
-        roi = roi_flag(args, spatial, volume)
+    window = _window_flag(args.window, spatial[1:] if sliced else spatial)  # before any run
+    roi = _roi_flags(args, spatial, volume)
     if reference is not None:
-        _check_reference(np.asarray(reference), args.target, roi)
-    source = (
-        _read_map(args.map, spatial, args.axes)
-        if args.map
-        else _compute_map(args, model, image, reference, roi)
-    )
+        _check_reference(np.asarray(reference), args.target, roi.get("roi"))
+    source, options = _source(args, model, image, reference, roi, spatial, sliced)
     gen = iter_faithfulness(
         source,
-        window=window,
         model=model,
-        image=image,
-        reference=reference,
+        window=window,
         target=args.target,
-        roi=roi,
         substrate=args.substrate,
         blur_sigma=args.blur_sigma,
         steps=args.steps,
@@ -212,11 +231,51 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.random_seed,
         batch_size=args.batch_size or 16,
         outputs=args.outputs,
-        spatial_dims=args.spatial_dims,
+        spatial_dims=2 if sliced else args.spatial_dims,
+        **options,
         **call_options(args),
     )
     _report(_drain(gen, args), args)
     return 0
+
+
+def _roi_flags(args: argparse.Namespace, spatial: tuple[int, ...], volume: Any) -> dict:
+    """``roi=`` (and, for ``--method``, ``crop=``) from ``--roi`` and ``--crop``."""
+    from .cli_roi import roi_kwargs
+
+    if args.crop is not None and args.map:
+        raise ValueError("--crop says how --method computes the map: a --map is made already")
+    if args.window not in (None, "full") and args.roi is None and args.map:
+        print(
+            "maskscope: warning: --window without --roi: the curves score the whole image's "
+            "segmentation; a map made for an ROI is evaluated with the same --roi",
+            file=sys.stderr,
+            flush=True,
+        )
+    return roi_kwargs(args, spatial, volume)
+
+
+def _source(args, model, image, reference, roi, spatial, sliced):
+    """The map to evaluate and the arguments that go with it (one slice of each for a 2D
+    model on a volume)."""
+    if args.method:
+        expl = _compute_map(args, model, image, reference, roi)
+        options = {"slice_index": args.slice} if sliced else {}
+        return expl, {"image": None, "reference": None, **options}
+    source = _read_map(args.map, spatial, args.axes)
+    region = roi.get("roi")
+    if not sliced:
+        return source, {"image": image, "reference": reference, "roi": region}
+    z = args.slice
+    if region is not None:
+        from .roi import as_roi
+
+        region = as_roi(region).resolve(spatial)[z]
+        if not region.any():
+            raise ValueError(f"--roi has no voxel in --slice {z}: give a slice of the ROI")
+    sliced_ref = None if reference is None else np.asarray(reference)[z]
+    options = {"image": _one_slice(image, spatial, z), "reference": sliced_ref, "roi": region}
+    return source[z], options
 
 
 def _window_flag(text: str | None, spatial: tuple[int, ...]) -> Any:
@@ -231,7 +290,8 @@ def _window_flag(text: str | None, spatial: tuple[int, ...]) -> Any:
         box = ROI.from_box(text)
         box.resolve(spatial)
     except ValueError as exc:
-        raise ValueError(f"--window: {exc} ('full' orders every voxel)") from None
+        text = str(exc).replace("the ROI", "the window")
+        raise ValueError(f"--window: {text} ('full' orders every voxel)") from None
     return box
 
 
@@ -241,6 +301,8 @@ def _report(result: Any, args: argparse.Namespace) -> None:
         f"{what}: {args.substrate} substrate, {result.steps} steps, {result.n_random} random "
         f"order(s), {result.n_forward} forward passes, {result.elapsed:.1f} s"
     )
+    if result.slice_index is not None or args.slice is not None:
+        print(f"slice {args.slice} of the volume")
     if result.window is not None:
         box = ",".join(f"{a}:{b}" for a, b in result.window)
         print(f"curves over the {result.n_voxels} voxels of the window {box}")
@@ -249,7 +311,9 @@ def _report(result: Any, args: argparse.Namespace) -> None:
         result.to_png(args.png)
         print(f"wrote {args.png}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        given = ("model", "image", "map", "method", "reference", "roi", "slice", "target")
+        inputs = {name: getattr(args, name) for name in given}
+        Path(args.json).write_text(json.dumps({"inputs": inputs, **result.to_dict()}, indent=2))
         print(f"wrote {args.json}")
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_patch_flags", "add_roi_flags", "patch_options", "roi_kwargs", "wrap_patch_model"]
+__all__ = [
+    "add_crop_flag",
+    "add_patch_flags",
+    "add_roi_flags",
+    "patch_options",
+    "roi_kwargs",
+    "wrap_patch_model",
+]
 
 _BOX = re.compile(r"^\s*-?\d*\s*:\s*-?\d*\s*(,\s*-?\d*\s*:\s*-?\d*\s*)*$")
 
@@ -31,7 +38,13 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
         "explain only this region: a box z0:z1,y0:y1,x0:x1 (y0:y1,x0:x1 in 2D; 10: runs to "
         "the end) or a mask file of the image's shape (non-zero voxels)",
     )
-    group.add_argument(
+    add_crop_flag(group)
+    add_patch_flags(group)
+
+
+def add_crop_flag(parser: Any) -> None:
+    """Add ``--crop [MARGIN]``."""
+    parser.add_argument(
         "--crop",
         nargs="?",
         const="auto",
@@ -41,7 +54,6 @@ def add_roi_flags(parser: argparse.ArgumentParser) -> None:
         "whole image). Default: the RISE family crops when the receptive field can be "
         "estimated and the window is smaller than the image",
     )
-    add_patch_flags(group)
 
 
 def add_patch_flags(parser: Any) -> None:

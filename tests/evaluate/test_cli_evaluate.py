@@ -123,7 +123,9 @@ def test_roi_scores_inside_the_region(tmp_path, capsys, source):
         (("--method", "rise", "--reference", "WRONG"), "--reference must have the --image's"),
         (("--method", "rise", "--roi", "0:30,0:5"), "--roi: the ROI box 0:30,0:5 must lie"),
         (("--method", "rise", "--roi", "nofile.npy"), "--roi must be a box like 10:42,0:64"),
-        (("--method", "rise", "--window", "0:30,0:5"), "--window: the ROI box 0:30,0:5 must lie"),
+        (("--method", "rise", "--window", "0:30,0:5"), "--window: the window box 0:30,0:5 must"),
+        (("--map", "EMPTY", "--crop", "4"), "--crop says how --method computes the map"),
+        (("--method", "rise", "--slice", "3"), "--slice is for a 2D model on a volume"),
         (("--method", "rise", "--window", "all"), "--window: a box is one start:stop range"),
         (
             ("--map", "EMPTY", "--reference", "CORNER", "--roi", "20:,20:"),
@@ -145,6 +147,66 @@ def test_bad_input_is_one_line_naming_the_flag(files, capsys, extra, message):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("maskscope: error: ") and message in err and err.count("\n") == 1
+
+
+def test_the_command_that_explain_prints_evaluates_the_roi(tmp_path, capsys):
+    """Run as printed (with the model and image flags), it gives the API's ROI curves."""
+    img, box = two_segments(tmp_path)
+    common = ["--model", FACTORY, "--image", str(tmp_path / "two.npy")]
+    out = tmp_path / "m.npy"
+    explain = ["explain", *common, "--out", str(out), "--roi", box, "--n-masks", "30"]
+    assert main([*explain, "--grid", "4", "--seed", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out.split("to evaluate the map there: ")[1].split(" (with")[0]
+    argv = printed.split()[1:]  # the words after 'maskscope'
+    assert argv[:3] == ["evaluate", "--map", str(out)] and "--roi" in argv
+    js = tmp_path / "c.json"
+    assert main([*argv, *common, "--steps", "5", "--random-orders", "0", "--json", str(js)]) == 0
+    expl = SegRISE(ThresholdNet(2)).explain(img, roi=box, n_masks=30, grid=4, seed=2)
+    want = faithfulness(expl, model=ThresholdNet(2), steps=5, n_random=0)
+    got = json.loads(js.read_text())
+    assert got["window"] == want.window is not None
+    assert got["curves"]["deletion"]["dice"]["auc"] == pytest.approx(want.auc("deletion"))
+    assert got["inputs"]["roi"] == box and got["inputs"]["map"] == str(out)
+    assert "warning" not in capsys.readouterr().err
+    assert main(["evaluate", *common, "--map", str(out), "--window", got["inputs"]["roi"]]) == 0
+    assert "maskscope: warning: --window without --roi" in capsys.readouterr().err
+
+
+def test_a_slice_of_a_volume_for_a_2d_model(tmp_path, capsys):
+    """``--slice``: the slice of the volume as 'explain' normalised it, its ROI part, the
+    in-plane window; the same curves as ``faithfulness(expl, slice_index=z)``."""
+    vol = np.zeros((4, 20, 22), np.float32)
+    vol[:, 2:8, 2:8] = 1.0
+    vol[:, 12:18, 12:20] = 1.0
+    vol = vol * 300 + 40  # far from [0, 1]: the normalisation matters
+    np.save(tmp_path / "vol.npy", vol)
+    common = ["evaluate", "--model", FACTORY, "--image", str(tmp_path / "vol.npy")]
+    common += ["--normalize", "minmax", "--steps", "4", "--random-orders", "0", "--quiet"]
+    roi, kw = "1:3,0:10,0:10", dict(n_masks=12, grid=3, seed=0)
+    expl = SegRISE(ThresholdNet(2)).explain(vol, roi=roi, slices=[2], normalize="minmax", **kw)
+    want = faithfulness(expl, model=ThresholdNet(2), slice_index=2, steps=4, n_random=0)
+    assert want.window is not None and want.deletion.scores("dice")[0] == pytest.approx(1.0)
+    js = tmp_path / "m.json"
+    method = ["--method", "segrise", "--n-masks", "12", "--grid", "3", "--seed", "0"]
+    assert main([*common, *method, "--roi", roi, "--slice", "2", "--json", str(js)]) == 0
+    got = json.loads(js.read_text())
+    assert got["slice_index"] == 2 and got["window"] == want.window
+    assert got["curves"]["deletion"]["dice"]["auc"] == pytest.approx(want.auc("deletion"))
+    np.save(tmp_path / "map.npy", expl.map)
+    window = ",".join(f"{a}:{b}" for a, b in want.window)
+    argv = ["--map", str(tmp_path / "map.npy"), "--roi", roi, "--slice", "2", "--window", window]
+    assert main([*common, *argv, "--json", str(js)]) == 0
+    got = json.loads(js.read_text())
+    assert got["window"] == want.window and got["inputs"]["slice"] == 2
+    assert got["curves"]["deletion"]["dice"]["auc"] == pytest.approx(want.auc("deletion"))
+    assert got["curves"]["insertion"]["dice"]["auc"] == pytest.approx(want.auc("insertion"))
+    capsys.readouterr()
+    assert main([*common, "--map", str(tmp_path / "map.npy")]) == 2
+    assert "a 2D model: give --slice Z to evaluate one slice" in capsys.readouterr().err
+    assert main([*common, *argv[:4], "--slice", "7"]) == 2
+    assert "--slice must be a slice of the volume, in [0, 3], got 7" in capsys.readouterr().err
+    assert main([*common, "--map", str(tmp_path / "map.npy"), "--roi", roi, "--slice", "0"]) == 2
+    assert "--roi has no voxel in --slice 0" in capsys.readouterr().err
 
 
 def test_unknown_substrate_is_refused_by_the_parser(files, capsys):

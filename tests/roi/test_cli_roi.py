@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from maskscope import SegRISE, SlidingWindow
 from maskscope.cli import main
@@ -37,11 +38,17 @@ def test_roi_box_and_crop_give_the_api_map(tmp_path, crop, capsys):
     want = SegRISE(ThresholdNet(2)).explain(_image(), roi="12:22,13:25", n_masks=20, grid=4, **kw)
     np.testing.assert_allclose(read_image(tmp_path / "m.npy").data, want.map, rtol=1e-6)
     out = capsys.readouterr().out
+    with torch.no_grad():
+        labels = ThresholdNet(2)(torch.from_numpy(_image())[None, None]).argmax(1)[0].numpy()
+    assert f"; inside --roi: class 1 {int(labels[12:22, 13:25].sum())}\n" in out
+    assert int(labels[12:22, 13:25].sum()) < int(labels.sum())
     if crop == "off":
         assert "crop_window" not in want.params and "--window" not in out
     else:  # the window is printed, as 'maskscope evaluate --window' takes it
         box = ",".join(f"{a}:{b}" for a, b in want.params["crop_window"])
-        assert f"the model ran on the window {box}" in out and f"--window {box}'" in out
+        assert f"the model ran on the window {box}" in out
+        flags = f"maskscope evaluate --map {tmp_path / 'm.npy'} --roi 12:22,13:25 --window {box} "
+        assert flags in out
 
 
 def test_open_ended_roi_box_is_a_box_not_a_file(tmp_path, capsys):
@@ -107,3 +114,14 @@ def test_a_crop_margin_too_small_is_one_warning_line_in_flags(tmp_path, capsys):
     assert "or --crop to estimate it" in err and "crop=True" not in err and ".py:" not in err
     assert main([*args, "--crop", "1"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_crop_skipped_says_why_and_prints_no_window(tmp_path, capsys):
+    img = np.zeros((16, 16), np.float32)
+    img[4:10, 5:12] = 1.0
+    write_map(tmp_path / "small.npy", img)
+    args = ["explain", "--model", FACTORY, "--image", str(tmp_path / "small.npy"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "m.npy"), "--roi", "4:10,5:12"]) == 0
+    out = capsys.readouterr().out
+    assert "not cropped, the model ran on the whole image: the ROI's box plus the receptive " in out
+    assert "--window" not in out
