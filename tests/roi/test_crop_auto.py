@@ -44,13 +44,35 @@ def test_iter_explain_streams_the_same_cropped_snapshots(volume):
 
 def test_no_receptive_field_runs_on_the_whole_image_and_says_why(volume):
     norm = Shapes(nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.InstanceNorm3d(2)).eval())
-    got = SegRISE(norm).explain(volume, roi=BOX, target=1, **KW)
-    want = SegRISE(norm.body).explain(volume, roi=BOX, target=1, crop=False, **KW)
+    big = np.pad(volume, ((0, 0), (0, 0), (0, 80)))  # an axis longer than the probe's 96
+    got = SegRISE(norm).explain(big, roi=BOX, target=1, **KW)
+    want = SegRISE(norm.body).explain(big, roi=BOX, target=1, crop=False, **KW)
     np.testing.assert_array_equal(got.map, want.map)
     assert got.params["crop"] == "auto" and "crop_window" not in got.params
     assert got.params["crop_skipped"].startswith("the receptive field could not be estimated: ")
     assert "instance or layer norm" in got.params["crop_skipped"]
-    assert norm.shapes[-1] == SHAPE
+    assert norm.shapes[-1] == big.shape
+    # on an image no longer than the probe, the whole image is the probe: the outputs reach
+    # its edge on every axis, the window would span them all, and the run says so
+    small = SegRISE(norm).explain(volume, roi=BOX, target=1, **KW)
+    assert small.params["crop_skipped"] == (
+        "the ROI's box plus the receptive field covers the whole image"
+    )
+
+
+def test_an_axis_shorter_than_the_receptive_field_is_spanned_and_the_others_cropped():
+    """A 12×60 image and a radius of 8: the window spans axis 0 and crops axis 1."""
+    from tests.roi.test_crop_parts import _conv_net
+
+    rng = np.random.default_rng(1)
+    img = rng.random((12, 60)).astype(np.float32)
+    net = _conv_net((9, 9), dims=2).eval()
+    kw = dict(roi="5:7,28:32", n_masks=12, grid=3, seed=0, batch_size=4)
+    got = SegRISE(net, pad_multiple=1).explain(img, crop=True, **kw)
+    assert got.params["crop_window"] == [[0, 12], [20, 40]]  # 28 - 8, 32 + 8
+    assert got.params["crop_margin"] == [12, 8]
+    full = SegRISE(net, pad_multiple=1).explain(img, crop=False, **kw)
+    np.testing.assert_allclose(got.map[:, 20:40], full.map[:, 20:40], rtol=0, atol=1e-6)
 
 
 def test_a_window_covering_the_image_runs_on_the_whole_image(volume):

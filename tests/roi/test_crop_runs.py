@@ -137,8 +137,9 @@ def test_crop_errors(volume):
     with pytest.raises(ValueError, match=re.escape("crop must be 'auto', False, True (margin")):
         SegRISE(_fcn()).explain(volume, roi="0:2,0:2,0:2", crop=-1, n_masks=4)
     norm = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.InstanceNorm3d(2)).eval()
+    big = np.pad(volume, ((0, 0), (0, 0), (0, 80)))  # an axis longer than the probe's 96
     with pytest.raises(ReceptiveFieldError, match=re.escape("(crop=<margin in voxels>)")):
-        SegRISE(norm).explain(volume, roi="0:2,0:2,0:2", crop=True, n_masks=4)
+        SegRISE(norm).explain(big, roi="0:2,0:2,0:2", crop=True, n_masks=4)
 
 
 def test_a_2d_model_on_a_volume_crops_in_plane_and_keeps_the_roi_slices():

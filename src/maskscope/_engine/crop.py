@@ -73,6 +73,7 @@ def receptive_field(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     rel_tol: float = 1e-6,
+    whole_axes: Sequence[bool] | None = None,
 ) -> tuple[int, ...]:
     """Estimate the receptive-field radius per axis by probing ``model`` with impulses.
 
@@ -82,12 +83,16 @@ def receptive_field(
     the farthest output voxel whose value changed by more than ``rel_tol`` of the largest
     change. Returns one radius (in voxels) per spatial axis.
 
+    ``whole_axes`` (one flag per axis) marks the axes where the probe is as long as the
+    image itself: reaching the probe's edge there only says that a window must span that
+    axis, and the radius returned for it is the probe's size.
+
     Raises
     ------
     ReceptiveFieldError
-        When the change reaches the probe's edge: the outputs depend on the whole input
-        (instance / layer norm, global pooling, attention) or on more than the probe
-        holds. Then give the margin explicitly.
+        When the change reaches the probe's edge on another axis: the outputs depend on
+        the whole input (instance / layer norm, global pooling, attention) or on more
+        than the probe holds. Then give the margin explicitly.
     """
     size = (int(probe),) * spatial_dims if np.isscalar(probe) else tuple(map(int, probe))
     gen = torch.Generator().manual_seed(seed)
@@ -106,13 +111,18 @@ def receptive_field(
         if support is None:
             continue
         radius = [max(r, s) for r, s in zip(radius, support, strict=True)]
+    whole = tuple(whole_axes) if whole_axes is not None else (False,) * spatial_dims
     for ax, (r, n) in enumerate(zip(radius, size, strict=True)):
         if r >= n // 2 - 2:
+            if whole[ax]:
+                radius[ax] = n  # the whole axis: a window spans it
+                continue
             raise ReceptiveFieldError(
                 f"an impulse changed the outputs up to the probe's edge along axis {ax} "
                 f"(probe {size}): the outputs depend on the whole input (instance or layer "
                 "norm, global pooling, attention) or on more than the probe holds; give the "
-                "margin explicitly, or probe with a larger probe"
+                "margin explicitly, or measure it with maskscope.receptive_field(model, "
+                "in_channels, spatial_dims, probe=<a larger size>)"
             )
     return tuple(radius)
 

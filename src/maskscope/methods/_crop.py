@@ -118,10 +118,17 @@ def plan_crop(
     nd = region.ndim
     estimated = crop is True or crop == "auto"
     if estimated:
-        probe = tuple(min(96, n) for n in region.shape[nd - model_dims :])
+        sizes = region.shape[nd - model_dims :]
+        probe = tuple(min(96, n) for n in sizes)
         try:
             radius = receptive_field(
-                model, in_channels, model_dims, probe=probe, device=device, dtype=dtype
+                model,
+                in_channels,
+                model_dims,
+                probe=probe,
+                device=device,
+                dtype=dtype,
+                whole_axes=[p == n for p, n in zip(probe, sizes, strict=True)],
             )
         except ReceptiveFieldError as exc:
             raise ReceptiveFieldError(f"{exc} (crop=<margin in voxels>)") from exc
