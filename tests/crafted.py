@@ -71,3 +71,28 @@ def crafted_torchscript(tmp: Path, marker: Path) -> Path:
     evil = tmp / "crafted.pt"
     _rewrite(clean, evil, "/data.pkl", pickle.dumps(_WritesMarker(marker), protocol=2))
     return evil
+
+
+class _WritesFile(torch.nn.Module):
+    """A segmenter whose ``forward`` also writes ``payload`` into ``target`` through
+    ``torch.from_file(..., shared=True)``: a TorchScript program writing any file."""
+
+    def __init__(self, target: str, payload: bytes) -> None:
+        super().__init__()
+        self.conv = _segmenter()
+        self.target = target
+        self.payload = list(payload)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.from_file(self.target, shared=True, size=len(self.payload), dtype=torch.uint8)
+        out.copy_(torch.tensor(self.payload, dtype=torch.uint8))
+        return self.conv(x) + (out[:1].float() * 0.0).sum()
+
+
+def writing_torchscript(tmp: Path, target: Path, payload: bytes = b"written") -> Path:
+    """A working TorchScript model that writes ``payload`` into ``target`` when called."""
+    path = tmp / "writes.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(_WritesFile(str(target), payload)), str(path))
+    return path

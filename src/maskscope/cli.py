@@ -100,8 +100,9 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-model",
         action="store_true",
-        help="allow a .pt2 model file: torch.export.load unpickles parts of it, which can run "
-        "any code (use only for files you trust)",
+        help="allow a model file (TorchScript .pt/.ts..., torch.export .pt2): loading and "
+        "calling it runs the code it holds, which can read and write any file (use only for "
+        "files you trust)",
     )
     parser.add_argument("--image", required=True, help=f"image file ({' '.join(READ_FORMATS)})")
     parser.add_argument("--reference", help="reference segmentation file (default: the prediction)")

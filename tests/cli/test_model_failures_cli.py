@@ -20,7 +20,7 @@ def _image(tmp_path, shape=(24, 24)):
 
 
 def _run(tmp_path, capsys, model, *extra, shape=(24, 24)):
-    args = ["explain", "--model", model, "--image", _image(tmp_path, shape)]
+    args = ["explain", "--model", model, "--trust-model", "--image", _image(tmp_path, shape)]
     args += ["--out", str(tmp_path / "map.npy"), "--quiet", "--n-masks", "8", "--grid", "4"]
     code = main([*args, *extra])
     captured = capsys.readouterr()

@@ -78,10 +78,10 @@ def test_load_torchscript(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.trace(_Tiny().train(), torch.rand(1, 1, 8, 8)), str(path))
-    model = load_model(path)
+    model = load_model(path, trusted=True)
     assert not model.training
     x = torch.rand(3, 1, 8, 8)
-    assert load_model(str(path))(x).shape == (3, 2, 8, 8)
+    assert load_model(str(path), trusted=True)(x).shape == (3, 2, 8, 8)
 
 
 def test_load_exported_program(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_state_dict_file_is_refused_with_a_hint(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(_Tiny().state_dict(), path)
     with pytest.raises(ValueError, match=r"not a TorchScript archive.*package\.module:factory"):
-        load_model(path)
+        load_model(path, trusted=True)
 
 
 def test_not_a_string() -> None:
@@ -170,7 +170,7 @@ def test_traced_model_layout_is_read_from_its_weights(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.trace(net().eval(), torch.rand(1, channels, 8, 8)), str(path))
-    loaded = load_model(str(path))
+    loaded = load_model(str(path), trusted=True)
     assert model_layout(loaded) == (2, channels)
 
 
@@ -184,7 +184,9 @@ def test_traced_2d_model_explains_a_volume_slice_by_slice(tmp_path: Path) -> Non
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.trace(_Tiny().eval(), torch.rand(1, 1, 8, 8)), str(path))
     volume = np.random.default_rng(0).random((5, 12, 12)).astype(np.float32)
-    expl = SegRISE(load_model(str(path))).explain(volume, slices=[1, 3], n_masks=8, grid=3)
+    expl = SegRISE(load_model(str(path), trusted=True)).explain(
+        volume, slices=[1, 3], n_masks=8, grid=3
+    )
     assert expl.map.shape == (5, 12, 12)
     assert expl.slices == (1, 3)
 

@@ -43,9 +43,14 @@ def test_a_bad_model_file_is_a_notification(make_napari_viewer, plugin, qtbot, t
     _, widget = viewer.window.add_plugin_dock_widget("maskscope", "Explain segmentation")
     widget.models.select(str(bad))
     assert widget.models.spec.isVisibleTo(widget)
+    assert widget.run() is None  # a model file needs the trust box ticked
+    (message,) = errors()
+    assert "TorchScript file is a program" in message
+    assert "allow it with the checkbox 'trust this model file (it can run code)'" in message
+    widget.models.trust.setChecked(True)
 
     assert widget.run() is None
-    (message,) = errors()
+    message = errors()[-1]
     assert "broken.pt" in message and "not a TorchScript archive" in message
     assert "\n" not in message
     assert widget.status.text().startswith("failed:")

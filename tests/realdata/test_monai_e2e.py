@@ -43,7 +43,8 @@ def _monai_dice(case) -> float:
 
 
 def _run_cli(case, capsys, out, axes="ijk", extra=()):
-    argv = ["explain", "--model", str(case.model_path), "--image", str(case.image_path)]
+    argv = ["explain", "--model", str(case.model_path), "--trust-model"]
+    argv += ["--image", str(case.image_path)]
     argv += ["--reference", str(case.label_path), "--axes", axes, "--normalize", "zscore"]
     code = main([*argv, *PARAMS, "--out", str(out), "--quiet", *extra])
     captured = capsys.readouterr()
@@ -67,7 +68,7 @@ def test_cli_reproduces_monai_dice_and_writes_an_aligned_map(case, capsys):
     np.testing.assert_allclose(written.affine, case.affine)
     assert written.shape == case.raw.shape == (33, 41, 25)
     # the same map as the API on nibabel-order, normalised data: voxel for voxel aligned
-    api = SegRISE(load_model(str(case.model_path))).explain(
+    api = SegRISE(load_model(str(case.model_path), trusted=True)).explain(
         zscore(case.raw), reference=case.label, n_masks=256, grid=4, seed=0
     )
     np.testing.assert_allclose(np.asarray(written.dataobj), api.map, rtol=1e-5, atol=1e-6)
@@ -90,7 +91,8 @@ def test_the_wrong_axis_order_loses_dice_but_the_map_still_lines_up(case, capsys
 
 
 def test_unnormalised_input_is_reported_before_explaining(case, capsys):
-    argv = ["explain", "--model", str(case.model_path), "--image", str(case.image_path)]
+    argv = ["explain", "--model", str(case.model_path), "--trust-model"]
+    argv += ["--image", str(case.image_path)]
     argv += ["--reference", str(case.label_path), "--method", "segrise", "--n-masks", "4"]
     code = main([*argv, "--out", str(case.folder / "raw.nii.gz"), "--quiet"])
     captured = capsys.readouterr()

@@ -229,7 +229,7 @@ def load_spec(spec: str, device: str, *, trusted: bool, trust_label: str) -> Cal
     device
         A name from :func:`device_choices`.
     trusted
-        Whether the user allowed model files that can run code (``.pt2``).
+        Whether the user allowed model files, which run code (TorchScript, ``.pt2``).
     trust_label
         How the form names that permission, for the message when it is missing.
     """

@@ -3,10 +3,12 @@
 Nothing here touches the network: bundled weights ship inside the package.
 
 What runs code (see docs/models-and-trust.md): a ``package.module:factory`` spec is an
-import; a TorchScript file is a program (its unpickler refuses Python globals, but its
-TorchScript code runs when loaded and called, with every torch operator at hand); a
-``torch.export`` file (``.pt2``) is unpickled in part by ``torch.export.load``, which can run
-any Python code, so it is refused unless the caller trusts it (``trusted=True``).
+import of code the caller names; a model file is code that comes with data: a TorchScript
+file is a program (its unpickler refuses Python globals, but its TorchScript code runs when
+loaded and called, with every torch operator at hand, ``torch.from_file`` and ``aten::save``
+reading and writing any file among them), and a ``torch.export`` file (``.pt2``) is
+unpickled in part by ``torch.export.load``, which can run any Python code. Both are refused
+unless the caller trusts the file (``trusted=True``), before torch opens it.
 """
 
 from __future__ import annotations
@@ -57,10 +59,19 @@ class UntrustedModelError(ValueError):
 
     def message(self, switch: str) -> str:
         """The refusal, naming the frontend's own trust switch (a flag, a field)."""
+        if self.path.suffix.lower() in _EXPORT_SUFFIXES:
+            why = (
+                "torch.export.load unpickles parts of a .pt2 file, which can run any Python "
+                "code while it loads"
+            )
+        else:
+            why = (
+                "a TorchScript file is a program that runs when it is loaded and called, and "
+                "it can read and write any file (torch.from_file, torch.save)"
+            )
         return (
-            f"refusing to load {str(self.path)!r}: torch.export.load unpickles parts of a "
-            f".pt2 file, which can run any Python code; if you trust its source, allow it "
-            f"with {switch} (TorchScript files need no switch)"
+            f"refusing to load {str(self.path)!r}: {why}; if you trust its source, allow it "
+            f"with {switch}"
         )
 
 
@@ -187,9 +198,9 @@ def _load_file(path: Path, device: torch.device | None, trusted: bool) -> nn.Mod
         )
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {str(path)!r}")
+    if not trusted:  # before torch opens the file: loading it runs its code
+        raise UntrustedModelError(path)
     if suffix in _EXPORT_SUFFIXES:
-        if not trusted:
-            raise UntrustedModelError(path)
         try:
             program = torch.export.load(str(path))
         except RuntimeError as err:
@@ -286,7 +297,8 @@ def load_model(
         One of:
 
         - a bundled model name, see :func:`bundled_models` (``"shapes2d"``, ``"phantom3d"``);
-        - a TorchScript file saved with ``torch.jit.save`` (``.pt``, ``.pth``, ``.ts``, ...);
+        - a TorchScript file saved with ``torch.jit.save`` (``.pt``, ``.pth``, ``.ts``, ...),
+          only with ``trusted=True``;
         - a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), only with
           ``trusted=True``;
         - ``"package.module:factory"``: the module is imported and ``factory()`` called with no
@@ -294,10 +306,11 @@ def load_model(
     device : str or torch.device, optional
         Where to put the model; by default it stays where it was loaded (the CPU for files).
     trusted : bool
-        Allow a ``.pt2`` file. ``torch.export.load`` unpickles parts of the archive (in torch
-        2.13: the sample inputs and constants or weights marked for pickling), and a crafted
-        archive runs any Python code while it loads. Set this only for files whose source
-        you trust.
+        Allow a model file. A TorchScript file's code runs when it is loaded and called and
+        can read and write any file (``torch.from_file``, ``aten::save``); ``torch.export.load``
+        unpickles parts of a ``.pt2`` archive (in torch 2.13: the sample inputs and constants
+        or weights marked for pickling), and a crafted archive runs any Python code while
+        it loads. Set this only for files whose source you trust.
 
     Returns
     -------
@@ -309,7 +322,7 @@ def load_model(
     FileNotFoundError
         If a model file or bundled weights are missing.
     UntrustedModelError
-        A ``.pt2`` file without ``trusted=True`` (a ``ValueError``).
+        A model file without ``trusted=True`` (a ``ValueError``).
     ValueError
         If ``spec`` matches none of the accepted kinds, or the file or factory is unusable.
 
@@ -317,9 +330,11 @@ def load_model(
     -----
     Every kind of model is code: a factory spec imports a module (which runs it), a
     TorchScript file holds TorchScript code that runs when it is loaded and called (torch's
-    TorchScript unpickler refuses Python globals, so it cannot call arbitrary Python, but the
-    code can call any torch operator, ``aten::save`` writing files included), and a ``.pt2``
-    file can run any Python code while it is unpickled. Load models you trust.
+    TorchScript unpickler refuses Python globals, but the code can call any torch operator:
+    ``torch.from_file`` and ``aten::save`` read and write any file, a ``.pth`` file in
+    site-packages or a shell's start-up file among them, which is as good as running any
+    code), and a ``.pt2`` file can run any Python code while it is unpickled. Load models
+    you trust.
 
     The explainers call the model on batches of perturbed inputs: export a model with a dynamic
     batch dimension, e.g. ``torch.export.export(model, (x,), dynamic_shapes=({0: Dim("batch")},))``,
@@ -328,7 +343,7 @@ def load_model(
 
     Examples
     --------
-    >>> model = load_model("shapes2d")
+    >>> model = load_model("shapes2d")  # bundled: no file of unknown origin
     >>> model(torch.zeros(1, 1, 240, 240)).shape
     torch.Size([1, 2, 240, 240])
     """

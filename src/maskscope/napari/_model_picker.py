@@ -45,7 +45,7 @@ FROM_SPEC = "file or factory…"
 _FILE_FILTER = "Models (*.pt2 *.pt *.pth *.ts *.torchscript *.jit);;All files (*)"
 _DIMS = {"auto": None, "2D": 2, "3D": 3}
 
-#: Text of the checkbox that allows model files able to run code (``.pt2``).
+#: Text of the checkbox that allows model files, which run code (TorchScript, ``.pt2``).
 TRUST_LABEL = "trust this model file (it can run code)"
 
 
@@ -80,8 +80,9 @@ class ModelPicker(QWidget):
         self.trust = QCheckBox(TRUST_LABEL)
         self.trust.setObjectName("trust_model")
         self.trust.setToolTip(
-            "Needed for .pt2 files: torch.export.load unpickles parts of them, and a crafted "
-            "file runs any Python code while it loads. Tick only for files you trust."
+            "Needed for model files: a TorchScript file's program can read and write any "
+            "file, and torch.export.load unpickles parts of a .pt2 file, which runs any "
+            "Python code while it loads. Tick only for files you trust."
         )
         self.browse = QPushButton("…")
         self.browse.setToolTip("Choose a model file")
