@@ -68,6 +68,11 @@ def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[st
         cannot be written.
     """
     for what, out in outputs:
+        if Path(out).is_symlink():  # writing through it would overwrite what it points to
+            raise ValueError(
+                f"{what} {out} is a symbolic link (to {os.readlink(out)}): maskscope does not "
+                "write through links; remove the link or choose another output name"
+            )
         for flag, src in inputs:
             if _same(out, src):
                 raise ValueError(

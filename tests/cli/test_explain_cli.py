@@ -153,3 +153,19 @@ def test_a_run_stopped_by_tol_says_so(tmp_path, capsys):
     assert line in out
     assert main([*argv[:-4], "--n-masks", "20", "--grid", "4"]) == 0
     assert "stopped early" not in capsys.readouterr().out
+
+
+def test_an_output_that_is_a_link_is_refused_and_its_target_kept(tmp_path, capsys):
+    np.save(tmp_path / "img.npy", image2d())
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    (tmp_path / "map.npy").symlink_to(victim)
+    (tmp_path / "curves.json").symlink_to(victim)
+    args = ["explain", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "map.npy")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'map.npy'} is a symbolic link (to {victim})" in err
+    evaluate = ["evaluate", "--model", FACTORY, "--image", str(tmp_path / "img.npy"), "--quiet"]
+    assert main([*evaluate, "--method", "rise", "--json", str(tmp_path / "curves.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert victim.read_text() == "precious"

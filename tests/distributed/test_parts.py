@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from maskscope import SegRISE
-from maskscope.batch import explain_dataset
+from maskscope.batch import explain_dataset, load_cases
 from maskscope.explanation import Explanation
 from maskscope.io import read_image
 from tests.conftest import ThresholdNet
@@ -141,3 +141,50 @@ def test_bad_settings_are_refused_before_any_case(tmp_path, kwargs, error, messa
         _run(tmp_path / "data", tmp_path / "out", **kwargs)
     assert message in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_record_placed_in_the_output_folder_does_not_finish_a_case(tmp_path):
+    """Only a record as the store writes it (its name, image and files) skips a case; text
+    cells that a spreadsheet would run as formulas are quoted in summary.csv."""
+    write_2d(tmp_path / "data", 2)
+    out = tmp_path / "out"
+    (out / "cases").mkdir(parents=True)
+    (out / "maps").mkdir()
+    (out / "explanations").mkdir()
+    outside = tmp_path / "elsewhere.npy"
+    np.save(outside, np.zeros(3))
+    planted = {
+        "img00": {"map": str(outside), "explanation": str(outside)},  # files from elsewhere
+        "img01": {  # the right files, another image
+            "map": "maps/img01.tif",
+            "explanation": "explanations/img01.npz",
+            "image": "/somewhere/else.tif",
+        },
+    }
+    (out / "maps" / "img01.tif").write_bytes(b"x")
+    (out / "explanations" / "img01.npz").write_bytes(b"x")
+    for name, files in planted.items():
+        record = {"name": name, "status": "ok", "reliability": 0.99, **files}
+        (out / "cases" / f"{name}.json").write_text(json.dumps(record))
+    result = _run(tmp_path / "data", out, on_case=lambda row: None)
+    assert result.computed == ["img00", "img01"] and result.skipped == []
+    assert json.loads((out / "cases" / "img00.json").read_text())["map"] == "maps/img00.npy"
+    again = _run(tmp_path / "data", out)
+    assert again.skipped == ["img00", "img01"]  # the records it wrote itself
+
+
+def test_summary_csv_quotes_text_a_spreadsheet_would_run(tmp_path):
+    import csv
+
+    from maskscope.batch.store import BatchStore
+
+    (tmp_path / "data").mkdir()
+    write_broken(tmp_path / "data")
+    out = tmp_path / "out"
+    store = BatchStore(out)
+    (case,) = load_cases(tmp_path / "data")
+    store.failure(case, '=HYPERLINK("http://x")', attempts=1)
+    store.write_summary([case], {})
+    (row,) = csv.DictReader((out / "summary.csv").open())
+    assert row["error"] == '\'=HYPERLINK("http://x")'
+    assert json.loads((out / "summary.json").read_text())["cases"][0]["error"].startswith("=")

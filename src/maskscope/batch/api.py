@@ -163,7 +163,7 @@ def explain_dataset(
     label = model if isinstance(model, str) else f"<{type(model).__name__}>"
     batch_settings = {"model": label, **job.settings()}
     store.check_settings(batch_settings, overwrite=overwrite)
-    done = [] if overwrite else [c.name for c in cases if store.is_finished(c.name)]
+    done = [] if overwrite else [c.name for c in cases if store.is_finished(c.name, c.image)]
     todo = [c for c in cases if c.name not in set(done)]
     result = BatchResult(out=Path(out), cases=cases, skipped=done)
     source = ModelSource(model, trusted=trusted, device=device, threads=threads)

@@ -94,6 +94,15 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_cell(value: Any) -> Any:
+    """A summary cell: empty for None; text a spreadsheet would run as a formula, quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 class BatchStore:
     """Paths, records and summary of one batch's output folder.
 
@@ -159,13 +168,29 @@ class BatchStore:
             return None
         return record if isinstance(record, dict) else None
 
-    def is_finished(self, name: str) -> bool:
-        """Whether case ``name`` has an ``"ok"`` record and its files."""
+    def is_finished(self, name: str, image: Any = None) -> bool:
+        """Whether case ``name`` has an ``"ok"`` record of its own and its files.
+
+        A record counts only as this store writes it: its name, its image (when given),
+        and its map and explanation where the store puts them (``maps/NAME…``,
+        ``explanations/NAME.npz``), so that a record placed in ``OUT/cases`` by someone
+        else cannot mark a case finished with files from elsewhere.
+        """
         record = self.read_record(name)
-        if record is None or record.get("status") != "ok":
+        if record is None or record.get("status") != "ok" or record.get("name") != name:
             return False
-        files = [record.get("map"), record.get("explanation")]
-        return all(f and (self.out / f).is_file() for f in files)
+        if image is not None and record.get("image") != str(image):
+            return False
+        map_file, expl_file = record.get("map"), record.get("explanation")
+        if not isinstance(map_file, str) or not isinstance(expl_file, str):
+            return False
+        own_map = Path(map_file).parent == Path("maps") and Path(map_file).name.startswith(name)
+        if not own_map or Path(expl_file) != Path("explanations") / f"{name}.npz":
+            return False
+        return all(
+            (self.out / f).is_file() and not (self.out / f).is_symlink()
+            for f in (map_file, expl_file)
+        )
 
     def write_record(self, row: dict[str, Any]) -> dict[str, Any]:
         """Write a case's record (atomically); returns the row as written."""
@@ -192,11 +217,19 @@ class BatchStore:
     def write_summary(self, cases: Sequence[Case], settings: dict[str, Any]) -> dict[str, Any]:
         """Write ``summary.csv`` and ``summary.json`` from the records of ``cases``.
 
-        Cases without a record yet are listed as ``"pending"``. Returns the JSON content.
+        Cases without a record of their own yet (an ``"ok"`` one only with its files, as
+        :meth:`is_finished` checks) are listed as ``"pending"``. In ``summary.csv`` a text
+        cell that a spreadsheet would read as a formula (``= + - @``) starts with ``'``.
+        Returns the JSON content.
         """
         rows = []
         for case in cases:
             record = self.read_record(case.name)
+            if record is not None and (
+                record.get("name") != case.name
+                or (record.get("status") == "ok" and not self.is_finished(case.name, case.image))
+            ):
+                record = None  # not a record this store wrote for this case
             rows.append(record or {"name": case.name, "status": "pending", "image": case.image})
         rows = [{k: _json_value(v) for k, v in r.items()} for r in rows]
         extra = sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS))
@@ -209,7 +242,7 @@ class BatchStore:
                 writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
                 for r in rows:
-                    writer.writerow({k: "" if r.get(k) is None else r[k] for k in columns})
+                    writer.writerow({k: _csv_cell(r.get(k)) for k in columns})
 
         content = {"settings": settings, "counts": counts, "cases": rows}
         atomic_write(self.out / "summary.csv", write_csv)
