@@ -68,17 +68,17 @@ def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[tuple[st
         cannot be written.
     """
     for what, out in outputs:
-        if Path(out).is_symlink():  # writing through it would overwrite what it points to
-            raise ValueError(
-                f"{what} {out} is a symbolic link (to {os.readlink(out)}): maskscope does not "
-                "write through links; remove the link or choose another output name"
-            )
         for flag, src in inputs:
             if _same(out, src):
                 raise ValueError(
                     f"{what} {out} is the {flag} file {src}: it would be overwritten; "
                     "choose another output name"
                 )
+        if Path(out).is_symlink():  # writing through it would overwrite what it points to
+            raise ValueError(
+                f"{what} {out} is a symbolic link (to {os.readlink(out)}): maskscope does not "
+                "write through links; remove the link or choose another output name"
+            )
         _check_writable(what, out)
     for i, (what, out) in enumerate(outputs):
         for other, out2 in outputs[i + 1 :]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._declared import check_npy_members
+
 __all__ = ["SavedFileError", "read_saved"]
 
 
@@ -31,8 +33,12 @@ def _read_entries(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
+        if zipfile.is_zipfile(path):
+            check_npy_members(path)  # before any array is read
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if str(exc).startswith(path.name):  # the declared size refused: its own words
+            raise SavedFileError(f"{path}: {exc}") from None
         raise SavedFileError(f"{path}: not a readable .npz file ({exc})") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise SavedFileError(f"{path}: not a maskscope explanation (a single array, not .npz)")

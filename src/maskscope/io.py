@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._declared import check_declared, check_npy, check_npy_members
 from ._pictures import PICTURE_FORMATS, read_picture
 
 __all__ = [
@@ -163,7 +164,14 @@ def nifti_order(ndim: int, axes: str) -> tuple[int, ...]:
 
 def _read_nifti(path: Path, fmt: str, axes: str) -> Volume:
     nib = _nibabel()
-    img = nib.load(str(path))
+    img = nib.load(str(path))  # the header only: the data is read below
+    shape, dtype = img.header.get_data_shape(), img.header.get_data_dtype()
+    size = path.stat().st_size
+    if fmt == ".nii":
+        offset = int(getattr(img.dataobj, "offset", 0))  # where the data starts
+        check_declared(path.name, shape, dtype, stored=size - offset)
+    else:
+        check_declared(path.name, shape, dtype, compressed=size)
     data = native(np.asarray(img.dataobj))
     n_spatial = min(data.ndim, 3)
     zooms = [float(z) for z in img.header.get_zooms()[:n_spatial]]
@@ -179,6 +187,7 @@ def _read_tiff(path: Path, fmt: str) -> Volume:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        check_declared(path.name, tuple(series.shape), series.dtype)
         data = native(series.asarray())
         layout = str(series.axes)
         spacing = _tiff_spacing(tif, layout)
@@ -225,6 +234,7 @@ def _tiff_spacing(tif: Any, layout: str) -> tuple[float, ...] | None:
 
 
 def _read_npz(path: Path, fmt: str, key: str | None) -> Volume:
+    check_npy_members(path)
     with np.load(path, allow_pickle=False) as z:
         keys = list(z.files)
         arrays = [k for k in keys if k != "voxel_spacing"]
@@ -284,6 +294,7 @@ def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -
         _nibabel()  # a missing extra is not a corrupt file
     try:
         if fmt == ".npy":
+            check_npy(path)
             return Volume(native(np.load(path, allow_pickle=False)), None, fmt)
         if fmt == ".npz":
             return _read_npz(path, fmt, key)

@@ -261,3 +261,13 @@ def test_a_flat_hdm_map_says_no_occluder_changed_the_distance():
     assert adaptive.reliability_text().startswith("exact, and flat: no occluder changed")
     moved = HDM(ThresholdNet(2)).explain(img, diameter=5, stride=2, sweep="full")
     assert np.any(moved.map) and "flat" not in moved.reliability_text()
+
+
+def test_a_fill_that_is_neither_a_number_nor_a_choice_says_both():
+    from maskscope import HDMParams
+    from maskscope._engine.params import validate_params
+
+    with pytest.raises(
+        ValueError, match=r"HDMParams.fill must be a number or one of 'min', 'mean', got 'abc'"
+    ):
+        validate_params(HDMParams(fill="abc"))

@@ -109,3 +109,22 @@ def test_anisotropic_ball_is_physical():
     assert occ[5 + 2, 10, 10] and not occ[5 + 3, 10, 10]
     assert occ[5, 10, 15] and not occ[5, 10, 16]
     assert occ[5, 15, 10] and not occ[5, 16, 10]
+
+
+def test_params_record_the_grid_as_laid():
+    """The stride is rounded to whole voxels per axis; params say what was used."""
+    from maskscope import HDM
+    from tests.conftest import ThresholdNet
+
+    img = np.zeros((12, 20, 22), np.float32)
+    img[3:8, 5:12, 5:12] = 1.0
+    spacing = (3.0, 1.5, 1.5)
+    kw = dict(diameter=6, stride=4.4, voxel_spacing=spacing, sweep="full")
+    expl = HDM(ThresholdNet(3)).explain(img, **kw)
+    grid = CentreGrid(img.shape, 6, 4.4, spacing)
+    assert grid.steps == (1, 3, 3)  # 4.4 / 3 rounds to 1, 4.4 / 1.5 to 3
+    assert expl.params["stride"] == 4.4
+    assert expl.params["stride_voxels"] == [1, 3, 3]
+    assert expl.params["stride_used"] == [3.0, 4.5, 4.5]
+    assert expl.params["voxel_spacing"] == [3.0, 1.5, 1.5]
+    assert expl.n_total == grid.n_centres

@@ -124,3 +124,14 @@ def test_a_split_run_with_a_roi_records_that_it_explains_the_whole_image(volume)
         want = list(crop) if isinstance(crop, tuple) else crop
         assert run.record.params["crop"] == want
         assert run.record.params["crop_skipped"] == SPLIT_RUNS_DO_NOT_CROP
+
+
+@pytest.mark.parametrize("crop", [True, 2])
+def test_a_crop_asked_for_that_would_cover_the_image_runs_on_it_and_says_so(volume, crop):
+    roi = "1:19,1:23,1:21"  # grown by 2: the whole image
+    got = SegRISE(_fcn()).explain(volume, roi=roi, crop=crop, **KW)
+    want = SegRISE(_fcn()).explain(volume, roi=roi, crop=False, **KW)
+    np.testing.assert_array_equal(got.map, want.map)
+    assert "crop_window" not in got.params and got.params["crop"] == crop
+    what = "receptive field" if crop is True else "margin"
+    assert got.params["crop_skipped"] == f"the ROI's box plus the {what} covers the whole image"

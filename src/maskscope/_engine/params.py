@@ -259,7 +259,8 @@ def _check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
     if isinstance(value, str):
         if choices is not None and value not in choices:
             valid = ", ".join(repr(c) for c in choices)
-            raise ValueError(f"{owner}.{f.name} must be one of {valid}, got {value!r}")
+            number = "a number or " if "float" in kinds else ""  # HDM's fill: 0.0 or 'min'
+            raise ValueError(f"{owner}.{f.name} must be {number}one of {valid}, got {value!r}")
         return
     numbers = value if isinstance(value, tuple) else (value,)
     for v in numbers:

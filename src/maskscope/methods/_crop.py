@@ -320,11 +320,11 @@ def iter_crop(
         why = f"the receptive field could not be estimated: {exc.__cause__ or exc}"
         return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
     window = plan.window
-    if crop == "auto" and all(
-        (s.start, s.stop) == (0, n) for s, n in zip(window, spatial, strict=True)
-    ):
+    if all((s.start, s.stop) == (0, n) for s, n in zip(window, spatial, strict=True)):
         why = "the ROI's box plus the receptive field covers the whole image"
-        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
+        if not plan.estimated:
+            why = "the ROI's box plus the margin covers the whole image"
+        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why, crop)
     checked = {}
     if check:  # a margin given: is it wide enough?
         difference, calls = margin_difference(method, img, window, region, whole)
@@ -370,14 +370,16 @@ def _window_failures(run: Iterator[Explanation], plan: CropPlan) -> Iterator[Exp
         raise new from exc
 
 
-def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why: str):
-    """``crop="auto"`` when cropping gains nothing: the whole-image run, saying why."""
+def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why: str, crop="auto"):
+    """A crop that gains nothing (its window would be the whole image, or ``"auto"`` could
+    not estimate the margin): the whole-image run, saying why."""
     run = method._prepare(
         image, roi=roi, reference=reference, slices=slices, normalize=normalize, **kwargs
     )
     if not stream:
         run = dataclasses.replace(run, yield_every=None)
-    record = {"crop": "auto", "crop_skipped": why}
+    given = list(crop) if isinstance(crop, tuple) else crop
+    record = {"crop": given, "crop_skipped": why}
     return each_snapshot(
         method._snapshots(run), lambda s: dataclasses.replace(s, params={**s.params, **record})
     )

@@ -104,6 +104,7 @@ def run_record(method, params: Any, options: RunOptions, inp, normalize) -> dict
             "slice_by_slice": inp.sliced,
             "normalize": str(normalize),
             **model,
+            **method.record_extra(params, inp),
         }
     )
 

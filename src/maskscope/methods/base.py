@@ -396,6 +396,10 @@ class Method:
             return task, ctx.target
         return run.focus.task(self, ctx, index, make)
 
+    def record_extra(self, params: Any, inp: Any) -> dict[str, Any]:
+        """What a method adds to a run's ``params`` beyond its settings (none here)."""
+        return {}
+
     def n_perturbations(self, params: Any, spatial: tuple[int, ...], spacing) -> int:
         """Number of perturbed inputs per image or slice."""
         return int(params.n_masks)

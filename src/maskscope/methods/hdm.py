@@ -77,7 +77,9 @@ class HDMParams:
     refine_tol: float = param(
         0.0,
         help="Adaptive sweep: neighbouring distances within this of each other count as equal "
-        "(a centre between equal neighbours takes their value).",
+        "(a centre between equal neighbours takes their value). Not a bound on the map's "
+        "error against the full sweep, which can be several times larger: 0 keeps it "
+        "smallest.",
         min=0.0,
     )
     content_rule: str = param(
@@ -159,6 +161,19 @@ class HDM(Method):
         """A sweep is deterministic: early stopping does not apply."""
         if options.tol is not None:
             raise ValueError("HDM visits every centre once: early stopping (tol) does not apply")
+
+    def record_extra(self, params: HDMParams, inp: Any) -> dict[str, Any]:
+        """The grid as it is laid: the centres' step per spatial axis, in voxels and in the
+        spacing's units (``stride`` rounded to whole voxels on each axis), and the spacing
+        ``diameter`` and ``stride`` are measured in."""
+        spatial = inp.spatial[1:] if inp.sliced else inp.spatial
+        spacing = tuple(inp.spacing)[-len(spatial) :] if inp.spacing else (1.0,) * len(spatial)
+        grid = CentreGrid(spatial, params.diameter, params.stride, spacing)
+        return {
+            "stride_voxels": list(grid.steps),
+            "stride_used": [round(st * sp, 6) for st, sp in zip(grid.steps, spacing, strict=True)],
+            "voxel_spacing": list(spacing),
+        }
 
     def n_perturbations(self, params: HDMParams, spatial, spacing) -> int:
         """One perturbed input per centre."""
