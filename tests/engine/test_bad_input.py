@@ -28,7 +28,7 @@ def sq(shape=(16, 16)):
         ({"batch_size": 0}, ValueError, r"batch_size must be in \[1, inf\], got 0"),
         ({"tol": -0.1}, ValueError, r"tol must be in \(0, 1\], got -0.1"),
         ({"score": "jaccard"}, ValueError, r"score must be one of 'dice', 'iou', got 'jaccard'"),
-        ({"baseline": "median"}, ValueError, r"baseline must be one of 'min', 'mean'"),
+        ({"baseline": "median"}, ValueError, r"baseline must be a number or one of 'min', 'mean'"),
         ({"n_masks": 2.5}, TypeError, r"n_masks must be an int, got 2.5"),
         ({"n_mask": 5}, TypeError, r"unknown argument\(s\) n_mask; parameters are"),
         ({"target": 2}, ValueError, r"target must be a class index in \[0, 1\] .* got 2"),

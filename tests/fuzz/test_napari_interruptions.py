@@ -125,7 +125,7 @@ def test_a_failing_model_keeps_the_partial_and_the_next_run_works(
     ("field", "text", "message"),
     [
         ("grid", "", "grid is empty: it takes a number or numbers separated by commas"),
-        ("baseline", "median", "\"baseline\" must be one of 'min', 'mean'"),
+        ("baseline", "median", "\"baseline\" must be a number or one of 'min', 'mean'"),
     ],
 )
 def test_bad_fields_are_named(make_napari_viewer, qtbot, errors, field, text, message) -> None:

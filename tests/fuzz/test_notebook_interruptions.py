@@ -91,5 +91,5 @@ def test_bad_choice_names_the_form_field() -> None:
     w = ExplainWidget(Faulty("none"), image(), **PARAMS)
     w.form.fields["baseline"].widget.value = "median"
     w.run()
-    assert "\"baseline\" must be one of 'min', 'mean'" in status(w)
+    assert "\"baseline\" must be a number or one of 'min', 'mean'" in status(w)
     assert "SegRISEParams" not in status(w)
