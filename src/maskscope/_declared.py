@@ -34,20 +34,25 @@ MAX_COMPRESSION = 1100
 LIMIT_VARIABLE = "MASKSCOPE_MAX_READ_GB"
 
 
-def read_limit() -> int:
-    """The largest array (bytes) a file may declare: half this machine's memory, or
-    ``MASKSCOPE_MAX_READ_GB``."""
+def read_limit() -> tuple[float, str]:
+    """The largest array (bytes) a file may declare, and where the limit comes from: half
+    this machine's memory, or ``MASKSCOPE_MAX_READ_GB`` (``inf``: no limit)."""
     given = os.environ.get(LIMIT_VARIABLE, "").strip()
     if given:
         try:
-            return int(float(given) * 1e9)
+            gb = float(given)
         except ValueError:
-            raise ValueError(f"{LIMIT_VARIABLE} must be a number of GB, got {given!r}") from None
+            gb = float("nan")
+        if not gb > 0:
+            raise ValueError(
+                f"{LIMIT_VARIABLE} must be a positive number of GB (or inf), got {given!r}"
+            )
+        return gb * 1e9, f"{LIMIT_VARIABLE}={given}"
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not on Linux or macOS
         total = 32 * 10**9
-    return int(total) // 2
+    return total / 2, "half this machine's memory"
 
 
 def _gb(n: float) -> str:
@@ -87,12 +92,11 @@ def check_declared(
             f"{name} declares {what} from {compressed} compressed bytes, more than compression "
             "can give: the file is truncated or damaged"
         )
-    limit = read_limit()
+    limit, source = read_limit()
     if nbytes > limit:
         raise ValueError(
             f"{name} declares {what}, more than maskscope reads at once here ({_gb(limit)}, "
-            f"half this machine's memory): refused before reading it; set {LIMIT_VARIABLE} "
-            "to raise the limit"
+            f"{source}): refused before reading it; set {LIMIT_VARIABLE} to raise the limit"
         )
 
 
@@ -116,16 +120,26 @@ def check_npy(path: Path) -> None:
 
 
 def check_npy_members(path: Path) -> None:
-    """Check every array of a ``.npz`` file before any is read."""
+    """Check every member of a ``.npz`` file before any is read.
+
+    numpy reads a member as an array when it starts with the ``.npy`` magic, whatever its
+    name, and any other as bytes: an array's declared size is checked, and a member of
+    bytes is bounded by the limit and by what its compressed size can give.
+    """
+    magic = np.lib.format.MAGIC_PREFIX
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
+            packed = info.compress_size if info.compress_type == zipfile.ZIP_DEFLATED else None
+            with zf.open(info) as fh:
+                is_array = fh.read(len(magic)) == magic
+            label = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            name = f"{path.name} (array {label!r})"
+            if not is_array:
+                check_declared(name, (info.file_size,), np.uint8, compressed=packed)
                 continue
             with zf.open(info) as fh:
                 shape, dtype, header = npy_header(fh)
             if dtype.hasobject:
-                continue
-            name = f"{path.name} (array {info.filename[:-4]!r})"
+                continue  # refused by np.load(allow_pickle=False), with its own message
             stored = info.file_size - header
-            packed = info.compress_size if info.compress_type == zipfile.ZIP_DEFLATED else None
             check_declared(name, shape, dtype, stored=stored, compressed=packed)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._declared import check_npy_members
+from ._declared import check_npy_members, read_limit
 
 __all__ = ["SavedFileError", "read_saved"]
 
@@ -32,6 +32,7 @@ def _fail(path: Path, key: str, what: str) -> SavedFileError:
 def _read_entries(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    read_limit()  # a bad MASKSCOPE_MAX_READ_GB is not the file's fault
     try:
         if zipfile.is_zipfile(path):
             check_npy_members(path)  # before any array is read

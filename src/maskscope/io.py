@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._declared import check_declared, check_npy, check_npy_members
+from ._declared import check_declared, check_npy, check_npy_members, read_limit
 from ._pictures import PICTURE_FORMATS, read_picture
 
 __all__ = [
@@ -166,12 +166,17 @@ def _read_nifti(path: Path, fmt: str, axes: str) -> Volume:
     nib = _nibabel()
     img = nib.load(str(path))  # the header only: the data is read below
     shape, dtype = img.header.get_data_shape(), img.header.get_data_dtype()
+    slope, inter = (getattr(img.dataobj, k, None) for k in ("slope", "inter"))
+    scaled = slope is not None and (float(slope), float(inter or 0.0)) != (1.0, 0.0)
+    in_memory = np.float64 if scaled else dtype  # nibabel scales into float64
     size = path.stat().st_size
     if fmt == ".nii":
         offset = int(getattr(img.dataobj, "offset", 0))  # where the data starts
         check_declared(path.name, shape, dtype, stored=size - offset)
     else:
         check_declared(path.name, shape, dtype, compressed=size)
+    if scaled:  # what reading it takes
+        check_declared(path.name, shape, in_memory)
     data = native(np.asarray(img.dataobj))
     n_spatial = min(data.ndim, 3)
     zooms = [float(z) for z in img.header.get_zooms()[:n_spatial]]
@@ -290,6 +295,7 @@ def read_image(path: str | Path, key: str | None = None, *, axes: str = "ijk") -
     fmt = _check_format(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    read_limit()  # a bad MASKSCOPE_MAX_READ_GB is not the file's fault
     if fmt in _NIFTI:
         _nibabel()  # a missing extra is not a corrupt file
     try:
