@@ -171,6 +171,13 @@ def test_a_record_placed_in_the_output_folder_does_not_finish_a_case(tmp_path):
     assert json.loads((out / "cases" / "img00.json").read_text())["map"] == "maps/img00.npy"
     again = _run(tmp_path / "data", out)
     assert again.skipped == ["img00", "img01"]  # the records it wrote itself
+    # another case's files do not finish a case whose name they start with
+    from maskscope.batch.store import BatchStore
+
+    store = BatchStore(out)
+    record = json.loads((out / "cases" / "img00.json").read_text())
+    (out / "cases" / "img0.json").write_text(json.dumps({**record, "name": "img0"}))
+    assert store.is_finished("img00") and not store.is_finished("img0")
 
 
 def test_summary_csv_quotes_text_a_spreadsheet_would_run(tmp_path):

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io import FORMATS
 from .dataset import Case
 
 __all__ = [
@@ -184,13 +185,17 @@ class BatchStore:
         map_file, expl_file = record.get("map"), record.get("explanation")
         if not isinstance(map_file, str) or not isinstance(expl_file, str):
             return False
-        own_map = Path(map_file).parent == Path("maps") and Path(map_file).name.startswith(name)
+        own_map = any(Path(map_file) == Path("maps") / f"{name}{fmt}" for fmt in FORMATS)
         if not own_map or Path(expl_file) != Path("explanations") / f"{name}.npz":
             return False
-        return all(
-            (self.out / f).is_file() and not (self.out / f).is_symlink()
-            for f in (map_file, expl_file)
-        )
+        root = self.out.resolve()
+        for f in (map_file, expl_file):
+            path, folder = self.out / f, self.out / Path(f).parent
+            if folder.is_symlink() or path.is_symlink() or not path.is_file():
+                return False
+            if path.resolve().parent != root / Path(f).parent:  # inside OUT, not elsewhere
+                return False
+        return True
 
     def write_record(self, row: dict[str, Any]) -> dict[str, Any]:
         """Write a case's record (atomically); returns the row as written."""

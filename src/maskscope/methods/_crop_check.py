@@ -41,19 +41,24 @@ def margin_difference(
     which is what crop mode is for; a failure on the window is the run's to report).
     """
     calls = 0
+    inner = (slice(None), slice(None), *window)
     try:
         if whole is None:
             whole = whole_output(method, img)
             calls += 1
+        # the window's part only, to the CPU in float64: no full-size copy on the device
+        w_whole = whole[inner].to("cpu", torch.float64)
+        del whole
         part = whole_output(method, img[(slice(None), *window)])
         calls += 1
+        w_part = part.to("cpu", torch.float64)
     except Exception:  # no check: the run itself reports a failure on the window
         return None, calls
-    p_whole = probabilities(whole.double(), method.outputs)[0].to("cpu")[(slice(None), *window)]
-    p_part = probabilities(part.double(), method.outputs)[0].to("cpu")
-    if p_part.shape != p_whole.shape:
+    if w_part.shape != w_whole.shape:
         return None, calls
     inside = torch.from_numpy(np.ascontiguousarray(region[window]))
+    p_whole = probabilities(w_whole, method.outputs)[0]
+    p_part = probabilities(w_part, method.outputs)[0]
     diff = (p_whole - p_part)[:, inside]
     return (float(diff.abs().max()) if diff.numel() else 0.0), calls
 
