@@ -56,6 +56,9 @@ def test_png_of_volume_uses_a_slice(net3d, cube3d):
     plain = np.asarray(across_y)
     assert plain.shape[:2] == (24, 8)  # (z, x) at (3.0, 1.0): each z voxel three pixels high
     np.testing.assert_array_equal(plain[::3], plain[2::3])  # nearest neighbour
+    odd = dataclasses.replace(expl, voxel_spacing=(2000.0, 1.0, 1.0))  # a header's odd spacing
+    capped = Image.open(io.BytesIO(odd.to_png(slice_index=3, axis=1)))
+    assert capped.size == (8, 8 * 16)  # stretched 16 times at most
     with pytest.raises(ValueError, match="view must be one of"):
         expl.to_png(view="nope")
 

@@ -353,29 +353,50 @@ def _explain(args: argparse.Namespace) -> int:
         **values,
     )
     write_map(out, expl.map, like=image, spacing=expl.voxel_spacing or None)
-    _report_result(out, png, method_name, expl, args.roi)
+    _report_result(out, png, method_name, expl, args)
     return 0
 
 
-def _report_crop(expl, out: Path, roi: str | None) -> None:
+#: explain's flags that say what a map's curves score, as ``maskscope evaluate`` takes them.
+_SCORED_FLAGS = (
+    ("reference", "--reference", None),
+    ("target", "--target", None),
+    ("outputs", "--outputs", "logits"),
+    ("spatial_dims", "--spatial-dims", None),
+    ("output_key", "--output-key", None),
+    ("pad_multiple", "--pad-multiple", None),
+)
+
+
+def _report_crop(expl, out: Path, args: argparse.Namespace) -> None:
     """Where the model ran for an ROI, and the evaluate flags that score the map there."""
     if expl.params.get("crop_skipped"):
         print(f"  not cropped, the model ran on the whole image: {expl.params['crop_skipped']}")
     window = expl.params.get("crop_window")
-    if window is None or roi is None:
+    if window is None or args.roi is None:
         return
     sliced = expl.slices is not None and len(window) == 3
     box = ",".join(f"{a}:{b}" for a, b in (window[1:] if sliced else window))
     where = f"the window {box}" + (" of each slice" if sliced else "")
-    slice_flag = " --slice Z" if sliced else ""
+    flags = [f"--map {out}", f"--roi {args.roi}", f"--window {box}"]
+    flags += [
+        f"{flag} {value}"
+        for name, flag, default in _SCORED_FLAGS
+        if (value := getattr(args, name, None)) is not None and value != default
+    ]
+    if getattr(args, "axes", "ijk") != "ijk":
+        flags.append(f"--axes {args.axes}")
+    if sliced:
+        shown = ",".join(map(str, expl.slices[:8])) + ("…" if len(expl.slices) > 8 else "")
+        flags.append(f"--slice Z (Z one of the explained slices {shown})")
     print(
         f"  the model ran on {where} (the ROI's box and a margin); to evaluate the map there: "
-        f"maskscope evaluate --map {out} --roi {roi} --window {box}{slice_flag} (with the "
-        "same --model, --image and --normalize)"
+        f"maskscope evaluate {' '.join(flags)} (with the same --model, --image and "
+        "--normalize)"
     )
 
 
-def _report_result(out: Path, png: Path | None, method_name: str, expl, roi=None) -> None:
+def _report_result(out: Path, png: Path | None, method_name: str, expl, args) -> None:
     print(f"wrote {out} ({method_name}, {expl.n_forward} forward passes, {expl.elapsed:.1f} s)")
     if expl.stopped_early:
         per_task = int(expl.params.get("n_masks", expl.n_total))
@@ -386,7 +407,7 @@ def _report_result(out: Path, png: Path | None, method_name: str, expl, roi=None
             f"of {of}"
         )
     print(f"  {for_cli(expl.reliability_text())}")
-    _report_crop(expl, out, roi)
+    _report_crop(expl, out, args)
     if png is not None:
         from .figure import figure_png
 

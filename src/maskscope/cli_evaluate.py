@@ -304,8 +304,7 @@ def _report(result: Any, args: argparse.Namespace) -> None:
     if result.slice_index is not None or args.slice is not None:
         print(f"slice {args.slice} of the volume")
     if result.window is not None:
-        box = ",".join(f"{a}:{b}" for a, b in result.window)
-        print(f"curves over the {result.n_voxels} voxels of the window {box}")
+        print(f"curves over {result.window_text()}")
     print(result.table())
     if args.png:
         result.to_png(args.png)

@@ -66,11 +66,17 @@ def _outline(rgb: np.ndarray, contour: np.ndarray, colour=(0, 255, 255)) -> None
     rgb[fg & ~ndimage.binary_erosion(fg)] = colour
 
 
+#: The largest stretch of a slice's axis to its voxels' aspect.
+MAX_ASPECT = 16.0
+
+
 def _enlarged_shape(shape: tuple[int, ...], spacing: tuple[float, ...], min_size: int):
     """Pixels per axis of a slice of ``shape`` shown with its voxels' physical aspect."""
     sy, sx = tuple(float(s) for s in spacing[-2:]) if len(spacing) >= 2 else (1.0, 1.0)
     finest = min(sy, sx)
-    aspect = (sy / finest, sx / finest)  # pixels per voxel along y and x, before scaling
+    # pixels per voxel along y and x, before scaling; a header's odd spacing (2000 : 1)
+    # must not make a picture of millions of pixels
+    aspect = (min(sy / finest, MAX_ASPECT), min(sx / finest, MAX_ASPECT))
     natural = [n * a for n, a in zip(shape[:2], aspect, strict=True)]
     factor = max(1.0, min_size / min(natural))
     return tuple(max(n, round(v * factor)) for n, v in zip(shape[:2], natural, strict=True))

@@ -155,10 +155,11 @@ def test_the_command_that_explain_prints_evaluates_the_roi(tmp_path, capsys):
     common = ["--model", FACTORY, "--image", str(tmp_path / "two.npy")]
     out = tmp_path / "m.npy"
     explain = ["explain", *common, "--out", str(out), "--roi", box, "--n-masks", "30"]
-    assert main([*explain, "--grid", "4", "--seed", "2", "--quiet"]) == 0
+    assert main([*explain, "--grid", "4", "--seed", "2", "--target", "1", "--quiet"]) == 0
     printed = capsys.readouterr().out.split("to evaluate the map there: ")[1].split(" (with")[0]
     argv = printed.split()[1:]  # the words after 'maskscope'
     assert argv[:3] == ["evaluate", "--map", str(out)] and "--roi" in argv
+    assert argv[argv.index("--target") + 1] == "1"  # what the curves score, as explained
     js = tmp_path / "c.json"
     assert main([*argv, *common, "--steps", "5", "--random-orders", "0", "--json", str(js)]) == 0
     expl = SegRISE(ThresholdNet(2)).explain(img, roi=box, n_masks=30, grid=4, seed=2)

@@ -109,6 +109,7 @@ def test_a_window_limits_the_voxels_ordered(dims):
         )
         assert res.window == [[s.start, s.stop] for s in window]
         assert res.n_voxels == len(order) and res.to_dict()["n_voxels"] == len(order)
+        assert res.window_text().startswith(f"the {len(order)} voxels of the window ")
         for kind in ("deletion", "insertion"):
             want = ref_roi_curve(img, sal, box, kind, order)
             np.testing.assert_allclose(getattr(res, kind).scores("dice"), want, atol=1e-12)
@@ -124,6 +125,17 @@ def test_a_window_limits_the_voxels_ordered(dims):
     )
     assert (whole.window, whole.n_voxels) == (None, sal.size)
     assert not np.allclose(whole.deletion.scores("dice"), res.deletion.scores("dice"))
+
+
+def test_a_mask_window_is_said_to_be_a_mask_in_its_box():
+    img, box = two_blocks(2)
+    sal = saliency_for(img.shape)
+    mask = np.zeros(img.shape, bool)
+    mask[1:7, 1:7] = True
+    mask[1, 1] = False
+    res = faithfulness(sal, model=BoxNet(2), image=img, roi=box, window=mask, steps=4)
+    assert res.window == [[1, 7], [1, 7]] and res.n_voxels == 35
+    assert res.window_text() == "the 35 voxels of a mask within the box 1:7,1:7"
 
 
 def test_a_window_away_from_the_segment_is_said():
@@ -187,6 +199,9 @@ def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
     by_hand = faithfulness(expl.map[1], model=ThresholdNet(2), image=expl.image[:, 1],
                            roi=inside, window=box, steps=4, n_random=0)  # fmt: skip
     np.testing.assert_array_equal(by_hand.deletion.scores("dice"), res.deletion.scores("dice"))
+    volume_roi = faithfulness(expl, model=ThresholdNet(2), slice_index=1, roi=expl.roi,
+                              reference=expl.reference, steps=4, n_random=0)  # fmt: skip
+    np.testing.assert_array_equal(volume_roi.deletion.scores("dice"), res.deletion.scores("dice"))
     whole = faithfulness(expl, model=ThresholdNet(2), slice_index=1, window="full", steps=4,
                          n_random=0)  # fmt: skip
     assert (whole.window, whole.n_voxels) == (None, 20 * 22)

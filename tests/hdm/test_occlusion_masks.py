@@ -126,5 +126,5 @@ def test_params_record_the_grid_as_laid():
     assert expl.params["stride"] == 4.4
     assert expl.params["stride_voxels"] == [1, 3, 3]
     assert expl.params["stride_used"] == [3.0, 4.5, 4.5]
-    assert expl.params["voxel_spacing"] == [3.0, 1.5, 1.5]
+    assert expl.params["grid_spacing"] == [3.0, 1.5, 1.5]
     assert expl.n_total == grid.n_centres

@@ -135,3 +135,14 @@ def test_a_crop_asked_for_that_would_cover_the_image_runs_on_it_and_says_so(volu
     assert "crop_window" not in got.params and got.params["crop"] == crop
     what = "receptive field" if crop is True else "margin"
     assert got.params["crop_skipped"] == f"the ROI's box plus the {what} covers the whole image"
+
+
+def test_a_point_roi_not_cropped_counts_its_whole_image_prediction():
+    from maskscope import ROI
+    from tests.conftest import ThresholdNet
+
+    img = np.zeros((16, 16), np.float32)
+    img[4:10, 5:12] = 1.0
+    got = SegRISE(ThresholdNet(2)).explain(img, roi=ROI.from_point((6, 8)), n_masks=8, grid=4)
+    assert got.params["crop_skipped"].endswith("covers the whole image")
+    assert got.n_forward == 8 + 1 + 1  # the masks, the run's own prediction, the point's

@@ -179,6 +179,12 @@ def _source_fields(
     if isinstance(source, Explanation) and source.slices is not None:
         got = slice_fields(source, slice_index)
         got["window"] = got["window"] if isinstance(window, str) and window == "auto" else window
+        z, depth = int(slice_index), source.map.shape[0]
+        # a reference or ROI given for the whole volume: its slice (a slice's own is 2D)
+        if reference is not None and np.ndim(reference) == 3 and np.shape(reference)[0] == depth:
+            reference = np.asarray(reference)[z]
+        if isinstance(roi, np.ndarray) and roi.ndim == 3 and roi.shape[0] == depth:
+            roi = roi[z]
         for name, given in (("image", image), ("reference", reference), ("target", target)):
             got[name] = got[name] if given is None else given
         roi = got["roi"] if roi is None else roi

@@ -94,8 +94,7 @@ def summary_html(result: FaithfulnessResult) -> str:
     if result.slice_index is not None:
         note += f"; slice {result.slice_index}"
     if result.window is not None:
-        box = ",".join(f"{a}:{b}" for a, b in result.window)
-        note += f"; over the {result.n_voxels} voxels of the crop window {box}"
+        note += f"; over {result.window_text().replace('the window', 'the crop window')}"
     state = "" if result.done else " (in progress)"
     return f"<table>{head}{''.join(rows)}</table><small>{note}{state}</small>"
 

@@ -141,8 +141,9 @@ class FaithfulnessResult:
     n_voxels
         Voxels the curves order (the fractions are of these).
     window
-        The box of the voxels ordered, one ``[start, stop]`` per spatial axis; None when
-        they are the whole image.
+        The box of the voxels ordered, one ``[start, stop]`` per spatial axis (for a mask,
+        its bounding box: fewer voxels than the box holds, ``n_voxels``); None when they
+        are the whole image.
     slice_index
         The slice evaluated, for an explanation made slice by slice; else None.
     elapsed
@@ -167,6 +168,15 @@ class FaithfulnessResult:
     slice_index: int | None = None
     elapsed: float = 0.0
     done: bool = False
+
+    def window_text(self) -> str:
+        """``"the 1152 voxels of the window 28:60,0:36"``, or of a mask inside that box."""
+        if self.window is None:
+            return f"all {self.n_voxels} voxels"
+        box = ",".join(f"{a}:{b}" for a, b in self.window)
+        size = int(np.prod([b - a for a, b in self.window]))
+        where = f"the window {box}" if size == self.n_voxels else f"a mask within the box {box}"
+        return f"the {self.n_voxels} voxels of {where}"
 
     def curves(self) -> dict[str, Curve]:
         """The curves present, by name (``"deletion"``, ``"random_deletion"``, ...)."""

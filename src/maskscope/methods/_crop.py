@@ -318,13 +318,17 @@ def iter_crop(
         if crop != "auto":
             raise
         why = f"the receptive field could not be estimated: {exc.__cause__ or exc}"
-        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why)
+        return _whole(
+            method, image, roi, reference, slices, normalize, stream, kwargs, why, crop, extra
+        )
     window = plan.window
     if all((s.start, s.stop) == (0, n) for s, n in zip(window, spatial, strict=True)):
         why = "the ROI's box plus the receptive field covers the whole image"
         if not plan.estimated:
             why = "the ROI's box plus the margin covers the whole image"
-        return _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why, crop)
+        return _whole(
+            method, image, roi, reference, slices, normalize, stream, kwargs, why, crop, extra
+        )
     checked = {}
     if check:  # a margin given: is it wide enough?
         difference, calls = margin_difference(method, img, window, region, whole)
@@ -370,7 +374,9 @@ def _window_failures(run: Iterator[Explanation], plan: CropPlan) -> Iterator[Exp
         raise new from exc
 
 
-def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why: str, crop="auto"):
+def _whole(
+    method, image, roi, reference, slices, normalize, stream, kwargs, why: str, crop, extra: int
+):
     """A crop that gains nothing (its window would be the whole image, or ``"auto"`` could
     not estimate the margin): the whole-image run, saying why."""
     run = method._prepare(
@@ -380,9 +386,12 @@ def _whole(method, image, roi, reference, slices, normalize, stream, kwargs, why
         run = dataclasses.replace(run, yield_every=None)
     given = list(crop) if isinstance(crop, tuple) else crop
     record = {"crop": given, "crop_skipped": why}
-    return each_snapshot(
-        method._snapshots(run), lambda s: dataclasses.replace(s, params={**s.params, **record})
-    )
+
+    def noted(snap: Explanation) -> Explanation:  # the forwards made before it, counted
+        params = {**snap.params, **record}
+        return dataclasses.replace(snap, params=params, n_forward=snap.n_forward + extra)
+
+    return each_snapshot(method._snapshots(run), noted)
 
 
 def wants_crop(method: Any, kwargs: dict[str, Any]) -> bool:

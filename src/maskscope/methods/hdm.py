@@ -165,14 +165,14 @@ class HDM(Method):
     def record_extra(self, params: HDMParams, inp: Any) -> dict[str, Any]:
         """The grid as it is laid: the centres' step per spatial axis, in voxels and in the
         spacing's units (``stride`` rounded to whole voxels on each axis), and the spacing
-        ``diameter`` and ``stride`` are measured in."""
-        spatial = inp.spatial[1:] if inp.sliced else inp.spatial
-        spacing = tuple(inp.spacing)[-len(spatial) :] if inp.spacing else (1.0,) * len(spatial)
-        grid = CentreGrid(spatial, params.diameter, params.stride, spacing)
+        of the grid's axes, in which ``diameter`` and ``stride`` are measured (in-plane for
+        a 2D model on a volume)."""
+        spacing = tuple(inp.part_spacing)
+        grid = CentreGrid(inp.part_spatial, params.diameter, params.stride, spacing)
         return {
             "stride_voxels": list(grid.steps),
             "stride_used": [round(st * sp, 6) for st, sp in zip(grid.steps, spacing, strict=True)],
-            "voxel_spacing": list(spacing),
+            "grid_spacing": list(spacing),
         }
 
     def n_perturbations(self, params: HDMParams, spatial, spacing) -> int:
