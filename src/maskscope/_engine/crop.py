@@ -112,6 +112,10 @@ def receptive_field(
             continue
         radius = [max(r, s) for r, s in zip(radius, support, strict=True)]
     whole = tuple(whole_axes) if whole_axes is not None else (False,) * spatial_dims
+    if len(whole) != spatial_dims:
+        raise ValueError(
+            f"whole_axes needs one flag per spatial axis ({spatial_dims}), got {whole}"
+        )
     for ax, (r, n) in enumerate(zip(radius, size, strict=True)):
         if r >= n // 2 - 2:
             if whole[ax]:
