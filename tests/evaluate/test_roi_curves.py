@@ -211,3 +211,11 @@ def test_a_gui_evaluates_one_slice_of_a_sliced_roi_run_inside_the_roi():
         faithfulness(expl, model=ThresholdNet(2), slice_index=0)
     with pytest.raises(ValueError, match="slice 0 was not explained: show one of the"):
         evaluation_inputs(expl, slice_index=0)
+
+
+def test_a_flat_map_is_said_to_order_nothing():
+    img, _ = two_blocks(2)
+    with pytest.warns(
+        UserWarning, match=r"the map is flat over the voxels the curves order \(every value 0\)"
+    ):
+        faithfulness(np.zeros(img.shape), model=BoxNet(2), image=img, steps=4, n_random=0)

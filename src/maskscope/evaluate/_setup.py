@@ -375,6 +375,16 @@ def prepare_problem(
         score = restricted_score(score, region, outputs)
     if box is not None:
         _check_window_holds_segment(ref, target, voxels, box, region is not None)
+    ordered = saliency.ravel()[voxels]
+    if ordered.size and ordered.min() == ordered.max():
+        where = "" if slice_index is None else f" (slice {slice_index})"
+        warnings.warn(
+            f"the map{where} is flat over the voxels the curves order (every value "
+            f"{ordered[0]:g}): its curves follow the voxels' index order, not saliency; was "
+            "this slice or region explained?",
+            UserWarning,
+            stacklevel=3,
+        )
     limit = batch_limit(RunOptions(batch_size=int(batch_size)), x)
     return Problem(
         x=x,
