@@ -169,11 +169,22 @@ def apply_normalization(normalize: str | Callable[[np.ndarray], Any], image: Any
     return out
 
 
+def _looks_zscored(values: np.ndarray) -> bool:
+    """Mean 0 and standard deviation 1, to within 0.05: the output of a z-score."""
+    if values.size < 2:
+        return False
+    values = values.astype(np.float64, copy=False)
+    return abs(float(values.mean())) < 0.05 and abs(float(values.std()) - 1.0) < 0.05
+
+
 def suggest_normalization(image: Any) -> str:
-    """A default for data of unknown origin: ``"none"`` when the values already lie in
-    [0, 1], else ``"percentile"``.
+    """A default for data of unknown origin: ``"none"`` when the values look normalised
+    already (they lie in [0, 1], or are z-scored over the image or over its non-zero
+    voxels), else ``"percentile"``.
 
     GUIs start with this and say so; a model's own contract (z-score, ...) overrides it.
+    Rescaling an image that a pipeline has z-scored already would give the model another
+    input than the one it was trained on.
     """
     if hasattr(image, "detach"):
         image = image.detach().cpu().numpy()
@@ -181,7 +192,12 @@ def suggest_normalization(image: Any) -> str:
     if arr.size == 0:
         return "none"
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    return "none" if 0.0 <= lo and hi <= 1.0 else "percentile"
+    if 0.0 <= lo and hi <= 1.0:
+        return "none"
+    finite = arr[np.isfinite(arr)]
+    if _looks_zscored(finite) or _looks_zscored(finite[finite != 0]):
+        return "none"
+    return "percentile"
 
 
 def describe_normalization(

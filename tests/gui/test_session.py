@@ -157,7 +157,23 @@ def test_status_words_for_both_frontends():
         cancelled.text.startswith("RISE cancelled at 30/120") and cancelled.bar_style == "warning"
     )
     failed = st.finished("RISE", snap, RuntimeError("boom"), False)
-    assert failed.text == "RISE failed at 30/120: RuntimeError: boom" and failed.color == st.RED
+    assert failed.text == (
+        "RISE failed at 30/120: RuntimeError: boom; the map shown is the partial one of 30 "
+        "perturbations"
+    )
+    assert failed.color == st.RED
+    # what an ROI run's crop did: said when skipped, or when a margin given is too small
+    skipped = done.with_status(
+        params={"crop": True, "crop_skipped": "the ROI's box plus the margin covers it"}
+    )
+    text = st.finished("RISE", skipped, None, False).text
+    assert text.endswith("; not cropped: the ROI's box plus the margin covers it")
+    small = done.with_status(params={"crop": 4, "crop_margin_difference": 0.969})
+    warned = st.finished("RISE", small, None, False)
+    assert "the crop margin is too small for this model" in warned.text and "0.969" in warned.text
+    assert warned.color == st.ORANGE
+    fine = done.with_status(params={"crop": 4, "crop_margin_difference": 1e-7})
+    assert st.crop_note(fine) == "" and st.crop_note(done) == ""
     with pytest.raises(ValueError, match="max_rate must be > 0"):
         st.check_rate(0)
 

@@ -81,6 +81,14 @@ def test_bad_modes_and_percentiles_are_named():
 def test_suggestion_and_description():
     assert suggest_normalization(np.array([0.0, 0.3, 1.0])) == "none"
     assert suggest_normalization(np.array([-610, 30393], dtype=">i2")) == "percentile"
+    # a volume a pipeline z-scored already: rescaling it would shift the model's input
+    raw = np.random.default_rng(0).gamma(2.0, 300.0, (16, 20, 12))
+    assert suggest_normalization(raw) == "percentile"
+    assert suggest_normalization(normalize(raw, "zscore")) == "none"
+    brain = raw.copy()
+    brain[:4] = 0  # background outside the brain, z-scored over the brain only
+    assert suggest_normalization(normalize(brain, "zscore-nonzero")) == "none"
+    assert suggest_normalization(normalize(raw, "zscore") * 3) == "percentile"
     text = describe_normalization("percentile", np.array([-610.0, 30393.0]))
     assert text == (
         "percentile: clip to the 0.5–99.5th percentiles, rescale to [0, 1] "

@@ -65,7 +65,7 @@ from .sliding import (
     split_patch_values,
     windowed,
 )
-from .status import error_line, format_duration, progress_text
+from .status import crop_note, error_line, format_duration, progress_text
 
 __all__ = [
     "AXES",
@@ -87,6 +87,7 @@ __all__ = [
     "Session",
     "SlidingSettings",
     "channel_ranking",
+    "crop_note",
     "device_choices",
     "error_line",
     "field_kind",

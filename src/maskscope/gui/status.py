@@ -16,6 +16,7 @@ __all__ = [
     "Status",
     "cannot_start",
     "check_rate",
+    "crop_note",
     "describe_input",
     "error_line",
     "finished",
@@ -140,13 +141,34 @@ def cannot_start(method: str, exc: BaseException) -> Status:
     return Status(f"Cannot start {method}: {error_line(exc)}", RED, "danger")
 
 
+def crop_note(snap: Explanation) -> str:
+    """What an ROI run's crop did, when the user should know: skipped, or a margin given
+    that leaves the map off the whole-image map; else ``""``."""
+    from ..methods._crop_check import MARGIN_TOLERANCE
+
+    params = snap.params
+    if params.get("crop_skipped") and params.get("crop") not in (False, None):
+        return f"; not cropped: {params['crop_skipped']}"
+    difference = params.get("crop_margin_difference")
+    if isinstance(difference, int | float) and difference > MARGIN_TOLERANCE:
+        return (
+            f"; the crop margin is too small for this model (in the ROI its outputs differ "
+            f"from the whole image's by up to {difference:.3g}): the map is not the "
+            "whole-image map, give a larger margin or crop to the region"
+        )
+    return ""
+
+
 def finished(
     method: str, snap: Explanation | None, error: BaseException | None, cancelled: bool
 ) -> Status:
     """How a run ended: failed, cancelled, stopped early or done."""
     if error is not None:
         where = "" if snap is None else f" at {snap.n_done}/{snap.n_total}"
-        return Status(f"{method} failed{where}: {error_line(error)}", RED, "danger")
+        kept = ""
+        if snap is not None and snap.n_done > 0:
+            kept = f"; the map shown is the partial one of {snap.n_done} perturbations"
+        return Status(f"{method} failed{where}: {error_line(error)}{kept}", RED, "danger")
     if snap is None:
         return Status(f"{method} cancelled before the first chunk", ORANGE, "warning")
     took = format_duration(snap.elapsed)
@@ -159,10 +181,12 @@ def finished(
             "warning",
         )
     early = ", stopped early: reliability target reached" if snap.stopped_early else ""
+    note = crop_note(snap)
     return Status(
-        f"{snap.method} done: {snap.n_done} perturbations in {took}{early}{_trust(snap, '; ')}",
-        GREEN,
-        "success",
+        f"{snap.method} done: {snap.n_done} perturbations in {took}{early}"
+        f"{_trust(snap, '; ')}{note}",
+        ORANGE if "too small" in note else GREEN,
+        "warning" if "too small" in note else "success",
     )
 
 

@@ -26,6 +26,7 @@ from ..gui import (
     PredictionReady,
     RunRequest,
     Session,
+    crop_note,
     device_choices,
     error_line,
     method_class,
@@ -386,7 +387,8 @@ class ExplainWidget(QWidget):
         elif snap is None:
             self.status.setText("cancelled before the first result")
         else:
-            self.status.setText(progress_text(snap, cancelled=self._cancelled and partial))
+            text = progress_text(snap, cancelled=self._cancelled and partial)
+            self.status.setText(text + (crop_note(snap) if snap.done else ""))
         self.worker = None
         self._workers.clear()
         self._set_running(False)
