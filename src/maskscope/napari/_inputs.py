@@ -134,8 +134,8 @@ class InputPanel(QWidget):
         self.normalization.addItems(list(NORMALIZATIONS))
         self.normalization.setToolTip(
             "Intensity normalisation per channel before the model: use the model's training "
-            "normalisation. Chosen for each new image: none for values in [0, 1], else "
-            "percentile"
+            "normalisation. Chosen for each new image: none for values in [0, 1] or z-scored "
+            "already, else percentile"
         )
         self.normalization_note = QLabel("")
         self.normalization_note.setObjectName("normalization_note")

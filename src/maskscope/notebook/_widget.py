@@ -65,7 +65,7 @@ class ExplainWidget(Display, widgets.VBox):
         Initial colormap and overlay opacity.
     normalize
         Intensity normalisation before the model (:data:`maskscope.intensity.NORMALIZATIONS`),
-        or ``"auto"``: none for values already in [0, 1], else percentile. The choice is
+        or ``"auto"``: none for values already in [0, 1] or z-scored, else percentile. The choice is
         shown and can be changed in the widget.
     max_rate
         Maximum display updates per second while running.
