@@ -130,7 +130,8 @@ def explain_dataset(
     overwrite
         Compute every case again, even in a folder that holds other settings' results.
     trusted
-        Allow a ``.pt2`` model file.
+        Allow a model file (TorchScript or ``.pt2``): its code runs when it is loaded and
+        called (see :func:`maskscope.models.load_model`).
     progress
         Show a bar over cases (and print the Dask dashboard's address).
     on_case
