@@ -376,7 +376,9 @@ def _report_crop(expl, out: Path, args: argparse.Namespace) -> None:
     if window is None or args.roi is None:
         return
     sliced = expl.slices is not None and len(window) == 3
-    box = ",".join(f"{a}:{b}" for a, b in (window[1:] if sliced else window))
+    from .roi import box_text
+
+    box = box_text(window[1:] if sliced else window)
     where = f"the window {box}" + (" of each slice" if sliced else "")
     flags = [f"--map {out}", f"--roi {args.roi}", f"--window {box}"]
     flags += [

@@ -55,6 +55,12 @@ def _range_str(s: slice) -> str:
     return f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
 
 
+def box_text(box) -> str:
+    """``"z0:z1,y0:y1,x0:x1"`` from one ``[start, stop]`` pair per axis (``parse_box``'s
+    form, as ``params["crop_window"]`` and the curves' ``window`` hold a box)."""
+    return ",".join(f"{a}:{b}" for a, b in box)
+
+
 def parse_box(text: str) -> tuple[slice, ...]:
     """Parse a box ``"z0:z1,y0:y1,x0:x1"`` (or ``"y0:y1,x0:x1"``) into slices.
 

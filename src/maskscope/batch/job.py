@@ -203,7 +203,9 @@ def _evaluation(expl: Any, model: Callable, job: Job) -> dict[str, Any]:
         return {"evaluation_note": str(exc).splitlines()[0]}
     window = None  # an ROI explained in crop mode: the curves order its window's voxels
     if result.window is not None:
-        window = ",".join(f"{a}:{b}" for a, b in result.window)
+        from ..roi import box_text
+
+        window = box_text(result.window)
     return {
         "deletion_auc": result.auc("deletion"),
         "insertion_auc": result.auc("insertion"),

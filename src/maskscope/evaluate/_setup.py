@@ -23,7 +23,7 @@ from .._engine.scores import (
     segmentation,
 )
 from ..explanation import Explanation
-from ..roi import as_roi, bounding_box, restrict_reference, restricted_score
+from ..roi import as_roi, bounding_box, box_text, restrict_reference, restricted_score
 from .substrates import Substrate, get_substrate
 
 __all__ = ["SCORES", "Problem", "as_map", "prepare_problem"]
@@ -265,7 +265,7 @@ def _check_window_holds_segment(ref, target, voxels, box, in_roi: bool) -> None:
     if flat[voxels].any():
         return
     where = " inside the ROI" if in_roi else ""
-    text = ",".join(f"{a}:{b}" for a, b in box)
+    text = box_text(box)
     warnings.warn(
         f"the window {text} holds none of the {int(flat.sum())} voxels scored (the "
         f"reference's segment{where}): its curves move only what surrounds the segment; is "

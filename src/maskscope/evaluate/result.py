@@ -173,7 +173,9 @@ class FaithfulnessResult:
         """``"the 1152 voxels of the window 28:60,0:36"``, or of a mask inside that box."""
         if self.window is None:
             return f"all {self.n_voxels} voxels"
-        box = ",".join(f"{a}:{b}" for a, b in self.window)
+        from ..roi import box_text
+
+        box = box_text(self.window)
         size = int(np.prod([b - a for a, b in self.window]))
         where = f"the window {box}" if size == self.n_voxels else f"a mask within the box {box}"
         return f"the {self.n_voxels} voxels of {where}"
